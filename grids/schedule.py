@@ -1,0 +1,526 @@
+"""GridSchedule: a time grid t_0 = 0 < ... < t_K = T with one spatial Grid per time."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from .domain import Domain, as_domain
+from .grid import Grid
+from .quadrature import RULES, check_rule, nearest_valid_n
+from .transfer import TRANSFER_KINDS, Transfer, make_transfer
+
+__all__ = ["GridSchedule", "cluster_map"]
+
+JSON_VERSION = 1
+
+
+class GridSchedule:
+    """Time grid ``times`` ``[K+1]`` and spatial grids ``grids[k]`` (G_k at t_k).
+
+    Step k maps grid k (width n_k) to grid k + 1 (width n_{k+1}); ``transfer(k)`` is the
+    shortcut Pi_k of that residual block. ``transfer_kind`` chooses Pi (linear, nearest, l2).
+    """
+
+    def __init__(
+        self,
+        times: torch.Tensor | Sequence[float],
+        grids: Sequence[Grid],
+        transfer_kind: str = "linear",
+    ) -> None:
+        t = _check_times(times)
+        grids = list(grids)
+        if len(grids) != t.numel():
+            raise ValueError(
+                f"grids: need one grid per time ({t.numel()} for {t.numel() - 1} steps), "
+                f"got {len(grids)}"
+            )
+        for k, g in enumerate(grids):
+            if not isinstance(g, Grid):
+                raise ValueError(f"grids[{k}]: expected a grids.Grid, got {type(g).__name__}")
+            if g.domain != grids[0].domain:
+                raise ValueError(
+                    f"grids[{k}]: every grid must share one domain, got {g.domain} and "
+                    f"{grids[0].domain}"
+                )
+        if transfer_kind not in TRANSFER_KINDS:
+            raise ValueError(
+                f"transfer_kind: expected one of {', '.join(TRANSFER_KINDS)}; got {transfer_kind!r}"
+            )
+        self.times = t.to(device=grids[0].device, dtype=grids[0].dtype)
+        self.grids = grids
+        self.transfer_kind = transfer_kind
+        self._transfers: dict[int, Transfer] = {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_steps(self) -> int:
+        """K, the number of time steps (layers)."""
+        return len(self.grids) - 1
+
+    @property
+    def widths(self) -> list[int]:
+        """[n_0, ..., n_K]: the number of nodes of each grid (the layer widths)."""
+        return [g.n for g in self.grids]
+
+    @property
+    def T(self) -> float:
+        """The horizon t_K."""
+        return float(self.times[-1])
+
+    @property
+    def dt(self) -> torch.Tensor:
+        """Step sizes ``[K]``: dt_k = t_{k+1} - t_k."""
+        return self.times[1:] - self.times[:-1]
+
+    @property
+    def domain(self) -> Domain:
+        return self.grids[0].domain
+
+    @property
+    def dim(self) -> int:
+        return self.domain.dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.times.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.times.dtype
+
+    def transfer(self, k: int) -> Transfer:
+        """Pi_k: grid k -> grid k + 1 (built once, then cached)."""
+        if not 0 <= k < self.num_steps:
+            raise ValueError(f"k: expected 0 <= k < {self.num_steps}, got {k}")
+        if k not in self._transfers:
+            self._transfers[k] = make_transfer(self.grids[k], self.grids[k + 1], self.transfer_kind)
+        return self._transfers[k]
+
+    def transfers(self) -> list[Transfer]:
+        """All K transfers, Pi_0 ... Pi_{K-1}."""
+        return [self.transfer(k) for k in range(self.num_steps)]
+
+    def is_constant(self) -> bool:
+        """True when every grid coincides with the first (a fixed-width ResNet)."""
+        return all(g.same_as(self.grids[0]) for g in self.grids[1:])
+
+    def same_as(self, other: GridSchedule, tol: float = 1e-12) -> bool:
+        return (
+            self.num_steps == other.num_steps
+            and torch.allclose(self.times.cpu().double(), other.times.cpu().double(), atol=tol)
+            and all(a.same_as(b, tol) for a, b in zip(self.grids, other.grids))
+        )
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> GridSchedule:
+        """A copy with times, grids and cached transfers on ``device`` / in ``dtype``."""
+        new = GridSchedule.__new__(GridSchedule)
+        new.times = self.times.to(device=device, dtype=dtype)
+        new.grids = [g.to(device, dtype) for g in self.grids]
+        new.transfer_kind = self.transfer_kind
+        new._transfers = {k: p.to(device, dtype) for k, p in self._transfers.items()}
+        return new
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def constant(
+        cls,
+        n: int | Sequence[int],
+        steps: int,
+        T: float = 1.0,
+        domain: Domain | Sequence = (0.0, 1.0),
+        rule: str = "trapezoid",
+        transfer_kind: str = "linear",
+    ) -> GridSchedule:
+        """The same grid at every time: a fixed-width ResNet with ``steps`` layers."""
+        steps = _check_steps(steps)
+        g = Grid.uniform(n, domain, rule)
+        return cls(_uniform_times(steps, T), [g] * (steps + 1), transfer_kind)
+
+    @classmethod
+    def from_widths(
+        cls,
+        widths: Sequence[int | Sequence[int]],
+        T: float = 1.0,
+        domain: Domain | Sequence = (0.0, 1.0),
+        rule: str = "trapezoid",
+        times: Sequence[float] | torch.Tensor | None = None,
+        transfer_kind: str = "linear",
+    ) -> GridSchedule:
+        """Uniform grids of the given widths n_0..n_K (K + 1 entries) on uniform or given times."""
+        widths = list(widths)
+        if len(widths) < 2:
+            raise ValueError(f"widths: need at least 2 entries (n_0 and n_K), got {widths!r}")
+        dom = as_domain(domain)
+        for k, w in enumerate(widths):
+            ws = w if isinstance(w, (tuple, list)) else (w,)
+            for v in ws:
+                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                    raise ValueError(f"widths: entry {k} must be a positive int, got {w!r}")
+        t = _uniform_times(len(widths) - 1, T) if times is None else times
+        cache: dict = {}
+        grids = []
+        for k, w in enumerate(widths):
+            key = tuple(w) if isinstance(w, (tuple, list)) else w
+            if key not in cache:
+                try:
+                    cache[key] = Grid.uniform(w, dom, rule)
+                except ValueError as exc:
+                    raise ValueError(f"widths: entry {k}: {exc}") from None
+            grids.append(cache[key])
+        return cls(t, grids, transfer_kind)
+
+    @classmethod
+    def from_function(
+        cls,
+        width_fn: Callable[[float], int | Sequence[int]],
+        steps: int,
+        T: float = 1.0,
+        domain: Domain | Sequence = (0.0, 1.0),
+        rule: str = "trapezoid",
+        transfer_kind: str = "linear",
+    ) -> GridSchedule:
+        """Widths n_k = width_fn(t_k) on a uniform time grid of ``steps`` steps."""
+        steps = _check_steps(steps)
+        t = _uniform_times(steps, T)
+        widths = [width_fn(float(tk)) for tk in t]
+        return cls.from_widths(widths, T, domain, rule, times=t, transfer_kind=transfer_kind)
+
+    @classmethod
+    def ramp(
+        cls,
+        n_start: int,
+        n_end: int,
+        steps: int,
+        T: float = 1.0,
+        domain: Domain | Sequence = (0.0, 1.0),
+        rule: str = "trapezoid",
+        transfer_kind: str = "linear",
+    ) -> GridSchedule:
+        """Widths varying linearly in t from ``n_start`` to ``n_end`` (per axis in 2-D)."""
+        return cls._shape(lambda s: s, n_start, n_end, steps, T, domain, rule, transfer_kind)
+
+    @classmethod
+    def hourglass(
+        cls,
+        n_outer: int,
+        n_waist: int,
+        steps: int,
+        T: float = 1.0,
+        domain: Domain | Sequence = (0.0, 1.0),
+        rule: str = "trapezoid",
+        transfer_kind: str = "linear",
+    ) -> GridSchedule:
+        """Wide - narrow - wide: ``n_outer`` at t = 0 and T, ``n_waist`` at t = T / 2."""
+        return cls._shape(
+            lambda s: 1.0 - abs(2.0 * s - 1.0),
+            n_outer,
+            n_waist,
+            steps,
+            T,
+            domain,
+            rule,
+            transfer_kind,
+        )
+
+    @classmethod
+    def pyramid(
+        cls,
+        n_base: int,
+        n_top: int,
+        steps: int,
+        T: float = 1.0,
+        domain: Domain | Sequence = (0.0, 1.0),
+        rule: str = "trapezoid",
+        levels: int = 3,
+        transfer_kind: str = "linear",
+    ) -> GridSchedule:
+        """Coarsening in ``levels`` equal stages from ``n_base`` to ``n_top`` (widths geometric)."""
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"levels: expected a positive int, got {levels!r}")
+        return cls._shape(
+            lambda s: min(math.floor(s * levels), levels - 1) / max(levels - 1, 1),
+            n_base,
+            n_top,
+            steps,
+            T,
+            domain,
+            rule,
+            transfer_kind,
+            geometric=True,
+        )
+
+    @classmethod
+    def _shape(cls, profile, n0, n1, steps, T, domain, rule, transfer_kind, geometric=False):
+        steps = _check_steps(steps)
+        dom = as_domain(domain)
+        check_rule(rule, RULES)
+        a = _per_axis(n0, dom.dim, "n_start")
+        b = _per_axis(n1, dom.dim, "n_end")
+
+        def width(s: float):
+            p = profile(s)
+            out = []
+            for x, y in zip(a, b):
+                v = x * (y / x) ** p if geometric else x + (y - x) * p
+                # named shapes snap to the nearest width the rule accepts (documented)
+                out.append(nearest_valid_n(rule, max(1, round(v))))
+            return tuple(out) if dom.dim > 1 else out[0]
+
+        t = _uniform_times(steps, T)
+        widths = [width(k / steps) for k in range(steps + 1)]
+        return cls.from_widths(widths, T, dom, rule, times=t, transfer_kind=transfer_kind)
+
+    @classmethod
+    def moving(
+        cls,
+        widths: int | Sequence[int],
+        steps: int | None = None,
+        T: float = 1.0,
+        domain: Domain | Sequence = (0.0, 1.0),
+        phi: Callable[[float, torch.Tensor], torch.Tensor] | None = None,
+        transfer_kind: str = "linear",
+    ) -> GridSchedule:
+        """Grids whose nodes drift with t: xi^k_j = phi(t_k / T, s_j), s_j equispaced.
+
+        ``phi(tau, s)`` maps the reference nodes s (a tensor on each axis's interval) at
+        relative time tau in [0, 1] to increasing nodes in the same interval; the default
+        :func:`cluster_map` gathers nodes towards the centre as tau grows. ``widths`` is one
+        int (every step) or K + 1 ints. Weights use the non-uniform trapezoid rule.
+        """
+        dom = as_domain(domain)
+        if isinstance(widths, int) and not isinstance(widths, bool):
+            if steps is None:
+                raise ValueError("steps: required when widths is a single int")
+            steps = _check_steps(steps)
+            widths = [widths] * (steps + 1)
+        widths = list(widths)
+        if steps is not None and len(widths) != steps + 1:
+            raise ValueError(f"widths: need steps + 1 = {steps + 1} entries, got {len(widths)}")
+        steps = len(widths) - 1
+        _check_steps(steps)
+        phi = phi or cluster_map()
+        t = _uniform_times(steps, T)
+        grids = []
+        for k, w in enumerate(widths):
+            ws = _per_axis(w, dom.dim, f"widths[{k}]")
+            tau = k / steps
+            axes = []
+            for n, (lo, hi) in zip(ws, dom.bounds):
+                s = (
+                    torch.linspace(lo, hi, n, dtype=torch.float64)
+                    if n > 1
+                    else torch.tensor([(lo + hi) / 2], dtype=torch.float64)
+                )
+                axes.append(torch.as_tensor(phi(tau, s), dtype=torch.float64))
+            try:
+                grids.append(Grid.from_nodes(axes[0] if dom.dim == 1 else axes, dom))
+            except ValueError as exc:
+                raise ValueError(f"phi: at step {k} (tau={tau:.3g}): {exc}") from None
+        return cls(t, grids, transfer_kind)
+
+    # ------------------------------------------------------------------ refinement
+    def refine(self, width: int = 2, depth: int = 2) -> GridSchedule:
+        """A finer schedule: every step split into ``depth`` equal substeps, and every grid
+        refined ``width`` times (uniform grids: (n - 1) * width + 1 nodes for end-point rules,
+        n * width otherwise; node grids: each gap split into ``width`` equal gaps).
+
+        Substeps inside step k use the refined grid k (the grid changes where it changed
+        before), so the refined schedule discretises the same moving-grid problem.
+        """
+        for name, v in (("width", width), ("depth", depth)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        refined: dict[int, Grid] = {}
+        fine = []
+        for g in self.grids:
+            key = id(g)
+            if key not in refined:
+                refined[key] = _refine_grid(g, width)
+            fine.append(refined[key])
+        t = self.times.cpu().double()
+        times = [t[0:1]]
+        grids = [fine[0]]
+        for k in range(self.num_steps):
+            sub = t[k] + (t[k + 1] - t[k]) * torch.arange(1, depth + 1, dtype=torch.float64) / depth
+            times.append(sub)
+            grids.extend([fine[k]] * (depth - 1) + [fine[k + 1]])
+        out = GridSchedule(torch.cat(times), grids, self.transfer_kind)
+        return out.to(self.device, self.dtype)
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """JSON text of the schedule (written to ``path`` too when given)."""
+        table: list[dict] = []
+        index: list[int] = []
+        ids: dict[int, int] = {}
+        for g in self.grids:
+            if id(g) not in ids:
+                ids[id(g)] = len(table)
+                table.append(g.to_json())
+            index.append(ids[id(g)])
+        doc = {
+            "format": "spacetime-nets/grid-schedule",
+            "version": JSON_VERSION,
+            "times": self.times.double().cpu().tolist(),
+            "transfer": self.transfer_kind,
+            "grids": table,
+            "grid_index": index,
+        }
+        text = json.dumps(doc, indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike) -> GridSchedule:
+        """Read a schedule from JSON text or a file path; every field is validated."""
+        text = source
+        if isinstance(source, os.PathLike) or (
+            isinstance(source, str) and not source.lstrip().startswith("{")
+        ):
+            p = Path(source)
+            if not p.is_file():
+                raise ValueError(f"source: no such file and not JSON text: {str(source)[:80]!r}")
+            text = p.read_text()
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"source: malformed JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"source: expected a JSON object, got {type(doc).__name__}")
+        if doc.get("version") != JSON_VERSION:
+            raise ValueError(f"version: expected {JSON_VERSION}, got {doc.get('version')!r}")
+        for key in ("times", "grids", "grid_index"):
+            if key not in doc:
+                raise ValueError(f"source: missing key {key!r}")
+        table = doc["grids"]
+        if not isinstance(table, list) or not table:
+            raise ValueError("grids: expected a non-empty list of grids")
+        grid_objs = [Grid.from_json_dict(g, name=f"grids[{i}]") for i, g in enumerate(table)]
+        index = doc["grid_index"]
+        if not isinstance(index, list) or not all(
+            isinstance(i, int) and 0 <= i < len(grid_objs) for i in index
+        ):
+            raise ValueError(f"grid_index: expected indices into grids, got {index!r:.80}")
+        return cls(doc["times"], [grid_objs[i] for i in index], doc.get("transfer", "linear"))
+
+    def plot(self, ax=None):
+        """Figure: widths against t, and node positions against t. See :mod:`grids.plot`."""
+        from .plot import plot_schedule
+
+        return plot_schedule(self)
+
+    def summary(self) -> str:
+        """A short text table: step, t_k, n_k -> n_{k+1}, transfer."""
+        lines = [f"GridSchedule: K={self.num_steps} steps, T={self.T:g}, domain={self.domain}"]
+        for k in range(self.num_steps):
+            lines.append(
+                f"  step {k:3d}  t={float(self.times[k]):8.4f}  {self.grids[k].n:5d} -> "
+                f"{self.grids[k + 1].n:5d}"
+            )
+        return "\n".join(lines)
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+    def __repr__(self) -> str:
+        w = self.widths
+        shown = w if len(w) <= 8 else [*w[:3], "...", *w[-3:]]
+        return f"GridSchedule(K={self.num_steps}, T={self.T:g}, widths={shown})"
+
+
+def cluster_map(strength: float = 0.6, center: float = 0.5) -> Callable:
+    """phi(tau, s): nodes drift towards ``center`` (relative position in the interval) as tau
+    goes 0 -> 1; monotone in s for 0 <= strength < 1, end points fixed."""
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"strength: expected 0 <= strength < 1, got {strength}")
+
+    def phi(tau: float, s: torch.Tensor) -> torch.Tensor:
+        lo, hi = float(s.min()), float(s.max())
+        if hi == lo:
+            return s
+        u = (s - lo) / (hi - lo)
+        c = center
+        # u -> u - a * sin(2 pi (u - c)) / (2 pi), derivative 1 - a cos(...) > 0
+        a = strength * tau
+        v = u - a * torch.sin(2 * math.pi * (u - c)) / (2 * math.pi)
+        v = v - v[0] if c == 0.5 else v
+        return lo + (hi - lo) * v
+
+    return phi
+
+
+def _check_steps(steps: object) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    return steps
+
+
+def _uniform_times(steps: int, T: float) -> torch.Tensor:
+    T = float(T)
+    if not (math.isfinite(T) and T > 0):
+        raise ValueError(f"T: expected a positive finite horizon, got {T}")
+    return torch.linspace(0.0, T, steps + 1, dtype=torch.float64)
+
+
+def _check_times(times: object) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(times, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"times: expected a 1-D sequence of numbers, got {times!r:.80}") from None
+    if t.dim() != 1 or t.numel() < 2:
+        raise ValueError(f"times: expected at least 2 increasing times, got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        j = int((~torch.isfinite(t)).nonzero()[0])
+        raise ValueError(f"times: t[{j}]={float(t[j])} is not finite")
+    if float(t[0]) != 0.0:
+        raise ValueError(f"times: must start at t[0]=0, got t[0]={float(t[0])}")
+    d = t[1:] - t[:-1]
+    if (d <= 0).any():
+        k = int((d <= 0).nonzero()[0])
+        raise ValueError(
+            f"times: must increase, got t[{k + 1}]={float(t[k + 1])} <= t[{k}]={float(t[k])}"
+        )
+    return t
+
+
+def _per_axis(n: object, dim: int, name: str) -> tuple[int, ...]:
+    vals = tuple(n) if isinstance(n, (tuple, list)) else (n,) * dim
+    if len(vals) != dim:
+        raise ValueError(f"{name}: expected {dim} counts, got {n!r}")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name}: expected positive ints, got {n!r}")
+    return vals
+
+
+def _refine_grid(g: Grid, width: int) -> Grid:
+    if width == 1:
+        return g
+    if g.is_uniform:
+        if g.rule in ("midpoint", "gauss_legendre"):
+            n = tuple(s * width for s in g.shape)
+        else:
+            n = tuple((s - 1) * width + 1 for s in g.shape)
+            n = tuple(
+                nearest_valid_n(g.rule, v) if v != nearest_valid_n(g.rule, v) else v for v in n
+            )
+        return Grid.uniform(n if g.dim > 1 else n[0], g.domain, g.rule)
+    axes = []
+    for a in g.axes:
+        a = a.cpu().double()
+        if a.numel() == 1:
+            axes.append(a)
+            continue
+        frac = torch.arange(width, dtype=torch.float64) / width
+        inner = (a[:-1, None] + (a[1:] - a[:-1])[:, None] * frac[None, :]).reshape(-1)
+        axes.append(torch.cat([inner, a[-1:]]))
+    return Grid.from_nodes(axes[0] if g.dim == 1 else axes, g.domain, g.rule)

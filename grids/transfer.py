@@ -1,0 +1,162 @@
+"""Transfers Pi: values on a source grid -> values on a target grid (the ResNet shortcut).
+
+Every transfer is stored in gather form: for each target node i, ``m`` source indices
+``index[i, :]`` and coefficients ``coeff[i, :]`` (padded with zero coefficients), so that
+``(P x)_i = sum_r coeff[i, r] * x[index[i, r]]``. Applying it costs ``n_dst * m`` multiply-adds
+and never forms the dense ``[n_dst, n_src]`` matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .grid import Grid
+
+__all__ = ["Transfer", "make_transfer", "TRANSFER_KINDS"]
+
+TRANSFER_KINDS = ("linear", "nearest", "l2")
+
+
+class Transfer:
+    """A linear map ``[..., n_src] -> [..., n_dst]`` acting on the last dimension."""
+
+    def __init__(
+        self,
+        index: torch.Tensor,
+        coeff: torch.Tensor,
+        n_src: int,
+        kind: str,
+        identity: bool = False,
+    ) -> None:
+        self.index = index
+        self.coeff = coeff
+        self.n_src = int(n_src)
+        self.n_dst = int(index.shape[0])
+        self.kind = kind
+        self.identity = identity
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply P to the last dimension: ``[..., n_src] -> [..., n_dst]``."""
+        if x.shape[-1] != self.n_src:
+            raise ValueError(
+                f"x: last dimension must be the source grid size {self.n_src}, got shape "
+                f"{tuple(x.shape)}"
+            )
+        if self.identity:
+            return x
+        if self.index.shape[1] == 1:
+            return x[..., self.index[:, 0]] * self.coeff[:, 0].to(x.dtype)
+        return (x[..., self.index] * self.coeff.to(x.dtype)).sum(-1)
+
+    def matrix(self) -> torch.Tensor:
+        """The dense ``[n_dst, n_src]`` matrix of P (for export and tests)."""
+        m = torch.zeros(self.n_dst, self.n_src, dtype=self.coeff.dtype, device=self.coeff.device)
+        m.scatter_add_(1, self.index, self.coeff)
+        return m
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        return Transfer(
+            self.index.to(device=device),
+            self.coeff.to(device=device, dtype=dtype),
+            self.n_src,
+            self.kind,
+            self.identity,
+        )
+
+    def __repr__(self) -> str:
+        tag = ", identity" if self.identity else ""
+        return f"Transfer({self.kind}, {self.n_src} -> {self.n_dst}{tag})"
+
+
+def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
+    """Build Pi from ``source`` to ``target`` grid.
+
+    ``linear``: piecewise linear interpolation (multilinear on tensor grids) with constant
+    extrapolation outside the source's node range. ``nearest``: the value of the nearest source
+    node. ``l2``: conservative transfer P = D_dst^{-1} L^T D_src, where L interpolates linearly
+    from the target grid to the source grid and D holds quadrature weights; it preserves the
+    quadrature integral, sum_i w_dst_i (P x)_i = sum_j w_src_j x_j.
+    """
+    if kind not in TRANSFER_KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(TRANSFER_KINDS)}; got {kind!r}")
+    if source.domain != target.domain:
+        raise ValueError(
+            f"target: grids must share a domain, got {source.domain} and {target.domain}"
+        )
+    dtype, device = source.weights.dtype, source.weights.device
+    if source.same_as(target):
+        idx = torch.arange(source.n, device=device)[:, None]
+        return Transfer(
+            idx, torch.ones(source.n, 1, dtype=dtype, device=device), source.n, kind, identity=True
+        )
+    if kind == "l2":
+        idx, coeff = _l2(source, target)
+    else:
+        idx, coeff = _tensor_stencil(source, target, kind)
+    return Transfer(
+        torch.as_tensor(idx, dtype=torch.long, device=device),
+        torch.as_tensor(coeff, dtype=dtype, device=device),
+        source.n,
+        kind,
+    )
+
+
+def _axis_stencil(src: np.ndarray, dst: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """1-D stencil: indices [n_dst, m] into ``src`` and coefficients [n_dst, m]."""
+    n = src.size
+    if n == 1:
+        return np.zeros((dst.size, 1), dtype=np.int64), np.ones((dst.size, 1))
+    if kind == "nearest":
+        j = np.clip(np.searchsorted(src, dst), 1, n - 1)
+        left_closer = (dst - src[j - 1]) <= (src[j] - dst)
+        return np.where(left_closer, j - 1, j)[:, None], np.ones((dst.size, 1))
+    j = np.clip(np.searchsorted(src, dst, side="right"), 1, n - 1)
+    x0, x1 = src[j - 1], src[j]
+    theta = np.clip((dst - x0) / (x1 - x0), 0.0, 1.0)  # clip = constant extrapolation
+    return np.stack([j - 1, j], axis=1), np.stack([1.0 - theta, theta], axis=1)
+
+
+def _tensor_stencil(source: Grid, target: Grid, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Tensor product of 1-D stencils, flattened row-major like ``Grid.nodes``."""
+    idx = np.zeros((1,), dtype=np.int64)[:, None]
+    coeff = np.ones((1, 1))
+    for a_src, a_dst in zip(source.axes, target.axes):
+        i1, c1 = _axis_stencil(
+            a_src.detach().cpu().double().numpy(), a_dst.detach().cpu().double().numpy(), kind
+        )
+        n_ax = a_src.numel()
+        # combine: new target index is (old_target, this_axis_target); stencil is the product
+        idx = (idx[:, None, :, None] * n_ax + i1[None, :, None, :]).reshape(
+            idx.shape[0] * i1.shape[0], -1
+        )
+        coeff = (coeff[:, None, :, None] * c1[None, :, None, :]).reshape(idx.shape[0], -1)
+    return idx, coeff
+
+
+def _l2(source: Grid, target: Grid) -> tuple[np.ndarray, np.ndarray]:
+    # L: target -> source interpolation, in gather form over source rows
+    l_idx, l_coeff = _tensor_stencil(target, source, "linear")  # [n_src, m] indices into target
+    w_src = source.weights.detach().cpu().double().numpy()
+    w_dst = target.weights.detach().cpu().double().numpy()
+    rows = l_idx.reshape(-1)  # target index
+    cols = np.repeat(np.arange(source.n), l_idx.shape[1])  # source index
+    vals = (l_coeff * w_src[:, None]).reshape(-1) / w_dst[rows]
+    keep = vals != 0.0
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    return _pad_rows(rows, cols, vals, target.n)
+
+
+def _pad_rows(rows, cols, vals, n_rows):
+    """COO entries -> padded gather form [n_rows, m] (zero coefficients where a row is short)."""
+    order = np.lexsort((cols, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    counts = np.bincount(rows, minlength=n_rows)
+    m = max(int(counts.max()) if counts.size else 1, 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(rows.size) - starts[rows]
+    idx = np.zeros((n_rows, m), dtype=np.int64)
+    coeff = np.zeros((n_rows, m))
+    idx[rows, pos] = cols
+    coeff[rows, pos] = vals
+    return idx, coeff

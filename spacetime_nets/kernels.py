@@ -1,0 +1,418 @@
+"""Kernels: how the controls w(t, xi, zeta) and b(t, xi) are stored, and their discrete matrices.
+
+A kernel evaluated between an output grid (nodes xi_i) and an input grid (nodes zeta_j with
+quadrature weights omega_j) at time t gives
+
+    W_ij = w(t, xi_i, zeta_j) * omega_j      [n_out, n_in]
+    beta_i = b(t, xi_i)                       [n_out]
+
+so that (W x)_i approximates int_Omega w(t, xi_i, zeta) x(zeta) dzeta. ``NodalKernel`` stores the
+matrices themselves (a plain variable-width ResNet, tied to its schedule); ``BasisKernel``,
+``NeuralKernel`` and ``FunctionKernel`` are defined at every point, so one model can be
+discretised on any schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from grids import Domain, GridSchedule
+from grids.domain import as_domain
+
+__all__ = [
+    "Kernel",
+    "NodalKernel",
+    "BasisKernel",
+    "NeuralKernel",
+    "FunctionKernel",
+    "basis_functions",
+    "BASES",
+]
+
+BASES = ("legendre", "fourier")
+
+
+class Kernel(nn.Module):
+    """Base class. ``forward(k, t, out_nodes [n_out, d], in_nodes [n_in, d], in_weights [n_in])``
+    returns ``(W [n_out, n_in], beta [n_out])`` for step k at time t.
+
+    ``output_scale`` multiplies (w, b); ``T`` is the horizon the kernel's time variable spans.
+    Both are changed together by ``rescale_horizon`` (the scaling lemma).
+    """
+
+    continuous: bool = True
+
+    def __init__(self, T: float = 1.0) -> None:
+        super().__init__()
+        T = float(T)
+        if not (math.isfinite(T) and T > 0):
+            raise ValueError(f"T: expected a positive finite horizon, got {T}")
+        self.T = T
+        self.output_scale = 1.0
+
+    def check_discretisation(self, out_widths: Sequence[int], in_widths: Sequence[int]) -> None:
+        """Raise ValueError when the kernel cannot be evaluated on these step shapes."""
+
+    def rescale_horizon_(self, T_new: float) -> None:
+        """In place: u_new(s) = (T / T_new) u(s T / T_new) on [0, T_new]."""
+        T_new = float(T_new)
+        if not (math.isfinite(T_new) and T_new > 0):
+            raise ValueError(f"T_new: expected a positive finite horizon, got {T_new}")
+        self.output_scale *= self.T / T_new
+        self.T = T_new
+
+    def get_extra_state(self) -> dict:
+        return {"T": self.T, "output_scale": self.output_scale}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.T = float(state["T"])
+        self.output_scale = float(state["output_scale"])
+
+    def extra_repr(self) -> str:
+        return f"T={self.T:g}"
+
+
+# --------------------------------------------------------------------------- nodal
+class NodalKernel(Kernel):
+    """Free matrices W^k ``[n_{k+1}, n_k]`` and biases beta^k ``[n_{k+1}]``: a plain ResNet.
+
+    Tied to the widths (and number of steps) of the schedule it was made for. Initialised like
+    ``nn.Linear`` (uniform in +-1/sqrt(n_k)) times ``init_scale``.
+    """
+
+    continuous = False
+
+    def __init__(
+        self,
+        schedule: GridSchedule | None = None,
+        *,
+        out_widths: Sequence[int] | None = None,
+        in_widths: Sequence[int] | None = None,
+        init_scale: float = 1.0,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(T=schedule.T if schedule is not None else 1.0)
+        if schedule is not None:
+            w = schedule.widths
+            out_widths = w[1:] if out_widths is None else out_widths
+            in_widths = w[:-1] if in_widths is None else in_widths
+        if out_widths is None or in_widths is None:
+            raise ValueError("schedule: give a GridSchedule, or both out_widths and in_widths")
+        self.out_widths = [int(v) for v in out_widths]
+        self.in_widths = [int(v) for v in in_widths]
+        if len(self.out_widths) != len(self.in_widths):
+            raise ValueError(
+                f"out_widths: need one entry per step ({len(self.in_widths)}), got "
+                f"{len(self.out_widths)}"
+            )
+        self.weight = nn.ParameterList()
+        self.bias = nn.ParameterList() if bias else None
+        for n_out, n_in in zip(self.out_widths, self.in_widths):
+            bound = init_scale / math.sqrt(n_in)
+            w = (torch.rand(n_out, n_in, generator=generator) * 2 - 1) * bound
+            self.weight.append(nn.Parameter(w))
+            if self.bias is not None:
+                b = (torch.rand(n_out, generator=generator) * 2 - 1) * bound
+                self.bias.append(nn.Parameter(b))
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.out_widths)
+
+    def check_discretisation(self, out_widths, in_widths) -> None:
+        if list(out_widths) != self.out_widths or list(in_widths) != self.in_widths:
+            raise ValueError(
+                "kernel: this NodalKernel was made for another schedule (steps "
+                f"{self.num_steps}, widths {_short(self.in_widths)} -> {_short(self.out_widths)});"
+                f" got steps {len(in_widths)}, widths {_short(list(in_widths))} -> "
+                f"{_short(list(out_widths))}. Nodal kernels exist only on their own schedule: "
+                "use a continuous kernel (basis, neural, function) to change discretisation."
+            )
+
+    def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        W = self.weight[k]
+        b = self.bias[k] if self.bias is not None else W.new_zeros(W.shape[0])
+        if self.output_scale != 1.0:
+            return W * self.output_scale, b * self.output_scale
+        return W, b
+
+    def extra_repr(self) -> str:
+        return f"steps={self.num_steps}, widths={_short(self.in_widths)}"
+
+
+def _short(w: list) -> str:
+    return str(w) if len(w) <= 6 else f"[{w[0]}, {w[1]}, ..., {w[-1]}]"
+
+
+# --------------------------------------------------------------------------- bases
+def basis_functions(
+    x: torch.Tensor, a: float, b: float, modes: int, basis: str = "legendre"
+) -> torch.Tensor:
+    """Orthonormal basis on [a, b] evaluated at ``x`` ``[n]`` -> ``[n, modes]``.
+
+    legendre: sqrt((2m+1)/L) P_m(2(x-a)/L - 1); fourier: 1/sqrt(L), sqrt(2/L) cos(2 pi j (x-a)/L),
+    sqrt(2/L) sin(2 pi j (x-a)/L), j = 1, 2, ... (L = b - a).
+    """
+    L = b - a
+    if basis == "legendre":
+        u = 2.0 * (x - a) / L - 1.0
+        cols = [torch.ones_like(u)]
+        if modes > 1:
+            cols.append(u)
+        for m in range(1, modes - 1):
+            cols.append(((2 * m + 1) * u * cols[m] - m * cols[m - 1]) / (m + 1))
+        scale = torch.tensor(
+            [math.sqrt((2 * m + 1) / L) for m in range(modes)], dtype=x.dtype, device=x.device
+        )
+        return torch.stack(cols, dim=-1) * scale
+    if basis == "fourier":
+        s = 2.0 * math.pi * (x - a) / L
+        cols = [torch.full_like(x, 1.0 / math.sqrt(L))]
+        j = 1
+        while len(cols) < modes:
+            cols.append(math.sqrt(2.0 / L) * torch.cos(j * s))
+            if len(cols) < modes:
+                cols.append(math.sqrt(2.0 / L) * torch.sin(j * s))
+            j += 1
+        return torch.stack(cols, dim=-1)
+    raise ValueError(f"basis: expected one of {', '.join(BASES)}; got {basis!r}")
+
+
+def tensor_basis(nodes: torch.Tensor, domain: Domain, modes: int, basis: str) -> torch.Tensor:
+    """Tensor-product basis phi_a(xi) = prod_i phi_{a_i}(xi_i): ``[n, d] -> [n, modes^d]``."""
+    out = None
+    for i, (a, b) in enumerate(domain.bounds):
+        phi = basis_functions(nodes[:, i], a, b, modes, basis)
+        out = phi if out is None else (out[:, :, None] * phi[:, None, :]).reshape(len(nodes), -1)
+    return out
+
+
+class _BasisCache:
+    """Basis values per node tensor, computed once (node tensors are fixed buffers)."""
+
+    def __init__(self) -> None:
+        self._store: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
+
+    def get(self, nodes: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        key = id(nodes)
+        hit = self._store.get(key)
+        if hit is not None and hit[0]() is nodes:
+            return hit[1]
+        value = fn(nodes)
+        self._store[key] = (weakref.ref(nodes), value)
+        if len(self._store) > 4096:
+            self._store = {k: v for k, v in self._store.items() if v[0]() is not None}
+        return value
+
+
+def _check_int(name: str, v: object, low: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+    return v
+
+
+class BasisKernel(Kernel):
+    """w(t, xi, zeta) = sum_{a,b} C_ab(t) phi_a(xi) phi_b(zeta), b(t, xi) = sum_a c_a(t) phi_a(xi).
+
+    Orthonormal Legendre or Fourier bases (tensor products in 2-D, ``modes`` per axis, so
+    A = modes^d functions). In t the coefficients are piecewise constant on ``pieces`` equal
+    intervals of [0, T] (``time_degree=None``), or Legendre polynomials of degree
+    ``time_degree`` in t (smooth in t). Because the basis is orthonormal,
+    |w(t)|^2_{L^2(Omega x Omega)} = |C(t)|_F^2.
+    """
+
+    def __init__(
+        self,
+        domain: Domain | Sequence = (0.0, 1.0),
+        modes: int = 8,
+        basis: str = "legendre",
+        pieces: int = 1,
+        T: float = 1.0,
+        time_degree: int | None = None,
+        init_scale: float = 1.0,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(T)
+        self.domain = as_domain(domain)
+        self.modes = _check_int("modes", modes)
+        if basis not in BASES:
+            raise ValueError(f"basis: expected one of {', '.join(BASES)}; got {basis!r}")
+        self.basis = basis
+        self.time_degree = (
+            None if time_degree is None else _check_int("time_degree", time_degree, 0)
+        )
+        self.pieces = _check_int("pieces", pieces) if time_degree is None else time_degree + 1
+        A = self.modes**self.domain.dim
+        self.num_functions = A
+        std = init_scale / math.sqrt(A)
+        self.coeff = nn.Parameter(torch.randn(self.pieces, A, A, generator=generator) * std)
+        self.bias_coeff = (
+            nn.Parameter(torch.randn(self.pieces, A, generator=generator) * std) if bias else None
+        )
+        self._cache = _BasisCache()
+
+    @classmethod
+    def for_schedule(cls, schedule: GridSchedule, **kwargs) -> BasisKernel:
+        """Piecewise constant in t on the schedule's steps (when they are uniform)."""
+        kwargs.setdefault("pieces", schedule.num_steps)
+        return cls(schedule.domain, T=schedule.T, **kwargs)
+
+    def phi(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Basis values at ``nodes`` ``[n, d]`` -> ``[n, A]`` (cached per node tensor)."""
+        return self._cache.get(
+            nodes,
+            lambda x: tensor_basis(x.double(), self.domain, self.modes, self.basis).to(x.dtype),
+        )
+
+    def coefficients(self, t: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(C(t) [A, A], c(t) [A]) including ``output_scale``."""
+        tau = min(max(t / self.T, 0.0), 1.0)
+        if self.time_degree is None:
+            p = min(int(tau * self.pieces), self.pieces - 1)
+            C = self.coeff[p]
+            c = self.bias_coeff[p] if self.bias_coeff is not None else None
+        else:
+            L = basis_functions(
+                torch.tensor([tau], dtype=torch.float64), 0.0, 1.0, self.pieces, "legendre"
+            )[0].to(device=self.coeff.device, dtype=self.coeff.dtype)
+            C = torch.einsum("m,mab->ab", L, self.coeff)
+            c = L @ self.bias_coeff if self.bias_coeff is not None else None
+        if self.output_scale != 1.0:
+            C = C * self.output_scale
+            c = c * self.output_scale if c is not None else None
+        return C, c
+
+    def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        C, c = self.coefficients(t)
+        phi_out = self.phi(out_nodes)
+        phi_in = self.phi(in_nodes) * in_weights[:, None]
+        W = (phi_out @ C) @ phi_in.T
+        beta = phi_out @ c if c is not None else W.new_zeros(W.shape[0])
+        return W, beta
+
+    def extra_repr(self) -> str:
+        t = (
+            f"pieces={self.pieces}"
+            if self.time_degree is None
+            else f"time_degree={self.time_degree}"
+        )
+        return f"{self.basis}, modes={self.modes}, dim={self.domain.dim}, {t}, T={self.T:g}"
+
+
+class NeuralKernel(Kernel):
+    """w(t, xi, zeta) = MLP(t / T, xi, zeta) and b(t, xi) = MLP_b(t / T, xi).
+
+    Coordinates are mapped to [-1, 1] before the MLP; the output layer is scaled so that the
+    integral operator has norm O(``init_scale``) whatever the resolution.
+    """
+
+    def __init__(
+        self,
+        domain: Domain | Sequence = (0.0, 1.0),
+        hidden: int = 32,
+        depth: int = 2,
+        T: float = 1.0,
+        init_scale: float = 1.0,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(T)
+        self.domain = as_domain(domain)
+        d = self.domain.dim
+        _check_int("hidden", hidden)
+        _check_int("depth", depth)
+        self.net = _mlp(1 + 2 * d, hidden, depth, generator, init_scale)
+        self.bias_net = _mlp(1 + d, hidden, depth, generator, init_scale) if bias else None
+        lo = torch.tensor(self.domain.lower, dtype=torch.float32)
+        hi = torch.tensor(self.domain.upper, dtype=torch.float32)
+        self.register_buffer("_lo", lo, persistent=False)
+        self.register_buffer("_hi", hi, persistent=False)
+
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = self._lo.to(x.dtype), self._hi.to(x.dtype)
+        return 2.0 * (x - lo) / (hi - lo) - 1.0
+
+    def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        dtype = self.net[0].weight.dtype
+        xi = self._unit(out_nodes).to(dtype)
+        zeta = self._unit(in_nodes).to(dtype)
+        n_out, n_in, d = xi.shape[0], zeta.shape[0], xi.shape[1]
+        tt = torch.full((n_out, n_in, 1), 2.0 * t / self.T - 1.0, dtype=dtype, device=xi.device)
+        feats = torch.cat(
+            [tt, xi[:, None, :].expand(n_out, n_in, d), zeta[None, :, :].expand(n_out, n_in, d)],
+            dim=-1,
+        )
+        w = self.net(feats)[..., 0] * self.output_scale
+        W = w * in_weights.to(dtype)[None, :]
+        if self.bias_net is None:
+            return W, W.new_zeros(n_out)
+        fb = torch.cat([tt[:, 0, :], xi], dim=-1)
+        return W, self.bias_net(fb)[:, 0] * self.output_scale
+
+    def extra_repr(self) -> str:
+        return f"dim={self.domain.dim}, T={self.T:g}"
+
+
+def _mlp(n_in, hidden, depth, generator, init_scale) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = n_in
+    for _ in range(depth):
+        lin = nn.Linear(width, hidden)
+        _init_linear(lin, generator)
+        layers += [lin, nn.Tanh()]
+        width = hidden
+    out = nn.Linear(width, 1)
+    _init_linear(out, generator)
+    with torch.no_grad():
+        out.weight.mul_(init_scale)
+        out.bias.mul_(init_scale)
+    layers.append(out)
+    return nn.Sequential(*layers)
+
+
+def _init_linear(lin: nn.Linear, generator) -> None:
+    bound = 1.0 / math.sqrt(lin.in_features)
+    with torch.no_grad():
+        lin.weight.copy_((torch.rand(lin.weight.shape, generator=generator) * 2 - 1) * bound)
+        lin.bias.copy_((torch.rand(lin.bias.shape, generator=generator) * 2 - 1) * bound)
+
+
+class FunctionKernel(Kernel):
+    """User callables: ``w(t, xi [n_out, d], zeta [n_in, d]) -> [n_out, n_in]`` and
+    ``b(t, xi [n_out, d]) -> [n_out]`` (b = 0 when omitted). No trainable parameters."""
+
+    def __init__(
+        self,
+        w: Callable[[float, torch.Tensor, torch.Tensor], torch.Tensor],
+        b: Callable[[float, torch.Tensor], torch.Tensor] | None = None,
+        T: float = 1.0,
+    ) -> None:
+        super().__init__(T)
+        if not callable(w):
+            raise ValueError(f"w: expected a callable w(t, xi, zeta), got {w!r}")
+        if b is not None and not callable(b):
+            raise ValueError(f"b: expected a callable b(t, xi) or None, got {b!r}")
+        self.w_fn, self.b_fn = w, b
+        self._T0 = self.T
+
+    def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        t0 = t * self._T0 / self.T  # time in the callables' own horizon
+        w = self.w_fn(t0, out_nodes, in_nodes)
+        w = torch.as_tensor(w, dtype=out_nodes.dtype, device=out_nodes.device)
+        shape = (out_nodes.shape[0], in_nodes.shape[0])
+        if w.shape != shape:
+            raise ValueError(f"w: must return shape {shape} (n_out, n_in), got {tuple(w.shape)}")
+        W = w * in_weights[None, :] * self.output_scale
+        if self.b_fn is None:
+            return W, W.new_zeros(shape[0])
+        b = torch.as_tensor(self.b_fn(t0, out_nodes), dtype=W.dtype, device=W.device)
+        if b.shape != (shape[0],):
+            raise ValueError(f"b: must return shape ({shape[0]},) (n_out,), got {tuple(b.shape)}")
+        return W, b * self.output_scale

@@ -1,0 +1,552 @@
+"""Models: ``SpaceTimeNet`` (lift -> space-time flow on a grid schedule -> quadrature readout)
+and ``NeuralODE`` (the finite-width neural ODE, a discrete Omega with unit weights)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from grids import Grid, GridSchedule, make_transfer
+
+from .fields import check_form, form_is_homogeneous, get_activation
+from .integrate import (
+    Discretization,
+    StepMatrices,
+    Trajectory,
+    check_checkpoint,
+    check_method,
+    multiply_adds,
+    run_steps,
+)
+from .kernels import BasisKernel, Kernel, NeuralKernel, NodalKernel, tensor_basis
+
+__all__ = ["SpaceTimeNet", "NeuralODE", "LIFTS", "KERNELS"]
+
+LIFTS = ("cells", "linear", "identity")
+KERNELS = ("nodal", "basis", "neural")
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(int(seed))
+
+
+def _check_features(name: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    return v
+
+
+class _FlowModel(nn.Module):
+    """Shared plumbing: a Discretization, kernel(s), form, activation, stepping method."""
+
+    disc: Discretization
+
+    def _setup_flow(self, form, activation, method, checkpoint):
+        self.form = check_form(form)
+        self.act, self.activation_name = get_activation(activation)
+        self.activation = activation
+        self.method = check_method(method)
+        self.checkpoint = check_checkpoint(checkpoint)
+
+    @property
+    def schedule(self) -> GridSchedule:
+        return self.disc.schedule
+
+    @property
+    def T(self) -> float:
+        return self.disc.times[-1]
+
+    @property
+    def times(self) -> list[float]:
+        return list(self.disc.times)
+
+    def is_homogeneous(self) -> bool:
+        """The exact rule of MATH section 1 for this form and activation."""
+        return form_is_homogeneous(self.form, self.activation)
+
+    def controls(self) -> list[StepMatrices]:
+        """The per-step matrices (W, beta) of the flow with their grids' weights."""
+        return self.disc.step_matrices(self.kernel, self.form, self.method, self.kernel2)
+
+    def _flow(self, x0: torch.Tensor, keep_states: bool):
+        mats = self.controls()
+        return run_steps(
+            self.disc, mats, x0, self.form, self.act, self.method, self.checkpoint, keep_states
+        )
+
+    def _trajectory(self, x0: torch.Tensor) -> Trajectory:
+        final, states = self._flow(x0, keep_states=True)
+        return Trajectory(
+            states=states,
+            times=list(self.disc.times),
+            final=final,
+            stats={
+                "widths": list(self.disc.widths),
+                "steps": self.disc.num_steps,
+                "multiply_adds": multiply_adds(self.disc, self.form, self.method, x0.shape[0]),
+                "method": self.method,
+            },
+        )
+
+    def _check_input(self, x: torch.Tensor, n: int) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x: expected a tensor [batch, {n}], got {got}")
+        if x.shape[1] != n:
+            raise ValueError(f"x: expected {n} features, got shape {tuple(x.shape)}")
+
+
+class SpaceTimeNet(_FlowModel):
+    """Lift -> integro-differential flow on a moving grid schedule -> quadrature readout.
+
+    ``forward(x [B, in_features]) -> [B, out_features]``. Lifts: ``cells`` (x_j is the value on
+    the j-th of ``in_shape`` equal cells of Omega), ``linear`` (learned functions a_j, x ->
+    sum_j x_j a_j + a_0), ``identity`` (x already is the state on G_0). Readout:
+    (P x)_c = int_Omega p_c(xi) x(T, xi) dxi + beta_c by the quadrature of G_K.
+    Continuous kernels keep p_c and a_j in the same basis, so the model lives on every
+    schedule (:meth:`with_schedule`); a nodal model exists on its own schedule only.
+    """
+
+    def __init__(
+        self,
+        schedule: GridSchedule,
+        in_features: int,
+        out_features: int,
+        kernel: str | Kernel = "nodal",
+        form: str = "outside",
+        activation: str | Callable = "relu",
+        lift: str = "cells",
+        readout: str = "quadrature",
+        *,
+        method: str = "euler",
+        checkpoint: int | None = None,
+        kernel2: Kernel | None = None,
+        hidden_width: int | Sequence[int] | None = None,
+        in_shape: Sequence[int] | None = None,
+        modes: int = 8,
+        basis: str = "legendre",
+        init_scale: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(schedule, GridSchedule):
+            raise ValueError(
+                f"schedule: expected a grids.GridSchedule, got {type(schedule).__name__}"
+            )
+        self.in_features = _check_features("in_features", in_features)
+        self.out_features = _check_features("out_features", out_features)
+        self._setup_flow(form, activation, method, checkpoint)
+        if lift not in LIFTS:
+            raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
+        if readout != "quadrature":
+            raise ValueError(f"readout: expected 'quadrature', got {readout!r}")
+        self.lift_kind, self.readout_kind = lift, readout
+        self.hidden_width = hidden_width
+        gen = _generator(seed)
+        hidden = self._hidden_grids(schedule)
+        hw = [g.n for g in hidden] if hidden is not None else schedule.widths[:-1]
+        self.kernel = self._make_kernel(
+            kernel, schedule, hw, "kernel", modes, basis, init_scale, gen, first=True
+        )
+        self.kernel2 = None
+        if self.form == "bottleneck":
+            k2 = kernel2 if kernel2 is not None else kernel
+            if isinstance(k2, Kernel) and k2 is self.kernel:
+                raise ValueError("kernel2: the bottleneck form needs a second, distinct kernel")
+            self.kernel2 = self._make_kernel(
+                k2, schedule, hw, "kernel2", modes, basis, init_scale, gen, first=False
+            )
+        self.continuous = self.kernel.continuous and (
+            self.kernel2 is None or self.kernel2.continuous
+        )
+        self.basis_name = self.kernel.basis if isinstance(self.kernel, BasisKernel) else "legendre"
+        self.modes = self.kernel.modes if isinstance(self.kernel, BasisKernel) else modes
+        d = schedule.dim
+        A = self.modes**d
+        self.domain = schedule.domain
+        # ---- lift
+        if lift == "cells":
+            self.in_shape = self._cells_shape(in_shape, d)
+        elif lift == "identity":
+            if in_features != schedule.widths[0]:
+                raise ValueError(
+                    f"in_features: lift='identity' needs in_features = n_0 = {schedule.widths[0]}"
+                    f", got {in_features}"
+                )
+        elif lift == "linear":
+            if self.continuous:
+                self.lift_coeff = nn.Parameter(
+                    torch.randn(in_features, A, generator=gen)
+                    / math.sqrt(in_features * self.domain.volume)
+                )
+                self.lift_bias = nn.Parameter(torch.zeros(A))
+            else:
+                n0 = schedule.widths[0]
+                self.lift_weight = nn.Parameter(
+                    (torch.rand(n0, in_features, generator=gen) * 2 - 1) / math.sqrt(in_features)
+                )
+                self.lift_bias = nn.Parameter(torch.zeros(n0))
+        # ---- readout: p_c in the basis (continuous) or as nodal values on G_K (nodal)
+        if self.continuous:
+            self.readout_coeff = nn.Parameter(
+                torch.randn(out_features, A, generator=gen) / math.sqrt(A)
+            )
+        else:
+            nK = schedule.widths[-1]
+            vol = self.domain.volume
+            self.readout_values = nn.Parameter(
+                (torch.rand(out_features, nK, generator=gen) * 2 - 1) * math.sqrt(nK) / vol
+            )
+        self.readout_bias = nn.Parameter(torch.zeros(out_features))
+        self._bind(schedule)
+
+    # ------------------------------------------------------------------ construction helpers
+    def _hidden_grids(self, schedule: GridSchedule) -> list[Grid] | None:
+        if self.form != "bottleneck" or self.hidden_width is None:
+            return None
+        rule = "midpoint"
+        return [Grid.uniform(self.hidden_width, schedule.domain, rule)] * schedule.num_steps
+
+    def _make_kernel(
+        self, kernel, schedule, hidden_widths, name, modes, basis, init_scale, gen, first
+    ):
+        K = schedule.num_steps
+        if isinstance(kernel, Kernel):
+            return kernel
+        if kernel == "nodal":
+            if self.form == "bottleneck":
+                outs = (
+                    hidden_widths
+                    if first
+                    else (schedule.widths[1:] if self.method == "euler" else schedule.widths[:-1])
+                )
+                ins = schedule.widths[:-1] if first else hidden_widths
+                return NodalKernel(
+                    out_widths=outs, in_widths=ins, init_scale=init_scale, generator=gen
+                )
+            if self.method == "euler":
+                return NodalKernel(schedule, init_scale=init_scale, generator=gen)
+            w = schedule.widths[:-1]
+            return NodalKernel(out_widths=w, in_widths=w, init_scale=init_scale, generator=gen)
+        if kernel == "basis":
+            return BasisKernel(
+                schedule.domain,
+                modes=modes,
+                basis=basis,
+                pieces=K,
+                T=schedule.T,
+                init_scale=init_scale,
+                generator=gen,
+            )
+        if kernel == "neural":
+            return NeuralKernel(schedule.domain, T=schedule.T, init_scale=init_scale, generator=gen)
+        raise ValueError(
+            f"{name}: expected one of {', '.join(KERNELS)} or a Kernel instance; got {kernel!r}"
+        )
+
+    def _cells_shape(self, in_shape, d: int) -> tuple[int, ...]:
+        n = self.in_features
+        if in_shape is None:
+            if d == 1:
+                return (n,)
+            side = round(n ** (1.0 / d))
+            if side**d != n:
+                raise ValueError(
+                    f"in_shape: a {d}-D domain with in_features={n} (not a perfect power) needs "
+                    f"in_shape, the number of cells per axis"
+                )
+            return (side,) * d
+        in_shape = tuple(int(s) for s in in_shape)
+        if len(in_shape) != d or math.prod(in_shape) != n or min(in_shape) < 1:
+            raise ValueError(
+                f"in_shape: expected {d} positive cell counts with product in_features={n}, "
+                f"got {in_shape}"
+            )
+        return in_shape
+
+    def _bind(self, schedule: GridSchedule) -> None:
+        """(Re)build every schedule-dependent buffer: grids, transfers, cell indices."""
+        ref = next(self.parameters())
+        hidden = self._hidden_grids(schedule)
+        disc = Discretization(schedule, hidden).to(device=ref.device, dtype=ref.dtype)
+        disc.check_kernel(self.kernel, self.form, self.method, self.kernel2)
+        self.disc = disc
+        if not self.continuous and schedule.widths[-1] != self.readout_values.shape[1]:
+            raise ValueError("schedule: the nodal readout was made for another final grid")
+        if self.lift_kind == "cells":
+            nodes0 = schedule.grids[0].nodes
+            idx = torch.zeros(nodes0.shape[0], dtype=torch.long)
+            for axis, (cells, (a, b)) in enumerate(zip(self.in_shape, self.domain.bounds)):
+                c = torch.floor((nodes0[:, axis] - a) / (b - a) * cells).long().clamp(0, cells - 1)
+                idx = idx * cells + c
+            self.register_buffer("lift_index", idx.to(ref.device))
+        if self.lift_kind == "identity" and schedule.widths[0] != self.in_features:
+            raise ValueError(
+                f"schedule: lift='identity' needs n_0 = in_features = {self.in_features}, got "
+                f"n_0 = {schedule.widths[0]}"
+            )
+
+    # ------------------------------------------------------------------ the three parts
+    def lift_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M [n_0, in_features], a_0 [n_0]) with X^0 = x M^T + a_0."""
+        nodes0, _ = self.disc.grid(0)
+        n0 = nodes0.shape[0]
+        if self.lift_kind == "cells":
+            M = torch.zeros(n0, self.in_features, dtype=nodes0.dtype, device=nodes0.device)
+            M[torch.arange(n0, device=nodes0.device), self.lift_index] = 1.0
+            return M, torch.zeros(n0, dtype=nodes0.dtype, device=nodes0.device)
+        if self.lift_kind == "identity":
+            return (
+                torch.eye(n0, dtype=nodes0.dtype, device=nodes0.device),
+                torch.zeros(n0, dtype=nodes0.dtype, device=nodes0.device),
+            )
+        if self.continuous:
+            phi = self._phi(nodes0)
+            return phi @ self.lift_coeff.T, phi @ self.lift_bias
+        return self.lift_weight, self.lift_bias
+
+    def lift(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``[B, in_features]`` -> X^0 ``[B, n_0]`` on G_0."""
+        if self.lift_kind == "cells":
+            return x[:, self.lift_index]
+        if self.lift_kind == "identity":
+            return x
+        M, a0 = self.lift_matrix()
+        return torch.nn.functional.linear(x, M, a0)
+
+    def _phi(self, nodes: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.kernel, BasisKernel):
+            return self.kernel.phi(nodes)
+        return tensor_basis(nodes.double(), self.domain, self.modes, self.basis_name).to(
+            nodes.dtype
+        )
+
+    def readout_matrix(self, k: int | None = None) -> torch.Tensor:
+        """R ``[out, n_k]`` with (P x)_c = sum_j R_cj x_j = sum_j omega_j p_c(xi_j) x_j (k = K
+        by default; other k only for continuous readouts)."""
+        K = self.disc.num_steps
+        k = K if k is None else k
+        nodes, weights = self.disc.grid(k)
+        if self.continuous:
+            return (self.readout_coeff @ self._phi(nodes).T) * weights
+        if k != K:
+            raise ValueError(f"k: a nodal readout lives on the final grid only (k={K}), got {k}")
+        return self.readout_values * weights
+
+    def readout(self, xT: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        return torch.nn.functional.linear(xT, self.readout_matrix(k), self.readout_bias)
+
+    def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """P x(t_k) for every state of a trajectory ``[B, n_k] -> [B, out]`` (turnpike costs).
+        Nodal readouts see the state transferred to G_K (linear interpolation)."""
+        if self.continuous:
+            return [self.readout(s, k) for k, s in enumerate(states)]
+        sched = self.schedule
+        last = sched.grids[-1]
+        out = []
+        for k, s in enumerate(states):
+            p = make_transfer(sched.grids[k], last, "linear").to(s.device, s.dtype)
+            out.append(self.readout(p(s)))
+        return out
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x, self.in_features)
+        final, _ = self._flow(self.lift(x), keep_states=False)
+        return self.readout(final)
+
+    def trajectory(self, x: torch.Tensor) -> Trajectory:
+        """The states X^k ``[B, n_k]`` on every grid (after the lift)."""
+        self._check_input(x, self.in_features)
+        return self._trajectory(self.lift(x))
+
+    # ------------------------------------------------------------------ discretisation changes
+    def with_schedule(self, schedule: GridSchedule) -> SpaceTimeNet:
+        """The same continuous model discretised on another schedule (shares no tensors)."""
+        if not self.continuous:
+            raise ValueError(
+                "schedule: a nodal SpaceTimeNet exists only on its own schedule; use refine() "
+                "to interpolate it, or a continuous kernel (basis, neural, function)"
+            )
+        if not isinstance(schedule, GridSchedule):
+            raise ValueError(
+                f"schedule: expected a grids.GridSchedule, got {type(schedule).__name__}"
+            )
+        if schedule.domain != self.domain:
+            raise ValueError(f"schedule: domain must be {self.domain}, got {schedule.domain}")
+        new = copy.deepcopy(self)
+        new._bind(schedule)
+        return new
+
+    def refine(self, width: int = 2, depth: int = 2) -> SpaceTimeNet:
+        """The model on ``schedule.refine(width, depth)``: exact resampling for continuous
+        kernels; interpolated samples for nodal ones (Net2Wider / Net2Deeper in the continuum),
+        so the network function is nearly preserved."""
+        fine = self.schedule.refine(width, depth)
+        if self.continuous:
+            return self.with_schedule(fine)
+        if self.form == "bottleneck" or self.method != "euler":
+            raise ValueError("refine: nodal refinement supports the euler outside/inside forms")
+        return _refine_nodal(self, fine, depth)
+
+    def rescale_horizon(self, T_new: float) -> SpaceTimeNet:
+        """The scaling lemma: the same network on [0, T_new], time grid stretched by T_new / T
+        and controls multiplied by T / T_new. Outputs are unchanged for every form."""
+        T = self.T
+        new = copy.deepcopy(self)
+        sched = self.schedule
+        scaled = GridSchedule(sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind)
+        for kern in (new.kernel, new.kernel2):
+            if kern is not None:
+                kern.rescale_horizon_(T_new)
+        new._bind(scaled)
+        return new
+
+    def extra_repr(self) -> str:
+        return (
+            f"form={self.form}, activation={self.activation_name}, lift={self.lift_kind}, "
+            f"widths={self.schedule!r}"
+        )
+
+
+def _refine_nodal(model: SpaceTimeNet, fine: GridSchedule, depth: int) -> SpaceTimeNet:
+    coarse = model.schedule
+    new = copy.deepcopy(model)
+    K = coarse.num_steps
+    new.kernel = NodalKernel(fine)
+    with torch.no_grad():
+        dev, dt = model.readout_values.device, model.readout_values.dtype
+
+        def interp(src: Grid, dst: Grid) -> torch.Tensor:
+            return make_transfer(src, dst, "linear").matrix().to(dev, dt)
+
+        for k in range(K):
+            g_in, g_out = coarse.grids[k], coarse.grids[k + 1]
+            w = model.kernel.weight[k] / g_in.weights.to(dev, dt)[None, :]  # kernel values
+            b = model.kernel.bias[k] if model.kernel.bias is not None else None
+            scale = model.kernel.output_scale
+            for j in range(depth):
+                kk = k * depth + j
+                f_in, f_out = fine.grids[kk], fine.grids[kk + 1]
+                wf = interp(g_out, f_out) @ w @ interp(g_in, f_in).T
+                new.kernel.weight[kk].copy_(wf * f_in.weights.to(dev, dt)[None, :] * scale)
+                if b is not None:
+                    new.kernel.bias[kk].copy_(interp(g_out, f_out) @ b * scale)
+        pK = model.readout_values
+        new.readout_values = nn.Parameter(pK @ interp(coarse.grids[-1], fine.grids[-1]).T)
+        if model.lift_kind == "linear":
+            P0 = interp(coarse.grids[0], fine.grids[0])
+            new.lift_weight = nn.Parameter(P0 @ model.lift_weight)
+            new.lift_bias = nn.Parameter(P0 @ model.lift_bias)
+    new.to(dev)
+    new._bind(fine)
+    return new
+
+
+class NeuralODE(_FlowModel):
+    """x'(t) = f(x(t), u(t)) in R^{dim + augment}, controls piecewise constant on ``steps``
+    Euler steps of [0, T], output P x(T) with an affine readout P (trained unless
+    ``fixed_readout``; the identity when ``out_features`` is None). Forward Euler makes it a
+    ResNet: x^{k+1} = x^k + dt f(x^k, u_k). The state lives on a discrete Omega = {1..D} with
+    unit weights, so it shares the stepping code of :class:`SpaceTimeNet`."""
+
+    def __init__(
+        self,
+        dim: int,
+        T: float = 1.0,
+        steps: int = 10,
+        form: str = "inside",
+        activation: str | Callable = "tanh",
+        out_features: int | None = None,
+        augment: int = 0,
+        *,
+        fixed_readout: bool = False,
+        method: str = "euler",
+        checkpoint: int | None = None,
+        hidden_width: int | None = None,
+        init_scale: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim = _check_features("dim", dim)
+        if isinstance(augment, bool) or not isinstance(augment, int) or augment < 0:
+            raise ValueError(f"augment: expected an int >= 0, got {augment!r}")
+        self.augment = augment
+        self._setup_flow(form, activation, method, checkpoint)
+        D = dim + augment
+        omega = Grid.uniform(D, (0.0, float(D)), "midpoint")  # unit weights
+        schedule = GridSchedule(
+            torch.linspace(0.0, float(T), _check_features("steps", steps) + 1, dtype=torch.float64),
+            [omega] * (steps + 1),
+        )
+        gen = _generator(seed)
+        widths = [D] * steps
+        if self.form == "bottleneck":
+            h = hidden_width or D
+            self.kernel = NodalKernel(
+                out_widths=[h] * steps, in_widths=widths, init_scale=init_scale, generator=gen
+            )
+            self.kernel2 = NodalKernel(
+                out_widths=widths, in_widths=[h] * steps, init_scale=init_scale, generator=gen
+            )
+            hidden = [Grid.uniform(h, (0.0, float(h)), "midpoint")] * steps
+        else:
+            self.kernel = NodalKernel(
+                out_widths=widths, in_widths=widths, init_scale=init_scale, generator=gen
+            )
+            self.kernel2 = None
+            hidden = None
+        self._hidden = hidden
+        self.disc = Discretization(schedule, hidden)
+        self.out_features = out_features
+        if out_features is not None:
+            _check_features("out_features", out_features)
+            bound = 1.0 / math.sqrt(D)
+            w = (torch.rand(out_features, D, generator=gen) * 2 - 1) * bound
+            b = (torch.rand(out_features, generator=gen) * 2 - 1) * bound
+            if fixed_readout:
+                self.register_buffer("readout_weight", w)
+                self.register_buffer("readout_bias", b)
+            else:
+                self.readout_weight = nn.Parameter(w)
+                self.readout_bias = nn.Parameter(b)
+        self.fixed_readout = fixed_readout
+
+    def lift(self, x: torch.Tensor) -> torch.Tensor:
+        if self.augment:
+            return torch.cat([x, x.new_zeros(x.shape[0], self.augment)], dim=1)
+        return x
+
+    def readout(self, xT: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        if self.out_features is None:
+            return xT
+        return torch.nn.functional.linear(xT, self.readout_weight, self.readout_bias)
+
+    def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [self.readout(s) for s in states]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x, self.dim)
+        final, _ = self._flow(self.lift(x), keep_states=False)
+        return self.readout(final)
+
+    def trajectory(self, x: torch.Tensor) -> Trajectory:
+        self._check_input(x, self.dim)
+        return self._trajectory(self.lift(x))
+
+    def rescale_horizon(self, T_new: float) -> NeuralODE:
+        """The scaling lemma: same outputs on [0, T_new] with controls times T / T_new."""
+        T = self.T
+        new = copy.deepcopy(self)
+        sched = self.schedule
+        scaled = GridSchedule(sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind)
+        for kern in (new.kernel, new.kernel2):
+            if kern is not None:
+                kern.rescale_horizon_(T_new)
+        ref = next(self.parameters())
+        new.disc = Discretization(scaled, self._hidden).to(device=ref.device, dtype=ref.dtype)
+        return new
