@@ -287,10 +287,9 @@ def _draw_exact(
 ) -> np.ndarray:
     """``count`` points from ``sample(rows)``, each row redrawn until, rounded to ``dtype``, it
     passes ``valid`` (so labels fixed by construction hold exactly for the stored values)."""
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     pts = sample(np.arange(count))
     for _ in range(100):
-        rounded = pts.astype(np_dtype).astype(np.float64)
+        rounded = torch.from_numpy(pts).to(dtype).double().numpy()
         bad = np.flatnonzero(~valid(rounded))
         if bad.size == 0:
             return rounded

@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from grids import Grid, GridSchedule
 
 from .fields import check_form, get_activation
-from .kernels import Kernel
+from .kernels import Kernel, NodalKernel
 
 __all__ = ["integrate", "Trajectory", "Discretization", "METHODS", "StepMatrices"]
 
@@ -167,6 +167,13 @@ class Discretization(nn.Module):
     ) -> list[StepMatrices]:
         """Evaluate the kernel(s) on every step: Euler uses (G_{k+1} <- G_k); Heun and RK4 use
         square matrices on G_k. The bottleneck maps G_k -> H_k -> G_{k+1} (or H_k -> G_k)."""
+        if form != "bottleneck" and isinstance(kernel, NodalKernel):
+            shift = 1 if method == "euler" else 0
+            w = [self.weights[i] for i in self.grid_index]
+            return [
+                StepMatrices(dt, [wb], [(w[k + shift], w[k])])
+                for k, (dt, wb) in enumerate(zip(self.dts, kernel.all_steps()))
+            ]
         out = []
         for k, dt in enumerate(self.dts):
             t = self.times[k]
@@ -214,7 +221,8 @@ def _field(form: str, act: Callable, layers, x: torch.Tensor) -> torch.Tensor:
 def _step(disc: Discretization, k: int, sm: StepMatrices, x, form, act, method):
     dt = sm.dt
     if method == "euler":
-        return disc.transfer(k, x) + dt * _field(form, act, sm.layers, x)
+        # one fused kernel for "+ dt *" (alpha), forward and backward
+        return torch.add(disc.transfer(k, x), _field(form, act, sm.layers, x), alpha=dt)
     f = sm.layers
     k1 = _field(form, act, f, x)
     if method == "heun":

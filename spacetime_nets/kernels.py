@@ -135,6 +135,18 @@ class NodalKernel(Kernel):
                 "use a continuous kernel (basis, neural, function) to change discretisation."
             )
 
+    def all_steps(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """[(W^k, beta^k)] for every step at once (the hot path of a forward pass)."""
+        ws = list(self.weight._parameters.values())
+        if self.bias is None:
+            bs = [w.new_zeros(w.shape[0]) for w in ws]
+        else:
+            bs = list(self.bias._parameters.values())
+        if self.output_scale != 1.0:
+            s = self.output_scale
+            return [(w * s, b * s) for w, b in zip(ws, bs)]
+        return list(zip(ws, bs))
+
     def forward(self, k, t, out_nodes, in_nodes, in_weights):
         W = self.weight[k]
         b = self.bias[k] if self.bias is not None else W.new_zeros(W.shape[0])

@@ -1,0 +1,144 @@
+"""Objectives of the two learning problems (MATH section 2).
+
+ERM:       J = E(x(T)) + lam * int_0^T |u(t)|^2 dt
+Turnpike:  J = E(x(T)) + int_0^T E(x(t)) dt + lam * int_0^T |u(t)|^2 dt
+
+Control costs and time integrals are quadratures on the model's own grids (dt_k weights in t,
+the grids' weights in xi), so they do not change when only the resolution changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "LOSSES",
+    "loss_per_sample",
+    "empirical_risk",
+    "l2_control",
+    "control_norms",
+    "trapezoid_in_time",
+    "turnpike_cost",
+    "tracking_cost",
+    "risk_profile",
+]
+
+LOSSES = ("mse", "cross_entropy", "l1", "l2", "lp")
+
+
+def _check_loss(loss: str, p: float | None) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}; got {loss!r}")
+    if loss == "lp" and (p is None or not p >= 1):
+        raise ValueError(f"p: the l^p-distance loss needs p >= 1, got {p!r}")
+
+
+def loss_per_sample(
+    outputs: torch.Tensor, targets: torch.Tensor, loss: str = "mse", p: float | None = None
+) -> torch.Tensor:
+    """loss(P x_i, y_i) for each sample: ``[B, m], [B, m] or [B] -> [B]``.
+
+    mse: |z - y|_2^2 / m; cross_entropy: -log softmax(z)_y (y class indices); l1, l2, lp:
+    the distance |z - y|_p (p = 1, 2 or ``p``), which the turnpike results use. Class labels
+    for the distance losses and mse are turned into one-hot targets.
+    """
+    _check_loss(loss, p)
+    if loss == "cross_entropy":
+        if targets.dtype not in (torch.long, torch.int32, torch.int64):
+            raise ValueError(f"targets: cross_entropy needs class indices, got {targets.dtype}")
+        return F.cross_entropy(outputs, targets, reduction="none")
+    if targets.dtype in (torch.long, torch.int32, torch.int64):
+        targets = F.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
+    if targets.shape != outputs.shape:
+        raise ValueError(
+            f"targets: shape {tuple(targets.shape)} does not match outputs {tuple(outputs.shape)}"
+        )
+    diff = outputs - targets
+    if loss == "mse":
+        return (diff**2).mean(-1)
+    order = {"l1": 1.0, "l2": 2.0}.get(loss, p)
+    return torch.linalg.vector_norm(diff, ord=order, dim=-1)
+
+
+def empirical_risk(
+    outputs: torch.Tensor, targets: torch.Tensor, loss: str = "mse", p: float | None = None
+) -> torch.Tensor:
+    """E = (1/N) sum_i loss(P x_i, y_i) -> scalar."""
+    return loss_per_sample(outputs, targets, loss, p).mean()
+
+
+def control_norms(model: nn.Module) -> list[torch.Tensor]:
+    """|u_k|^2 per step: sum over the step's layers of
+    |w|^2_{L2(Omega x Omega)} ~ sum_ij omega_out_i omega_in_j (W_ij / omega_in_j)^2 and
+    |b|^2_{L2(Omega)} ~ sum_i omega_out_i beta_i^2 (unit weights: the Frobenius norms)."""
+    out = []
+    for sm in model.controls():
+        total = 0.0
+        for (W, b), (w_out, w_in) in zip(sm.layers, sm.grids):
+            total = total + (W**2 * w_out[:, None] / w_in[None, :]).sum() + (w_out * b**2).sum()
+        out.append(total)
+    return out
+
+
+def l2_control(model: nn.Module) -> torch.Tensor:
+    """int_0^T |u(t)|^2 dt = sum_k dt_k |u_k|^2 over the controls (w, b) only, never the
+    readout or the lift (piecewise-constant controls: the sum is exact in t)."""
+    dts = model.disc.dts
+    norms = control_norms(model)
+    return sum(dt * n for dt, n in zip(dts, norms))
+
+
+def trapezoid_in_time(values: Sequence[torch.Tensor], times: Sequence[float]) -> torch.Tensor:
+    """int_0^T v(t) dt by the trapezoid rule on the time grid (values[k] at times[k])."""
+    if len(values) != len(times):
+        raise ValueError(f"values: need one value per time ({len(times)}), got {len(values)}")
+    total = 0.0
+    for k in range(len(times) - 1):
+        total = total + 0.5 * (times[k + 1] - times[k]) * (values[k] + values[k + 1])
+    return total
+
+
+def turnpike_cost(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "l2",
+    p: float | None = None,
+    trajectory=None,
+) -> torch.Tensor:
+    """int_0^T E(x(t)) dt with E(x(t)) = (1/N) sum_i loss(P x_i(t), y_i), trapezoid in t.
+    Pass ``trajectory`` (from ``model.trajectory(x)``) to reuse a forward pass."""
+    traj = trajectory if trajectory is not None else model.trajectory(x)
+    outs = model.readout_along(traj.states)
+    risks = [empirical_risk(o, y, loss, p) for o in outs]
+    return trapezoid_in_time(risks, traj.times)
+
+
+def risk_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "l2",
+                 p: float | None = None, trajectory=None) -> torch.Tensor:
+    """E(x(t_k)) for k = 0..K -> ``[K + 1]``."""
+    traj = trajectory if trajectory is not None else model.trajectory(x)
+    return torch.stack([empirical_risk(o, y, loss, p) for o in model.readout_along(traj.states)])
+
+
+def tracking_cost(
+    model: nn.Module, x: torch.Tensor, xbar: torch.Tensor | Sequence[torch.Tensor], trajectory=None
+) -> torch.Tensor:
+    """(1/N) sum_i int_0^T |x_i(t) - xbar_i|^2 dt (trapezoid in t). ``xbar`` ``[B, n]`` is a
+    fixed target state (constant-width models), or one ``[B, n_k]`` per time on a moving
+    schedule; on grids the norm is the quadrature L^2(Omega) norm."""
+    traj = trajectory if trajectory is not None else model.trajectory(x)
+    vals = []
+    for k, s in enumerate(traj.states):
+        target = xbar[k] if isinstance(xbar, (list, tuple)) else xbar
+        if target.shape != s.shape:
+            raise ValueError(
+                f"xbar: at step {k} expected shape {tuple(s.shape)}, got {tuple(target.shape)}"
+            )
+        w = model.disc.grid(k)[1]
+        vals.append(((s - target) ** 2 * w).sum(-1).mean())
+    return trapezoid_in_time(vals, traj.times)
