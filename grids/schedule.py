@@ -452,8 +452,8 @@ def cluster_map(strength: float = 0.6, center: float = 0.5) -> Callable:
         # u -> u - a * sin(2 pi (u - c)) / (2 pi), derivative 1 - a cos(...) > 0
         a = strength * tau
         v = u - a * torch.sin(2 * math.pi * (u - c)) / (2 * math.pi)
-        v = v - v[0] if c == 0.5 else v
-        return lo + (hi - lo) * v
+        v = (v - v[0]) / (v[-1] - v[0])  # pin both end points, whatever the centre
+        return (lo + (hi - lo) * v).clamp(lo, hi)
 
     return phi
 
