@@ -45,9 +45,12 @@ class Transfer:
             )
         if self.identity:
             return x
-        if self.index.shape[1] == 1:
-            return x[..., self.index[:, 0]] * self.coeff[:, 0].to(x.dtype)
-        return (x[..., self.index] * self.coeff.to(x.dtype)).sum(-1)
+        # one index_select per stencil column: its backward is a cheap index_add
+        coeff = self.coeff.to(x.dtype)
+        y = torch.index_select(x, -1, self.index[:, 0]) * coeff[:, 0]
+        for r in range(1, self.index.shape[1]):
+            y = torch.addcmul(y, torch.index_select(x, -1, self.index[:, r]), coeff[:, r])
+        return y
 
     def matrix(self) -> torch.Tensor:
         """The dense ``[n_dst, n_src]`` matrix of P (for export and tests)."""

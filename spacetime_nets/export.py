@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from grids import GridSchedule
@@ -42,11 +43,14 @@ class ResidualBlock(nn.Module):
             self.register_buffer("shortcut", shortcut)
 
     def field(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.layers[0]
         if self.form == "outside":
-            return self.activation(self.layers[0](x))
+            return self.activation(F.linear(x, first.weight, first.bias))
         if self.form == "inside":
-            return self.layers[0](self.activation(x))
-        return self.layers[1](self.activation(self.layers[0](x)))
+            return F.linear(self.activation(x), first.weight, first.bias)
+        second = self.layers[1]
+        return F.linear(self.activation(F.linear(x, first.weight, first.bias)), second.weight,
+                        second.bias)
 
     def _pi(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.shortcut.T if self.has_shortcut else x
@@ -54,7 +58,7 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dt = self.dt
         if self.method == "euler":
-            return self._pi(x) + dt * self.field(x)
+            return torch.add(self._pi(x), self.field(x), alpha=dt)
         k1 = self.field(x)
         if self.method == "heun":
             k2 = self.field(x + dt * k1)

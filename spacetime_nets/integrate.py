@@ -106,9 +106,16 @@ class Discretization(nn.Module):
         for k in range(K):
             p = schedule.transfer(k)
             self.identity.append(p.identity)
-            if not p.identity:
-                self.register_buffer(f"pi{k}_index", p.index.clone())
-                self.register_buffer(f"pi{k}_coeff", p.coeff.clone())
+            if not p.identity:  # stencil columns stored as contiguous rows [m, n_{k+1}]
+                self.register_buffer(f"pi{k}_index", p.index.T.contiguous())
+                self.register_buffer(f"pi{k}_coeff", p.coeff.T.contiguous())
+        # the schedule's own (float64) values: a later change of dtype converts these, so that
+        # a model built in float32 and moved to float64 gets exact grids, not widened roundings
+        self._exact = {
+            name: buf.detach().clone()
+            for name, buf in self._buffers.items()
+            if buf.is_floating_point()
+        }
         self._refresh()
 
     def _refresh(self) -> None:
@@ -120,7 +127,12 @@ class Discretization(nn.Module):
         ]
 
     def _apply(self, fn, recurse=True):
+        dtypes = {name: buf.dtype for name, buf in self._buffers.items()}
         out = super()._apply(fn, recurse)
+        for name, exact in self._exact.items():
+            buf = self._buffers[name]
+            if buf.dtype != dtypes[name]:
+                self._buffers[name] = exact.to(device=buf.device, dtype=buf.dtype)
         self._refresh()
         return out
 
@@ -142,10 +154,7 @@ class Discretization(nn.Module):
         p = self.pi[k]
         if p is None:
             return x
-        index, coeff = p
-        if index.shape[1] == 1:
-            return x[..., index[:, 0]] * coeff[:, 0]
-        return (x[..., index] * coeff).sum(-1)
+        return apply_stencil(x, *p)
 
     def transfer_matrix(self, k: int) -> torch.Tensor:
         """Dense Pi_k ``[n_{k+1}, n_k]``."""
@@ -156,7 +165,7 @@ class Discretization(nn.Module):
             return torch.eye(n_out, dtype=ref.dtype, device=ref.device)
         index, coeff = p
         m = torch.zeros(n_out, n_in, dtype=coeff.dtype, device=coeff.device)
-        return m.scatter_add_(1, index, coeff)
+        return m.scatter_add_(1, index.T, coeff.T)
 
     def step_matrices(
         self,
@@ -205,6 +214,17 @@ class Discretization(nn.Module):
             kernel2.check_discretisation(outs, hid)
         else:
             kernel.check_discretisation(outs, ins)
+
+
+def apply_stencil(x: torch.Tensor, index: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """(P x)_i = sum_r coeff[r, i] x[..., index[r, i]]: ``[..., n_src] -> [..., n_dst]``.
+
+    One index_select per stencil column (its backward is an index_add, much cheaper than the
+    scatter behind advanced indexing), fused multiply-adds in between."""
+    y = torch.index_select(x, -1, index[0]) * coeff[0]
+    for r in range(1, index.shape[0]):
+        y = torch.addcmul(y, torch.index_select(x, -1, index[r]), coeff[r])
+    return y
 
 
 def _field(form: str, act: Callable, layers, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,158 @@
+"""Core speed ratios, measured side by side in one process (medians of interleaved repeats).
+
+1. fixed grid, nodal kernel, B=256, n=64, K=20, tanh, forward+backward: SpaceTimeNet against a
+   hand-written PyTorch ResNet loop with the same widths and weights (goal <= 1.05);
+2. NeuralODE forward+backward against torchdiffeq.odeint(method="euler") with the same steps
+   and weights (goal <= 0.8);
+3. a moving (hourglass) schedule against its fixed maximum-width schedule: time ratio against
+   multiply-add ratio (goal: within 1.2x);
+4. the exported ResNet against the space-time net (goal: at least as fast, ratio <= 1).
+
+Run: python benchmarks/bench_core.py [--threads N] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import compare, table  # noqa: E402
+
+import grids  # noqa: E402
+import spacetime_nets as st  # noqa: E402
+from spacetime_nets.integrate import multiply_adds  # noqa: E402
+
+
+def _fwd_bwd(model, x):
+    def run():
+        model.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+
+    return run
+
+
+def case_hand_resnet(repeats: int, device: str) -> tuple:
+    B, n, K = 256, 64, 20
+    sched = grids.GridSchedule.constant(n, K, T=1.0)
+    model = st.SpaceTimeNet(sched, n, 10, kernel="nodal", form="outside", activation="tanh",
+                            lift="identity", seed=0).to(device)
+    Ws = [w.detach().clone().requires_grad_() for w in model.kernel.weight]
+    bs = [b.detach().clone().requires_grad_() for b in model.kernel.bias]
+    R = model.readout_matrix().detach().clone().requires_grad_()
+    rb = model.readout_bias.detach().clone().requires_grad_()
+    dt = 1.0 / K
+    x = torch.randn(B, n, device=device)
+
+    def hand():
+        for p in (*Ws, *bs, R, rb):
+            p.grad = None
+        h = x
+        for W, b in zip(Ws, bs):
+            h = h + dt * torch.tanh(F.linear(h, W, b))
+        F.linear(h, R, rb).sum().backward()
+
+    with torch.no_grad():  # same function
+        h = x
+        for W, b in zip(Ws, bs):
+            h = h + dt * torch.tanh(F.linear(h, W, b))
+        assert torch.allclose(F.linear(h, R, rb), model(x), atol=1e-4)
+    t = compare({"spacetime": _fwd_bwd(model, x), "hand": hand}, repeats=repeats)
+    r = t["spacetime"] / t["hand"]
+    return ("SpaceTimeNet / hand-written ResNet loop (B=256,n=64,K=20,tanh)",
+            f"{t['spacetime'] * 1e3:.2f} ms", f"{t['hand'] * 1e3:.2f} ms", f"{r:.3f}", "<= 1.05",
+            "yes" if r <= 1.05 else "no")
+
+
+def case_torchdiffeq(repeats: int, device: str) -> tuple:
+    try:
+        from torchdiffeq import odeint
+    except ImportError:  # pragma: no cover
+        return ("NeuralODE / torchdiffeq.odeint(euler)", "-", "-", "-", "<= 0.8", "skipped")
+    B, d, K, T = 256, 64, 20, 1.0
+    model = st.NeuralODE(d, T=T, steps=K, form="inside", activation="tanh", out_features=10,
+                         seed=0).to(device)
+    Ws = [w for w in model.kernel.weight]
+    bs = [b for b in model.kernel.bias]
+    dt = T / K
+    t_grid = torch.linspace(0, T, K + 1, device=device)
+
+    class Field(torch.nn.Module):
+        def forward(self, t, x):
+            k = min(int(float(t) / dt + 0.5), K - 1)  # Euler evaluates at the grid times
+            return F.linear(torch.tanh(x), Ws[k], bs[k])
+
+    field = Field()
+    x = torch.randn(B, d, device=device)
+
+    def tdq():
+        model.zero_grad(set_to_none=True)
+        xT = odeint(field, x, t_grid, method="euler")[-1]
+        model.readout(xT).sum().backward()
+
+    with torch.no_grad():
+        ref = model.readout(odeint(field, x, t_grid, method="euler")[-1])
+        assert torch.allclose(ref, model(x), atol=1e-4), float((ref - model(x)).abs().max())
+    t = compare({"ours": _fwd_bwd(model, x), "torchdiffeq": tdq}, repeats=repeats)
+    r = t["ours"] / t["torchdiffeq"]
+    return ("NeuralODE / torchdiffeq.odeint(euler) (B=256,d=64,K=20)",
+            f"{t['ours'] * 1e3:.2f} ms", f"{t['torchdiffeq'] * 1e3:.2f} ms", f"{r:.3f}", "<= 0.8",
+            "yes" if r <= 0.8 else "no")
+
+
+def case_moving(repeats: int, device: str) -> tuple:
+    B, K, n_max, n_min = 256, 20, 256, 32
+    moving = grids.GridSchedule.hourglass(n_max, n_min, K)
+    fixed = grids.GridSchedule.constant(n_max, K)
+    m_mov = st.SpaceTimeNet(moving, n_max, 10, kernel="nodal", form="outside",
+                            activation="tanh", lift="identity", seed=0).to(device)
+    m_fix = st.SpaceTimeNet(fixed, n_max, 10, kernel="nodal", form="outside", activation="tanh",
+                            lift="identity", seed=0).to(device)
+    x = torch.randn(B, n_max, device=device)
+    t = compare({"moving": _fwd_bwd(m_mov, x), "fixed": _fwd_bwd(m_fix, x)}, repeats=repeats)
+    macs = multiply_adds(m_mov.disc, "outside", "euler", B) / multiply_adds(
+        m_fix.disc, "outside", "euler", B)
+    r = t["moving"] / t["fixed"]
+    q = r / macs
+    return (f"hourglass {n_max}->{n_min}->{n_max} / constant {n_max} (time ratio / MAC ratio "
+            f"{macs:.3f})", f"{t['moving'] * 1e3:.2f} ms", f"{t['fixed'] * 1e3:.2f} ms",
+            f"{q:.3f}", "<= 1.2", "yes" if q <= 1.2 else "no")
+
+
+def case_export(repeats: int, device: str) -> tuple:
+    B = 256
+    sched = grids.GridSchedule.hourglass(64, 16, 20)
+    model = st.SpaceTimeNet(sched, 64, 10, kernel="basis", form="inside", activation="tanh",
+                            lift="identity", seed=0).to(device)
+    resnet = st.to_resnet(model)
+    x = torch.randn(B, 64, device=device)
+    t = compare({"resnet": _fwd_bwd(resnet, x), "spacetime": _fwd_bwd(model, x)},
+                repeats=repeats)
+    r = t["resnet"] / t["spacetime"]
+    return ("exported ResNet / SpaceTimeNet (basis kernel, hourglass 64->16->64)",
+            f"{t['resnet'] * 1e3:.2f} ms", f"{t['spacetime'] * 1e3:.2f} ms", f"{r:.3f}", "<= 1",
+            "yes" if r <= 1.0 else "no")
+
+
+def main(argv: list[str] | None = None) -> list[tuple]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [case(args.repeats, args.device)
+            for case in (case_hand_resnet, case_torchdiffeq, case_moving, case_export)]
+    print(f"device={args.device}, torch threads={torch.get_num_threads()}, "
+          f"medians of {args.repeats} interleaved repeats")
+    print(table(rows, ("comparison (forward+backward)", "A", "B", "ratio", "goal", "met")))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
