@@ -341,6 +341,8 @@ def integrate(
     checkpoint = check_checkpoint(checkpoint)
     if not isinstance(x0, torch.Tensor) or x0.dim() != 2:
         raise ValueError(f"x0: expected a tensor [batch, n_0], got {_desc(x0)}")
+    if not isinstance(schedule, GridSchedule):
+        raise ValueError(f"schedule: expected a grids.GridSchedule, got {_desc(schedule)}")
     if x0.shape[1] != schedule.widths[0]:
         raise ValueError(
             f"x0: last dimension must be the first grid's width n_0={schedule.widths[0]}, "

@@ -287,7 +287,9 @@ class BasisKernel(Kernel):
         """(C(t) [A, A], c(t) [A]) including ``output_scale``."""
         tau = min(max(t / self.T, 0.0), 1.0)
         if self.time_degree is None:
-            p = min(int(tau * self.pieces), self.pieces - 1)
+            # at a piece boundary tau * pieces is an integer up to rounding (t_k = k T / K can
+            # come out a few ulps low): without the tolerance step k would use piece k - 1
+            p = min(int(tau * self.pieces + 1e-9), self.pieces - 1)
             C = self.coeff[p]
             c = self.bias_coeff[p] if self.bias_coeff is not None else None
         else:
@@ -348,8 +350,10 @@ class NeuralKernel(Kernel):
         self.register_buffer("_hi", hi, persistent=False)
 
     def _unit(self, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._lo.to(x.dtype), self._hi.to(x.dtype)
-        return 2.0 * (x - lo) / (hi - lo) - 1.0
+        # the bounds as Python floats: exact in every dtype (a float32 buffer moved to float64
+        # would carry its rounding), and no tensor is made or moved here
+        cols = [2.0 * (x[:, i] - a) / (b - a) - 1.0 for i, (a, b) in enumerate(self.domain.bounds)]
+        return torch.stack(cols, dim=-1)
 
     def forward(self, k, t, out_nodes, in_nodes, in_weights):
         dtype = self.net[0].weight.dtype

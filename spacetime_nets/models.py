@@ -395,13 +395,16 @@ class SpaceTimeNet(_FlowModel):
 
     def rescale_horizon(self, T_new: float) -> SpaceTimeNet:
         """The scaling lemma: the same network on [0, T_new], time grid stretched by T_new / T
-        and controls multiplied by T / T_new. Outputs are unchanged for every form."""
+        and controls multiplied by T / T_new. Outputs are unchanged when the field is
+        homogeneous (:func:`form_is_homogeneous`)."""
         T = self.T
         new = copy.deepcopy(self)
         sched = self.schedule
         scaled = GridSchedule(sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind)
         for kern in (new.kernel, new.kernel2):
             if kern is not None:
+                if not kern.continuous:
+                    kern.T = T  # a nodal kernel has no time variable: it spans the model's [0, T]
                 kern.rescale_horizon_(T_new)
         new._bind(scaled)
         return new
@@ -417,7 +420,7 @@ def _refine_nodal(model: SpaceTimeNet, fine: GridSchedule, depth: int) -> SpaceT
     coarse = model.schedule
     new = copy.deepcopy(model)
     K = coarse.num_steps
-    new.kernel = NodalKernel(fine)
+    new.kernel = NodalKernel(fine, bias=model.kernel.bias is not None)
     with torch.no_grad():
         dev, dt = model.readout_values.device, model.readout_values.dtype
 
@@ -442,7 +445,7 @@ def _refine_nodal(model: SpaceTimeNet, fine: GridSchedule, depth: int) -> SpaceT
             P0 = interp(coarse.grids[0], fine.grids[0])
             new.lift_weight = nn.Parameter(P0 @ model.lift_weight)
             new.lift_bias = nn.Parameter(P0 @ model.lift_bias)
-    new.to(dev)
+    new.to(device=dev, dtype=dt)  # the fresh kernel is made in the default dtype
     new._bind(fine)
     return new
 
@@ -501,7 +504,9 @@ class NeuralODE(_FlowModel):
             self.kernel2 = None
             hidden = None
         self._hidden = hidden
-        self.disc = Discretization(schedule, hidden)
+        # in the parameters' dtype, like SpaceTimeNet (the schedule itself is float64)
+        ref = next(self.kernel.parameters())
+        self.disc = Discretization(schedule, hidden).to(dtype=ref.dtype)
         self.out_features = out_features
         if out_features is not None:
             _check_features("out_features", out_features)
@@ -539,13 +544,16 @@ class NeuralODE(_FlowModel):
         return self._trajectory(self.lift(x))
 
     def rescale_horizon(self, T_new: float) -> NeuralODE:
-        """The scaling lemma: same outputs on [0, T_new] with controls times T / T_new."""
+        """The scaling lemma: the network on [0, T_new] with controls times T / T_new; the
+        outputs are the same when the field is homogeneous (:func:`form_is_homogeneous`)."""
         T = self.T
         new = copy.deepcopy(self)
         sched = self.schedule
         scaled = GridSchedule(sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind)
         for kern in (new.kernel, new.kernel2):
             if kern is not None:
+                if not kern.continuous:
+                    kern.T = T  # a nodal kernel has no time variable: it spans the model's [0, T]
                 kern.rescale_horizon_(T_new)
         ref = next(self.parameters())
         new.disc = Discretization(scaled, self._hidden).to(device=ref.device, dtype=ref.dtype)
