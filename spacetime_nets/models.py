@@ -98,6 +98,20 @@ class _FlowModel(nn.Module):
             raise ValueError(f"x: expected a tensor [batch, {n}], got {got}")
         if x.shape[1] != n:
             raise ValueError(f"x: expected {n} features, got shape {tuple(x.shape)}")
+        _check_finite(x)
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    """NaN/inf input: a ValueError on the CPU (where reading the flag costs no device sync);
+    on accelerators and under torch.compile an asynchronous device assertion, never a host sync.
+    """
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        bad = ~torch.isfinite(x)
+        if bad.any():
+            i, j = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(f"x: input must be finite, got {float(x[i, j])} at [{i}, {j}]")
+    else:
+        torch._assert_async(torch.isfinite(x).all(), "x: input must be finite (NaN or inf seen)")
 
 
 class SpaceTimeNet(_FlowModel):

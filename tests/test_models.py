@@ -397,3 +397,19 @@ def test_grid_and_schedule_of_a_neural_ode_have_unit_weights():
     assert isinstance(model.schedule.grids[0], Grid)
     node = copy.deepcopy(model)
     assert node.schedule.widths == [4, 4, 4]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_is_refused(bad):
+    sched = GridSchedule.constant(5, 3)
+    models = [
+        SpaceTimeNet(sched, 3, 2, kernel="basis", lift="linear", seed=0),
+        NeuralODE(3, T=1.0, steps=3, out_features=2, seed=0),
+    ]
+    x = torch.zeros(4, 3)
+    x[2, 1] = bad
+    for m in models:
+        with pytest.raises(ValueError, match=r"x: input must be finite.*\[2, 1\]"):
+            m(x)
+        with pytest.raises(ValueError, match="x: input must be finite"):
+            m.trajectory(x)
