@@ -34,6 +34,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict -d site
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
