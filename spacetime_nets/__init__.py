@@ -9,6 +9,18 @@ from .models import NeuralODE, SpaceTimeNet
 
 __version__ = "0.1.0"
 
+_SUBMODULES = ("objectives", "datasets", "theory", "training", "experiments", "plotting", "cli")
+
+
+def __getattr__(name: str):
+    """Submodules with heavier imports (scikit-learn, tqdm, matplotlib) load on first use."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'spacetime_nets' has no attribute {name!r}")
+
+
 __all__ = [
     "ACTIVATIONS",
     "FORMS",
