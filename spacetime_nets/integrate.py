@@ -11,12 +11,14 @@ Heun and RK4 take the step on G_k with square matrices, then transfer: X^{k+1} =
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from grids import Grid, GridSchedule
@@ -280,9 +282,11 @@ def run_steps(
         seg = mats[s:e]
         params = [t for sm in seg for pair in sm.layers for t in pair]
 
-        def segment(x, *_p, s=s, seg=seg):
+        def segment(x, *tensors, s=s, seg=seg):
+            it = iter(tensors)  # the step tensors as passed (detached copies when recomputed)
             for j, sm in enumerate(seg):
-                x = _step(disc, s + j, sm, x, form, act, method)
+                layers = [(next(it), next(it)) for _ in sm.layers]
+                x = _step(disc, s + j, StepMatrices(sm.dt, layers, sm.grids), x, form, act, method)
             return x
 
         if keep_states:
@@ -296,8 +300,60 @@ def run_steps(
                 )
                 states.append(x)
         else:
-            x = _checkpoint(segment, x, *params, use_reentrant=False)
+            x = _Recompute.apply(segment, x, *params)
     return x, states
+
+
+class _Recompute(torch.autograd.Function):
+    """Checkpoint of one segment of steps: the forward runs without recording a graph and keeps
+    only its input state and the step tensors; the backward recomputes the segment and
+    differentiates it. Unlike ``torch.utils.checkpoint`` (non-reentrant), no per-operation graph
+    is built in the forward, so the state buffers freed step by step are reused (on CPU, glibc's
+    heap otherwise fragments and the peak exceeds that of plain autograd). Works with
+    ``torch.autograd.grad``; not twice differentiable."""
+
+    @staticmethod
+    def forward(ctx, run, x, *tensors):
+        ctx.run = run
+        ctx.autocast = _autocast_state(x.device.type)
+        ctx.save_for_backward(x, *tensors)
+        with torch.no_grad():
+            return run(x, *tensors)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        saved = ctx.saved_tensors
+        need = ctx.needs_input_grad[1:]
+        # on CPU, the long-lived gradient buffers first, before the recomputed activations, so
+        # that they do not split the heap blocks those free again (CUDA's caching allocator
+        # needs no such care)
+        host = saved[0].device.type == "cpu"
+        out = [
+            torch.empty_like(t) if host and n and i > 0 else None
+            for i, (t, n) in enumerate(zip(saved, need))
+        ]
+        wrt = [i for i, n in enumerate(need) if n]
+        with torch.enable_grad(), _autocast(ctx.autocast):
+            inputs = [t.detach().requires_grad_(n) for t, n in zip(saved, need)]
+            y = ctx.run(*inputs)
+            grads = torch.autograd.grad(y, [inputs[i] for i in wrt], grad, allow_unused=True)
+        for i, g in zip(wrt, grads):
+            out[i] = g if g is None or out[i] is None else out[i].copy_(g)
+        return (None, *out)
+
+
+def _autocast_state(device_type: str):
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return device_type, torch.get_autocast_dtype(device_type)
+    except (AttributeError, TypeError, RuntimeError):  # torch < 2.4, or no autocast there
+        pass
+    return None
+
+
+def _autocast(state):
+    return contextlib.nullcontext() if state is None else torch.autocast(state[0], state[1])
 
 
 def multiply_adds(disc: Discretization, form: str, method: str, batch: int) -> int:

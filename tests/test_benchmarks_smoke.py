@@ -1,0 +1,135 @@
+"""Plumbing of the benchmark scripts: each ``main(["--quick"])`` runs and returns finite numbers.
+
+No timing is asserted (timings depend on the machine). Tests marked ``cuda`` run the same
+scripts on a GPU (``benchmarks/gpu_check.py`` runs them there)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield lambda name: importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _finite(*values) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def test_memory_quick(bench):
+    rows = bench("bench_memory").main(["--quick", "--threads", "1"])
+    assert [r["steps"] for r in rows] == [10, 50]
+    for r in rows:
+        assert r["same_result"], r
+        assert r["plain_bytes"] > 0 and r["checkpointed_bytes"] >= 0
+        assert _finite(r["memory_ratio"], r["time_ratio"], r["plain"]["time_s"])
+
+
+def test_compile_quick(bench):
+    mod = bench("bench_compile")
+    rows = mod.main(["--quick", "--backend", "aot_eager", "--kernels", "nodal"])
+    (row,) = rows
+    if "skipped" in row:
+        pytest.skip(row["skipped"])
+    assert row["graph_count"] >= 1 and row["graph_break_count"] == 0, row["break_reasons"]
+    assert row["same"]
+    assert _finite(row["eager_s"], row["compiled_s"], row["ratio"])
+
+
+def test_throughput_quick(bench):
+    rows = bench("bench_throughput").main(["--quick", "--threads", "1"])
+    assert len(rows) == 2
+    for r in rows:
+        assert _finite(r["step_s"], r["matmul_s"], r["fraction"]) and r["step_s"] > 0
+
+
+def test_peers_quick(bench):
+    rows = bench("bench_peers").main(["--quick", "--threads", "1"])
+    candidates = {r[1] for r in rows}
+    assert {"SpaceTimeNet", "hand-written loop"} <= candidates
+    assert any(c.startswith("torchquad.") for c in candidates)
+    for r in rows:
+        assert _finite(float(r[3]), float(r[4]))
+        if r[5] != "-":
+            # same work: euler peers match exactly, rk4 (3/8 rule) and quadrature to O(1e-5)
+            assert float(r[5]) < 1e-3, r
+
+
+def test_run_all_plan(bench):
+    mod = bench("run_all")
+    steps = dict(mod.plan(list(mod.BENCHMARKS), quick=True, threads=1))
+    assert list(steps) == ["grids", "core", "memory", "compile", "throughput", "peers"]
+    for cmd in steps.values():
+        assert Path(cmd[1]).exists(), cmd
+        assert cmd[-2:] == ["--threads", "1"]
+    assert "--quick" in steps["memory"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_gpu_check_without_cuda(bench, capsys):
+    assert bench("gpu_check").main([]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- on a GPU
+@pytest.mark.cuda
+@cuda
+def test_spacetimenet_on_cuda_matches_cpu():
+    import grids
+    import spacetime_nets as st
+
+    sched = grids.GridSchedule.hourglass(32, 8, 12)
+    x = torch.randn(16, 32, generator=torch.Generator().manual_seed(0))
+    for checkpoint in (None, 4):
+        model = st.SpaceTimeNet(
+            sched,
+            32,
+            3,
+            kernel="basis",
+            form="outside",
+            activation="tanh",
+            lift="identity",
+            modes=6,
+            seed=0,
+            checkpoint=checkpoint,
+        ).double()
+        out_cpu = model(x.double())
+        out_cpu.square().sum().backward()
+        g_cpu = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad(set_to_none=True)
+        model.cuda()
+        out_gpu = model(x.double().cuda())
+        out_gpu.square().sum().backward()
+        assert torch.allclose(out_gpu.cpu(), out_cpu, atol=1e-10)
+        for a, p in zip(g_cpu, model.parameters()):
+            assert torch.allclose(p.grad.cpu(), a, atol=1e-9)
+
+
+@pytest.mark.cuda
+@cuda
+def test_throughput_quick_cuda(bench):
+    rows = bench("bench_throughput").main(["--quick", "--device", "cuda"])
+    for r in rows:
+        assert _finite(r["step_s"], r["matmul_s"], r["fraction"])
+
+
+@pytest.mark.cuda
+@cuda
+def test_memory_quick_cuda(bench):
+    rows = bench("bench_memory").main(["--quick", "--device", "cuda"])
+    for r in rows:
+        assert r["same_result"] and r["plain"]["peak_device_bytes"] > 0
