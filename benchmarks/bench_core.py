@@ -104,9 +104,14 @@ def case_torchdiffeq(repeats: int, device: str) -> tuple:
             "yes" if r <= 0.8 else "no")
 
 
-def case_moving(repeats: int, device: str) -> tuple:
+def case_moving(repeats: int, device: str, shape: str = "hourglass") -> tuple:
     B, K, n_max, n_min = 256, 20, 256, 32
-    moving = grids.GridSchedule.hourglass(n_max, n_min, K)
+    if shape == "hourglass":  # the width changes at every step
+        moving = grids.GridSchedule.hourglass(n_max, n_min, K)
+        label = f"hourglass {n_max}->{n_min}->{n_max}"
+    else:  # three stages: the width changes twice
+        moving = grids.GridSchedule.pyramid(n_max, n_min, K, levels=3)
+        label = f"pyramid {n_max}->{n_min} (3 levels)"
     fixed = grids.GridSchedule.constant(n_max, K)
     m_mov = st.SpaceTimeNet(moving, n_max, 10, kernel="nodal", form="outside",
                             activation="tanh", lift="identity", seed=0).to(device)
@@ -118,9 +123,13 @@ def case_moving(repeats: int, device: str) -> tuple:
         m_fix.disc, "outside", "euler", B)
     r = t["moving"] / t["fixed"]
     q = r / macs
-    return (f"hourglass {n_max}->{n_min}->{n_max} / constant {n_max} (time ratio / MAC ratio "
+    return (f"{label} / constant {n_max} (time ratio / MAC ratio "
             f"{macs:.3f})", f"{t['moving'] * 1e3:.2f} ms", f"{t['fixed'] * 1e3:.2f} ms",
             f"{q:.3f}", "<= 1.2", "yes" if q <= 1.2 else "no")
+
+
+def case_pyramid(repeats: int, device: str) -> tuple:
+    return case_moving(repeats, device, shape="pyramid")
 
 
 def case_export(repeats: int, device: str) -> tuple:
@@ -147,7 +156,8 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [case(args.repeats, args.device)
-            for case in (case_hand_resnet, case_torchdiffeq, case_moving, case_export)]
+            for case in (case_hand_resnet, case_torchdiffeq, case_moving, case_pyramid,
+                         case_export)]
     print(f"device={args.device}, torch threads={torch.get_num_threads()}, "
           f"medians of {args.repeats} interleaved repeats")
     print(table(rows, ("comparison (forward+backward)", "A", "B", "ratio", "goal", "met")))
