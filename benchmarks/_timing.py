@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable
 
 
-def compare(fns: dict[str, Callable[[], object]], repeats: int = 15, inner: int = 5,
-            warmup: int = 3) -> dict[str, float]:
+def compare(
+    fns: dict[str, Callable[[], object]], repeats: int = 15, inner: int = 5, warmup: int = 3
+) -> dict[str, float]:
     """Median seconds per call of each function, measured in interleaved rounds (A B C A B C
     ...) so that drifts of the machine's speed hit every candidate alike."""
     for fn in fns.values():

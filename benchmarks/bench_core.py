@@ -39,8 +39,9 @@ def _fwd_bwd(model, x):
 def case_hand_resnet(repeats: int, device: str) -> tuple:
     B, n, K = 256, 64, 20
     sched = grids.GridSchedule.constant(n, K, T=1.0)
-    model = st.SpaceTimeNet(sched, n, 10, kernel="nodal", form="outside", activation="tanh",
-                            lift="identity", seed=0).to(device)
+    model = st.SpaceTimeNet(
+        sched, n, 10, kernel="nodal", form="outside", activation="tanh", lift="identity", seed=0
+    ).to(device)
     Ws = [w.detach().clone().requires_grad_() for w in model.kernel.weight]
     bs = [b.detach().clone().requires_grad_() for b in model.kernel.bias]
     R = model.readout_matrix().detach().clone().requires_grad_()
@@ -63,9 +64,14 @@ def case_hand_resnet(repeats: int, device: str) -> tuple:
         assert torch.allclose(F.linear(h, R, rb), model(x), atol=1e-4)
     t = compare({"spacetime": _fwd_bwd(model, x), "hand": hand}, repeats=repeats)
     r = t["spacetime"] / t["hand"]
-    return ("SpaceTimeNet / hand-written ResNet loop (B=256,n=64,K=20,tanh)",
-            f"{t['spacetime'] * 1e3:.2f} ms", f"{t['hand'] * 1e3:.2f} ms", f"{r:.3f}", "<= 1.05",
-            "yes" if r <= 1.05 else "no")
+    return (
+        "SpaceTimeNet / hand-written ResNet loop (B=256,n=64,K=20,tanh)",
+        f"{t['spacetime'] * 1e3:.2f} ms",
+        f"{t['hand'] * 1e3:.2f} ms",
+        f"{r:.3f}",
+        "<= 1.05",
+        "yes" if r <= 1.05 else "no",
+    )
 
 
 def case_torchdiffeq(repeats: int, device: str) -> tuple:
@@ -74,8 +80,9 @@ def case_torchdiffeq(repeats: int, device: str) -> tuple:
     except ImportError:  # pragma: no cover
         return ("NeuralODE / torchdiffeq.odeint(euler)", "-", "-", "-", "<= 0.8", "skipped")
     B, d, K, T = 256, 64, 20, 1.0
-    model = st.NeuralODE(d, T=T, steps=K, form="inside", activation="tanh", out_features=10,
-                         seed=0).to(device)
+    model = st.NeuralODE(
+        d, T=T, steps=K, form="inside", activation="tanh", out_features=10, seed=0
+    ).to(device)
     Ws = [w for w in model.kernel.weight]
     bs = [b for b in model.kernel.bias]
     dt = T / K
@@ -99,9 +106,14 @@ def case_torchdiffeq(repeats: int, device: str) -> tuple:
         assert torch.allclose(ref, model(x), atol=1e-4), float((ref - model(x)).abs().max())
     t = compare({"ours": _fwd_bwd(model, x), "torchdiffeq": tdq}, repeats=repeats)
     r = t["ours"] / t["torchdiffeq"]
-    return ("NeuralODE / torchdiffeq.odeint(euler) (B=256,d=64,K=20)",
-            f"{t['ours'] * 1e3:.2f} ms", f"{t['torchdiffeq'] * 1e3:.2f} ms", f"{r:.3f}", "<= 0.8",
-            "yes" if r <= 0.8 else "no")
+    return (
+        "NeuralODE / torchdiffeq.odeint(euler) (B=256,d=64,K=20)",
+        f"{t['ours'] * 1e3:.2f} ms",
+        f"{t['torchdiffeq'] * 1e3:.2f} ms",
+        f"{r:.3f}",
+        "<= 0.8",
+        "yes" if r <= 0.8 else "no",
+    )
 
 
 def case_moving(repeats: int, device: str, shape: str = "hourglass") -> tuple:
@@ -113,19 +125,34 @@ def case_moving(repeats: int, device: str, shape: str = "hourglass") -> tuple:
         moving = grids.GridSchedule.pyramid(n_max, n_min, K, levels=3)
         label = f"pyramid {n_max}->{n_min} (3 levels)"
     fixed = grids.GridSchedule.constant(n_max, K)
-    m_mov = st.SpaceTimeNet(moving, n_max, 10, kernel="nodal", form="outside",
-                            activation="tanh", lift="identity", seed=0).to(device)
-    m_fix = st.SpaceTimeNet(fixed, n_max, 10, kernel="nodal", form="outside", activation="tanh",
-                            lift="identity", seed=0).to(device)
+    m_mov = st.SpaceTimeNet(
+        moving,
+        n_max,
+        10,
+        kernel="nodal",
+        form="outside",
+        activation="tanh",
+        lift="identity",
+        seed=0,
+    ).to(device)
+    m_fix = st.SpaceTimeNet(
+        fixed, n_max, 10, kernel="nodal", form="outside", activation="tanh", lift="identity", seed=0
+    ).to(device)
     x = torch.randn(B, n_max, device=device)
     t = compare({"moving": _fwd_bwd(m_mov, x), "fixed": _fwd_bwd(m_fix, x)}, repeats=repeats)
     macs = multiply_adds(m_mov.disc, "outside", "euler", B) / multiply_adds(
-        m_fix.disc, "outside", "euler", B)
+        m_fix.disc, "outside", "euler", B
+    )
     r = t["moving"] / t["fixed"]
     q = r / macs
-    return (f"{label} / constant {n_max} (time ratio / MAC ratio "
-            f"{macs:.3f})", f"{t['moving'] * 1e3:.2f} ms", f"{t['fixed'] * 1e3:.2f} ms",
-            f"{q:.3f}", "<= 1.2", "yes" if q <= 1.2 else "no")
+    return (
+        f"{label} / constant {n_max} (time ratio / MAC ratio {macs:.3f})",
+        f"{t['moving'] * 1e3:.2f} ms",
+        f"{t['fixed'] * 1e3:.2f} ms",
+        f"{q:.3f}",
+        "<= 1.2",
+        "yes" if q <= 1.2 else "no",
+    )
 
 
 def case_pyramid(repeats: int, device: str) -> tuple:
@@ -135,16 +162,21 @@ def case_pyramid(repeats: int, device: str) -> tuple:
 def case_export(repeats: int, device: str) -> tuple:
     B = 256
     sched = grids.GridSchedule.hourglass(64, 16, 20)
-    model = st.SpaceTimeNet(sched, 64, 10, kernel="basis", form="inside", activation="tanh",
-                            lift="identity", seed=0).to(device)
+    model = st.SpaceTimeNet(
+        sched, 64, 10, kernel="basis", form="inside", activation="tanh", lift="identity", seed=0
+    ).to(device)
     resnet = st.to_resnet(model)
     x = torch.randn(B, 64, device=device)
-    t = compare({"resnet": _fwd_bwd(resnet, x), "spacetime": _fwd_bwd(model, x)},
-                repeats=repeats)
+    t = compare({"resnet": _fwd_bwd(resnet, x), "spacetime": _fwd_bwd(model, x)}, repeats=repeats)
     r = t["resnet"] / t["spacetime"]
-    return ("exported ResNet / SpaceTimeNet (basis kernel, hourglass 64->16->64)",
-            f"{t['resnet'] * 1e3:.2f} ms", f"{t['spacetime'] * 1e3:.2f} ms", f"{r:.3f}", "<= 1",
-            "yes" if r <= 1.0 else "no")
+    return (
+        "exported ResNet / SpaceTimeNet (basis kernel, hourglass 64->16->64)",
+        f"{t['resnet'] * 1e3:.2f} ms",
+        f"{t['spacetime'] * 1e3:.2f} ms",
+        f"{r:.3f}",
+        "<= 1",
+        "yes" if r <= 1.0 else "no",
+    )
 
 
 def main(argv: list[str] | None = None) -> list[tuple]:
@@ -155,11 +187,14 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [case(args.repeats, args.device)
-            for case in (case_hand_resnet, case_torchdiffeq, case_moving, case_pyramid,
-                         case_export)]
-    print(f"device={args.device}, torch threads={torch.get_num_threads()}, "
-          f"medians of {args.repeats} interleaved repeats")
+    rows = [
+        case(args.repeats, args.device)
+        for case in (case_hand_resnet, case_torchdiffeq, case_moving, case_pyramid, case_export)
+    ]
+    print(
+        f"device={args.device}, torch threads={torch.get_num_threads()}, "
+        f"medians of {args.repeats} interleaved repeats"
+    )
     print(table(rows, ("comparison (forward+backward)", "A", "B", "ratio", "goal", "met")))
     return rows
 

@@ -23,8 +23,14 @@ def demo_schedule() -> GridSchedule:
     """16x16 -> 8x8 midpoint grids on [0, 1]^2, 6 Euler steps over T = 3, conservative (l2)
     transfers so coarsening averages the state instead of sampling it."""
     return GridSchedule.pyramid(
-        (16, 16), (8, 8), steps=6, T=3.0, domain=[(0.0, 1.0), (0.0, 1.0)], rule="midpoint",
-        levels=2, transfer_kind="l2",
+        (16, 16),
+        (8, 8),
+        steps=6,
+        T=3.0,
+        domain=[(0.0, 1.0), (0.0, 1.0)],
+        rule="midpoint",
+        levels=2,
+        transfer_kind="l2",
     )
 
 
@@ -32,8 +38,16 @@ def demo_model(schedule: GridSchedule, seed: int = 0) -> SpaceTimeNet:
     """inside form, tanh, 8 x 8 Legendre modes; the image enters as the piecewise-constant
     function of its pixels (cells lift), the readout integrates against learned p_c."""
     return SpaceTimeNet(
-        schedule, 64, 10, kernel="basis", form="inside", activation="tanh", lift="cells",
-        in_shape=(8, 8), modes=8, seed=seed,
+        schedule,
+        64,
+        10,
+        kernel="basis",
+        form="inside",
+        activation="tanh",
+        lift="cells",
+        in_shape=(8, 8),
+        modes=8,
+        seed=seed,
     )
 
 
@@ -73,15 +87,28 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", epochs: int | None = None
     torch.manual_seed(0)
     data = datasets.load("digits", seed=0)
     schedule = demo_schedule()
-    print(f"schedule: {schedule.num_steps} steps on [0, T={schedule.T:g}], grids "
-          f"{' -> '.join('x'.join(map(str, g.shape)) for g in schedule.grids)}")
+    print(
+        f"schedule: {schedule.num_steps} steps on [0, T={schedule.T:g}], grids "
+        f"{' -> '.join('x'.join(map(str, g.shape)) for g in schedule.grids)}"
+    )
     print(f"widths n_k: {schedule.widths}")
     schedule.plot().savefig(out / "schedule.png", dpi=110)
     model = demo_model(schedule)
     print(f"parameters: {sum(p.numel() for p in model.parameters())}")
     t0 = time.perf_counter()
-    history = fit(model, data.train, data.val, epochs=epochs, batch_size=64, optimizer="adam",
-                  lr=1e-2, lr_schedule="cosine", out_dir=out, seed=0, device="cpu")
+    history = fit(
+        model,
+        data.train,
+        data.val,
+        epochs=epochs,
+        batch_size=64,
+        optimizer="adam",
+        lr=1e-2,
+        lr_schedule="cosine",
+        out_dir=out,
+        seed=0,
+        device="cpu",
+    )
     train_s = time.perf_counter() - t0
     model.eval()
     acc = _accuracy(model, data.test.x, data.test.y)
@@ -90,16 +117,20 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", epochs: int | None = None
 
     fine = model.with_schedule(schedule.refine(width=2, depth=1))
     acc_fine = _accuracy(fine, data.test.x, data.test.y)
-    print(f"resolution transfer: widths {fine.schedule.widths[0]} -> {fine.schedule.widths[-1]} "
-          f"(twice finer, images resampled on the finer grid): test accuracy {acc_fine:.3f} "
-          f"({100 * (acc_fine - acc):+.1f} points)")
+    print(
+        f"resolution transfer: widths {fine.schedule.widths[0]} -> {fine.schedule.widths[-1]} "
+        f"(twice finer, images resampled on the finer grid): test accuracy {acc_fine:.3f} "
+        f"({100 * (acc_fine - acc):+.1f} points)"
+    )
 
     resnet = to_resnet(model)
     with torch.no_grad():
         diff = float((resnet(data.test.x) - model(data.test.x)).abs().max())
     torch.save(resnet.state_dict(), out / "resnet_state.pt")
-    print(f"exported ResNet: {len(resnet.blocks)} blocks, widths {resnet.widths}, "
-          f"max |difference| {diff:.2e}")
+    print(
+        f"exported ResNet: {len(resnet.blocks)} blocks, widths {resnet.widths}, "
+        f"max |difference| {diff:.2e}"
+    )
 
     _plot_history(history, out / "training.png")
     trajectory_figure(model, data.test.x[0]).savefig(out / "trajectory.png", dpi=110)

@@ -49,8 +49,9 @@ class ResidualBlock(nn.Module):
         if self.form == "inside":
             return F.linear(self.activation(x), first.weight, first.bias)
         second = self.layers[1]
-        return F.linear(self.activation(F.linear(x, first.weight, first.bias)), second.weight,
-                        second.bias)
+        return F.linear(
+            self.activation(F.linear(x, first.weight, first.bias)), second.weight, second.bias
+        )
 
     def _pi(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.shortcut.T if self.has_shortcut else x
