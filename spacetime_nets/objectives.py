@@ -118,8 +118,14 @@ def turnpike_cost(
     return trapezoid_in_time(risks, traj.times)
 
 
-def risk_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "l2",
-                 p: float | None = None, trajectory=None) -> torch.Tensor:
+def risk_profile(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "l2",
+    p: float | None = None,
+    trajectory=None,
+) -> torch.Tensor:
     """E(x(t_k)) for k = 0..K -> ``[K + 1]``."""
     traj = trajectory if trajectory is not None else model.trajectory(x)
     return torch.stack([empirical_risk(o, y, loss, p) for o in model.readout_along(traj.states)])

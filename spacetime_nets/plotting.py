@@ -1,0 +1,147 @@
+"""Figures for the large-time experiments (matplotlib object API only: every function builds
+and returns its own :class:`matplotlib.figure.Figure`; no pyplot, no global state).
+
+- :func:`plot_asymptotics`: training error E(x_T(T)) against T on log-log axes with the fitted
+  slope, and T * int_0^T |u_T|^2 against T;
+- :func:`plot_turnpike`: E(x(t)) and |u(t)| against t (log scale) for several T, turnpike and
+  ERM;
+- :func:`plot_trajectories`: 2-D inputs by class and the readout trajectories P x_i(t_k).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+__all__ = ["plot_asymptotics", "plot_turnpike", "plot_trajectories", "save_figure"]
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> None:
+    """Write ``fig`` to ``path`` (format from the suffix), creating the folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+
+
+def plot_asymptotics(sweeps: Mapping[str, object], title: str = "") -> Figure:
+    """Two panels for ``{label: SweepResult}``: log E(x_T(T)) against log T with the fitted
+    line (slope in the legend) and a reference slope -1; T * int_0^T |u_T|^2 against T."""
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
+    for i, (label, sw) in enumerate(sweeps.items()):
+        color = f"C{i}"
+        Ts = np.asarray(sw.Ts, dtype=float)
+        errs = np.asarray(sw.errors, dtype=float)
+        ok = errs > 0
+        ax1.loglog(Ts[ok], errs[ok], "o", color=color)
+        if np.isfinite(sw.slope):
+            ax1.loglog(
+                Ts,
+                np.exp(sw.intercept) * Ts**sw.slope,
+                "-",
+                color=color,
+                label=f"{label}: slope {sw.slope:.2f}",
+            )
+        tl2 = np.asarray([r["T_l2_control"] for r in sw.rows], dtype=float)
+        ax2.semilogx(Ts, tl2, "o-", color=color, label=label)
+    if sweeps:
+        first = next(iter(sweeps.values()))
+        Ts = np.asarray(first.Ts, dtype=float)
+        e0 = max(float(first.errors[0]), 1e-300)
+        ax1.loglog(Ts, e0 * Ts[0] / Ts, "k--", lw=0.8, label="slope -1")
+    ax1.set_xlabel("T")
+    ax1.set_ylabel("training error E(x_T(T))")
+    ax1.legend(fontsize=7)
+    ax1.grid(True, which="both", alpha=0.3)
+    ax2.set_xlabel("T")
+    ax2.set_ylabel("T * int_0^T |u_T|^2 dt")
+    ax2.set_ylim(bottom=0)
+    ax2.legend(fontsize=7)
+    ax2.grid(True, which="both", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_turnpike(result, title: str = "") -> Figure:
+    """Four panels for a ``TurnpikeResult``: E(x(t)) and |u(t)| against t on a log scale, one
+    line per T, for the turnpike problem (left) and plain ERM (right); the threshold dotted."""
+    fig = Figure(figsize=(11, 7))
+    axes = fig.subplots(2, 2, sharex="col")
+    groups = [("turnpike", result.tp), ("ERM", result.erm)]
+    for col, (name, profiles) in enumerate(groups):
+        top, bottom = axes[0][col], axes[1][col]
+        for i, pr in enumerate(profiles):
+            color = f"C{i}"
+            risk = np.where(pr.risk > 0, pr.risk, np.nan)
+            lab = f"T={pr.T:g}"
+            if name == "turnpike" and np.isfinite(pr.mu):
+                lab += f", mu={pr.mu:.2f}"
+            top.semilogy(pr.times, risk, "-", color=color, label=lab)
+            ctrl = np.where(pr.control > 0, pr.control, np.nan)
+            bottom.semilogy(pr.times[:-1], ctrl, "-", color=color, label=f"T={pr.T:g}")
+            if pr.t_hit is not None:
+                top.axvline(pr.t_hit, color=color, ls=":", lw=0.8)
+        top.axhline(result.threshold, color="k", ls=":", lw=0.8)
+        top.set_title(f"{name}: E(x(t))")
+        bottom.set_title(f"{name}: |u(t)|")
+        bottom.set_xlabel("t")
+        top.legend(fontsize=7)
+        top.grid(True, which="both", alpha=0.3)
+        bottom.grid(True, which="both", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_trajectories(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, title: str = "", max_points: int = 200
+) -> Figure:
+    """Two panels: the inputs x_i in the plane coloured by class, and the readout
+    trajectories t_k -> P x_i(t_k) in the plane of the first two outputs (one-hot targets
+    marked), for 2-D data."""
+    x, y = x[:max_points], y[:max_points]
+    with torch.no_grad():
+        traj = model.trajectory(x.to(next(model.parameters()).dtype))
+        outs = torch.stack(model.readout_along(traj.states)).double().cpu().numpy()  # [K+1,B,m]
+    labels = y.cpu().numpy()
+    if labels.ndim > 1:
+        labels = labels.argmax(-1)
+    fig = Figure(figsize=(10, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
+    xs = x.double().cpu().numpy()
+    classes = np.unique(labels)
+    for c in classes:
+        sel = labels == c
+        ax1.scatter(xs[sel, 0], xs[sel, 1], s=10, color=f"C{int(c)}", label=f"class {int(c)}")
+    ax1.set_aspect("equal")
+    ax1.set_title("inputs x_i")
+    ax1.legend(fontsize=7)
+    m = outs.shape[-1]
+    if m >= 2:
+        for i in range(outs.shape[1]):
+            c = int(labels[i])
+            ax2.plot(outs[:, i, 0], outs[:, i, 1], "-", color=f"C{c}", lw=0.5, alpha=0.6)
+            ax2.plot(outs[-1, i, 0], outs[-1, i, 1], ".", color=f"C{c}", ms=4)
+        for c in classes:
+            e = np.zeros(m)
+            e[int(c)] = 1.0
+            ax2.plot(e[0], e[1], "k*", ms=12)
+        ax2.set_xlabel("(P x)_0")
+        ax2.set_ylabel("(P x)_1")
+        ax2.set_title("readout trajectories P x_i(t), targets *")
+    else:
+        t = np.asarray(traj.times)
+        for i in range(outs.shape[1]):
+            ax2.plot(t, outs[:, i, 0], "-", color=f"C{int(labels[i])}", lw=0.5)
+        ax2.set_xlabel("t")
+        ax2.set_ylabel("P x_i(t)")
+        ax2.set_title("readout trajectories")
+    ax2.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,452 @@
+"""Homogeneity, the scaling lemma, horizon sweeps, turnpike profiles and the experiments."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from grids import GridSchedule
+from spacetime_nets import NeuralODE, SpaceTimeNet, experiments, objectives, theory
+
+DT = torch.float64
+
+
+def _f64(model):
+    """The model in float64 with its grid buffers rebuilt from the (float64) schedule."""
+    model = model.double()
+    return model.rescale_horizon(model.T)
+
+
+def _hourglass(K: int, T: float, outer: int = 9, waist: int = 5) -> GridSchedule:
+    widths = [round(outer + (waist - outer) * (1 - abs(2 * k / K - 1))) for k in range(K + 1)]
+    return GridSchedule.moving(widths, T=T)
+
+
+def _ode(form, act, T=2.0, steps=6, seed=0):
+    return NeuralODE(
+        2, T=T, steps=steps, form=form, activation=act, out_features=2, augment=2, seed=seed
+    ).double()
+
+
+def _st(kernel, form, act, T=2.0, K=8, seed=0):
+    m = SpaceTimeNet(
+        _hourglass(K, T),
+        2,
+        2,
+        kernel=kernel,
+        form=form,
+        activation=act,
+        lift="linear",
+        modes=4,
+        seed=seed,
+    )
+    return _f64(m)
+
+
+def _x(n=9, seed=0):
+    return 1.5 * torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=DT)
+
+
+HOMOGENEOUS = [
+    ("ode", "inside", "tanh"),
+    ("ode", "inside", "sigmoid"),
+    ("ode", "outside", "relu"),
+    ("ode", "outside", "leaky_relu"),
+    ("basis", "inside", "tanh"),
+    ("basis", "outside", "relu"),
+    ("nodal", "inside", "sigmoid"),
+    ("nodal", "outside", "leaky_relu"),
+]
+NON_HOMOGENEOUS = [
+    ("ode", "outside", "tanh"),
+    ("ode", "bottleneck", "relu"),
+    ("basis", "outside", "tanh"),
+    ("nodal", "bottleneck", "tanh"),
+]
+
+
+def _model(kind, form, act, T=2.0):
+    return _ode(form, act, T) if kind == "ode" else _st(kind, form, act, T)
+
+
+# --------------------------------------------------------------------------- scaling lemma
+@pytest.mark.parametrize("kind,form,act", HOMOGENEOUS)
+@pytest.mark.parametrize("T_new", [1.0, 0.25, 3.7, 32.0])
+def test_scaling_lemma_exact(kind, form, act, T_new):
+    m = _model(kind, form, act)
+    x = _x()
+    new = theory.rescale_horizon(m, T_new)
+    assert new.T == pytest.approx(T_new, rel=1e-15)
+    assert m.T == 2.0  # the original is untouched
+    with torch.no_grad():
+        a, b = m(x), new(x)
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12 * float(a.abs().max()))
+        # int_0^T_new |v|^2 = (T / T_new) int_0^T |u|^2
+        l_old, l_new = objectives.l2_control(m).item(), objectives.l2_control(new).item()
+        assert l_new == pytest.approx(l_old * 2.0 / T_new, rel=1e-12)
+        # the whole trajectory is time-rescaled: the same states at t_k * T_new / T
+        s_old, s_new = m.trajectory(x), new.trajectory(x)
+        for u, v in zip(s_old.states, s_new.states):
+            torch.testing.assert_close(v, u, rtol=1e-12, atol=1e-12)
+        assert np.allclose(np.array(s_new.times), np.array(s_old.times) * T_new / 2.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("K,T,T_new", [(10, 3.0, 1.0), (20, 1.0, 2.0), (30, 5.0, 0.7)])
+def test_scaling_lemma_exact_basis_kernel_any_step_count(K, T, T_new):
+    """Piecewise-constant basis coefficients follow their steps under rescaling, whatever the
+    rounding of t_k / T."""
+    m = _f64(
+        SpaceTimeNet(
+            GridSchedule.moving([6] * (K + 1), T=T),
+            2,
+            2,
+            kernel="basis",
+            form="inside",
+            activation="tanh",
+            lift="linear",
+            modes=3,
+            seed=1,
+        )
+    )
+    x = _x()
+    with torch.no_grad():
+        a, b = m(x), theory.rescale_horizon(m, T_new)(x)
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12 * float(a.abs().max()))
+
+
+@pytest.mark.parametrize("kind,form,act", NON_HOMOGENEOUS)
+def test_scaling_lemma_fails_for_non_homogeneous_fields(kind, form, act):
+    m = _model(kind, form, act)
+    x = _x()
+    assert not theory.is_homogeneous(m)
+    with pytest.raises(ValueError, match="homogeneous"):
+        theory.rescale_horizon(m, 1.0)
+    new = theory.rescale_horizon(m, 1.0, strict=False)
+    with torch.no_grad():
+        diff = float((m(x) - new(x)).abs().max())
+    assert diff > 1e-3
+
+
+def test_scaling_lemma_against_hand_written_resnets():
+    """Independent reference: K Euler steps of size T/K with u_k against K steps of size 1/K
+    with T u_k, written out with explicit loops (inside form, tanh)."""
+    T, K = 3.0, 5
+    m = NeuralODE(2, T=T, steps=K, form="inside", activation="tanh", augment=1, seed=2).double()
+    Ws = [w.detach() for w in m.kernel.weight]
+    bs = [b.detach() for b in m.kernel.bias]
+
+    def run(x, dt, scale):
+        for k in range(K):
+            x = x + dt * scale * (torch.tanh(x) @ Ws[k].T + bs[k])
+        return x
+
+    x0 = torch.cat([_x(6, 3), torch.zeros(6, 1, dtype=DT)], 1)
+    a = run(x0, T / K, 1.0)
+    b = run(x0, 1.0 / K, T)
+    torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    with torch.no_grad():
+        torch.testing.assert_close(m(_x(6, 3)), a, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(
+            theory.rescale_horizon(m, 1.0)(_x(6, 3)), b, rtol=1e-12, atol=1e-12
+        )
+    # and for a non-homogeneous field the same two ResNets differ
+    c = x0
+    for k in range(K):
+        c = c + (1.0 / K) * torch.tanh(T * (c @ Ws[k].T + bs[k]))
+    d = x0
+    for k in range(K):
+        d = d + (T / K) * torch.tanh(d @ Ws[k].T + bs[k])
+    assert float((c - d).abs().max()) > 1e-3
+
+
+def test_rescale_horizon_validation():
+    m = _ode("inside", "tanh")
+    for bad in (0.0, -1.0, float("nan"), float("inf"), "x"):
+        with pytest.raises(ValueError, match="T_new"):
+            theory.rescale_horizon(m, bad)
+    with pytest.raises(ValueError, match="model"):
+        theory.rescale_horizon(torch.nn.Linear(2, 2), 1.0)
+    theory.rescale_horizon(m, 1.0, x=_x())  # checked outputs pass
+    with pytest.raises(ValueError, match="outputs differ"):
+        theory.rescale_horizon(_ode("outside", "tanh"), 1.0, strict=False, x=_x())
+
+
+# --------------------------------------------------------------------------- homogeneity
+@pytest.mark.parametrize(
+    "form,act,expected",
+    [
+        ("inside", "tanh", True),
+        ("inside", "softplus", True),
+        ("outside", "relu", True),
+        ("outside", "leaky_relu", True),
+        ("outside", "identity", True),
+        ("outside", "tanh", False),
+        ("outside", "sigmoid", False),
+        ("outside", "softplus", False),
+        ("bottleneck", "relu", False),
+        ("bottleneck", "identity", False),
+    ],
+)
+def test_is_homogeneous_rule_and_probe(form, act, expected):
+    assert theory.is_homogeneous(form, act) is expected
+    assert theory.is_homogeneous(form, act, probe=False) is expected
+    assert theory.is_homogeneous(_ode(form, act)) is expected
+
+
+def test_is_homogeneous_custom_activations():
+    def twice_relu(z):
+        return 2.0 * torch.relu(z)
+
+    assert theory.is_homogeneous("outside", twice_relu) is True
+    assert theory.is_homogeneous("outside", torch.sin) is False
+    assert theory.is_homogeneous(_ode("outside", twice_relu)) is True
+
+
+def test_is_homogeneous_detects_a_mislabelled_activation():
+    m = _ode("outside", "relu")
+    m.act = torch.tanh  # labelled relu, computes tanh
+    with pytest.raises(ValueError, match="probe"):
+        theory.is_homogeneous(m)
+    m = _ode("outside", "tanh")
+    m.act = torch.relu  # labelled tanh, computes relu
+    with pytest.raises(ValueError, match="probe"):
+        theory.is_homogeneous(m)
+    assert theory.is_homogeneous(m, probe=False) is False
+
+
+def test_is_homogeneous_probe_is_not_fooled_by_zero_controls():
+    m = _ode("outside", "tanh")
+    with torch.no_grad():
+        for p in theory.control_parameters(m):
+            p.zero_()
+    assert theory.is_homogeneous(m) is False
+    assert theory.is_homogeneous(_st("basis", "outside", "relu")) is True
+
+
+def test_is_homogeneous_argument_errors():
+    with pytest.raises(ValueError, match="activation"):
+        theory.is_homogeneous("outside")
+    with pytest.raises(ValueError, match="activation"):
+        theory.is_homogeneous(_ode("inside", "tanh"), "tanh")
+    with pytest.raises(ValueError, match="form"):
+        theory.is_homogeneous("sideways", "relu")
+    with pytest.raises(ValueError, match="model_or_form"):
+        theory.is_homogeneous(3)
+
+
+# --------------------------------------------------------------------------- fits
+def test_fit_exponential_rate_recovers_mu_and_skips_the_floor():
+    t = np.linspace(0, 10, 41)
+    v = 3.0 * np.exp(-0.7 * t)
+    v[t > 8] = 0.0  # at the floor
+    mu, C, n = theory.fit_exponential_rate(t, v, (2.0, 10.0), floor=1e-14)
+    assert mu == pytest.approx(0.7, rel=1e-10) and C == pytest.approx(3.0, rel=1e-10)
+    assert n == int(((t >= 2) & (t <= 8)).sum())
+    mu, _, n = theory.fit_exponential_rate(t, v, (9.0, 10.0), floor=1e-14)
+    assert math.isnan(mu) and n == 0
+
+
+def test_turnpike_profile_of_a_known_model():
+    """A flow that does nothing after t = 1 (zero controls): E is constant there, |u| = 0."""
+    m = NeuralODE(2, T=4.0, steps=8, form="inside", activation="tanh", out_features=2).double()
+    with torch.no_grad():
+        for k in range(2, 8):
+            m.kernel.weight[k].zero_()
+            m.kernel.bias[k].zero_()
+    x, y = _x(7), torch.tensor([0, 1, 0, 1, 1, 0, 0])
+    pr = theory.turnpike_profile(m, x, y, loss="l2", threshold=1e9)
+    assert pr.times.shape == (9,) and pr.risk.shape == (9,) and pr.control.shape == (8,)
+    assert np.all(pr.control[2:] == 0) and np.all(pr.control[:2] > 0)
+    assert np.allclose(pr.risk[2:], pr.risk[2])
+    assert pr.mu == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(pr.mu_u)  # every |u| in the window is at the floor
+    assert pr.t_hit == 0.0
+    norms = objectives.control_norms(m)
+    assert pr.control[1] == pytest.approx(math.sqrt(float(norms[1].detach())), rel=1e-14)
+    pr = theory.turnpike_profile(m, x, y, threshold=1e-12)
+    assert pr.t_hit is None
+
+
+# --------------------------------------------------------------------------- training plumbing
+def _tiny_data(n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g, dtype=DT)
+    y = (x.norm(dim=1) > 1.0).long()
+    return x, y
+
+
+def test_train_objective_stops_and_reports():
+    m = _ode("inside", "tanh", T=1.0, steps=3)
+    x, y = _tiny_data()
+    params = theory._freeze_all_but_controls(m, "controls")
+    J = theory._erm_objective(m, x, y, 1e-2, "mse")
+    j0 = float(J().detach())
+    info = theory.train_objective(params, J, max_iter=200, tol=1e-8)
+    assert info.objective < j0 and info.steps <= 200 and info.evals >= info.steps
+    assert info.stop_reason in theory.STOP_REASONS
+    assert info.history[0] == pytest.approx(j0) and info.history[-1] <= info.history[0]
+    info = theory.train_objective(params, J, optimizer="adam", max_iter=5, lr=1e-3)
+    assert info.steps == 5 and info.stop_reason == "max_iter"
+    with pytest.raises(ValueError, match="optimizer"):
+        theory.train_objective(params, J, optimizer="sgd")
+    assert all(not p.requires_grad for p in m.parameters() if id(p) not in map(id, params))
+
+
+def test_horizon_sweep_plumbing(tmp_path):
+    base = _ode("inside", "tanh", T=1.0, steps=3)
+    data = _tiny_data()
+    sw = theory.horizon_sweep(
+        lambda T: theory.rescale_horizon(base, T), data, [1, 2, 4], 1e-2, max_iter=25
+    )
+    assert [r["T"] for r in sw.rows] == [1.0, 2.0, 4.0]
+    for r in sw.rows:
+        assert set(theory.SWEEP_COLUMNS) <= set(r)
+        for c in theory.SWEEP_COLUMNS:
+            if c != "stop_reason":
+                assert math.isfinite(float(r[c])), c
+        assert r["v_norm2"] == pytest.approx(r["T_l2_control"], rel=1e-10)
+        assert r["T_l2_control"] == pytest.approx(r["T"] * r["l2_control"], rel=1e-14)
+        assert r["objective"] == pytest.approx(r["error"] + 1e-2 * r["l2_control"], rel=1e-10)
+    assert math.isfinite(sw.slope) and sw.T_l2_ratio >= 1.0
+    assert len(sw.models) == 3 and sw.models[2].T == 4.0
+    path = tmp_path / "sweep.csv"
+    sw.to_csv(path)
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(theory.SWEEP_COLUMNS) and len(rows) == 3
+    assert float(rows[1]["error"]) == sw.rows[1]["error"]
+    assert "slope" in sw.summary()
+    # the readout stays fixed: only the controls are trained
+    ro = base.readout_weight.clone()
+    assert torch.equal(sw.models[0].readout_weight, ro)
+    warm = theory.horizon_sweep(
+        lambda T: theory.rescale_horizon(base, T),
+        data,
+        [1, 2],
+        1e-2,
+        max_iter=5,
+        warm_start=True,
+    )
+    assert warm.models[1].T == 2.0
+    with pytest.raises(ValueError, match="increasing"):
+        theory.horizon_sweep(lambda T: base, data, [2, 1], 1e-2)
+    with pytest.raises(ValueError, match="make_model"):
+        theory.horizon_sweep(lambda T: base, data, [2.0], 1e-2, max_iter=1)
+
+
+def test_scaling_check_on_trained_models():
+    """Training at (T, lam) and at (1, lam / T) from matching initialisations converges to the
+    same minimiser in different coordinates."""
+    base = NeuralODE(
+        2,
+        T=1.0,
+        steps=3,
+        form="inside",
+        activation="tanh",
+        out_features=2,
+        augment=1,
+        fixed_readout=True,
+        seed=0,
+    ).double()
+    chk = theory.scaling_check(
+        theory.rescale_horizon(base, 4.0), _tiny_data(10), 1e-2, max_iter=3000, tol=1e-12
+    )
+    assert chk.T == 4.0
+    assert chk.rel_objective < 1e-8
+    assert chk.rel_outputs < 1e-6
+    assert chk.rel_controls < 1e-6
+    assert chk.lemma_objective < 1e-12 and chk.lemma_grad < 1e-6
+    assert set(chk.row()) >= {"rel_objective", "rel_outputs", "rel_controls", "lemma_grad"}
+
+
+def test_train_turnpike_plumbing(tmp_path):
+    def build(T):
+        return NeuralODE(
+            2,
+            T=T,
+            steps=round(2 * T),
+            form="inside",
+            activation="tanh",
+            out_features=2,
+            augment=1,
+            fixed_readout=True,
+            init_scale=0.1,
+            seed=0,
+        ).double()
+
+    res = theory.train_turnpike(build, _tiny_data(), [1.0, 2.0], 1e-2, loss="l2", max_iter=10)
+    assert [pr.T for pr in res.tp] == [1.0, 2.0] and [pr.T for pr in res.erm] == [1.0, 2.0]
+    for pr in res.tp + res.erm:
+        K = len(pr.times) - 1
+        assert K == round(2 * pr.T) and pr.risk.shape == (K + 1,) and pr.control.shape == (K,)
+        assert np.all(np.isfinite(pr.risk)) and np.all(pr.control >= 0)
+    assert [r["problem"] for r in res.rows] == ["tp", "erm", "tp", "erm"]
+    # the trained turnpike model: objective = E(T) + int E + lam * l2, recomputed
+    m = res.models["tp"][1]
+    x, y = _tiny_data()
+    with torch.no_grad():
+        J = (
+            objectives.empirical_risk(m(x), y, "l2")
+            + objectives.turnpike_cost(m, x, y, "l2")
+            + 1e-2 * objectives.l2_control(m)
+        )
+    assert res.rows[2]["objective"] == pytest.approx(float(J), rel=1e-10)
+    res.to_csv(tmp_path / "tp.csv")
+    res.profiles_to_csv(tmp_path / "profiles.csv")
+    with open(tmp_path / "tp.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 4
+    with open(tmp_path / "profiles.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 * (3 + 5)
+    assert "turnpike" in res.summary().lower()
+
+
+# --------------------------------------------------------------------------- experiments
+def test_run_asymptotics_fast(tmp_path, capsys):
+    parser = experiments.add_asymptotics_args(argparse.ArgumentParser())
+    args = parser.parse_args(["--out", str(tmp_path), "--fast"])
+    assert experiments.run_asymptotics(args) == 0
+    for name in (
+        "asymptotics.csv",
+        "asymptotics_summary.csv",
+        "scaling.csv",
+        "asymptotics_circles.png",
+        "trajectories_circles_ode-inside-tanh.png",
+        "trajectories_circles_st-basis-hourglass.png",
+    ):
+        assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 0, name
+    with open(tmp_path / "asymptotics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * len(experiments.MODELS)
+    assert "slope" in capsys.readouterr().out
+
+
+def test_run_turnpike_fast(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPACETIME_FAST", "1")
+    parser = experiments.add_turnpike_args(argparse.ArgumentParser())
+    args = parser.parse_args(["--out", str(tmp_path), "--models", "ode-outside-relu"])
+    assert experiments.run_turnpike(args) == 0
+    for name in (
+        "turnpike.csv",
+        "turnpike_summary.csv",
+        "turnpike_profiles_circles_ode-outside-relu.csv",
+        "turnpike_circles_ode-outside-relu.png",
+        "trajectories_circles_ode-outside-relu.png",
+    ):
+        assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 0, name
+    with open(tmp_path / "turnpike.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and {r["problem"] for r in rows} == {"tp", "erm"}
+    assert "mu" in capsys.readouterr().out
+
+
+def test_make_model_validates():
+    with pytest.raises(ValueError, match="model"):
+        experiments.make_model("resnet", 2, 2, 1.0, 4)
+    m = experiments.make_model("st-basis-hourglass", 2, 2, 2.0, 8, modes=3, outer=6, waist=4)
+    assert m.T == 2.0 and m.schedule.widths[4] == 4 and theory.is_homogeneous(m)
