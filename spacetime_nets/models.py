@@ -92,6 +92,36 @@ class _FlowModel(nn.Module):
             },
         )
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """lift -> flow -> readout: ``[B, in] -> [B, out]``."""
+        self._check_input(x, self.input_size)
+        final, _ = self._flow(self.lift(x), keep_states=False)
+        return self.readout(final)
+
+    def trajectory(self, x: torch.Tensor) -> Trajectory:
+        """The states X^k ``[B, n_k]`` at every time t_k (after the lift)."""
+        self._check_input(x, self.input_size)
+        return self._trajectory(self.lift(x))
+
+    def rescale_horizon(self, T_new: float):
+        """The scaling lemma: the same network on [0, T_new], time grid stretched by T_new / T
+        and controls multiplied by T / T_new (a copy). Outputs are unchanged when the field is
+        homogeneous (:func:`form_is_homogeneous`)."""
+        T = self.T
+        new = copy.deepcopy(self)
+        sched = self.schedule
+        scaled = GridSchedule(sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind)
+        for kern in (new.kernel, new.kernel2):
+            if kern is not None:
+                if not kern.continuous:
+                    kern.T = T  # a nodal kernel has no time variable: it spans the model's [0, T]
+                kern.rescale_horizon_(T_new)
+        new._rebind(scaled)
+        return new
+
+    def _rebind(self, schedule: GridSchedule) -> None:
+        raise NotImplementedError
+
     def _check_input(self, x: torch.Tensor, n: int) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
@@ -152,6 +182,7 @@ class SpaceTimeNet(_FlowModel):
                 f"schedule: expected a grids.GridSchedule, got {type(schedule).__name__}"
             )
         self.in_features = _check_features("in_features", in_features)
+        self.input_size = self.in_features
         self.out_features = _check_features("out_features", out_features)
         self._setup_flow(form, activation, method, checkpoint)
         if lift not in LIFTS:
@@ -367,17 +398,6 @@ class SpaceTimeNet(_FlowModel):
             out.append(self.readout(p(s)))
         return out
 
-    # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x, self.in_features)
-        final, _ = self._flow(self.lift(x), keep_states=False)
-        return self.readout(final)
-
-    def trajectory(self, x: torch.Tensor) -> Trajectory:
-        """The states X^k ``[B, n_k]`` on every grid (after the lift)."""
-        self._check_input(x, self.in_features)
-        return self._trajectory(self.lift(x))
-
     # ------------------------------------------------------------------ discretisation changes
     def with_schedule(self, schedule: GridSchedule) -> SpaceTimeNet:
         """The same continuous model discretised on another schedule (shares no tensors)."""
@@ -407,21 +427,8 @@ class SpaceTimeNet(_FlowModel):
             raise ValueError("refine: nodal refinement supports the euler outside/inside forms")
         return _refine_nodal(self, fine, depth)
 
-    def rescale_horizon(self, T_new: float) -> SpaceTimeNet:
-        """The scaling lemma: the same network on [0, T_new], time grid stretched by T_new / T
-        and controls multiplied by T / T_new. Outputs are unchanged when the field is
-        homogeneous (:func:`form_is_homogeneous`)."""
-        T = self.T
-        new = copy.deepcopy(self)
-        sched = self.schedule
-        scaled = GridSchedule(sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind)
-        for kern in (new.kernel, new.kernel2):
-            if kern is not None:
-                if not kern.continuous:
-                    kern.T = T  # a nodal kernel has no time variable: it spans the model's [0, T]
-                kern.rescale_horizon_(T_new)
-        new._bind(scaled)
-        return new
+    def _rebind(self, schedule: GridSchedule) -> None:
+        self._bind(schedule)
 
     def extra_repr(self) -> str:
         return (
@@ -490,6 +497,7 @@ class NeuralODE(_FlowModel):
     ) -> None:
         super().__init__()
         self.dim = _check_features("dim", dim)
+        self.input_size = self.dim
         if isinstance(augment, bool) or not isinstance(augment, int) or augment < 0:
             raise ValueError(f"augment: expected an int >= 0, got {augment!r}")
         self.augment = augment
@@ -548,27 +556,6 @@ class NeuralODE(_FlowModel):
     def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [self.readout(s) for s in states]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x, self.dim)
-        final, _ = self._flow(self.lift(x), keep_states=False)
-        return self.readout(final)
-
-    def trajectory(self, x: torch.Tensor) -> Trajectory:
-        self._check_input(x, self.dim)
-        return self._trajectory(self.lift(x))
-
-    def rescale_horizon(self, T_new: float) -> NeuralODE:
-        """The scaling lemma: the network on [0, T_new] with controls times T / T_new; the
-        outputs are the same when the field is homogeneous (:func:`form_is_homogeneous`)."""
-        T = self.T
-        new = copy.deepcopy(self)
-        sched = self.schedule
-        scaled = GridSchedule(sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind)
-        for kern in (new.kernel, new.kernel2):
-            if kern is not None:
-                if not kern.continuous:
-                    kern.T = T  # a nodal kernel has no time variable: it spans the model's [0, T]
-                kern.rescale_horizon_(T_new)
+    def _rebind(self, schedule: GridSchedule) -> None:
         ref = next(self.parameters())
-        new.disc = Discretization(scaled, self._hidden).to(device=ref.device, dtype=ref.dtype)
-        return new
+        self.disc = Discretization(schedule, self._hidden).to(device=ref.device, dtype=ref.dtype)

@@ -113,9 +113,7 @@ def turnpike_cost(
     """int_0^T E(x(t)) dt with E(x(t)) = (1/N) sum_i loss(P x_i(t), y_i), trapezoid in t.
     Pass ``trajectory`` (from ``model.trajectory(x)``) to reuse a forward pass."""
     traj = trajectory if trajectory is not None else model.trajectory(x)
-    outs = model.readout_along(traj.states)
-    risks = [empirical_risk(o, y, loss, p) for o in outs]
-    return trapezoid_in_time(risks, traj.times)
+    return trapezoid_in_time(risk_profile(model, x, y, loss, p, traj), traj.times)
 
 
 def risk_profile(
