@@ -37,15 +37,6 @@ from spacetime_nets import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def observed_order(steps, errors) -> float:
     """Least-squares slope of log(error) against log(dt), dt ~ 1 / steps."""
     return float(np.polyfit(np.log(1.0 / np.asarray(steps)), np.log(errors), 1)[0])

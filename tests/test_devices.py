@@ -16,15 +16,6 @@ from spacetime_nets import FunctionKernel, NeuralODE, SpaceTimeNet, to_resnet
 BOX = [(0.0, 1.0), (0.0, 2.0)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def function_kernel(shift=0.0) -> FunctionKernel:
     return FunctionKernel(
         lambda t, xi, zeta: torch.cos(xi.sum(1)[:, None] - zeta.sum(1)[None, :] + shift),

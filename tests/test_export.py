@@ -31,15 +31,6 @@ from spacetime_nets import (
 BOX = [(0.0, 1.0), (0.0, 2.0)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 LIFTS = ("cells", "linear", "identity")
 KERNELS = ("nodal", "basis", "neural", "function")
 

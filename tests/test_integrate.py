@@ -16,15 +16,6 @@ from grids import Grid, GridSchedule
 from spacetime_nets import FORMS, METHODS, FunctionKernel, NodalKernel, integrate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # analytic controls, in torch (for the library) and in NumPy (for the reference)
 def w1_np(t, xi, zeta):
     return np.cos(2.0 * xi[:, None] - zeta[None, :] + t)

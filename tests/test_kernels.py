@@ -34,15 +34,6 @@ from spacetime_nets.kernels import basis_functions
 BOX = [(0.0, 1.0), (0.0, 2.0)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def legendre_orthonormal(x: np.ndarray, a: float, b: float, m: int) -> np.ndarray:
     """sqrt((2m+1)/L) P_m(2(x-a)/L - 1) with NumPy's Legendre series."""
     L = b - a
