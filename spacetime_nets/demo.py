@@ -81,7 +81,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", epochs: int | None = None
     from .training import fit
 
     fast = os.environ.get("SPACETIME_FAST") == "1"
-    epochs = epochs if epochs is not None else (2 if fast else 30)
+    epochs = epochs if epochs is not None else (2 if fast else 60)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
