@@ -29,7 +29,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
-from _timing import compare, table  # noqa: E402
+from _timing import compare, table, torch_threads  # noqa: E402
 
 import grids  # noqa: E402
 import spacetime_nets as st  # noqa: E402
@@ -205,13 +205,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     if args.quick:
         args.batch, args.width, args.steps, args.repeats = 32, 16, 3, 3
-    before = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
-        return _run(args)
+        with torch_threads(args.threads):
+            return _run(args)
     finally:
-        torch.set_num_threads(before)  # leave a calling script's setting alone
         if hasattr(torch, "_dynamo"):
             torch._dynamo.reset()  # drop the compiled graphs
 

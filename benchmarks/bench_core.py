@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import compare, table  # noqa: E402
+from _timing import compare, table, torch_threads  # noqa: E402
 
 import grids  # noqa: E402
 import spacetime_nets as st  # noqa: E402
@@ -34,6 +34,12 @@ def _fwd_bwd(model, x):
         model(x).sum().backward()
 
     return run
+
+
+def _row(label: str, a: float, b: float, ratio: float, goal: float) -> tuple:
+    """Table row: label, the two median times, the ratio, the goal and whether it is met."""
+    met = "yes" if ratio <= goal else "no"
+    return (label, f"{a * 1e3:.2f} ms", f"{b * 1e3:.2f} ms", f"{ratio:.3f}", f"<= {goal:g}", met)
 
 
 def case_hand_resnet(repeats: int, device: str) -> tuple:
@@ -64,13 +70,12 @@ def case_hand_resnet(repeats: int, device: str) -> tuple:
         assert torch.allclose(F.linear(h, R, rb), model(x), atol=1e-4)
     t = compare({"spacetime": _fwd_bwd(model, x), "hand": hand}, repeats=repeats)
     r = t["spacetime"] / t["hand"]
-    return (
+    return _row(
         "SpaceTimeNet / hand-written ResNet loop (B=256,n=64,K=20,tanh)",
-        f"{t['spacetime'] * 1e3:.2f} ms",
-        f"{t['hand'] * 1e3:.2f} ms",
-        f"{r:.3f}",
-        "<= 1.05",
-        "yes" if r <= 1.05 else "no",
+        t["spacetime"],
+        t["hand"],
+        r,
+        1.05,
     )
 
 
@@ -106,13 +111,12 @@ def case_torchdiffeq(repeats: int, device: str) -> tuple:
         assert torch.allclose(ref, model(x), atol=1e-4), float((ref - model(x)).abs().max())
     t = compare({"ours": _fwd_bwd(model, x), "torchdiffeq": tdq}, repeats=repeats)
     r = t["ours"] / t["torchdiffeq"]
-    return (
+    return _row(
         "NeuralODE / torchdiffeq.odeint(euler) (B=256,d=64,K=20)",
-        f"{t['ours'] * 1e3:.2f} ms",
-        f"{t['torchdiffeq'] * 1e3:.2f} ms",
-        f"{r:.3f}",
-        "<= 0.8",
-        "yes" if r <= 0.8 else "no",
+        t["ours"],
+        t["torchdiffeq"],
+        r,
+        0.8,
     )
 
 
@@ -145,13 +149,12 @@ def case_moving(repeats: int, device: str, shape: str = "hourglass") -> tuple:
     )
     r = t["moving"] / t["fixed"]
     q = r / macs
-    return (
+    return _row(
         f"{label} / constant {n_max} (time ratio / MAC ratio {macs:.3f})",
-        f"{t['moving'] * 1e3:.2f} ms",
-        f"{t['fixed'] * 1e3:.2f} ms",
-        f"{q:.3f}",
-        "<= 1.2",
-        "yes" if q <= 1.2 else "no",
+        t["moving"],
+        t["fixed"],
+        q,
+        1.2,
     )
 
 
@@ -169,13 +172,12 @@ def case_export(repeats: int, device: str) -> tuple:
     x = torch.randn(B, 64, device=device)
     t = compare({"resnet": _fwd_bwd(resnet, x), "spacetime": _fwd_bwd(model, x)}, repeats=repeats)
     r = t["resnet"] / t["spacetime"]
-    return (
+    return _row(
         "exported ResNet / SpaceTimeNet (basis kernel, hourglass 64->16->64)",
-        f"{t['resnet'] * 1e3:.2f} ms",
-        f"{t['spacetime'] * 1e3:.2f} ms",
-        f"{r:.3f}",
-        "<= 1",
-        "yes" if r <= 1.0 else "no",
+        t["resnet"],
+        t["spacetime"],
+        r,
+        1,
     )
 
 
@@ -185,14 +187,14 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = [
-        case(args.repeats, args.device)
-        for case in (case_hand_resnet, case_torchdiffeq, case_moving, case_pyramid, case_export)
-    ]
+    with torch_threads(args.threads):
+        rows = [
+            case(args.repeats, args.device)
+            for case in (case_hand_resnet, case_torchdiffeq, case_moving, case_pyramid, case_export)
+        ]
+        threads = torch.get_num_threads()
     print(
-        f"device={args.device}, torch threads={torch.get_num_threads()}, "
+        f"device={args.device}, torch threads={threads}, "
         f"medians of {args.repeats} interleaved repeats"
     )
     print(table(rows, ("comparison (forward+backward)", "A", "B", "ratio", "goal", "met")))

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
-from _timing import compare, table  # noqa: E402
+from _timing import compare, table, torch_threads  # noqa: E402
 
 import grids  # noqa: E402
 import spacetime_nets as st  # noqa: E402
@@ -293,13 +293,8 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     args = ap.parse_args(argv)
-    before = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         return _run(args)
-    finally:
-        torch.set_num_threads(before)  # leave a calling script's setting alone
 
 
 if __name__ == "__main__":

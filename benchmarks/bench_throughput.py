@@ -29,7 +29,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
-from _timing import table  # noqa: E402
+from _timing import table, torch_threads  # noqa: E402
 
 import grids  # noqa: E402
 from spacetime_nets.integrate import Discretization, run_steps  # noqa: E402
@@ -148,13 +148,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ap.error("--device cuda: no CUDA device here")
     if args.quick:
         args.widths, args.batches, args.steps, args.repeats, args.inner = [16, 64], [32], 4, 3, 2
-    before = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         return _run(args)
-    finally:
-        torch.set_num_threads(before)  # leave a calling script's setting alone
 
 
 if __name__ == "__main__":
