@@ -9,8 +9,9 @@ forward+backward, a check that the compiled model gives the eager outputs and gr
 median forward+backward time compiled / eager (interleaved repeats). "compiled graphs" counts
 the graphs dynamo compiled over the whole run (1: no recompilation while timing).
 
-Skips with a message when torch.compile cannot run here (no C/C++ compiler for inductor on CPU,
-an unsupported Python, ...).
+Skips with a message only when a named capability is missing here: no torch.compile, no C/C++
+compiler for inductor on CPU, no CUDA device for ``--device cuda``, no working Triton for
+inductor on a GPU. Any other exception (a library error, a tracing failure) propagates.
 
 Run: python benchmarks/bench_compile.py [--backend inductor] [--repeats 15] [--quick]
 """
@@ -41,11 +42,40 @@ def compile_unavailable(backend: str, device: str) -> str | None:
         return f"torch {torch.__version__} has no torch.compile"
     try:
         importlib.import_module("torch._dynamo")
-    except Exception as e:  # pragma: no cover - broken install / unsupported Python
+    except (ImportError, RuntimeError) as e:  # pragma: no cover - broken install, new Python
         return f"torch._dynamo unavailable: {type(e).__name__}: {e}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return f"no CUDA device (torch {torch.__version__})"
     if backend == "inductor" and device == "cpu":
         if not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cc", "gcc")):
             return "no C/C++ compiler on PATH (inductor needs one for CPU code)"
+    return None
+
+
+#: exception class names (torch._inductor.exc) that mean a missing capability of the machine,
+#: not a failure of the library: anything else is re-raised
+MISSING_CAPABILITY = {
+    "InvalidCxxCompiler": "no working C/C++ compiler for inductor",
+    "TritonMissing": "no working Triton installation for inductor on a GPU",
+    "GPUTooOldForTriton": "the GPU is too old for Triton",
+}
+
+
+def missing_capability(exc: BaseException) -> str | None:
+    """The missing capability named by ``exc`` or by an exception it wraps (dynamo wraps
+    backend errors), or None when ``exc`` is some other error."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        for cls in type(e).__mro__:
+            if cls.__name__ in MISSING_CAPABILITY:
+                first = str(e).splitlines()[0] if str(e) else ""
+                return f"{MISSING_CAPABILITY[cls.__name__]} ({cls.__name__}: {first})"
+        todo += [e.__cause__, e.__context__, getattr(e, "inner_exception", None)]
     return None
 
 
@@ -139,9 +169,11 @@ def _run(args: argparse.Namespace) -> list[dict]:
                     args.device,
                 )
             )
-        except Exception as e:  # a compile failure is a result to report, not a crash
-            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            rows.append({"kernel": kernel, "skipped": f"failed: {msg}"})
+        except Exception as e:
+            why = missing_capability(e)
+            if why is None:
+                raise  # a library or tracing error is a failure, not a skip
+            rows.append({"kernel": kernel, "skipped": why})
     print(
         f"torch.compile (backend={args.backend}) of SpaceTimeNet, B={args.batch}, n={args.width},"
         f" K={args.steps}, tanh, outside, constant grid; device={args.device}, torch "
