@@ -1,0 +1,339 @@
+"""Checkpoint files: atomic writes, safe reads, and the checks that make a damaged file fail
+loudly instead of training or evaluating the wrong numbers.
+
+A checkpoint holds only tensors and plain Python data and is read with
+``torch.load(weights_only=True)``: a truncated, tampered or foreign file is refused with a
+ValueError and nothing in it is executed. It also holds a SHA-256 digest of the weights, the
+optimiser state and the counters: a flipped bit in any of them is refused. Reading checks that
+every floating weight is finite and that the counters agree with each other (finished epochs =
+history records, steps of the unfinished epoch = its running sums).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import random
+import struct
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..validation import first_nonfinite
+from ._io import atomic_save, first_line, json_safe
+from .distributed import model_device, unwrap
+from .history import History
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "load_checkpoint",
+    "load_model_state",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "spacetime-nets/checkpoint"
+CHECKPOINT_VERSION = 1
+_REQUIRED_KEYS = (
+    "format",
+    "version",
+    "model",
+    "optimizer",
+    "epoch",
+    "step",
+    "step_in_epoch",
+    "partial",
+    "rng",
+    "history",
+    "meta",
+)
+_DIGESTED = ("model", "optimizer", "epoch", "step", "step_in_epoch")
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    epoch: int = 0,
+    step: int = 0,
+    step_in_epoch: int = 0,
+    partial: dict | None = None,
+    history: History | Sequence[dict] | None = None,
+    meta: dict | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``):
+    the model's ``state_dict``, the optimiser's, ``epoch`` (finished epochs), ``step`` (optimiser
+    steps), ``step_in_epoch`` and ``partial`` (running sums of an unfinished epoch), the random
+    states (torch, CUDA, Python, NumPy) as tensors, the history as a list of dicts, ``meta``
+    (plain data), a digest of the weights and counters, a format tag and a version. Only
+    tensors and plain data are stored.
+
+    A model with a NaN or infinite weight is refused (ValueError): a checkpoint is always a
+    state training can continue from.
+
+    Args:
+        path: the file to write.
+        model: the model (a ``DistributedDataParallel`` wrapper is unwrapped).
+        optimizer: its optimiser, or None.
+        epoch: finished epochs.
+        step: optimiser steps taken.
+        step_in_epoch: steps of the unfinished epoch.
+        partial: running sums of the unfinished epoch.
+        history: the records of the finished epochs.
+        meta: plain data describing the run.
+
+    Returns:
+        The path written.
+    """
+    records = history.records if isinstance(history, History) else list(history or [])
+    state = unwrap(model).state_dict()
+    _check_finite_state(state, f"{path}: not written")
+    doc = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": state,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "epoch": int(epoch),
+        "step": int(step),
+        "step_in_epoch": int(step_in_epoch),
+        "partial": dict(partial or {}),
+        "rng": _rng_state(),
+        "history": [json_safe(r) for r in records],
+        "meta": dict(meta or {}),
+    }
+    doc["digest"] = _digest(doc)
+    return atomic_save(doc, Path(path))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Read and validate a checkpoint written by :func:`save_checkpoint` (a folder means its
+    ``last.pt``). Uses ``torch.load(weights_only=True)``: no code in the file is run.
+
+    Args:
+        path: the checkpoint file or a run folder.
+        map_location: where to put the tensors (default the CPU).
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a truncated, tampered or foreign file, non-finite weights, or counters
+            that disagree.
+    """
+    p = _checkpoint_path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. the unpickler's notes on foreign files
+            doc = torch.load(p, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"{p}: not a valid spacetime-nets checkpoint (unreadable, truncated or holding "
+            f"objects other than tensors and plain data: {first_line(exc)})"
+        ) from None
+    except Exception as exc:  # any other failure of the restricted unpickler
+        raise ValueError(
+            f"{p}: not a valid spacetime-nets checkpoint ({type(exc).__name__}: {first_line(exc)})"
+        ) from None
+    _validate_checkpoint(doc, p)
+    return doc
+
+
+def load_model_state(model: nn.Module, path: str | os.PathLike) -> dict:
+    """Load the parameters and buffers of a checkpoint into ``model`` (built with the same
+    construction arguments and schedule); returns the validated checkpoint dict."""
+    doc = load_checkpoint(path, map_location=model_device(model))
+    load_state_into(model, doc["model"], f"{_checkpoint_path(path)}")
+    return doc
+
+
+def load_state_into(model: nn.Module, state: dict, where: str) -> None:
+    """``model.load_state_dict(state)`` with a one-line ValueError when it does not fit
+    (names, shapes or floating dtypes)."""
+    target = unwrap(model)
+    own = target.state_dict()
+    for k, v in state.items():
+        mine = own.get(k)
+        if (
+            isinstance(v, torch.Tensor)
+            and isinstance(mine, torch.Tensor)
+            and v.is_floating_point()
+            and mine.is_floating_point()
+            and v.dtype != mine.dtype
+        ):
+            raise ValueError(
+                f"{where}: the checkpoint holds {v.dtype} values ({k}) and the model is "
+                f"{mine.dtype}; build the model with the checkpoint's dtype"
+            )
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        msg = " ".join(str(exc).split())
+        raise ValueError(f"{where}: the checkpoint does not fit this model ({msg[:300]})") from None
+
+
+def _checkpoint_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "last.pt"
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    return p
+
+
+def _validate_checkpoint(doc: Any, p: Path) -> None:
+    bad = f"{p}: not a spacetime-nets checkpoint"
+    if not isinstance(doc, dict):
+        raise ValueError(f"{bad} (expected a dict, found {type(doc).__name__})")
+    if doc.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{bad} (format tag {doc.get('format')!r:.60})")
+    if not isinstance(doc.get("version"), int) or doc["version"] > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{p}: checkpoint version {doc.get('version')!r:.20} is not supported "
+            f"(this library reads up to {CHECKPOINT_VERSION})"
+        )
+    missing = [k for k in _REQUIRED_KEYS if k not in doc]
+    if missing:
+        raise ValueError(f"{p}: damaged checkpoint, missing {', '.join(missing)}")
+    state = doc["model"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ValueError(f"{p}: damaged checkpoint (model state is not a dict of named values)")
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor) and not k.endswith("_extra_state"):
+            raise ValueError(f"{p}: damaged checkpoint (model entry {k!r} is not a tensor)")
+    for k in ("epoch", "step", "step_in_epoch"):
+        if not isinstance(doc[k], int) or isinstance(doc[k], bool) or doc[k] < 0:
+            raise ValueError(f"{p}: damaged checkpoint ({k} = {doc[k]!r:.40})")
+    if doc["optimizer"] is not None and not isinstance(doc["optimizer"], dict):
+        raise ValueError(f"{p}: damaged checkpoint (optimizer state is not a dict)")
+    if not isinstance(doc["history"], list) or not all(isinstance(r, dict) for r in doc["history"]):
+        raise ValueError(f"{p}: damaged checkpoint (history is not a list of records)")
+    for k in ("partial", "rng", "meta"):
+        if not isinstance(doc[k], dict):
+            raise ValueError(f"{p}: damaged checkpoint ({k} is not a dict)")
+    if "digest" in doc and doc["digest"] != _digest(doc):
+        raise ValueError(
+            f"{p}: damaged checkpoint (the weights, optimiser state or counters do not match "
+            "the digest written with them)"
+        )
+    _check_counters(doc, p)
+    _check_finite_state(state, f"{p}: refused")
+
+
+def _check_counters(doc: dict, p: Path) -> None:
+    """Finished epochs = history records (numbered 1..epoch) when there is a history; steps
+    only grow; the steps of
+    the unfinished epoch = those its running sums count."""
+    epoch, step, within = doc["epoch"], doc["step"], doc["step_in_epoch"]
+    history = doc["history"]
+    problem = None
+    if history and len(history) != epoch:
+        problem = f"epoch = {epoch} but the history holds {len(history)} finished epochs"
+    elif any(r.get("epoch") != i + 1 for i, r in enumerate(history)):
+        problem = "the history's epochs are not numbered 1, 2, ..."
+    elif step < within + epoch:
+        problem = f"step = {step} is fewer than the {epoch} epochs and {within} steps recorded"
+    elif history and isinstance(history[-1].get("step"), int) and history[-1]["step"] > step:
+        problem = f"step = {step} but epoch {epoch} ended at step {history[-1]['step']}"
+    elif "steps" in doc["partial"] and doc["partial"]["steps"] != within:
+        problem = (
+            f"step_in_epoch = {within} but the unfinished epoch counts "
+            f"{doc['partial']['steps']!r:.20} steps"
+        )
+    if problem:
+        raise ValueError(f"{p}: damaged checkpoint, inconsistent counters ({problem})")
+
+
+def _check_finite_state(state: dict, where: str) -> None:
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor):
+            bad = first_nonfinite(v)
+            if bad is not None:
+                raise ValueError(
+                    f"{where}: the weights are not finite ({k}{list(bad)} = {float(v[bad])})"
+                )
+
+
+def _digest(doc: dict) -> str:
+    h = hashlib.sha256()
+    for key in _DIGESTED:
+        h.update(key.encode())
+        _feed(h, doc[key])
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    """Hash a nest of dicts, lists, tensors and plain values in a fixed order."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)}".encode())
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(b"D%d" % len(obj))
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode())
+            _feed(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"L%d" % len(obj))
+        for v in obj:
+            _feed(h, v)
+    elif isinstance(obj, float):
+        h.update(b"F" + struct.pack("<d", obj))
+    else:
+        h.update(f"V{obj!r}".encode())
+
+
+def _rng_state() -> dict:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    version, words, gauss = random.getstate()
+    state["python"] = torch.tensor(words, dtype=torch.int64)
+    state["python_version"] = int(version)
+    state["python_gauss"] = gauss
+    try:
+        import numpy as np
+
+        name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the global state)
+        state["numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+        state["numpy_pos"], state["numpy_has_gauss"] = int(pos), int(has_gauss)
+        state["numpy_cached_gaussian"] = float(cached)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the random states saved in a checkpoint."""
+    try:
+        if "torch" in state:
+            torch.set_rng_state(state["torch"].cpu())
+        if "cuda" in state and torch.cuda.is_available():
+            cuda = list(state["cuda"])
+            if len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+        if "python" in state:
+            words = tuple(int(v) for v in state["python"].tolist())
+            random.setstate((state["python_version"], words, state["python_gauss"]))
+        if "numpy" in state:
+            import numpy as np
+
+            np.random.set_state(  # noqa: NPY002 (the global state)
+                (
+                    "MT19937",
+                    state["numpy"].numpy().astype(np.uint32),
+                    state["numpy_pos"],
+                    state["numpy_has_gauss"],
+                    state["numpy_cached_gaussian"],
+                )
+            )
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"checkpoint: damaged random state ({first_line(exc)})") from None

@@ -1,0 +1,205 @@
+"""Training data: uniform access to (x, y) pairs, ``Split`` objects and torch Datasets, and
+the check of a whole data set before the first update.
+
+:func:`check_data` reads every row once: inputs must be real floating point and finite (also
+after the conversion to the model's dtype), class labels integer, one per row and in
+``0 .. m-1`` for a model with ``m`` outputs, regression targets floating, finite and of shape
+``[N, m]``. A bad row is named by its index in the data set, not in a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, TensorDataset, default_collate
+
+from ..objectives import LOSSES
+from ..validation import check_choice, first_nonfinite
+
+_CHUNK = 4096  # rows per collated chunk when a torch Dataset is checked
+
+
+class Data:
+    """Uniform access to (x, y) pairs, ``Split`` objects and sized torch Datasets."""
+
+    def __init__(self, data: Any, name: str) -> None:
+        self.name = name
+        self.x = self.y = None
+        self.dataset = None
+        if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+            data = tuple(data.tensors)
+        elif (
+            not isinstance(data, (tuple, list))
+            and isinstance(getattr(data, "x", None), torch.Tensor)
+            and isinstance(getattr(data, "y", None), torch.Tensor)
+        ):
+            data = (data.x, data.y)
+        if isinstance(data, (tuple, list)):
+            if len(data) != 2 or not all(isinstance(t, torch.Tensor) for t in data):
+                raise ValueError(f"{name}: expected a pair of tensors (x, y), a Split or a Dataset")
+            x, y = data
+            if x.dim() == 0 or y.dim() == 0 or x.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"{name}: x and y need the same number of rows, got shapes "
+                    f"{tuple(x.shape)} and {tuple(y.shape)}"
+                )
+            self.x, self.y = x, y
+            self.n = int(x.shape[0])
+        elif isinstance(data, Dataset) and hasattr(data, "__len__"):
+            self.dataset = data
+            self.n = len(data)
+        else:
+            raise ValueError(
+                f"{name}: expected (x, y) tensors, a datasets.Split or a sized torch Dataset, "
+                f"got {type(data).__name__}"
+            )
+        if self.n == 0:
+            raise ValueError(f"{name}: the data set is empty")
+
+    def __len__(self) -> int:
+        return self.n
+
+    def peek_targets(self) -> torch.Tensor:
+        """The first row's target, ``[1, ...]``."""
+        if self.y is not None:
+            return self.y[:1]
+        return torch.as_tensor(self.dataset[0][1]).unsqueeze(0)
+
+    def to(self, device: torch.device) -> Data:
+        """Move tensor data to ``device`` once (a Dataset is read batch by batch)."""
+        if self.x is not None:
+            self.x, self.y = self.x.to(device), self.y.to(device)
+        return self
+
+    def raw(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows ``idx`` as they are stored (a Dataset's items collated)."""
+        if self.x is not None:
+            i = idx.to(self.x.device)
+            return self.x[i], self.y[i]
+        x, y = default_collate([self.dataset[int(j)] for j in idx])[:2]
+        return torch.as_tensor(x), torch.as_tensor(y)
+
+    def batch(
+        self, idx: torch.Tensor, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows ``idx`` on ``device``: floating values in ``dtype``, labels as int64."""
+        x, y = self.raw(idx)
+        return _cast(x, device, dtype), _cast(y, device, dtype)
+
+    def chunks(self):
+        """(first row, x, y) over the whole data set in chunks, as stored."""
+        if self.x is not None:
+            yield 0, self.x, self.y
+            return
+        for s in range(0, self.n, _CHUNK):
+            x, y = self.raw(torch.arange(s, min(s + _CHUNK, self.n)))
+            yield s, x, y
+
+
+def _cast(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.as_tensor(t)
+    if t.is_floating_point():
+        return t.to(device=device, dtype=dtype)
+    return t.to(device=device, dtype=torch.long)
+
+
+def is_class_labels(y: torch.Tensor) -> bool:
+    """Integer targets (not bool, not complex) are class indices."""
+    return not y.is_floating_point() and not y.is_complex() and y.dtype != torch.bool
+
+
+def resolve_loss(loss: str | None, y: torch.Tensor, p: float | None) -> str:
+    """The loss name: cross_entropy for class labels and mse otherwise when ``loss`` is None."""
+    if loss is None:
+        return "cross_entropy" if is_class_labels(y) else "mse"
+    check_choice("loss", loss, LOSSES)
+    if loss == "lp" and (p is None or not p >= 1):
+        raise ValueError(f"p: the l^p-distance loss needs p >= 1, got {p!r}")
+    return loss
+
+
+def _where(index: tuple[int, ...], first_row: int) -> str:
+    row = first_row + index[0]
+    rest = f", column {', '.join(map(str, index[1:]))}" if len(index) > 1 else ""
+    return f"row {row}{rest}"
+
+
+def check_data(data: Data, dtype: torch.dtype, out_features: int | None, loss: str) -> None:
+    """Check every row of ``data`` once, before any update (see the module docstring).
+
+    Args:
+        data: the wrapped data set.
+        dtype: the model's floating dtype, the inputs are converted to.
+        out_features: the number of model outputs ``m`` (None: unknown, not checked).
+        loss: the loss name; cross_entropy needs class labels.
+
+    Raises:
+        ValueError: naming the data set (``train`` / ``val``), the row and what is wrong.
+    """
+    name = data.name
+    for first, x, y in data.chunks():
+        if x.is_complex() or y.is_complex():
+            which = "x" if x.is_complex() else "y"
+            raise ValueError(
+                f"{name}: {which} is complex ({(x if which == 'x' else y).dtype}); the model "
+                f"computes with real {dtype} values"
+            )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{name}: x has dtype {x.dtype}; expected floating-point inputs (the model "
+                f"computes in {dtype}; convert them with x.to({dtype}))"
+            )
+        bad = first_nonfinite(x)
+        if bad is None and x.dtype != dtype:
+            bad = first_nonfinite(x.to(dtype))
+            if bad is not None:
+                raise ValueError(
+                    f"{name}: x at {_where(bad, first)} is {float(x[bad])!r}, which is not "
+                    f"finite in the model's {dtype}"
+                )
+        if bad is not None:
+            raise ValueError(f"{name}: x is not finite at {_where(bad, first)} ({float(x[bad])})")
+        if y.dtype == torch.bool:
+            raise ValueError(
+                f"{name}: y is bool; give class labels as integers (y.long()) or regression "
+                "targets as floats (y.float())"
+            )
+        if is_class_labels(y):
+            _check_labels(name, y, first, out_features)
+        else:
+            if loss == "cross_entropy":
+                raise ValueError(
+                    f"{name}: cross_entropy needs integer class labels, y has dtype {y.dtype}"
+                )
+            _check_targets(name, y, first, out_features)
+
+
+def _check_labels(name: str, y: torch.Tensor, first: int, m: int | None) -> None:
+    if y.dim() != 1:
+        raise ValueError(
+            f"{name}: class labels must have shape [N] (one label per row), got {tuple(y.shape)}"
+        )
+    low = y < 0
+    high = (y >= m) if m is not None else torch.zeros_like(low)
+    out = low | high
+    if bool(out.any()):
+        i = int(out.nonzero()[0, 0])
+        span = f"0..{m - 1} for a model with {m} outputs" if m is not None else "labels >= 0"
+        raise ValueError(
+            f"{name}: label {int(y[i])} at row {first + i} is out of range (expected {span})"
+        )
+
+
+def _check_targets(name: str, y: torch.Tensor, first: int, m: int | None) -> None:
+    if m is not None and (y.dim() != 2 or y.shape[1] != m):
+        raise ValueError(
+            f"{name}: regression targets must have shape [N, {m}] (the model has {m} outputs), "
+            f"got {tuple(y.shape)}"
+        )
+    bad = first_nonfinite(y)
+    if bad is not None:
+        raise ValueError(
+            f"{name}: the target y is not finite at {_where(bad, first)} ({float(y[bad])}): "
+            "bad data, not a training failure"
+        )

@@ -1,0 +1,187 @@
+"""The per-epoch history of a run, the state callbacks see, and the callback hooks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._io import atomic_write_text, json_safe
+
+__all__ = ["HISTORY_FIELDS", "Callback", "History", "TrainState"]
+
+HISTORY_FIELDS = (
+    "epoch",
+    "step",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "penalty",
+    "turnpike",
+    "control",
+    "lr",
+    "time",
+)
+
+
+class History:
+    """One record per finished epoch, a dict with the keys :data:`HISTORY_FIELDS`:
+
+    ``epoch`` (1-based), ``step`` (optimiser steps so far), ``loss`` (mean empirical risk on
+    the training batches of the epoch), ``accuracy`` (training, classification only),
+    ``val_loss`` / ``val_accuracy`` (after the epoch; None without validation data),
+    ``penalty`` (mean of lam * int |u|^2 over the epoch's steps), ``turnpike`` (mean of
+    weight * int E(x(t)) dt), ``control`` (int_0^T |u|^2 dt after the epoch), ``lr`` (the
+    learning rate of the epoch's last step) and ``time`` (seconds). ``history["loss"]`` is a
+    column, ``history[-1]`` a record.
+    """
+
+    fields = HISTORY_FIELDS
+
+    def __init__(self, records: Iterable[dict] | None = None) -> None:
+        self.records: list[dict] = [dict(r) for r in (records or [])]
+
+    def append(self, record: dict) -> None:
+        """Add the record of one finished epoch."""
+        self.records.append(dict(record))
+
+    def column(self, name: str) -> list:
+        """The values of one field, epoch by epoch."""
+        if name not in self.fields:
+            raise ValueError(f"name: expected one of {', '.join(self.fields)}; got {name!r}")
+        return [r.get(name) for r in self.records]
+
+    @property
+    def last(self) -> dict | None:
+        """The record of the last finished epoch (None before the first)."""
+        return self.records[-1] if self.records else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.records)
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            return self.column(key)
+        return self.records[key]
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write ``{"fields": [...], "records": [...]}`` (non-finite numbers as null)."""
+        doc = {"fields": list(self.fields), "records": [json_safe(r) for r in self.records]}
+        return atomic_write_text(Path(path), json.dumps(doc, indent=1))
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write one row per epoch, the columns :data:`HISTORY_FIELDS` (None as empty)."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(self.fields), lineterminator="\n")
+        writer.writeheader()
+        for r in self.records:
+            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in self.fields})
+        return atomic_write_text(Path(path), buf.getvalue())
+
+    def save(self, out_dir: str | os.PathLike) -> None:
+        """``history.json`` and ``history.csv`` in ``out_dir``."""
+        out = Path(out_dir)
+        self.to_json(out / "history.json")
+        self.to_csv(out / "history.csv")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> History:
+        """Read a ``history.json`` written by :meth:`to_json`."""
+        try:
+            doc = json.loads(Path(path).read_text())
+            records = doc["records"]
+            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                raise TypeError
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"{path}: not a history.json file") from None
+        return cls(records)
+
+    def __repr__(self) -> str:
+        last = self.last
+        tail = f", last={_fmt_record(last)}" if last else ""
+        return f"History(epochs={len(self)}{tail})"
+
+
+@dataclass
+class TrainState:
+    """What callbacks see. ``epoch`` is the current (1-based) epoch, ``step`` the number of
+    optimiser steps taken so far, ``step_in_epoch`` those of the current epoch; ``batch``
+    holds the last batch's ``loss`` (objective), ``risk``, ``size``. Set ``stop = True`` to end
+    training after the current epoch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    epoch: int = 0
+    step: int = 0
+    step_in_epoch: int = 0
+    steps_per_epoch: int = 0
+    history: History = field(default_factory=History)
+    batch: dict = field(default_factory=dict)
+    rank: int = 0
+    world_size: int = 1
+    out_dir: Path | None = None
+    stop: bool = False
+
+
+class Callback:
+    """Hooks called by :func:`~spacetime_nets.training.fit` with the :class:`TrainState`;
+    override any of them. A plain callable given as a callback is called at the end of every
+    epoch."""
+
+    def on_train_start(self, state: TrainState) -> None:
+        """Before the first epoch (also of a resumed run)."""
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        """Before the first step of an epoch."""
+
+    def on_batch_end(self, state: TrainState) -> None:
+        """After each optimiser step."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """After an epoch's record was added to the history."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last epoch."""
+
+
+class _CallableCallback(Callback):
+    def __init__(self, fn: Callable[[TrainState], Any]) -> None:
+        self.fn = fn
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.fn(state)
+
+
+def as_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
+    """Callback objects as they are; plain callables become end-of-epoch callbacks."""
+    out: list[Callback] = []
+    for c in callbacks:
+        if isinstance(c, Callback):
+            out.append(c)
+        elif callable(c):
+            out.append(_CallableCallback(c))
+        else:
+            raise ValueError(f"callbacks: expected Callback objects or callables, got {c!r}")
+    return out
+
+
+def _fmt_record(r: dict) -> str:
+    parts = [f"epoch={r.get('epoch')}", f"loss={r.get('loss'):.4g}"]
+    if r.get("accuracy") is not None:
+        parts.append(f"accuracy={r['accuracy']:.3f}")
+    if r.get("val_accuracy") is not None:
+        parts.append(f"val_accuracy={r['val_accuracy']:.3f}")
+    return "{" + ", ".join(parts) + "}"

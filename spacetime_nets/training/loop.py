@@ -1,0 +1,546 @@
+"""The training loop: :func:`fit` checks its arguments and the data, then runs a
+:class:`_Trainer`, a small object holding the state of one run (model, optimiser, counters,
+running sums, history) with one method per stage: restore, epoch, step, checkpoint.
+
+Each step minimises J = E(x(T)) + lam * int_0^T |u(t)|^2 dt [+ weight * int_0^T E(x(t)) dt]
+(docs/concepts.md) on one mini-batch. The samples are shuffled with a generator seeded with
+``seed + epoch``, so a resumed run takes exactly the steps of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..objectives import l2_control
+from ..validation import check_choice, check_int, check_real
+from ._io import first_line
+from .checkpoint import load_checkpoint, load_state_into, save_checkpoint, set_rng_state
+from .data import Data, check_data, is_class_labels, resolve_loss
+from .distributed import (
+    all_reduce_sum,
+    epoch_order,
+    model_dtype,
+    resolve_device,
+    setup_distributed,
+    teardown_distributed,
+    wrap_data_parallel,
+)
+from .history import Callback, History, TrainState, as_callbacks
+from .objective import LR_SCHEDULES, Objective, evaluate_checked, make_optimizer, set_lr
+from .progress import (
+    defer_sigint,
+    empty_partial,
+    epoch_record,
+    postfix,
+    postfix_record,
+    progress_bar,
+)
+
+__all__ = ["TrainingDiverged", "fit"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training objective (or, after an update, the weights) became NaN or infinite. No
+    step was taken with it and no checkpoint was written after it; ``checkpoint`` is the last
+    good one (or None)."""
+
+    def __init__(
+        self,
+        epoch: int,
+        step: int,
+        global_step: int,
+        value: float,
+        checkpoint: str | None = None,
+        what: str = "loss",
+    ) -> None:
+        self.epoch, self.step, self.global_step = epoch, step, global_step
+        self.value, self.checkpoint = value, checkpoint
+        where = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint written"
+        stop = "stopped before the update" if what == "loss" else "no checkpoint written with them"
+        super().__init__(
+            f"training diverged: the {what} is {value} at epoch {epoch}, step {step} "
+            f"(global step {global_step}); {stop}; {where}"
+        )
+
+
+@dataclass(frozen=True)
+class _Options:
+    epochs: int
+    batch_size: int
+    optimizer: Any
+    lr: float
+    loss: str
+    p: float | None
+    lam: float
+    turnpike: float | None
+    out_dir: Path | None
+    seed: int
+    progress: bool
+    checkpoint_every: int
+    grad_clip: float | None
+    lr_schedule: str
+
+
+def fit(
+    model: nn.Module,
+    train: Any,
+    val: Any = None,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: str | torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] = "adam",
+    lr: float = 1e-2,
+    loss: str | None = None,
+    p: float | None = None,
+    lam: float = 0.0,
+    turnpike: float | None = None,
+    device: str | torch.device = "auto",
+    out_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    callbacks: Sequence[Callback | Callable[[TrainState], Any]] = (),
+    seed: int = 0,
+    progress: bool = True,
+    checkpoint_every: int = 1,
+    grad_clip: float | None = None,
+    lr_schedule: str | None = None,
+) -> History:
+    """Train ``model`` in place on ``train`` (x ``[N, in]``, y ``[N]`` class labels or
+    ``[N, m]`` targets: a pair of tensors, a ``datasets.Split`` or a torch Dataset) for
+    ``epochs`` epochs of shuffled mini-batches of ``batch_size`` (the global batch).
+
+    Each step minimises E(outputs, y) + lam * int_0^T |u|^2 dt (+ turnpike * int_0^T E(x(t)) dt,
+    trapezoid in t, from one ``model.trajectory(x)`` pass with outputs = readout(final)).
+    ``loss`` is a name of ``objectives.LOSSES`` (default cross_entropy for integer labels, mse
+    otherwise; ``p`` for ``lp``). ``optimizer``: "adam", "sgd", "rmsprop" (with ``lr``), an
+    Optimizer over the model's parameters, or a callable params -> Optimizer.
+    ``lr_schedule``: None / "constant", or "cosine" (decay to 0 over all the steps).
+
+    The whole of ``train`` and ``val`` is checked before the first update (real floating,
+    finite inputs; integer labels in range or finite targets of the output's shape): a bad
+    row raises a ValueError naming its index in the data set.
+
+    With ``out_dir``: history.json / history.csv after every epoch, ``last.pt`` every
+    ``checkpoint_every`` epochs and at the end (atomic writes); Ctrl-C writes ``interrupted.pt``
+    with the state after the last completed step and re-raises (the KeyboardInterrupt's
+    ``checkpoint`` attribute is its path); a finished run removes an ``interrupted.pt`` it has
+    gone past. ``resume`` (a checkpoint or a run folder) continues to exactly the parameters of
+    an uninterrupted run with the same seed; a new ``lr`` is applied (with a warning), another
+    optimiser, another model (form, activation, lift, schedule, dtype) or other training data
+    is refused with a ValueError. A NaN or infinite objective raises :class:`TrainingDiverged`
+    before the update; no checkpoint is written after it. Under torchrun (WORLD_SIZE > 1) the
+    model is trained with DistributedDataParallel, each process taking
+    batch_size // world_size samples per step; only rank 0 writes files and shows progress.
+
+    Returns:
+        The :class:`History` (one record per epoch, including resumed ones).
+    """
+    opts = _Options(
+        epochs=check_int("epochs", epochs, 1),
+        batch_size=check_int("batch_size", batch_size, 1),
+        optimizer=optimizer,
+        lr=check_real("lr", lr, positive=True),
+        loss="",
+        p=p,
+        lam=check_real("lam", lam),
+        turnpike=None if turnpike is None else check_real("turnpike", turnpike),
+        out_dir=Path(out_dir) if out_dir is not None else None,
+        seed=check_int("seed", seed, 0),
+        progress=bool(progress),
+        checkpoint_every=check_int("checkpoint_every", checkpoint_every, 1),
+        grad_clip=None if grad_clip is None else check_real("grad_clip", grad_clip, True),
+        lr_schedule=check_choice(
+            "lr_schedule", "constant" if lr_schedule is None else lr_schedule, LR_SCHEDULES
+        ),
+    )
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if turnpike is not None and not (hasattr(model, "trajectory") and hasattr(model, "readout")):
+        raise ValueError("turnpike: the model needs trajectory(x) and readout(final)")
+    if lam and not hasattr(model, "controls"):
+        raise ValueError("lam: the control penalty needs a model with controls() (a flow model)")
+    cbs = as_callbacks(callbacks)
+    train_data = Data(train, "train")
+    val_data = Data(val, "val") if val is not None else None
+    loss = resolve_loss(loss, train_data.peek_targets(), p)
+    opts = _replace(opts, loss=loss)
+    out_features = getattr(model, "out_features", None)
+    out_features = out_features if isinstance(out_features, int) else None
+    for d in (train_data, val_data):
+        if d is not None:
+            check_data(d, model_dtype(model), out_features, loss)
+    resume_doc = load_checkpoint(resume) if resume is not None else None
+
+    dev = resolve_device(device)
+    rank, world, dev, created = setup_distributed(dev)
+    try:
+        if opts.batch_size % world:
+            raise ValueError(
+                f"batch_size: the global batch {opts.batch_size} must be divisible by the "
+                f"number of processes {world}"
+            )
+        trainer = _Trainer(model, train_data, val_data, opts, cbs, dev, rank, world)
+        if resume_doc is not None:
+            trainer.restore(resume_doc, str(resume))
+        return trainer.run()
+    finally:
+        teardown_distributed(created)
+
+
+def _replace(opts: _Options, **kw: Any) -> _Options:
+    from dataclasses import replace
+
+    return replace(opts, **kw)
+
+
+_SUMMARY_KEYS = ("form", "activation", "lift", "method")
+
+
+def _summary(model: nn.Module) -> str:
+    try:
+        return model.extra_repr().splitlines()[0] if model.extra_repr() else ""
+    except Exception:  # a model without a usable extra_repr: nothing to compare
+        return ""
+
+
+def _summary_items(text: str) -> dict[str, str]:
+    return dict(re.findall(r"\b(" + "|".join(_SUMMARY_KEYS) + r")=([\w.]+)", text))
+
+
+def _data_digest(data: Data) -> str | None:
+    if data.x is None:
+        return None
+    h = hashlib.sha256()
+    for t in (data.x, data.y):
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{t.dtype}{t.numel()}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class _Trainer:
+    """The state of one run and its stages. ``run`` is the loop over epochs."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Data,
+        val: Data | None,
+        opts: _Options,
+        callbacks: list[Callback],
+        dev: torch.device,
+        rank: int,
+        world: int,
+    ) -> None:
+        self.opts, self.callbacks, self.dev, self.rank, self.world = (
+            opts,
+            callbacks,
+            dev,
+            rank,
+            world,
+        )
+        self.model, self.train, self.val = model, train, val
+        digest = _data_digest(train)
+        model.to(dev)
+        self.dtype = model_dtype(model)
+        train.to(dev)
+        self.opt = make_optimizer(opts.optimizer, model, opts.lr)
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
+        self.meta = {
+            "seed": opts.seed,
+            "batch_size": opts.batch_size,
+            "world_size": world,
+            "loss": opts.loss,
+            "lam": opts.lam,
+            "turnpike": opts.turnpike,
+            "epochs": opts.epochs,
+            "lr_schedule": opts.lr_schedule,
+            "model_class": type(model).__name__,
+            "optimizer": type(self.opt).__name__,
+            "lr": self.base_lrs[0],
+            "model_summary": _summary(model),
+            "data_rows": len(train),
+            "data_digest": digest,
+        }
+        self.history = History()
+        self.done_epochs, self.step, self.skip, self.partial = 0, 0, 0, empty_partial()
+        self.local_batch = opts.batch_size // world
+        shard = len(train) if world == 1 else math.ceil(len(train) / world)
+        self.steps_per_epoch = math.ceil(shard / self.local_batch)
+        self.total_steps = opts.epochs * self.steps_per_epoch
+        self.writer = rank == 0 and opts.out_dir is not None
+        self.last_good: str | None = None
+        self.objective = wrap_data_parallel(
+            Objective(model, opts.loss, opts.p, opts.lam, opts.turnpike), dev, world
+        )
+        self.classify = is_class_labels(train.peek_targets())
+
+    # ---------------------------------------------------------------------------- resume
+
+    def restore(self, doc: dict, path: str) -> None:
+        """Continue from a checkpoint: refuse what would silently train another problem,
+        apply the new learning rate, restore counters, history and random states."""
+        old, new = doc["meta"], self.meta
+        if old.get("optimizer") not in (None, new["optimizer"]):
+            raise ValueError(
+                f"resume: {path} was trained with the {old['optimizer']} optimiser, not "
+                f"{new['optimizer']}; resume with the same optimiser or start a new run"
+            )
+        a, b = _summary_items(old.get("model_summary", "")), _summary_items(new["model_summary"])
+        keys = [k for k in _SUMMARY_KEYS if k in a and k in b and a[k] != b[k]]
+        changed = [f"{k} {a[k]} -> {b[k]}" for k in keys]
+        if changed:
+            raise ValueError(
+                f"resume: {path} was trained with another model ({', '.join(changed)}); build "
+                "the model as it was or start a new run"
+            )
+        digests = (old.get("data_digest"), new["data_digest"])
+        if None not in digests and digests[0] != digests[1]:
+            raise ValueError(
+                f"resume: {path} was trained on other data ({old.get('data_rows')} rows, now "
+                f"{new['data_rows']}, or other values); use the same data set and seed, or "
+                "load_model_state to start a new run from these weights"
+            )
+        _check_fixed_state(self.model, doc["model"], path)
+        load_state_into(self.model, doc["model"], f"resume: {path}")
+        if doc["optimizer"] is not None:
+            try:
+                self.opt.load_state_dict(doc["optimizer"])
+            except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+                raise ValueError(
+                    f"resume: the optimiser state does not fit ({first_line(exc)})"
+                ) from None
+            for group, base in zip(self.opt.param_groups, self.base_lrs):
+                group["lr"] = base  # the rate asked for now, not the stored one
+        if old.get("lr") is not None and old["lr"] != new["lr"]:
+            warnings.warn(
+                f"resume: learning rate {old['lr']:g} -> {new['lr']:g} (the new rate is applied)",
+                stacklevel=4,
+            )
+        for key in ("seed", "batch_size", "loss", "lam", "turnpike"):
+            if key in old and old[key] != new[key]:
+                warnings.warn(
+                    f"resume: {key} was {old[key]!r} in the checkpoint and is {new[key]!r} now; "
+                    "the run will not match an uninterrupted one",
+                    stacklevel=4,
+                )
+        epoch, step, skip = doc["epoch"], doc["step"], doc["step_in_epoch"]
+        if skip >= self.steps_per_epoch:
+            raise ValueError(
+                f"resume: {path} is at step {skip} of an epoch that has {self.steps_per_epoch} "
+                "steps (inconsistent counters or another batch size)"
+            )
+        if epoch >= self.opts.epochs:
+            raise ValueError(
+                f"epochs: {path} has already finished {epoch} epochs; ask for more than {epoch} "
+                "to train further"
+            )
+        self.done_epochs, self.step, self.skip = epoch, step, skip
+        self.partial = {**empty_partial(), **doc["partial"]}
+        self.history = History(doc["history"])
+        set_rng_state(doc["rng"])
+        self.last_good = path
+
+    # ---------------------------------------------------------------------------- the loop
+
+    def run(self) -> History:
+        """Train the remaining epochs; returns the history."""
+        out = self.opts.out_dir
+        if self.writer:
+            out.mkdir(parents=True, exist_ok=True)
+        self.state = TrainState(
+            model=self.model,
+            optimizer=self.opt,
+            epochs=self.opts.epochs,
+            epoch=self.done_epochs,
+            step=self.step,
+            history=self.history,
+            rank=self.rank,
+            world_size=self.world,
+            out_dir=out,
+        )
+        for cb in self.callbacks:
+            cb.on_train_start(self.state)
+        self.model.train()
+        try:
+            while self.done_epochs < self.opts.epochs and not self.state.stop:
+                self._epoch(self.done_epochs)
+        except KeyboardInterrupt as exc:
+            if self.writer and _weights_finite(self.model):
+                exc.checkpoint = str(self._snapshot(out / "interrupted.pt"))
+                self.history.save(out)
+            raise
+        if self.writer:
+            _remove_stale_interrupt(out / "interrupted.pt", self.step)
+        for cb in self.callbacks:
+            cb.on_train_end(self.state)
+        return self.history
+
+    def _epoch(self, e: int) -> None:
+        """Epoch ``e`` (0-based; shuffle seed = seed + e), from step ``skip`` on."""
+        opts, state = self.opts, self.state
+        order = epoch_order(len(self.train), opts.seed, e, self.rank, self.world)
+        lb = self.local_batch
+        batches = [order[i : i + lb] for i in range(0, len(order), lb)]
+        state.epoch, state.steps_per_epoch, state.step_in_epoch = e + 1, len(batches), self.skip
+        for cb in self.callbacks:
+            cb.on_epoch_start(state)
+        bar = progress_bar(
+            opts.progress and self.rank == 0, len(batches), self.skip, e, opts.epochs
+        )
+        t0 = time.perf_counter() - self.partial["time"]
+        try:
+            for j in range(self.skip, len(batches)):
+                self._step(e, j, batches[j], t0, bar)
+            record = self._record(e, t0)
+            if bar is not None:
+                bar.setpostfix(postfix_record(record), refresh=True)
+        finally:
+            if bar is not None:
+                bar.close()
+        with defer_sigint():
+            self.history.append(record)
+            self.done_epochs, self.skip, self.partial = e + 1, 0, empty_partial()
+        for cb in self.callbacks:
+            cb.on_epoch_end(state)
+        if self.writer:
+            self.history.save(opts.out_dir)
+            done = self.done_epochs
+            if done % opts.checkpoint_every == 0 or done == opts.epochs or state.stop:
+                if not _weights_finite(self.model):
+                    raise TrainingDiverged(
+                        done, len(batches), self.step, float("nan"), self.last_good, "weights"
+                    )
+                self.last_good = str(self._snapshot(opts.out_dir / "last.pt"))
+
+    def _step(self, e: int, j: int, idx: torch.Tensor, t0: float, bar: Any) -> None:
+        """One optimiser step on the rows ``idx``; nothing changes when J is not finite."""
+        opts, opt, model = self.opts, self.opt, self.model
+        x, y = self.train.batch(idx, self.dev, self.dtype)
+        opt.zero_grad(set_to_none=True)
+        total, risk, pen, tp, out = self.objective(x, y)
+        classify = is_class_labels(y) and out.dim() == 2
+        correct = (out.argmax(-1) == y).sum() if classify else risk.new_zeros(())
+        stats = torch.stack(
+            [
+                total.detach(),
+                risk.detach() * len(y),
+                risk.new_tensor(float(len(y))),
+                correct.to(risk.dtype),
+                pen.detach(),
+                tp.detach(),
+            ]
+        ).double()
+        all_reduce_sum(stats, self.world)
+        value = float(stats[0]) / self.world
+        if not math.isfinite(value):
+            raise TrainingDiverged(e + 1, j + 1, self.step + 1, value, self.last_good)
+        total.backward()
+        if opts.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+        set_lr(opt, self.base_lrs, opts.lr_schedule, self.step, self.total_steps)
+        partial = self.partial
+        with defer_sigint():
+            opt.step()
+            self.step, self.skip = self.step + 1, j + 1
+            partial["risk_sum"] += float(stats[1])
+            partial["count"] += int(stats[2])
+            partial["correct"] += int(stats[3])
+            partial["penalty_sum"] += float(stats[4]) / self.world
+            partial["turnpike_sum"] += float(stats[5]) / self.world
+            partial["steps"] += 1
+            partial["time"] = time.perf_counter() - t0
+        state = self.state
+        state.step, state.step_in_epoch = self.step, self.skip
+        state.batch = {"loss": value, "risk": float(stats[1] / stats[2]), "size": len(y)}
+        if bar is not None:
+            bar.update(1)
+            bar.setpostfix(postfix(partial, classify=is_class_labels(y)), refresh=False)
+        for cb in self.callbacks:
+            cb.on_batch_end(state)
+
+    def _record(self, e: int, t0: float) -> dict:
+        """The history record of epoch ``e`` (with the validation pass)."""
+        record = epoch_record(e + 1, self.step, self.partial, time.perf_counter() - t0)
+        record["lr"] = float(self.opt.param_groups[0]["lr"])
+        if not self.classify:
+            record["accuracy"] = None
+        if self.val is not None:
+            bs = max(self.local_batch, 1024)
+            v = evaluate_checked(self.model, self.val, self.opts.loss, bs, self.dev, self.opts.p)
+            record["val_loss"], record["val_accuracy"] = v["loss"], v["accuracy"]
+        with torch.no_grad():
+            has = hasattr(self.model, "controls")
+            record["control"] = float(l2_control(self.model)) if has else None
+        return record
+
+    def _snapshot(self, path: Path) -> Path:
+        return save_checkpoint(
+            path,
+            self.model,
+            self.opt,
+            epoch=self.done_epochs,
+            step=self.step,
+            step_in_epoch=self.skip,
+            partial=self.partial,
+            history=self.history,
+            meta=self.meta,
+        )
+
+
+def _check_fixed_state(model: nn.Module, state: dict, path: str) -> None:
+    """The buffers (grids, transfers) and extra states of the checkpoint must equal the
+    model's: otherwise the checkpoint belongs to another schedule or horizon."""
+    params = {n for n, _ in model.named_parameters()}
+    own = model.state_dict()
+    for k, v in state.items():
+        if k in params or k not in own:
+            continue
+        mine = own[k]
+        if isinstance(v, torch.Tensor) and isinstance(mine, torch.Tensor):
+            same = v.shape == mine.shape and torch.equal(v.cpu().to(mine.dtype), mine.cpu())
+        else:
+            same = _plain_equal(v, mine)
+        if not same:
+            raise ValueError(
+                f"resume: {path} was trained on another schedule or horizon ({k} differs); "
+                "build the model with the schedule and T of the checkpoint"
+            )
+
+
+def _plain_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_plain_equal(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and torch.equal(a.cpu(), b.cpu().to(a.dtype))
+    try:
+        return bool(a == b)
+    except Exception:  # incomparable values: treat as different
+        return False
+
+
+def _weights_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point())
+
+
+def _remove_stale_interrupt(path: Path, step: int) -> None:
+    """A finished run has gone past an ``interrupted.pt`` at or before its last step."""
+    if not path.is_file():
+        return
+    try:
+        old = load_checkpoint(path)
+    except (ValueError, OSError):
+        return  # not ours to judge: leave it
+    if old["step"] <= step:
+        path.unlink(missing_ok=True)

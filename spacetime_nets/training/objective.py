@@ -1,0 +1,154 @@
+"""What one training step minimises, the optimisers by name, the learning-rate schedules,
+and :func:`evaluate`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..objectives import empirical_risk, l2_control, turnpike_cost
+from ..validation import check_int
+from .data import Data, check_data, is_class_labels, resolve_loss
+from .distributed import model_device, model_dtype
+
+__all__ = ["LR_SCHEDULES", "OPTIMIZERS", "evaluate"]
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+class Objective(nn.Module):
+    """forward(x, y) -> (J, risk, lam * penalty, weight * turnpike, outputs ``[B, m]``) with
+    J = E(outputs, y) + lam * int_0^T |u|^2 dt (+ weight * int_0^T E(x(t)) dt)."""
+
+    def __init__(
+        self, model: nn.Module, loss: str, p: float | None, lam: float, turnpike: float | None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss, self.p, self.lam, self.turnpike = loss, p, lam, turnpike
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor):
+        model = self.model
+        zero = x.new_zeros(())
+        if self.turnpike is not None:
+            traj = model.trajectory(x)
+            out = model.readout(traj.final)
+            tp = self.turnpike * turnpike_cost(model, x, y, self.loss, self.p, trajectory=traj)
+        else:
+            out = model(x)
+            tp = zero
+        risk = empirical_risk(out, y, self.loss, self.p)
+        pen = self.lam * l2_control(model) if self.lam else zero
+        return risk + pen + tp, risk, pen, tp, out
+
+
+def make_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """An optimiser over the trainable parameters: a name of :data:`OPTIMIZERS` (with
+    ``lr``), an Optimizer as it is, or a callable params -> Optimizer."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model: it has no trainable parameters")
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        if optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr)
+        if optimizer == "sgd":
+            return torch.optim.SGD(params, lr=lr)
+        if optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr)
+        raise ValueError(
+            f"optimizer: expected one of {', '.join(OPTIMIZERS)}, a torch.optim.Optimizer or a "
+            f"callable params -> optimizer; got {optimizer!r}"
+        )
+    if callable(optimizer):
+        opt = optimizer(params)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise ValueError(
+                f"optimizer: the callable must return a torch.optim.Optimizer, got "
+                f"{type(opt).__name__}"
+            )
+        return opt
+    raise ValueError(f"optimizer: expected a name, an Optimizer or a callable, got {optimizer!r}")
+
+
+def set_lr(opt: torch.optim.Optimizer, base: list[float], kind: str, step: int, total: int) -> None:
+    """Learning rate of the step with index ``step`` (0-based) of ``total``: the base rate
+    (constant), or cosine decay base * (1 + cos(pi * step / total)) / 2. A function of the step
+    count only, so a resumed run uses the same rates."""
+    if kind == "constant":
+        return
+    factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    for group, b in zip(opt.param_groups, base):
+        group["lr"] = b * factor
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Any,
+    loss: str | None = None,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+    p: float | None = None,
+) -> dict:
+    """Mean loss and accuracy of ``model`` on ``data`` (x ``[N, in]``, y ``[N]`` labels or
+    ``[N, m]`` targets; a pair, a Split or a Dataset), in batches, without gradients.
+
+    The whole data set is checked first (finite inputs and targets, labels in range).
+
+    Args:
+        model: the model; its mode is restored afterwards.
+        data: the data.
+        loss: a name of ``objectives.LOSSES``; default cross_entropy for integer labels and
+            mse otherwise.
+        batch_size: rows per forward pass.
+        device: where to compute (default the model's device).
+        p: the exponent of the ``lp`` loss.
+
+    Returns:
+        ``{"loss": float, "accuracy": float | None, "n": N}``; accuracy is the fraction of
+        argmax predictions equal to the label (None for regression targets).
+    """
+    data = data if isinstance(data, Data) else Data(data, "data")
+    batch_size = check_int("batch_size", batch_size, 1)
+    loss = resolve_loss(loss, data.peek_targets(), p)
+    dtype = model_dtype(model)
+    out_features = getattr(model, "out_features", None)
+    check_data(data, dtype, out_features if isinstance(out_features, int) else None, loss)
+    return evaluate_checked(model, data, loss, batch_size, device, p)
+
+
+@torch.no_grad()
+def evaluate_checked(
+    model: nn.Module,
+    data: Data,
+    loss: str,
+    batch_size: int,
+    device: str | torch.device | None,
+    p: float | None,
+) -> dict:
+    """:func:`evaluate` on data already checked (the training loop's validation pass)."""
+    device = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
+    was_training = model.training
+    model.eval()
+    total, correct, classes = 0.0, 0, None
+    try:
+        for s in range(0, len(data), batch_size):
+            idx = torch.arange(s, min(s + batch_size, len(data)))
+            x, y = data.batch(idx, device, dtype)
+            out = model(x)
+            total += float(empirical_risk(out, y, loss, p)) * len(idx)
+            if classes is None:
+                classes = is_class_labels(y) and out.dim() == 2
+            if classes:
+                correct += int((out.argmax(-1) == y).sum())
+    finally:
+        model.train(was_training)
+    n = len(data)
+    return {"loss": total / n, "accuracy": correct / n if classes else None, "n": n}

@@ -1,0 +1,103 @@
+"""What a run shows and records while it trains: the running sums of an epoch, its history
+record, the progress bar, and the guard that keeps Ctrl-C from splitting an update."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+
+def empty_partial() -> dict:
+    return {
+        "risk_sum": 0.0,
+        "count": 0,
+        "correct": 0,
+        "penalty_sum": 0.0,
+        "turnpike_sum": 0.0,
+        "steps": 0,
+        "time": 0.0,
+    }
+
+
+def epoch_record(epoch: int, step: int, partial: dict, seconds: float) -> dict:
+    n, steps = max(partial["count"], 1), max(partial["steps"], 1)
+    return {
+        "epoch": epoch,
+        "step": step,
+        "loss": partial["risk_sum"] / n,
+        "accuracy": partial["correct"] / n,
+        "val_loss": None,
+        "val_accuracy": None,
+        "penalty": partial["penalty_sum"] / steps,
+        "turnpike": partial["turnpike_sum"] / steps,
+        "control": None,
+        "lr": None,
+        "time": seconds,
+    }
+
+
+def progress_bar(enabled: bool, total: int, initial: int, e: int, epochs: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=f"epoch {e + 1}/{epochs}",
+        unit="step",
+        leave=True,
+        dynamic_ncols=True,
+    )
+
+
+def postfix(partial: dict, classify: bool) -> dict:
+    n = max(partial["count"], 1)
+    out = {"loss": f"{partial['risk_sum'] / n:.4g}"}
+    if classify:
+        out["acc"] = f"{partial['correct'] / n:.3f}"
+    return out
+
+
+def postfix_record(r: dict) -> dict:
+    out = {"loss": f"{r['loss']:.4g}"}
+    if r.get("accuracy") is not None:
+        out["acc"] = f"{r['accuracy']:.3f}"
+    if r.get("val_loss") is not None:
+        out["val_loss"] = f"{r['val_loss']:.4g}"
+    if r.get("val_accuracy") is not None:
+        out["val_acc"] = f"{r['val_accuracy']:.3f}"
+    return out
+
+
+class defer_sigint:
+    """Hold back Ctrl-C while the parameters and the counters are updated together, so an
+    interrupt never leaves a half-applied step (main thread only; elsewhere a no-op)."""
+
+    def __enter__(self) -> defer_sigint:
+        self.received = False
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            self.old = signal.getsignal(signal.SIGINT)
+            self.active = self.old is not None  # None: a handler not set from Python
+        if self.active:
+            try:
+                signal.signal(signal.SIGINT, self._handler)
+            except (ValueError, OSError):  # pragma: no cover - no signal support
+                self.active = False
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.received = True
+        self.frame = frame
+
+    def __exit__(self, *exc) -> None:
+        if not self.active:
+            return
+        signal.signal(signal.SIGINT, self.old)
+        if self.received and exc[0] is None:
+            if callable(self.old):
+                self.old(signal.SIGINT, self.frame)
+            elif self.old == signal.SIG_DFL:
+                raise KeyboardInterrupt
