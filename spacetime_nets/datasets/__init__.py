@@ -1,0 +1,87 @@
+"""Synthetic and bundled data sets, split into train / validation / test.
+
+Every generator is deterministic given ``seed``: it draws from its own
+``numpy.random.default_rng(seed)`` (and passes ``random_state=seed`` to scikit-learn), and never
+reads or changes the global torch or numpy random state.
+
+Classification sets hold features ``x`` of shape ``[N, d]`` in the requested floating ``dtype``
+and labels ``y`` of shape ``[N]`` as ``torch.long``; their splits are stratified by class.
+Regression (operator-learning) sets hold ``x`` and ``y`` of shape ``[N, d]``: functions sampled
+at the nodes ``meta["nodes"]`` (2-D fields flattened row-major, ``meta["grid_shape"]``).
+
+- toy point sets (:mod:`.toy`): :func:`circles`, :func:`annuli`, :func:`xor`, :func:`chess`,
+  :func:`moons`;
+- images (:mod:`.digits`): :func:`digits`, at 8x8 or refined by interpolation;
+- operators: :func:`heat` (:mod:`.heat`), :func:`burgers` and :func:`darcy` (:mod:`.pde`);
+- functions to classify at any resolution: :func:`signals` (:mod:`.signals`).
+
+Images live on the unit square ``[0, 1]^2``: pixel ``(r, c)`` of an ``h x w`` image is the cell
+``[r/h, (r+1)/h) x [c/w, (c+1)/w)``, so the row index runs along the *first* coordinate and the
+column index along the second. Flattened images are in row-major order (index ``r * w + c``).
+
+:data:`DATASETS` names the point sets, digits and heat (as it always has); :data:`REGISTRY` maps
+every name :func:`load` accepts, the PDE and signal sets included, to its builder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._core import DEFAULT_SPLITS, DatasetSplits, Split
+from .digits import digits, pixel_centres, refine_matrix, resample_images
+from .heat import heat
+from .pde import burgers, darcy, solve_burgers, solve_darcy
+from .signals import SIGNAL_CLASSES, signal_templates, signals
+from .toy import annuli, chess, circles, moons, xor
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_SPLITS",
+    "REGISTRY",
+    "SIGNAL_CLASSES",
+    "DatasetSplits",
+    "Split",
+    "annuli",
+    "burgers",
+    "chess",
+    "circles",
+    "darcy",
+    "digits",
+    "heat",
+    "load",
+    "moons",
+    "pixel_centres",
+    "refine_matrix",
+    "resample_images",
+    "signal_templates",
+    "signals",
+    "solve_burgers",
+    "solve_darcy",
+    "xor",
+]
+
+#: Every data set :func:`load` builds: name -> builder ``(seed=..., **kwargs) -> DatasetSplits``.
+REGISTRY: dict[str, Callable[..., DatasetSplits]] = {
+    "circles": circles,
+    "annuli": annuli,
+    "xor": xor,
+    "chess": chess,
+    "moons": moons,
+    "digits": digits,
+    "heat": heat,
+    "burgers": burgers,
+    "darcy": darcy,
+    "signals": signals,
+}
+
+#: The point sets, the digits and the heat operator: the names this tuple has always listed.
+DATASETS: tuple[str, ...] = ("circles", "annuli", "xor", "chess", "moons", "digits", "heat")
+
+
+def load(name: str, seed: int = 0, **kwargs: Any) -> DatasetSplits:
+    """The data set ``name`` (a key of :data:`REGISTRY`) built with ``seed`` and ``kwargs``."""
+    loader = REGISTRY.get(name) if isinstance(name, str) else None
+    if loader is None:
+        raise ValueError(f"name must be one of {', '.join(REGISTRY)}; got name={name!r}")
+    return loader(seed=seed, **kwargs)
