@@ -4,7 +4,7 @@ and returns its own :class:`matplotlib.figure.Figure`; no pyplot, no global stat
 - :func:`plot_asymptotics`: training error E(x_T(T)) against T on log-log axes with the fitted
   slope, and T * int_0^T |u_T|^2 against T;
 - :func:`plot_turnpike`: E(x(t)) and |u(t)| against t (log scale) for several T, turnpike and
-  ERM;
+  ERM, with the decay rates fitted on one arc common to every T;
 - :func:`plot_trajectories`: 2-D inputs by class and the readout trajectories P x_i(t_k).
 """
 
@@ -69,28 +69,41 @@ def plot_asymptotics(sweeps: Mapping[str, object], title: str = "") -> Figure:
 
 def plot_turnpike(result, title: str = "") -> Figure:
     """Four panels for a ``TurnpikeResult``: E(x(t)) and |u(t)| against t on a log scale, one
-    line per T, for the turnpike problem (left) and plain ERM (right); the threshold dotted."""
+    line per T, for the turnpike problem (left) and plain ERM (right); the threshold dotted.
+
+    The turnpike legends give the rates mu of E and |u| fitted on the one arc shared by every
+    T (``result.common_window``, shaded and named in the legend title), so the rates of
+    different horizons are comparable; the per-T own-arc fits are left to the tables."""
     fig = Figure(figsize=(11, 7))
     axes = fig.subplots(2, 2, sharex="col")
     groups = [("turnpike", result.tp), ("ERM", result.erm)]
+    arc = getattr(result, "common_window", None)
     for col, (name, profiles) in enumerate(groups):
         top, bottom = axes[0][col], axes[1][col]
         for i, pr in enumerate(profiles):
             color = f"C{i}"
             risk = np.where(pr.risk > 0, pr.risk, np.nan)
-            lab = f"T={pr.T:g}"
-            if name == "turnpike" and np.isfinite(pr.mu):
-                lab += f", mu={pr.mu:.2f}"
+            lab = lab_u = f"T={pr.T:g}"
+            if name == "turnpike" and arc is not None:
+                lab += f", mu={pr.mu_common:.2f}" if np.isfinite(pr.mu_common) else ", mu: -"
+                mu_u = getattr(pr, "mu_u_common", float("nan"))
+                lab_u += f", mu={mu_u:.2f}" if np.isfinite(mu_u) else ", mu: -"
             top.semilogy(pr.times, risk, "-", color=color, label=lab)
             ctrl = np.where(pr.control > 0, pr.control, np.nan)
-            bottom.semilogy(pr.times[:-1], ctrl, "-", color=color, label=f"T={pr.T:g}")
+            bottom.semilogy(pr.times[:-1], ctrl, "-", color=color, label=lab_u)
             if pr.t_hit is not None:
                 top.axvline(pr.t_hit, color=color, ls=":", lw=0.8)
         top.axhline(result.threshold, color="k", ls=":", lw=0.8)
         top.set_title(f"{name}: E(x(t))")
         bottom.set_title(f"{name}: |u(t)|")
         bottom.set_xlabel("t")
-        top.legend(fontsize=7)
+        legend_title = None
+        if name == "turnpike" and arc is not None:
+            legend_title = f"mu fitted on t in [{arc[0]:.3g}, {arc[1]:.3g}] (every T)"
+            for ax in (top, bottom):
+                ax.axvspan(arc[0], arc[1], color="0.85", alpha=0.5, lw=0)
+            bottom.legend(fontsize=7, title=legend_title, title_fontsize=7)
+        top.legend(fontsize=7, title=legend_title, title_fontsize=7)
         top.grid(True, which="both", alpha=0.3)
         bottom.grid(True, which="both", alpha=0.3)
     if title:

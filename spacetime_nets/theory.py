@@ -856,11 +856,16 @@ class TurnpikeProfile:
     """E(x(t_k)) and |u(t_k)| along a trained trajectory.
 
     ``times`` ``[K+1]``, ``risk`` ``[K+1]`` = E(x(t_k)); ``control`` ``[K]`` = |u_k| on
-    [t_k, t_{k+1}) (sqrt of ``objectives.control_norms``). ``mu``, ``C``: fit of
-    E(x(t)) ~ C exp(-mu t) on the middle arc ``window`` (values above ``floor``); ``mu_u``,
-    ``C_u`` the same for |u(t)|; ``mu_common`` (set by :func:`train_turnpike`) the rate on the
-    arc [0.2, 0.8] x the shortest horizon of the run, the same for every T. ``t_hit``: the
-    first t_k with E(x(t_k)) <= ``threshold`` (None if never).
+    [t_k, t_{k+1}) (sqrt of ``objectives.control_norms``).
+
+    The reported rate is ``mu_common`` (``mu_u_common`` for |u(t)|): the fit of
+    E(x(t)) ~ C exp(-mu t) on ``common_window``, one arc shared by every horizon of a run (set
+    by :func:`train_turnpike`: [0.2, 0.8] x the shortest horizon), so rates of different T are
+    fitted on the same times. ``mu``, ``C`` (``mu_u``, ``C_u``) are the fits on this profile's
+    own middle arc ``window`` (values above ``floor``): a diagnostic only, since on a long
+    horizon that arc lies where the risk already sits on its floor set by lam, and its slope
+    shrinks with T although the decay does not. ``t_hit``: the first t_k with
+    E(x(t_k)) <= ``threshold`` (None if never).
     """
 
     T: float
@@ -877,23 +882,46 @@ class TurnpikeProfile:
     n_fit: int
     floor: float
     mu_common: float = float("nan")
+    mu_u_common: float = float("nan")
+    common_window: tuple[float, float] | None = None
+    floor_u: float | None = None
 
     @property
     def final_error(self) -> float:
         return float(self.risk[-1])
 
+    def fit_common(self, window: tuple[float, float]) -> None:
+        """Set ``mu_common`` and ``mu_u_common``: the rates of E(x(t)) and |u(t)| fitted on
+        the arc ``window`` = (t_a, t_b) (values above the floor)."""
+        f_u = self.floor_u
+        if f_u is None:
+            f_u = 100 * np.finfo(np.float64).eps * max(float(self.control.max(initial=0.0)), 1.0)
+        self.common_window = (float(window[0]), float(window[1]))
+        self.mu_common = fit_exponential_rate(self.times, self.risk, window, self.floor)[0]
+        self.mu_u_common = fit_exponential_rate(self.times[:-1], self.control, window, f_u)[0]
+
     def row(self) -> dict:
+        """The table row: reported rates on the common arc first, the own-arc fits last."""
         return {
             "T": self.T,
-            "mu": self.mu,
-            "C": self.C,
-            "mu_u": self.mu_u,
-            "C_u": self.C_u,
+            "mu_common": self.mu_common,
+            "mu_u_common": self.mu_u_common,
+            "common_arc": _arc(self.common_window),
             "t_hit": self.t_hit if self.t_hit is not None else float("nan"),
             "t_hit_over_T": (self.t_hit / self.T) if self.t_hit is not None else float("nan"),
             "final_error": self.final_error,
+            "mu_own_arc": self.mu,
+            "mu_u_own_arc": self.mu_u,
+            "own_arc": _arc(self.window),
+            "C": self.C,
+            "C_u": self.C_u,
             "n_fit": self.n_fit,
         }
+
+
+def _arc(window: tuple[float, float] | None) -> str:
+    """``"[a, b]"`` for a fit window (empty when there is none)."""
+    return "" if window is None else f"[{window[0]:.4g}, {window[1]:.4g}]"
 
 
 def turnpike_profile(
@@ -944,17 +972,19 @@ def turnpike_profile(
         window=win,
         n_fit=n,
         floor=f_E,
+        floor_u=f_u,
     )
 
 
+#: columns of the turnpike table: the rates fitted on the common arc (``common_arc``) first;
+#: ``mu_own_arc``, ``mu_u_own_arc`` (fits on each T's own middle arc ``own_arc``), ``C``,
+#: ``C_u`` and ``n_fit`` are diagnostics
 TURNPIKE_COLUMNS = (
     "problem",
     "T",
-    "mu",
     "mu_common",
-    "C",
-    "mu_u",
-    "C_u",
+    "mu_u_common",
+    "common_arc",
     "t_hit",
     "t_hit_over_T",
     "final_error",
@@ -964,6 +994,11 @@ TURNPIKE_COLUMNS = (
     "steps",
     "wall_time",
     "stop_reason",
+    "mu_own_arc",
+    "mu_u_own_arc",
+    "own_arc",
+    "C",
+    "C_u",
     "n_fit",
 )
 
@@ -971,7 +1006,8 @@ TURNPIKE_COLUMNS = (
 @dataclass
 class TurnpikeResult:
     """Per horizon T: the turnpike-trained profile (``tp``) and the ERM-trained one (``erm``,
-    the same model and lam without the integral term), with training statistics."""
+    the same model and lam without the integral term), with training statistics.
+    ``common_window``: the arc (t_a, t_b) on which the reported rates of every T are fitted."""
 
     Ts: list[float]
     lam: float
@@ -981,10 +1017,12 @@ class TurnpikeResult:
     erm: list[TurnpikeProfile]
     rows: list[dict]
     models: dict = field(default_factory=dict, repr=False)
+    common_window: tuple[float, float] | None = None
 
-    def mu_ratio(self, problem: str = "tp", which: str = "mu") -> float:
-        """max / min over T of the fitted rate ``which`` (``mu``: middle arc of each T,
-        ``mu_common``: the common arc, ``mu_u``: of |u|); near 1 when mu does not depend on T."""
+    def mu_ratio(self, problem: str = "tp", which: str = "mu_common") -> float:
+        """max / min over T of the fitted rate ``which``: ``mu_common`` (default, the common
+        arc), ``mu_u_common`` (of |u|, common arc), or the own-arc diagnostics ``mu`` and
+        ``mu_u``; near 1 when the rate does not depend on T."""
         mus = [getattr(pr, which) for pr in (self.tp if problem == "tp" else self.erm)]
         if any(not (m > 0) for m in mus):
             return float("nan")
@@ -1014,11 +1052,14 @@ class TurnpikeResult:
                         w.writerow([name, pr.T, k, repr(float(t)), repr(float(pr.risk[k])), u])
 
     def summary(self) -> str:
-        cols = [c for c in TURNPIKE_COLUMNS if c not in ("C_u", "n_fit", "objective")]
+        skip = ("C", "C_u", "n_fit", "objective", "mu_u_own_arc", "own_arc", "common_arc")
+        cols = [c for c in TURNPIKE_COLUMNS if c not in skip]
         head = f"Turnpike vs ERM: lam={self.lam:g}, loss={self.loss}, threshold={self.threshold:g}"
         tail = (
-            f"turnpike: max/min mu = {self.mu_ratio('tp'):.3f} (middle arcs), "
-            f"{self.mu_ratio('tp', 'mu_common'):.3f} (common arc); spread of t_hit = "
+            f"turnpike: mu fitted on the common arc t in {_arc(self.common_window)} for every T: "
+            + ", ".join(f"T={pr.T:g}: {pr.mu_common:.3g}" for pr in self.tp)
+            + f" (max/min {self.mu_ratio('tp'):.3f}; own-arc fits, a diagnostic: max/min "
+            f"{self.mu_ratio('tp', 'mu'):.3f}); spread of t_hit = "
             f"{self.t_hit_spread('tp'):.3f}; ERM: t_hit = "
             + ", ".join(f"{pr.t_hit:.3g}" if pr.t_hit is not None else "never" for pr in self.erm)
         )
@@ -1101,7 +1142,6 @@ def train_turnpike(
     by_problem = {"tp": iter(tp), "erm": iter(er)}
     for row in rows:
         prof = next(by_problem[row["problem"]])
-        mu_c, _, _ = fit_exponential_rate(prof.times, prof.risk, common, prof.floor)
-        row["mu_common"] = mu_c
-        prof.mu_common = mu_c
-    return TurnpikeResult(Ts, float(lam), loss, threshold, tp, er, rows, models)
+        prof.fit_common(common)
+        row.update(prof.row())
+    return TurnpikeResult(Ts, float(lam), loss, threshold, tp, er, rows, models, common)

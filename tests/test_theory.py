@@ -272,6 +272,56 @@ def test_turnpike_profile_of_a_known_model():
     assert pr.t_hit is None
 
 
+def _floored_profile(T: float, floor: float = 1e-3) -> theory.TurnpikeProfile:
+    """E(x(t)) = max(exp(-t), floor), |u(t)| = exp(-t): one decay for every T, with the risk
+    on a floor (as the lam-floor of a trained profile) from t = log(1 / floor) on."""
+    t = np.linspace(0.0, T, int(round(8 * T)) + 1)
+    risk = np.maximum(np.exp(-t), floor)
+    ctrl = np.exp(-t[:-1])
+    win = (0.2 * T, 0.8 * T)
+    mu, C, n = theory.fit_exponential_rate(t, risk, win, 1e-14)
+    mu_u, C_u, _ = theory.fit_exponential_rate(t[:-1], ctrl, win, 1e-14)
+    return theory.TurnpikeProfile(
+        T=T, times=t, risk=risk, control=ctrl, mu=mu, C=C, mu_u=mu_u, C_u=C_u, t_hit=None,
+        threshold=1e-4, window=win, n_fit=n, floor=1e-14,
+    )  # fmt: skip
+
+
+def test_turnpike_rates_are_reported_on_the_common_arc():
+    """The legend and the tables give the rate fitted on one arc for all T (here mu = 1 for
+    every T); the own-arc fits, which fall with T once the arc reaches the floor, are only a
+    diagnostic column."""
+    from spacetime_nets import plotting
+
+    profs = [_floored_profile(T) for T in (5.0, 10.0, 20.0)]
+    common = (1.0, 4.0)
+    for pr in profs:
+        pr.fit_common(common)
+        # an independent least-squares fit of log E on the arc: slope -1 exactly
+        keep = (pr.times >= 1.0 - 1e-12) & (pr.times <= 4.0 + 1e-12)
+        A = np.stack([np.ones(keep.sum()), -pr.times[keep]], axis=1)
+        (_, mu_ref), *_ = np.linalg.lstsq(A, np.log(pr.risk[keep]), rcond=None)
+        assert pr.mu_common == pytest.approx(mu_ref, rel=1e-10)
+        assert pr.mu_common == pytest.approx(1.0, rel=1e-10)
+        assert pr.mu_u_common == pytest.approx(1.0, rel=1e-10)
+    assert profs[-1].mu < 0.6  # the own-arc fit of T = 20 sits on the floor: misleading
+    rows = [{"problem": "tp", **pr.row()} for pr in profs]
+    res = theory.TurnpikeResult([5.0, 10.0, 20.0], 1e-2, "l2", 1e-4, profs, profs, rows, {}, common)
+    assert res.mu_ratio() == pytest.approx(1.0, rel=1e-10)
+    assert res.mu_ratio("tp", "mu") > 1.5
+    assert theory.TURNPIKE_COLUMNS.index("mu_common") < theory.TURNPIKE_COLUMNS.index("mu_own_arc")
+    assert rows[0]["common_arc"] == "[1, 4]" and rows[2]["own_arc"] == "[4, 16]"
+    text = res.summary()
+    assert "common arc t in [1, 4]" in text and "T=20: 1 " in text
+    fig = plotting.plot_turnpike(res)
+    legend = fig.axes[0].get_legend()
+    assert "[1, 4]" in legend.get_title().get_text()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["T=5, mu=1.00", "T=10, mu=1.00", "T=20, mu=1.00"]
+    labels_u = [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
+    assert labels_u == ["T=5, mu=1.00", "T=10, mu=1.00", "T=20, mu=1.00"]
+
+
 # --------------------------------------------------------------------------- training plumbing
 def _tiny_data(n=16, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -404,6 +454,17 @@ def test_train_turnpike_plumbing(tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 2 * (3 + 5)
     assert "turnpike" in res.summary().lower()
+    # the reported rate of every T: fitted on [0.2, 0.8] x the shortest horizon
+    assert res.common_window == pytest.approx((0.2, 0.8))
+    for pr, row in zip(res.tp, res.rows[::2]):
+        assert pr.common_window == res.common_window and row["common_arc"] == "[0.2, 0.8]"
+        ref, _, _ = theory.fit_exponential_rate(pr.times, pr.risk, (0.2, 0.8), pr.floor)
+        for a, b in (
+            (row["mu_common"], pr.mu_common),
+            (row["mu_own_arc"], pr.mu),
+            (ref, pr.mu_common),
+        ):
+            assert a == b or (math.isnan(a) and math.isnan(b))
 
 
 # --------------------------------------------------------------------------- experiments
