@@ -157,8 +157,17 @@ def load_model_state(model: nn.Module, path: str | os.PathLike) -> dict:
 def load_state_into(model: nn.Module, state: dict, where: str) -> None:
     """``model.load_state_dict(state)`` with a one-line ValueError when it does not fit
     (names, shapes or floating dtypes)."""
-    target = unwrap(model)
-    own = target.state_dict()
+    check_state_dtypes(model, state, where)
+    try:
+        unwrap(model).load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        msg = " ".join(str(exc).split())
+        raise ValueError(f"{where}: the checkpoint does not fit this model ({msg[:300]})") from None
+
+
+def check_state_dtypes(model: nn.Module, state: dict, where: str) -> None:
+    """Refuse floating values of another dtype than the model's (torch would cast them)."""
+    own = unwrap(model).state_dict()
     for k, v in state.items():
         mine = own.get(k)
         if (
@@ -172,11 +181,6 @@ def load_state_into(model: nn.Module, state: dict, where: str) -> None:
                 f"{where}: the checkpoint holds {v.dtype} values ({k}) and the model is "
                 f"{mine.dtype}; build the model with the checkpoint's dtype"
             )
-    try:
-        target.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-        msg = " ".join(str(exc).split())
-        raise ValueError(f"{where}: the checkpoint does not fit this model ({msg[:300]})") from None
 
 
 def _checkpoint_path(path: str | os.PathLike) -> Path:

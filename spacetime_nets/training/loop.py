@@ -26,7 +26,13 @@ from torch import nn
 from ..objectives import l2_control
 from ..validation import check_choice, check_int, check_real
 from ._io import first_line
-from .checkpoint import load_checkpoint, load_state_into, save_checkpoint, set_rng_state
+from .checkpoint import (
+    check_state_dtypes,
+    load_checkpoint,
+    load_state_into,
+    save_checkpoint,
+    set_rng_state,
+)
 from .data import Data, check_data, is_class_labels, resolve_loss
 from .distributed import (
     all_reduce_sum,
@@ -222,8 +228,9 @@ def _data_digest(data: Data) -> str | None:
     if data.x is None:
         return None
     h = hashlib.sha256()
-    for t in (data.x, data.y):
-        t = t.detach().cpu().contiguous().reshape(-1)
+    for t in (data.x, data.y):  # floating values in float64: the same data in any precision
+        t = t.detach().cpu().reshape(-1)
+        t = (t.double() if t.is_floating_point() else t).contiguous()
         h.update(f"{t.dtype}{t.numel()}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
@@ -305,6 +312,8 @@ class _Trainer:
                 f"resume: {path} was trained with another model ({', '.join(changed)}); build "
                 "the model as it was or start a new run"
             )
+        check_state_dtypes(self.model, doc["model"], f"resume: {path}")
+        _check_fixed_state(self.model, doc["model"], path)
         digests = (old.get("data_digest"), new["data_digest"])
         if None not in digests and digests[0] != digests[1]:
             raise ValueError(
@@ -312,7 +321,6 @@ class _Trainer:
                 f"{new['data_rows']}, or other values); use the same data set and seed, or "
                 "load_model_state to start a new run from these weights"
             )
-        _check_fixed_state(self.model, doc["model"], path)
         load_state_into(self.model, doc["model"], f"resume: {path}")
         if doc["optimizer"] is not None:
             try:

@@ -1,0 +1,434 @@
+"""A training run described once: :class:`RunConfig` is the content of a run folder's
+``model.json`` (model construction, data set, schedule, training settings), with
+:func:`build_model` to construct its model and :func:`load_run` to read a run folder back
+with the trained weights.
+
+A run folder written by ``spacetime-nets train`` (or by a script, see
+docs/how-to/distributed.md) holds ``model.json``, ``last.pt`` and ``history.{json,csv}``::
+
+    config = RunConfig.for_dataset(data, schedule, ModelOptions(kernel="basis"))
+    config.write("runs/circles")              # model.json
+    model = build_model(config)               # an untrained SpaceTimeNet
+    ...train with training.fit(model, ..., out_dir="runs/circles")...
+    run = load_run("runs/circles")            # run.model, run.config, run.checkpoint
+
+The file is strict: an unknown key, a dtype other than float32/float64 or a name outside the
+library's lists is refused with a ValueError naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .validation import check_choice, check_int, check_real
+
+__all__ = [
+    "BASES",
+    "DTYPES",
+    "KERNELS",
+    "LIFTS",
+    "MAX_MODEL_BYTES",
+    "MODEL_FORMAT",
+    "MODEL_VERSION",
+    "RULES",
+    "SCHEDULES",
+    "TRANSFERS",
+    "ModelOptions",
+    "Run",
+    "RunConfig",
+    "build_model",
+    "load_run",
+    "make_schedule",
+    "parse_widths",
+]
+
+MODEL_FORMAT = "spacetime-nets/model"
+MODEL_VERSION = 1
+SCHEDULES = ("constant", "ramp", "hourglass", "pyramid", "moving")
+KERNELS = ("nodal", "basis", "neural")
+BASES = ("legendre", "fourier")
+LIFTS = ("cells", "linear", "identity")
+TRANSFERS = ("linear", "nearest", "l2")
+RULES = ("trapezoid", "simpson", "boole", "gauss_legendre", "midpoint")
+DTYPES = ("float32", "float64")
+#: The largest model :func:`build_model` allocates (its nodal weights, estimated from the
+#: widths before anything is allocated); raise it as a module attribute for bigger models.
+MAX_MODEL_BYTES = 4 << 30
+_KEYS = (
+    "format",
+    "version",
+    "class",
+    "in_features",
+    "out_features",
+    "task",
+    "dtype",
+    "kwargs",
+    "dataset",
+    "schedule_args",
+    "schedule",
+    "training",
+)
+
+
+@dataclass
+class ModelOptions:
+    """The construction arguments of :class:`~spacetime_nets.models.SpaceTimeNet` besides
+    its schedule and feature counts (see its docstring); stored as ``kwargs`` in model.json.
+    A new constructor option is one new field here."""
+
+    kernel: str = "nodal"
+    form: str = "inside"
+    activation: str = "tanh"
+    lift: str = "linear"
+    method: str = "euler"
+    in_shape: tuple[int, ...] | None = None
+    modes: int = 8
+    basis: str = "legendre"
+    init_scale: float = 1.0
+    seed: int = 0
+
+    def check(self) -> ModelOptions:
+        """Refuse names outside the library's lists and non-finite or negative numbers."""
+        from .fields import ACTIVATIONS, FORMS
+        from .integrate import METHODS
+
+        check_choice("kernel", self.kernel, KERNELS)
+        check_choice("form", self.form, FORMS)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("lift", self.lift, LIFTS)
+        check_choice("method", self.method, METHODS)
+        check_choice("basis", self.basis, BASES)
+        check_int("modes", self.modes, 1)
+        check_int("seed", self.seed, 0)
+        check_real("init_scale", self.init_scale)
+        if self.in_shape is not None:
+            self.in_shape = tuple(check_int("in_shape", int(v), 1) for v in self.in_shape)
+        return self
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rebuild a run's model and data (the ``model.json`` of a run).
+
+    Attributes:
+        in_features: inputs per sample.
+        out_features: model outputs ``m`` per sample.
+        schedule: the grid schedule as its JSON document (``GridSchedule.to_json``).
+        model: the construction options.
+        task: ``classification`` or ``regression``.
+        dtype: ``float32`` or ``float64``.
+        dataset: ``{"name", "seed", "kwargs"}`` of ``datasets.load`` (empty: not a bundled set).
+        schedule_args: how the schedule was asked for (builder, widths, steps, T, rule,
+            transfer, dim), used to build another discretisation for ``evaluate``.
+        training: the settings of the training run (epochs, batch size, optimiser, lr ...).
+    """
+
+    in_features: int
+    out_features: int
+    schedule: dict
+    model: ModelOptions = field(default_factory=ModelOptions)
+    task: str = "classification"
+    dtype: str = "float32"
+    dataset: dict = field(default_factory=dict)
+    schedule_args: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------ model.json
+
+    def to_dict(self) -> dict:
+        """The model.json document."""
+        kwargs = dataclasses.asdict(self.model)
+        if kwargs["in_shape"] is not None:
+            kwargs["in_shape"] = list(kwargs["in_shape"])
+        return {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "class": "SpaceTimeNet",
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "task": self.task,
+            "dtype": self.dtype,
+            "kwargs": kwargs,
+            "dataset": dict(self.dataset),
+            "schedule_args": dict(self.schedule_args),
+            "schedule": self.schedule,
+            "training": dict(self.training),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, source: str = "model.json") -> RunConfig:
+        """Read a model.json document; a ValueError naming ``source`` when it is not one."""
+        try:
+            if not isinstance(doc, dict):
+                raise ValueError(f"expected a JSON object, found {type(doc).__name__}")
+            if doc.get("format") != MODEL_FORMAT:
+                raise ValueError(f"format tag {doc.get('format')!r:.60}")
+            if not isinstance(doc.get("version"), int) or doc["version"] > MODEL_VERSION:
+                raise ValueError(f"version {doc.get('version')!r:.20} is not supported")
+            if doc.get("class") != "SpaceTimeNet":
+                raise ValueError(f"unknown model class {doc.get('class')!r:.60}")
+            unknown = sorted(set(doc) - set(_KEYS))
+            if unknown:
+                raise ValueError(f"unknown keys {', '.join(map(repr, unknown))}")
+            kwargs = doc.get("kwargs")
+            if not isinstance(kwargs, dict):
+                raise ValueError("kwargs must be an object")
+            names = {f.name for f in dataclasses.fields(ModelOptions)}
+            extra = sorted(set(kwargs) - names)
+            if extra:
+                raise ValueError(f"unknown model options {', '.join(map(repr, extra))}")
+            options = ModelOptions(**kwargs).check()
+            for key in ("dataset", "schedule_args", "training", "schedule"):
+                if not isinstance(doc.get(key, {}), dict):
+                    raise ValueError(f"{key} must be an object")
+            if "schedule" not in doc:
+                raise ValueError("no schedule")
+            config = cls(
+                in_features=check_int("in_features", doc.get("in_features"), 1),
+                out_features=check_int("out_features", doc.get("out_features"), 1),
+                schedule=doc["schedule"],
+                model=options,
+                task=str(doc.get("task", "classification")),
+                dtype=check_choice("dtype", doc.get("dtype", "float32"), DTYPES),
+                dataset=dict(doc.get("dataset") or {}),
+                schedule_args=dict(doc.get("schedule_args") or {}),
+                training=dict(doc.get("training") or {}),
+            )
+        except (ValueError, TypeError) as exc:
+            text = " ".join(str(exc).split())
+            raise ValueError(f"{source}: not a usable model description ({text})") from None
+        return config
+
+    def write(self, folder: str | os.PathLike) -> Path:
+        """Write ``folder/model.json`` atomically; returns its path."""
+        from .training._io import atomic_write_text
+
+        return atomic_write_text(Path(folder) / "model.json", json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> RunConfig:
+        """Read ``folder/model.json`` (FileNotFoundError when there is none)."""
+        path = Path(folder) / "model.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: is {folder} a folder written by 'train'?")
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: malformed JSON ({' '.join(str(exc).split())})") from None
+        return cls.from_dict(doc, str(path))
+
+    # ------------------------------------------------------------------------ comparisons
+
+    def resume_conflicts(self, new: RunConfig) -> list[str]:
+        """What differs between this (stored) run and ``new`` and may not change on resume:
+        the model (every construction option but ``init_scale``), the features, dtype,
+        schedule, data set and optimiser. Each item reads ``"--option old -> new"``."""
+        out = []
+        a, b = dataclasses.asdict(self.model), dataclasses.asdict(new.model)
+        for k in a:
+            if k != "init_scale" and a[k] != b[k]:
+                out.append(f"--{k.replace('_', '-')} {a[k]} -> {b[k]}")
+        if self.dtype != new.dtype:
+            out.append(f"--dtype {self.dtype} -> {new.dtype}")
+        if self.dataset != new.dataset:
+            out.append(
+                f"--dataset/--samples/--seed {_short(self.dataset)} -> {_short(new.dataset)}"
+            )
+        if (self.in_features, self.out_features) != (new.in_features, new.out_features):
+            out.append("the data's feature counts")
+        if self.schedule != new.schedule:
+            old_args, new_args = self.schedule_args, new.schedule_args
+            keys = [k for k in ("spec", "widths", "steps", "T", "rule", "transfer")
+                    if old_args.get(k) != new_args.get(k)]  # fmt: skip
+            shown = ", ".join(f"{k} {old_args.get(k)} -> {new_args.get(k)}" for k in keys)
+            out.append(f"the schedule ({shown or 'its grids'})")
+        old_opt, new_opt = self.training.get("optimizer"), new.training.get("optimizer")
+        if old_opt is not None and new_opt is not None and old_opt != new_opt:
+            out.append(f"--optimizer {old_opt} -> {new_opt}")
+        return out
+
+    def build_schedule(self):
+        """The :class:`grids.GridSchedule` of the run."""
+        from grids import GridSchedule
+
+        return GridSchedule.from_json(json.dumps(self.schedule))
+
+
+def _short(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------- construction
+
+
+def parse_widths(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"16,4"`` -> (16, 4): n_max, n_min (one value: both). Each must be a positive int."""
+    if isinstance(text, str):
+        parts = [s.strip() for s in text.replace("x", ",").split(",")]
+        try:
+            vals = tuple(int(s) for s in parts)
+        except ValueError:
+            raise ValueError(
+                f"--widths: expected n_max,n_min as positive integers, got {text!r}"
+            ) from None
+    else:
+        vals = tuple(int(v) for v in text)
+    if not 1 <= len(vals) <= 2:
+        raise ValueError(f"--widths: expected one or two values n_max,n_min, got {text!r}")
+    if any(v < 1 for v in vals):
+        raise ValueError(f"--widths: every width must be a positive integer, got {text!r}")
+    return vals
+
+
+def make_schedule(
+    spec: str,
+    widths: Sequence[int] | str = (16, 4),
+    steps: int = 8,
+    T: float = 1.0,
+    rule: str = "trapezoid",
+    dim: int = 1,
+    transfer: str = "linear",
+):
+    """A :class:`grids.GridSchedule` on [0, 1] (``dim`` 1) or [0, 1]^2 (``dim`` 2, widths per
+    axis: 16,4 means 16x16 -> 4x4) from a builder name of :data:`SCHEDULES` with widths
+    (n_max, n_min), or from a schedule JSON file (``spec`` is its path)."""
+    from grids import GridSchedule
+
+    widths = parse_widths(widths)
+    hi, lo = widths[0], widths[-1]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"--steps: expected a positive integer, got {steps!r}")
+    if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
+        raise ValueError(f"-T: expected a finite horizon > 0, got {T!r}")
+    check_choice("--rule", rule, RULES)
+    check_choice("--transfer", transfer, TRANSFERS)
+    domain: Any = (0.0, 1.0) if dim == 1 else [(0.0, 1.0)] * dim
+    if spec in SCHEDULES:
+        _check_size(hi, lo, steps, dim)
+        kw = {"T": T, "domain": domain, "transfer_kind": transfer}
+        if spec == "constant":
+            n = hi if dim == 1 else (hi,) * dim
+            return GridSchedule.constant(n, steps, rule=rule, **kw)
+        if spec == "moving":
+            return GridSchedule.moving(hi, steps, **kw)
+        builder = {
+            "ramp": GridSchedule.ramp,
+            "hourglass": GridSchedule.hourglass,
+            "pyramid": GridSchedule.pyramid,
+        }[spec]
+        return builder(hi, lo, steps, rule=rule, **kw)
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(
+            f"--schedule: expected one of {', '.join(SCHEDULES)} or a schedule JSON file, got "
+            f"{spec!r} (no such file)"
+        )
+    try:
+        sched = GridSchedule.from_json(path)
+    except ValueError as exc:
+        raise ValueError(f"--schedule {spec}: {exc}") from None
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"--schedule {spec}: cannot read the file ({exc})") from None
+    if sched.dim != dim:
+        raise ValueError(
+            f"--schedule {spec}: this data set needs a {dim}-D schedule, the file holds a "
+            f"{sched.dim}-D one"
+        )
+    return sched
+
+
+def _check_size(hi: int, lo: int, steps: int, dim: int) -> None:
+    """Refuse, before any allocation, a schedule whose dense (nodal) weights alone would
+    exceed :data:`MAX_MODEL_BYTES` in float32."""
+    _estimate(steps * (hi**dim) ** 2 * 4, f"--widths {hi},{lo} with --steps {steps}")
+
+
+def _estimate(nbytes: int, what: str) -> None:
+    if nbytes > MAX_MODEL_BYTES:
+        raise ValueError(
+            f"{what}: the weights would take about {nbytes / 2**30:,.1f} GiB, above the bound "
+            f"of {MAX_MODEL_BYTES / 2**30:g} GiB (spacetime_nets.runs.MAX_MODEL_BYTES); use "
+            "smaller widths or fewer steps"
+        )
+
+
+def build_model(config: RunConfig | dict, source: str | None = "model.json"):
+    """The untrained :class:`~spacetime_nets.models.SpaceTimeNet` of a run, in its dtype.
+
+    Args:
+        config: a :class:`RunConfig` or a model.json document.
+        source: the name used in error messages (None: the constructor's own message).
+
+    Returns:
+        The model (on the CPU).
+    """
+    import torch
+
+    from .models import SpaceTimeNet
+
+    where = source or "model.json"
+    if not isinstance(config, RunConfig):
+        config = RunConfig.from_dict(config, where)
+    try:
+        schedule = config.build_schedule()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: not a usable schedule ({' '.join(str(exc).split())})") from None
+    widths = list(schedule.widths)
+    if config.model.kernel == "nodal":
+        dense = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        _estimate(dense * 4 * (2 if config.dtype == "float64" else 1), f"{where}: the model")
+    kwargs = dataclasses.asdict(config.model)
+    if kwargs["in_shape"] is not None:
+        kwargs["in_shape"] = tuple(kwargs["in_shape"])
+    try:
+        model = SpaceTimeNet(schedule, config.in_features, config.out_features, **kwargs)
+        return model.to(dtype=getattr(torch, config.dtype))
+    except ValueError as exc:
+        if source is None:
+            raise
+        raise ValueError(f"{where}: not a usable model description ({exc})") from None
+    except (RuntimeError, MemoryError) as exc:  # an allocation the estimate did not foresee
+        raise ValueError(f"{where}: the model does not fit in memory ({exc})") from None
+
+
+@dataclass
+class Run:
+    """A trained run read back by :func:`load_run`."""
+
+    model: Any
+    config: RunConfig
+    checkpoint: dict
+    path: Path
+
+
+def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Run:
+    """Read a run folder: its model.json, the model with the checkpoint's weights (in eval
+    mode), and the validated checkpoint.
+
+    Args:
+        run: the folder written by ``train`` (or by a script that wrote model.json).
+        checkpoint: a file name in the folder or a path (default ``last.pt``).
+
+    Returns:
+        A :class:`Run`; FileNotFoundError or ValueError (naming the file) otherwise.
+    """
+    from .training import load_model_state
+
+    folder = Path(run)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"run folder not found: {folder}")
+    config = RunConfig.read(folder)
+    model = build_model(config, str(folder / "model.json"))
+    ckpt = Path(checkpoint) if checkpoint else folder / "last.pt"
+    if checkpoint and not ckpt.exists() and (folder / checkpoint).exists():
+        ckpt = folder / checkpoint
+    doc = load_model_state(model, ckpt)
+    model.eval()
+    return Run(model=model, config=config, checkpoint=doc, path=folder)
