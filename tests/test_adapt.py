@@ -1,0 +1,340 @@
+"""spacetime_nets.adapt: error estimates converge at the rates of the schemes, compress never
+exceeds its tolerance, refine_where never exceeds its budget, multilevel training improves,
+and bad arguments raise ValueErrors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from grids import GridSchedule
+from spacetime_nets import FunctionKernel, SpaceTimeNet, adapt
+
+
+# ---- closed-form kernels ---------------------------------------------------------------------
+def _w_varying(t, xi, zeta):
+    return (
+        1.5 * torch.cos(math.pi * (xi[:, None, 0] - zeta[None, :, 0])) * (1 + 0.5 * math.sin(2 * t))
+    )
+
+
+def _b_varying(t, xi):
+    return 0.5 * torch.sin(math.pi * xi[:, 0]) + 0.2 * t
+
+
+def _w_autonomous(t, xi, zeta):
+    return 1.5 * torch.cos(math.pi * (xi[:, None, 0] - zeta[None, :, 0]))
+
+
+def _b_autonomous(t, xi):
+    return 0.5 * torch.sin(math.pi * xi[:, 0])
+
+
+def _model(n, K, method="euler", autonomous=False):
+    kernel = (
+        FunctionKernel(_w_autonomous, _b_autonomous)
+        if autonomous
+        else FunctionKernel(_w_varying, _b_varying)
+    )
+    sched = GridSchedule.constant(n, K, T=1.0, rule="trapezoid")
+    return SpaceTimeNet(
+        sched,
+        3,
+        2,
+        kernel=kernel,
+        form="inside",
+        activation="tanh",
+        lift="linear",
+        method=method,
+        modes=3,
+        seed=0,
+    ).double()
+
+
+X = torch.randn(48, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+def _out(model, x=X):
+    with torch.no_grad():
+        return model(x)
+
+
+def _maxdiff(a, b):
+    return float((a - b).abs().max())
+
+
+def _order(e_coarse, e_fine):
+    return math.log2(e_coarse / e_fine)
+
+
+# ---- estimates -----------------------------------------------------------------------------
+def test_space_estimate_is_second_order_and_matches_the_true_error():
+    ref = _out(_model(257, 4))  # the same model on a far finer grid: the space limit
+    est, true = [], []
+    for n in (9, 17, 33):  # trapezoid grids, h halves each time
+        model = _model(n, 4)
+        rep = adapt.estimate_errors(model, X)
+        est.append(rep.space_total)
+        true.append(_maxdiff(_out(model), ref))
+        assert len(rep.space) == 5 and len(rep.time) == 4
+    for a, b in zip(est[:-1], est[1:]):
+        assert 1.7 < _order(a, b) < 2.3
+    for e, t in zip(est[1:], true[1:]):
+        assert abs(e - t) < 0.15 * t  # Richardson's factor 4/3 included
+
+
+@pytest.mark.parametrize(
+    ("method", "autonomous", "p"),
+    [("euler", False, 1), ("heun", True, 2), ("rk4", True, 4), ("heun", False, 1)],
+)
+def test_time_estimate_converges_at_the_scheme_order(method, autonomous, p):
+    # controls frozen at t_k make any scheme first order when w, b vary in t
+    ref = _out(_model(9, 512, "rk4", autonomous))
+    totals, firsts, true = [], [], []
+    for K in (4, 8, 16):
+        model = _model(9, K, method, autonomous)
+        assert adapt.time_order(model) == p
+        rep = adapt.estimate_errors(model, X)
+        totals.append(rep.time_total)
+        firsts.append(rep.time[0])  # the local error of the first step: O(dt^(p+1))
+        true.append(_maxdiff(_out(model), ref))
+    for a, b in zip(totals[:-1], totals[1:]):
+        assert abs(_order(a, b) - p) < 0.3
+    for a, b in zip(firsts[:-1], firsts[1:]):
+        assert abs(_order(a, b) - (p + 1)) < 0.4
+    assert abs(totals[-1] - true[-1]) < 0.2 * true[-1]
+    assert abs(sum(rep.time) - true[-1]) < 0.3 * true[-1]
+
+
+def test_basis_kernel_piecewise_on_the_steps_keeps_the_stepper_order():
+    sched = GridSchedule.constant(7, 4, T=1.0)
+    model = SpaceTimeNet(sched, 2, 2, kernel="basis", method="rk4", lift="linear", modes=3, seed=0)
+    assert adapt.time_order(model) == 4  # pieces = steps: constant within each step
+
+
+def test_report_summary_and_plot():
+    rep = adapt.estimate_errors(_model(9, 3), X, norm="rms")
+    text = rep.summary()
+    assert "space" in text and "time" in text and text.count("\n") >= 5
+    pytest.importorskip("matplotlib")
+    fig = rep.plot()
+    assert len(fig.axes) == 2
+
+
+# ---- costs ---------------------------------------------------------------------------------
+def test_model_macs_by_hand():
+    n, K = 9, 4
+    model = _model(n, K)  # constant grid: identity transfers, Euler, linear lift
+    assert adapt.model_macs(model) == K * n * n + 2 * n + 3 * n
+    heun = _model(n, K, "heun")
+    assert adapt.model_macs(heun) == 2 * K * n * n + 2 * n + 3 * n
+
+
+# ---- compress ------------------------------------------------------------------------------
+def _basis_model(seed=0, method="euler"):
+    sched = GridSchedule.from_widths([21, 21, 21, 11, 11, 11, 11], T=1.5)
+    return SpaceTimeNet(
+        sched,
+        4,
+        3,
+        kernel="basis",
+        form="inside",
+        activation="tanh",
+        lift="linear",
+        modes=4,
+        method=method,
+        seed=seed,
+    )
+
+
+XB = torch.randn(120, 4, generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize(("norm", "tol"), [("max", 0.005), ("max", 0.05), ("rms", 0.02)])
+def test_compress_never_exceeds_tol(norm, tol):
+    model = _basis_model()
+    before = model.schedule.widths
+    small, info = adapt.compress(model, XB, tol, norm=norm)
+    d = (_out(small, XB) - _out(model, XB)).double()
+    measured = float(d.abs().max()) if norm == "max" else float(d.square().mean().sqrt())
+    assert measured <= tol
+    assert info.error == pytest.approx(measured, rel=1e-6, abs=1e-9)
+    assert adapt.model_macs(small) == info.macs_after <= info.macs_before
+    assert model.schedule.widths == before  # the given model is left alone
+    assert small.schedule.T == pytest.approx(model.schedule.T)
+
+
+def test_compress_saves_more_with_a_looser_tol():
+    model = _basis_model()
+    tight = adapt.compress(model, XB, 1e-4)[1]
+    loose = adapt.compress(model, XB, 0.2)[1]
+    assert loose.macs_after < tight.macs_after
+    assert loose.ratio > 1.5
+    assert "multiply-adds" in loose.summary()
+
+
+def test_compress_accuracy_metric_never_loses_more_than_tol():
+    model = _basis_model(seed=3)
+    labels = _out(model, XB).argmax(-1)
+    labels[::4] = (labels[::4] + 1) % 3  # a model that is 75 % right on these labels
+    acc0 = float((_out(model, XB).argmax(-1) == labels).double().mean())
+    for tol in (0.0, 2.0):
+        small, info = adapt.compress(model, (XB, labels), tol, metric="accuracy")
+        acc = float((_out(small, XB).argmax(-1) == labels).double().mean())
+        assert 100 * (acc0 - acc) <= tol
+        assert info.accuracy_after == pytest.approx(acc)
+
+
+def test_compress_can_merge_steps_and_respects_fewer_steps_false():
+    sched = GridSchedule.constant(9, 8, T=1.0)
+    model = SpaceTimeNet(
+        sched,
+        3,
+        2,
+        kernel=FunctionKernel(_w_autonomous, _b_autonomous),
+        form="inside",
+        activation="tanh",
+        lift="linear",
+        modes=3,
+        seed=0,
+    )
+    x = X.float()
+    merged = adapt.compress(model, x, 0.05)[0]
+    assert merged.schedule.num_steps < 8
+    kept = adapt.compress(model, x, 0.05, fewer_steps=False)[0]
+    assert kept.schedule.num_steps == 8
+
+
+def test_compress_with_a_custom_cost():
+    model = _basis_model()
+    small, info = adapt.compress(model, XB, 0.05, cost=lambda m: m.schedule.num_steps)
+    assert small.schedule.num_steps <= model.schedule.num_steps
+    assert _maxdiff(_out(small, XB), _out(model, XB)) <= 0.05
+
+
+# ---- refine_where --------------------------------------------------------------------------
+def test_refine_where_never_exceeds_the_budget():
+    model = _model(9, 3)
+    macs0 = adapt.model_macs(model)
+    for factor in (1.0, 1.3, 2.0, 4.0):
+        budget = macs0 * factor
+        fine, info = adapt.refine_where(model, X, budget)
+        assert adapt.model_macs(fine) <= budget
+        assert info.macs_after == adapt.model_macs(fine)
+        if factor >= 2.0:
+            assert info.moves and info.estimate_after < info.estimate_before
+    # the refined model is closer to the converged one
+    ref = _out(_model(129, 96))
+    assert _maxdiff(_out(fine), ref) < _maxdiff(_out(model), ref)
+
+
+# ---- multilevel training --------------------------------------------------------------------
+def _xor(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 2, generator=g) * 2 - 1
+    y = ((x[:, 0] * x[:, 1]) > 0).long()
+    return x, y
+
+
+def _loss(model, data):
+    from spacetime_nets.training import evaluate
+
+    return evaluate(model, data)["loss"]
+
+
+FIT = dict(batch_size=64, lr=2e-2, progress=False, device="cpu", seed=0)
+
+
+def test_multilevel_fit_continuous_improves():
+    train, val = _xor(), _xor(128, 1)
+    coarse = GridSchedule.constant(5, 2, T=1.0)  # pieces follow the coarse steps
+    model = SpaceTimeNet(coarse, 2, 2, kernel="basis", lift="linear", modes=4, seed=0)
+    before = _loss(model, val)
+    res = adapt.multilevel_fit(model, train, val, levels=[coarse, (2, 2)], epochs=[6, 2], **FIT)
+    assert res.model.schedule.same_as(coarse.refine(2, 2))
+    assert len(res.histories) == 2 and len(res.seconds) == 2
+    assert _loss(res.model, val) < 0.9 * before
+    assert model.schedule.same_as(coarse)  # the given model is not trained in place
+
+
+def test_multilevel_fit_nodal_interpolates_between_levels():
+    train, val = _xor(), _xor(128, 1)
+    coarse = GridSchedule.constant(4, 2, T=1.0)
+    fine = coarse.refine(2, 2)
+    model = SpaceTimeNet(coarse, 2, 2, kernel="nodal", lift="linear", seed=0)
+    before = _loss(model, val)
+    res = adapt.multilevel_fit(model, train, val, levels=[coarse, fine], epochs=4, **FIT)
+    assert res.model.schedule.same_as(fine)
+    assert not res.model.continuous
+    assert _loss(res.model, val) < 0.9 * before
+
+
+def test_multilevel_fit_bad_arguments():
+    model = SpaceTimeNet(GridSchedule.constant(4, 2), 2, 2, kernel="nodal", lift="linear")
+    train = _xor(32)
+    with pytest.raises(ValueError, match="levels"):
+        adapt.multilevel_fit(model, train, levels=[], epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match="levels\\[1\\]"):
+        adapt.multilevel_fit(model, train, levels=[model.schedule, "fine"], epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match="epochs"):
+        adapt.multilevel_fit(model, train, levels=[model.schedule], epochs=[1, 2], batch_size=8)
+    with pytest.raises(ValueError, match="batch_size"):
+        adapt.multilevel_fit(model, train, levels=[model.schedule], epochs=1)
+    other = GridSchedule.constant(6, 2)  # no refinement of 4 trapezoid nodes (7, 10, ...)
+    with pytest.raises(ValueError, match="levels\\[1\\].*refine"):
+        adapt.multilevel_fit(model, train, levels=[model.schedule, other], epochs=1, batch_size=8)
+
+
+# ---- bad arguments -------------------------------------------------------------------------
+def test_bad_arguments_raise_value_errors():
+    model = _basis_model()
+    nodal = SpaceTimeNet(GridSchedule.constant(4, 2), 4, 3, kernel="nodal", lift="linear")
+    with pytest.raises(ValueError, match="continuous"):
+        adapt.compress(nodal, XB, 0.1)
+    with pytest.raises(ValueError, match="continuous"):
+        adapt.estimate_errors(nodal, XB)
+    with pytest.raises(ValueError, match="SpaceTimeNet"):
+        adapt.compress(torch.nn.Linear(4, 3), XB, 0.1)
+    for tol in (-0.1, float("nan"), "big"):
+        with pytest.raises(ValueError, match="tol"):
+            adapt.compress(model, XB, tol)
+    with pytest.raises(ValueError, match="metric"):
+        adapt.compress(model, XB, 0.1, metric="f1")
+    with pytest.raises(ValueError, match="cost"):
+        adapt.compress(model, XB, 0.1, cost="flops")
+    with pytest.raises(ValueError, match="labels"):
+        adapt.compress(model, XB, 0.1, metric="accuracy")
+    with pytest.raises(ValueError, match="features"):
+        adapt.compress(model, torch.randn(5, 7), 0.1)
+    with pytest.raises(ValueError, match="data"):
+        adapt.compress(model, [1, 2, 3], 0.1)
+    with pytest.raises(ValueError, match="norm"):
+        adapt.estimate_errors(model, XB, norm="l3")
+    with pytest.raises(ValueError, match="budget"):
+        adapt.refine_where(model, XB, adapt.model_macs(model) - 1)
+    with pytest.raises(ValueError, match="min_nodes"):
+        adapt.compress(model, XB, 0.1, min_nodes=0)
+
+
+# ---- the command line's library function ----------------------------------------------------
+def test_compress_run_writes_schedule_and_an_equivalent_resnet(tmp_path):
+    from spacetime_nets.cli import load_run, main
+
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "circles", "--kernel", "basis", "--modes", "4", "--epochs", "2"]
+    args += ["--samples", "200", "--widths", "9,5", "--steps", "4", "--out", str(run), "--quiet"]
+    assert main(args) == 0
+    info = adapt.compress_run(run, 0.05, out=tmp_path / "small", metric="output")
+    sched = GridSchedule.from_json(tmp_path / "small" / "schedule.json")
+    model, _, _ = load_run(run)
+    small = model.with_schedule(sched)
+    assert adapt.model_macs(small) == info.macs_after <= info.macs_before
+    resnet = torch.export.load(info.files["resnet"]).module()
+    x = torch.rand(30, 2) * 2 - 1
+    with torch.no_grad():
+        assert _maxdiff(resnet(x), small(x)) < 1e-4
+    assert (tmp_path / "small" / "compress.json").is_file()
+    with pytest.raises(ValueError, match="split"):
+        adapt.compress_run(run, 0.05, split="holdout")
