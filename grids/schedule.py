@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -18,6 +19,8 @@ from .transfer import TRANSFER_KINDS, Transfer, make_transfer
 __all__ = ["GridSchedule", "cluster_map"]
 
 JSON_VERSION = 1
+_JSON_FORMAT = "spacetime-nets/grid-schedule"
+_JSON_KEYS = {"format", "version", "times", "transfer", "grids", "grid_index", "channels"}
 
 
 class GridSchedule:
@@ -25,6 +28,11 @@ class GridSchedule:
 
     Step k maps grid k (width n_k) to grid k + 1 (width n_{k+1}); ``transfer(k)`` is the
     shortcut Pi_k of that residual block. ``transfer_kind`` chooses Pi (linear, nearest, l2).
+
+    ``channels`` (optional, K + 1 ints ``[c_0, ..., c_K]``) gives the number of features per
+    node: step k acts on c_k channels and, where c_{k+1} != c_k, its shortcut also changes the
+    channel count (zero-padding or truncation). A schedule with channels is a ResNet whose
+    block k has width c_k n_k -> c_{k+1} n_{k+1}. ``None`` is the scalar model (one feature).
     """
 
     def __init__(
@@ -32,6 +40,7 @@ class GridSchedule:
         times: torch.Tensor | Sequence[float],
         grids: Sequence[Grid],
         transfer_kind: str = "linear",
+        channels: Sequence[int] | None = None,
     ) -> None:
         t = _check_times(times)
         grids = list(grids)
@@ -55,7 +64,17 @@ class GridSchedule:
         self.times = t.to(device=grids[0].device, dtype=grids[0].dtype)
         self.grids = grids
         self.transfer_kind = transfer_kind
+        self.channels = _check_channels(channels, len(grids))
         self._transfers: dict[int, Transfer] = {}
+
+    def with_channels(self, channels: int | Sequence[int] | None) -> GridSchedule:
+        """The same times and grids with channel counts ``c_k`` (an int: the same at every
+        time; ``None``: the scalar model). Shares the grids and cached transfers."""
+        if isinstance(channels, int) and not isinstance(channels, bool):
+            channels = [channels] * len(self.grids)
+        new = copy.copy(self)
+        new.channels = _check_channels(channels, len(self.grids))
+        return new
 
     # ------------------------------------------------------------------ properties
     @property
@@ -117,15 +136,16 @@ class GridSchedule:
             and all(a.same_as(b, tol) for a, b in zip(self.grids, other.grids))
         )
 
-    def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> GridSchedule:
-        """A copy with times, grids and cached transfers on ``device`` / in ``dtype``."""
+    def to(self, *args, **kwargs) -> GridSchedule:
+        """A copy with times, grids and cached transfers moved, with torch's conventions:
+        ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords."""
+        device, dtype = _device_dtype(args, kwargs)
         new = GridSchedule.__new__(GridSchedule)
         new.times = self.times.to(device=device, dtype=dtype)
-        new.grids = [g.to(device, dtype) for g in self.grids]
+        new.grids = [g.to(device=device, dtype=dtype) for g in self.grids]
         new.transfer_kind = self.transfer_kind
-        new._transfers = {k: p.to(device, dtype) for k, p in self._transfers.items()}
+        new.channels = self.channels
+        new._transfers = {k: p.to(device=device, dtype=dtype) for k, p in self._transfers.items()}
         return new
 
     # ------------------------------------------------------------------ builders
@@ -352,8 +372,14 @@ class GridSchedule:
             sub = t[k] + (t[k + 1] - t[k]) * torch.arange(1, depth + 1, dtype=torch.float64) / depth
             times.append(sub)
             grids.extend([fine[k]] * (depth - 1) + [fine[k + 1]])
-        out = GridSchedule(torch.cat(times), grids, self.transfer_kind)
-        return out.to(self.device, self.dtype)
+        channels = None
+        if self.channels is not None:
+            c = self.channels
+            channels = [c[0]]
+            for k in range(self.num_steps):  # a channel change stays in the step's last substep
+                channels.extend([c[k]] * (depth - 1) + [c[k + 1]])
+        out = GridSchedule(torch.cat(times), grids, self.transfer_kind, channels)
+        return out.to(device=self.device, dtype=self.dtype)
 
     # ------------------------------------------------------------------ JSON
     def to_json(self, path: str | os.PathLike | None = None) -> str:
@@ -367,13 +393,15 @@ class GridSchedule:
                 table.append(g.to_json())
             index.append(ids[id(g)])
         doc = {
-            "format": "spacetime-nets/grid-schedule",
+            "format": _JSON_FORMAT,
             "version": JSON_VERSION,
             "times": self.times.double().cpu().tolist(),
             "transfer": self.transfer_kind,
             "grids": table,
             "grid_index": index,
         }
+        if self.channels is not None:
+            doc["channels"] = list(self.channels)
         text = json.dumps(doc, indent=1)
         if path is not None:
             Path(path).write_text(text)
@@ -383,13 +411,19 @@ class GridSchedule:
     def from_json(cls, source: str | os.PathLike) -> GridSchedule:
         """Read a schedule from JSON text or a file path; every field is validated."""
         text = source
-        if isinstance(source, os.PathLike) or (
-            isinstance(source, str) and not source.lstrip().startswith("{")
-        ):
+        if not isinstance(source, (str, os.PathLike)):
+            raise ValueError(
+                f"source: expected JSON text or a file path, got {type(source).__name__}"
+                " (to build from a dict, pass json.dumps(d))"
+            )
+        if isinstance(source, os.PathLike) or not source.lstrip().startswith("{"):
             p = Path(source)
             if not p.is_file():
                 raise ValueError(f"source: no such file and not JSON text: {str(source)[:80]!r}")
-            text = p.read_text()
+            try:
+                text = p.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"source: {p} is not UTF-8 text ({exc.reason})") from None
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -401,6 +435,19 @@ class GridSchedule:
         for key in ("times", "grids", "grid_index"):
             if key not in doc:
                 raise ValueError(f"source: missing key {key!r}")
+        unknown = sorted(set(doc) - _JSON_KEYS)
+        if unknown:
+            raise ValueError(
+                f"source: unknown key(s) {', '.join(map(repr, unknown))}; expected only "
+                f"{', '.join(sorted(_JSON_KEYS))}"
+            )
+        if doc.get("format", _JSON_FORMAT) != _JSON_FORMAT:
+            raise ValueError(f"format: expected {_JSON_FORMAT!r}, got {doc['format']!r}")
+        transfer = doc.get("transfer", "linear")
+        if transfer not in TRANSFER_KINDS:
+            raise ValueError(
+                f"transfer: expected one of {', '.join(TRANSFER_KINDS)}; got {transfer!r}"
+            )
         table = doc["grids"]
         if not isinstance(table, list) or not table:
             raise ValueError("grids: expected a non-empty list of grids")
@@ -410,7 +457,7 @@ class GridSchedule:
             isinstance(i, int) and 0 <= i < len(grid_objs) for i in index
         ):
             raise ValueError(f"grid_index: expected indices into grids, got {index!r:.80}")
-        return cls(doc["times"], [grid_objs[i] for i in index], doc.get("transfer", "linear"))
+        return cls(doc["times"], [grid_objs[i] for i in index], transfer, doc.get("channels"))
 
     def plot(self, ax=None):
         """Figure: widths against t, and node positions against t. See :mod:`grids.plot`."""
@@ -422,10 +469,13 @@ class GridSchedule:
         """A short text table: step, t_k, n_k -> n_{k+1}, transfer."""
         lines = [f"GridSchedule: K={self.num_steps} steps, T={self.T:g}, domain={self.domain}"]
         for k in range(self.num_steps):
-            lines.append(
+            line = (
                 f"  step {k:3d}  t={float(self.times[k]):8.4f}  {self.grids[k].n:5d} -> "
                 f"{self.grids[k + 1].n:5d}"
             )
+            if self.channels is not None:
+                line += f"  channels {self.channels[k]:4d} -> {self.channels[k + 1]:4d}"
+            lines.append(line)
         return "\n".join(lines)
 
     def __len__(self) -> int:
@@ -456,6 +506,40 @@ def cluster_map(strength: float = 0.6, center: float = 0.5) -> Callable:
         return (lo + (hi - lo) * v).clamp(lo, hi)
 
     return phi
+
+
+def _check_channels(channels: object, n: int) -> list[int] | None:
+    if channels is None:
+        return None
+    if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
+        raise ValueError(f"channels: expected None or {n} positive ints, got {channels!r:.80}")
+    out = list(channels)
+    if len(out) != n or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in out
+    ):
+        raise ValueError(
+            f"channels: expected {n} positive ints (one per time t_0..t_K), got {out!r:.80}"
+        )
+    return out
+
+
+def _device_dtype(args: tuple, kwargs: dict) -> tuple:
+    """(device, dtype) from torch-style ``.to`` arguments: positional device and/or dtype, or
+    the keywords ``device=`` / ``dtype=``."""
+    device = kwargs.pop("device", None)
+    dtype = kwargs.pop("dtype", None)
+    if kwargs:
+        raise ValueError(f"to: unexpected keyword(s) {', '.join(sorted(kwargs))}")
+    for a in args:
+        if isinstance(a, torch.dtype) and dtype is None:
+            dtype = a
+        elif isinstance(a, (str, torch.device)) and device is None:
+            device = a
+        else:
+            raise ValueError(f"to: expected a device and/or a dtype (as torch's .to), got {a!r}")
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"dtype: grids need a floating dtype, got {dtype}")
+    return device, dtype
 
 
 def _check_steps(steps: object) -> int:
@@ -506,7 +590,7 @@ def _refine_grid(g: Grid, width: int) -> Grid:
     if width == 1:
         return g
     if g.is_uniform:
-        if g.rule in ("midpoint", "gauss_legendre"):
+        if g.rule in ("midpoint", "gauss_legendre", "periodic"):
             n = tuple(s * width for s in g.shape)
         else:
             n = tuple((s - 1) * width + 1 for s in g.shape)

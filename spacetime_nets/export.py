@@ -1,5 +1,6 @@
-"""Export to plain PyTorch: a ResNet of ``nn.Linear(n_k -> n_{k+1})`` blocks with fixed
-shortcut matrices Pi_k, and back (``from_resnet``)."""
+"""Export to plain PyTorch: a ResNet of ``nn.Linear(n_k -> n_{k+1})`` (dense kernels),
+``nn.Conv1d`` / ``nn.Conv2d`` (conv kernels) or FFT blocks (spectral kernels), with the fixed
+shortcuts Pi_k (and channel changes) as buffers, and back (``from_resnet``)."""
 
 from __future__ import annotations
 
@@ -13,73 +14,216 @@ from grids import GridSchedule
 
 from .fields import activation_module
 from .kernels import NodalKernel
+from .ops import ConvOp, SpectralOp, spectral_apply
+from .steppers import get_stepper, rk_step
 
-__all__ = ["ResidualBlock", "VariableWidthResNet", "to_resnet", "from_resnet"]
+__all__ = [
+    "ResidualBlock",
+    "VariableWidthResNet",
+    "ConvLayer",
+    "SpectralLayer",
+    "ChannelLift",
+    "ChannelHead",
+    "to_resnet",
+    "from_resnet",
+]
+
+
+class ConvLayer(nn.Module):
+    """A conv kernel's step operator as ``nn.Conv1d`` / ``nn.Conv2d`` (zero or circular
+    padding), the input scaled by omega_j / prod(h) where the rule's weights differ (buffer),
+    and an optional pointwise channel mix (a bias-free 1x1 convolution): ``[B, c, n] -> [B, c, n]``.
+    """
+
+    def __init__(self, op: ConvOp) -> None:
+        super().__init__()
+        c, d = op.taps.shape[0], op.taps.dim() - 2
+        k = tuple(op.taps.shape[2:])
+        conv = nn.Conv1d if d == 1 else nn.Conv2d
+        kw = {"device": op.taps.device, "dtype": op.taps.dtype}
+        self.shape = tuple(op.shape)
+        self.conv = conv(
+            c,
+            c,
+            k,
+            padding=tuple((m - 1) // 2 for m in k),
+            padding_mode="circular" if op.periodic else "zeros",
+            **kw,
+        )
+        self.point = nn.Conv1d(c, c, 1, bias=False, **kw) if op.point is not None else None
+        with torch.no_grad():
+            self.conv.weight.copy_(op.taps)
+            self.conv.bias.copy_(op.bias)
+            if self.point is not None:
+                self.point.weight.copy_(op.point[..., None])
+        self.has_scale = op.in_scale is not None
+        if self.has_scale:
+            self.register_buffer("in_scale", op.in_scale.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = x * self.in_scale if self.has_scale else x
+        y = self.conv(xs.reshape(x.shape[0], x.shape[1], *self.shape))
+        y = y.reshape(x.shape[0], -1, x.shape[-1])
+        return y + self.point(x) if self.point is not None else y
+
+
+class SpectralLayer(nn.Module):
+    """A spectral kernel's step operator as a plain-torch FFT block (rfft, multiply the lowest
+    modes, inverse FFT, plus the pointwise mix and bias): ``[B, c, n] -> [B, c, n]``."""
+
+    def __init__(self, op: SpectralOp) -> None:
+        super().__init__()
+        self.shape, self.scale = tuple(op.shape), float(op.scale)
+        self.weight = nn.Parameter(op.weight.detach().clone())
+        self.bias = nn.Parameter(op.bias.detach().clone())
+        self.point = nn.Parameter(op.point.detach().clone()) if op.point is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return spectral_apply(x, self.weight, self.bias, self.point, self.shape, self.scale)
 
 
 class ResidualBlock(nn.Module):
     """y = Pi x + dt * F(x), with F of the form ``outside`` (sigma(L x)), ``inside``
-    (L sigma(x)) or ``bottleneck`` (L2 sigma(L1 x)); ``heun`` and ``rk4`` blocks apply the
-    Runge-Kutta step with the square layer(s) and then Pi. ``shortcut`` is None for the identity.
+    (L sigma(x)) or ``bottleneck`` (L2 sigma(L1 x)); blocks of the other steppers (and of
+    stationary kernels, ``square``) take the Runge-Kutta step with operators on G_k and then
+    apply Pi. ``shortcut`` is None for the identity; ``channels_out`` pads or truncates the
+    channel dimension after Pi where the channel count changes. ``layers`` are ``nn.Linear``
+    (on the flattened ``[B, c n]`` state), :class:`ConvLayer` or :class:`SpectralLayer`.
     """
 
     def __init__(
         self,
-        linears: list[nn.Linear],
+        linears: list[nn.Module],
         dt: float,
         form: str,
         activation: nn.Module,
         shortcut: torch.Tensor | None,
         method: str = "euler",
+        square: bool | None = None,
+        channels_out: int | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(linears)
         self.dt = float(dt)
         self.form = form
         self.method = method
+        self.tableau = get_stepper(method)
+        self.square = method != "euler" if square is None else bool(square)
         self.activation = activation
+        self.channels_out = channels_out
         self.has_shortcut = shortcut is not None
         if shortcut is not None:
             self.register_buffer("shortcut", shortcut)
 
+    @staticmethod
+    def _apply(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(layer, nn.Linear) and x.dim() == 3:
+            return layer(x.flatten(1)).view(x.shape[0], x.shape[1], -1)
+        return layer(x)
+
     def field(self, x: torch.Tensor) -> torch.Tensor:
         first = self.layers[0]
         if self.form == "outside":
-            return self.activation(F.linear(x, first.weight, first.bias))
+            return self.activation(self._apply(first, x))
         if self.form == "inside":
-            return F.linear(self.activation(x), first.weight, first.bias)
-        second = self.layers[1]
-        return F.linear(
-            self.activation(F.linear(x, first.weight, first.bias)), second.weight, second.bias
-        )
+            return self._apply(first, self.activation(x))
+        return self._apply(self.layers[1], self.activation(self._apply(first, x)))
 
     def _pi(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.shortcut.T if self.has_shortcut else x
+        if self.has_shortcut:
+            x = x @ self.shortcut.T
+        if self.channels_out is not None and x.dim() == 3:
+            c = x.shape[1]
+            if self.channels_out > c:
+                x = F.pad(x, (0, 0, 0, self.channels_out - c))
+            elif self.channels_out < c:
+                x = x[:, : self.channels_out]
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dt = self.dt
-        if self.method == "euler":
-            return torch.add(self._pi(x), self.field(x), alpha=dt)
-        k1 = self.field(x)
-        if self.method == "heun":
-            k2 = self.field(x + dt * k1)
-            return self._pi(x + (0.5 * dt) * (k1 + k2))
-        k2 = self.field(x + (0.5 * dt) * k1)
-        k3 = self.field(x + (0.5 * dt) * k2)
-        k4 = self.field(x + dt * k3)
-        return self._pi(x + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4))
+        if not self.square:
+            return torch.add(self._pi(x), self.field(x), alpha=self.dt)
+        return self._pi(rk_step(self.field, x, self.dt, self.tableau))
 
     def extra_repr(self) -> str:
         return f"form={self.form}, method={self.method}, dt={self.dt:g}"
 
 
-class VariableWidthResNet(nn.Module):
-    """input -> Linear(in, n_0) (the lift) -> residual blocks n_k -> n_{k+1} -> Linear(n_K, out).
+class ChannelLift(nn.Module):
+    """The input ``[B, n_0]``, ``[B, c_in, n_0]``, ``[B, c_in, *grid]`` (or cell values, gathered
+    onto G_0 by the fixed ``index``) lifted pointwise to ``[B, c_0, n_0]`` by a 1x1 convolution."""
 
-    Plain ``torch.nn``: it needs nothing from this library to run, save or export.
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor, index: torch.Tensor | None
+    ) -> None:
+        super().__init__()
+        c0, cin = weight.shape
+        self.in_channels = cin
+        self.conv = nn.Conv1d(cin, c0, 1, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            self.conv.weight.copy_(weight[..., None])
+            self.conv.bias.copy_(bias)
+        self.has_index = index is not None
+        if index is not None:
+            self.register_buffer("index", index.detach().clone())
+
+    @property
+    def out_features(self) -> int:
+        return self.conv.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], self.in_channels, -1)
+        if self.has_index:
+            x = x[..., self.index]
+        return self.conv(x)
+
+
+class ChannelHead(nn.Module):
+    """Readouts of a state ``[B, c_K, n_K]``: ``quadrature`` (an ``nn.Linear`` on the flattened
+    state, quadrature weights folded in), ``mean`` (fixed weights omega / |Omega| per node,
+    then ``nn.Linear(c_K, out)``), ``function`` (a 1x1 convolution, in the input's layout)."""
+
+    def __init__(
+        self,
+        kind: str,
+        linear: nn.Module,
+        pool: torch.Tensor | None = None,
+        grid_shape: tuple[int, ...] = (),
+        cells: bool = False,
+    ) -> None:
+        super().__init__()
+        self.kind, self.linear = kind, linear
+        self.grid_shape, self.cells = tuple(grid_shape), cells
+        if pool is not None:
+            self.register_buffer("pool", pool)
+
+    @property
+    def out_features(self) -> int:
+        m = self.linear
+        return m.out_features if isinstance(m, nn.Linear) else m.out_channels
+
+    def forward(self, h: torch.Tensor, in_dim: int) -> torch.Tensor:
+        if self.kind == "quadrature":
+            return self.linear(h.flatten(1))
+        if self.kind == "mean":
+            return self.linear(h @ self.pool)
+        y = self.linear(h)
+        if in_dim == 2 and y.shape[1] == 1:
+            return y[:, 0]
+        if in_dim > 3 or (in_dim == 2 and self.cells and len(self.grid_shape) > 1):
+            return y.reshape(y.shape[0], y.shape[1], *self.grid_shape)
+        return y
+
+
+class VariableWidthResNet(nn.Module):
+    """input -> lift (``Linear(in, n_0)``, or a pointwise :class:`ChannelLift`) -> residual
+    blocks n_k -> n_{k+1} -> head (``Linear(n_K, out)`` or a :class:`ChannelHead`).
+
+    Plain ``torch.nn``: it needs nothing from this library's model classes to run, save or
+    export.
     """
 
-    def __init__(self, lift: nn.Linear, blocks: list[ResidualBlock], head: nn.Linear) -> None:
+    def __init__(self, lift: nn.Module, blocks: list[ResidualBlock], head: nn.Module) -> None:
         super().__init__()
         self.lift = lift
         self.blocks = nn.ModuleList(blocks)
@@ -88,30 +232,45 @@ class VariableWidthResNet(nn.Module):
     @property
     def widths(self) -> list[int]:
         w = [self.lift.out_features]
-        w += [
-            b.layers[-1].out_features
-            if b.method == "euler"
-            else (b.shortcut.shape[0] if b.has_shortcut else b.layers[-1].out_features)
-            for b in self.blocks
-        ]
+        for b in self.blocks:
+            if b.has_shortcut:
+                w.append(b.shortcut.shape[0])
+            elif not b.square and isinstance(b.layers[-1], nn.Linear):
+                w.append(b.layers[-1].out_features)
+            else:
+                w.append(w[-1])
         return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.lift(x)
+        in_dim = x.dim()
+        h = self.lift(x)
         for block in self.blocks:
-            x = block(x)
-        return self.head(x)
+            h = block(h)
+        if isinstance(self.head, ChannelHead):
+            return self.head(h, in_dim)
+        return self.head(h)
 
     def layer_table(self) -> str:
-        """One line per block: index, widths, dt, shortcut kind, parameters."""
-        rows = [f"lift   Linear({self.lift.in_features} -> {self.lift.out_features})"]
+        """One line per block: index, layers, dt, shortcut kind, parameters."""
+        rows = [f"lift   {self.lift}".replace("\n", " ")]
         for k, b in enumerate(self.blocks):
-            shapes = " + ".join(f"Linear({m.in_features}->{m.out_features})" for m in b.layers)
+            shapes = " + ".join(_describe_layer(m) for m in b.layers)
             sc = "Pi (fixed)" if b.has_shortcut else "identity"
             n = sum(p.numel() for p in b.parameters())
             rows.append(f"block {k:3d}  {shapes:34s} dt={b.dt:.4g}  shortcut={sc:10s} params={n}")
-        rows.append(f"head   Linear({self.head.in_features} -> {self.head.out_features})")
+        rows.append(f"head   {self.head}".replace("\n", " "))
         return "\n".join(rows)
+
+
+def _describe_layer(m: nn.Module) -> str:
+    if isinstance(m, nn.Linear):
+        return f"Linear({m.in_features}->{m.out_features})"
+    if isinstance(m, ConvLayer):
+        c = m.conv
+        return f"{type(c).__name__}({c.in_channels}->{c.out_channels}, k={c.kernel_size})"
+    if isinstance(m, SpectralLayer):
+        return f"FFT({m.weight.shape[0]}ch, modes={tuple(m.weight.shape[2:-1])})"
+    return type(m).__name__
 
 
 def _linear(W: torch.Tensor, b: torch.Tensor) -> nn.Linear:
@@ -122,17 +281,57 @@ def _linear(W: torch.Tensor, b: torch.Tensor) -> nn.Linear:
     return lin
 
 
+def _layer(op) -> nn.Module:
+    if isinstance(op, tuple):
+        return _linear(*op)
+    if isinstance(op, ConvOp):
+        return ConvLayer(op)
+    if isinstance(op, SpectralOp):
+        return SpectralLayer(op)
+    raise ValueError(f"op: cannot export a step operator of type {type(op).__name__}")
+
+
+def _channel_parts(model) -> tuple[nn.Module, nn.Module]:
+    index = model.lift_index if model.lift_kind == "cells" else None
+    lift = ChannelLift(model.lift_weight, model.lift_bias, index)
+    sched = model.schedule
+    if model.readout_kind == "quadrature":
+        head = ChannelHead("quadrature", _linear(model.readout_matrix(), model.readout_bias))
+    elif model.readout_kind == "mean":
+        _, w = model.disc.grid(sched.num_steps)
+        head = ChannelHead(
+            "mean",
+            _linear(model.readout_weight, model.readout_bias),
+            pool=(w / model.domain.volume).clone(),
+        )
+    else:
+        W = model.readout_weight
+        conv = nn.Conv1d(W.shape[1], W.shape[0], 1, device=W.device, dtype=W.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(W[..., None])
+            conv.bias.copy_(model.readout_bias)
+        head = ChannelHead(
+            "function", conv, grid_shape=sched.grids[-1].shape, cells=model.lift_kind == "cells"
+        )
+    return lift, head
+
+
 @torch.no_grad()
 def to_resnet(model: nn.Module) -> VariableWidthResNet:
     """Export a :class:`SpaceTimeNet` or :class:`NeuralODE` to a :class:`VariableWidthResNet`
-    that computes the same function (the matrices W^k, beta^k, Pi_k frozen at their values)."""
+    that computes the same function (the step operators, Pi_k and channel changes frozen at
+    their values): dense kernels give ``nn.Linear`` blocks, conv kernels ``nn.Conv1d`` /
+    ``nn.Conv2d`` blocks, spectral kernels FFT blocks."""
     from .models import NeuralODE, SpaceTimeNet
 
     if isinstance(model, SpaceTimeNet):
-        M, a0 = model.lift_matrix()
-        lift = _linear(M, a0)
-        R = model.readout_matrix()
-        head = _linear(R, model.readout_bias)
+        if model.channel_mode:
+            lift, head = _channel_parts(model)
+        else:
+            M, a0 = model.lift_matrix()
+            lift = _linear(M, a0)
+            R = model.readout_matrix()
+            head = _linear(R, model.readout_bias)
     elif isinstance(model, NeuralODE):
         ref = next(model.parameters())
         D = model.dim + model.augment
@@ -151,16 +350,19 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
     disc = model.disc
     blocks = []
     for k, sm in enumerate(model.controls()):
-        linears = [_linear(W, b) for W, b in sm.layers]
+        layers = [_layer(op) for op in sm.layers]
         shortcut = None if disc.pi[k] is None else disc.transfer_matrix(k).clone()
+        c_out = None if disc.channels is None else disc.channels[k + 1]
         blocks.append(
             ResidualBlock(
-                linears,
+                layers,
                 sm.dt,
                 model.form,
                 activation_module(model.activation),
                 shortcut,
                 model.method,
+                sm.square,
+                c_out,
             )
         )
     return VariableWidthResNet(lift, blocks, head)
@@ -203,6 +405,7 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
         nn.Tanh: "tanh",
         nn.Sigmoid: "sigmoid",
         nn.Softplus: "softplus",
+        nn.GELU: "gelu",
         nn.Identity: "identity",
     }.get(type(act))
     kernel = NodalKernel(schedule)

@@ -33,6 +33,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
     "softplus": F.softplus,
+    "gelu": F.gelu,
     "identity": lambda z: z,
 }
 
@@ -45,6 +46,7 @@ _MODULES = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
     "softplus": nn.Softplus,
+    "gelu": nn.GELU,
     "identity": nn.Identity,
 }
 

@@ -6,12 +6,16 @@ Euler (the canonical scheme, a ResNet block per step, integral at the new nodes)
     inside:     X^{k+1} = Pi_k X^k + dt_k (W^k sigma(X^k) + beta^k)
     bottleneck: X^{k+1} = Pi_k X^k + dt_k (W2^k sigma(W1^k X^k + beta1^k) + beta2^k)
 
-Heun and RK4 take the step on G_k with square matrices, then transfer: X^{k+1} = Pi_k(RK step).
+The other steppers (a registry of Butcher tableaux, :mod:`spacetime_nets.steppers`) and every
+stationary kernel (conv, spectral) take the step on G_k, then transfer: X^{k+1} = Pi_k(RK step).
+With channels the state is ``[B, c_k, n_k]``; where c_{k+1} != c_k the shortcut also pads the
+new channels with zeros (or keeps the first c_{k+1}).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,10 +29,23 @@ from grids import Grid, GridSchedule
 
 from .fields import check_form, get_activation
 from .kernels import Kernel, NodalKernel
+from .ops import ConvOp, GridInfo, SpectralOp, apply_op, op_rebuild, op_tensors
+from .steppers import STEPPERS, get_stepper, rk_step
 
-__all__ = ["integrate", "Trajectory", "Discretization", "METHODS", "StepMatrices"]
+__all__ = [
+    "integrate",
+    "Trajectory",
+    "Discretization",
+    "METHODS",
+    "StepMatrices",
+    "field",
+    "step",
+    "run_steps",
+    "multiply_adds",
+]
 
-METHODS = ("euler", "heun", "rk4")
+#: the registered steppers (see :mod:`spacetime_nets.steppers`)
+METHODS = tuple(STEPPERS)
 
 
 @dataclass
@@ -47,18 +64,19 @@ class Trajectory:
 
 @dataclass
 class StepMatrices:
-    """The discrete controls of one step: ``layers`` is ``[(W [n_out, n_in], beta [n_out])]``
-    (two pairs for the bottleneck form), with the quadrature weights of the output and input
-    grids of each pair (for control costs)."""
+    """The discrete controls of one step: ``layers`` is a list of step operators (two for the
+    bottleneck form): ``Dense`` pairs ``(W [c n_out, c n_in], beta [c n_out])``, ``ConvOp`` or
+    ``SpectralOp``, with the quadrature weights of the output and input grids of each (for
+    control costs). ``square``: the operators map G_k to itself and the step transfers after."""
 
     dt: float
-    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    layers: list
     grids: list[tuple[torch.Tensor, torch.Tensor]]  # (out_weights, in_weights) per layer
+    square: bool = False
 
 
 def check_method(method: str) -> str:
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method: expected one of {', '.join(METHODS)}; got {method!r}")
+    get_stepper(method)
     return method
 
 
@@ -78,8 +96,14 @@ class Discretization(nn.Module):
     recomputed in the forward pass. Step sizes are Python floats (no host round trips).
     """
 
-    def __init__(self, schedule: GridSchedule, hidden: Sequence[Grid] | None = None) -> None:
+    def __init__(
+        self,
+        schedule: GridSchedule,
+        hidden: Sequence[Grid] | None = None,
+        allow_underresolved: bool = False,
+    ) -> None:
         super().__init__()
+        self.allow_underresolved = bool(allow_underresolved)
         if not isinstance(schedule, GridSchedule):
             raise ValueError(
                 f"schedule: expected a grids.GridSchedule, got {type(schedule).__name__}"
@@ -88,6 +112,7 @@ class Discretization(nn.Module):
         self.times = [float(t) for t in schedule.times.cpu()]
         self.dts = [b - a for a, b in zip(self.times[:-1], self.times[1:])]
         self.widths = schedule.widths
+        self.channels = schedule.channels
         ids: dict[int, int] = {}
         self.grid_index: list[int] = []
         all_grids = list(schedule.grids) + (list(hidden) if hidden is not None else [])
@@ -98,6 +123,10 @@ class Discretization(nn.Module):
                 self.register_buffer(f"grid{i}_weights", g.weights.clone())
             self.grid_index.append(ids[id(g)])
         self.num_unique = len(ids)
+        infos: dict[int, GridInfo] = {}
+        for g in all_grids:
+            infos.setdefault(ids[id(g)], GridInfo.of(g))
+        self.infos = [infos[i] for i in range(len(ids))]
         K = schedule.num_steps
         self.hidden_index = self.grid_index[K + 1 :] if hidden is not None else None
         self.grid_index = self.grid_index[: K + 1]
@@ -151,12 +180,31 @@ class Discretization(nn.Module):
         i = self.hidden_index[k] if self.hidden_index is not None else self.grid_index[k]
         return self.nodes[i], self.weights[i]
 
+    def info(self, k: int) -> GridInfo:
+        """Static facts (shape, spacing, periodicity) of G_k."""
+        return self.infos[self.grid_index[k]]
+
+    def _point(self, k: int, hidden: bool = False):
+        i = (
+            (self.hidden_index[k] if self.hidden_index is not None else self.grid_index[k])
+            if hidden
+            else self.grid_index[k]
+        )
+        return self.nodes[i], self.weights[i], self.infos[i]
+
     def transfer(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """Pi_k applied to the last dimension of ``x``."""
+        """Pi_k applied to the last dimension of ``x``, then the channel change c_k ->
+        c_{k+1} (zero-padding or truncation of dimension 1) where the schedule has one."""
         p = self.pi[k]
-        if p is None:
-            return x
-        return apply_stencil(x, *p)
+        if p is not None:
+            x = apply_stencil(x, *p)
+        if self.channels is not None:
+            c_in, c_out = self.channels[k], self.channels[k + 1]
+            if c_out > c_in:
+                x = F.pad(x, (0, 0, 0, c_out - c_in))
+            elif c_out < c_in:
+                x = x[:, :c_out]
+        return x
 
     def transfer_matrix(self, k: int) -> torch.Tensor:
         """Dense Pi_k ``[n_{k+1}, n_k]``."""
@@ -176,28 +224,31 @@ class Discretization(nn.Module):
         method: str,
         kernel2: Kernel | None = None,
     ) -> list[StepMatrices]:
-        """Evaluate the kernel(s) on every step: Euler uses (G_{k+1} <- G_k); Heun and RK4 use
-        square matrices on G_k. The bottleneck maps G_k -> H_k -> G_{k+1} (or H_k -> G_k)."""
+        """Evaluate the kernel(s) on every step: dense kernels with Euler map G_k -> G_{k+1};
+        other steppers and stationary kernels act on G_k (square). The bottleneck maps
+        G_k -> H_k -> G_{k+1} (or H_k -> G_k)."""
+        square = method != "euler" or getattr(kernel, "stationary", False)
         if form != "bottleneck" and isinstance(kernel, NodalKernel):
-            shift = 1 if method == "euler" else 0
+            shift = 0 if square else 1
             w = [self.weights[i] for i in self.grid_index]
             return [
-                StepMatrices(dt, [wb], [(w[k + shift], w[k])])
+                StepMatrices(dt, [wb], [(w[k + shift], w[k])], square)
                 for k, (dt, wb) in enumerate(zip(self.dts, kernel.all_steps()))
             ]
         out = []
         for k, dt in enumerate(self.dts):
             t = self.times[k]
-            x_in, w_in = self.grid(k)
-            x_out, w_out = self.grid(k + 1) if method == "euler" else (x_in, w_in)
+            p_in = self._point(k)
+            p_out = p_in if square else self._point(k + 1)
             if form == "bottleneck":
-                x_h, w_h = self.hidden_grid(k)
-                W1, b1 = kernel.forward(k, t, x_h, x_in, w_in)
-                W2, b2 = kernel2.forward(k, t, x_out, x_h, w_h)
-                out.append(StepMatrices(dt, [(W1, b1), (W2, b2)], [(w_h, w_in), (w_out, w_h)]))
+                p_h = self._point(k, hidden=True)
+                op1 = kernel.step_op(k, t, p_h, p_in)
+                op2 = kernel2.step_op(k, t, p_out, p_h)
+                grids = [(p_h[1], p_in[1]), (p_out[1], p_h[1])]
+                out.append(StepMatrices(dt, [op1, op2], grids, square))
             else:
-                W, b = kernel.forward(k, t, x_out, x_in, w_in)
-                out.append(StepMatrices(dt, [(W, b)], [(w_out, w_in)]))
+                op = kernel.step_op(k, t, p_out, p_in)
+                out.append(StepMatrices(dt, [op], [(p_out[1], p_in[1])], square))
         return out
 
     def check_kernel(self, kernel: Kernel, form: str, method: str, kernel2: Kernel | None):
@@ -205,17 +256,25 @@ class Discretization(nn.Module):
             raise ValueError(
                 f"kernel: expected a spacetime_nets Kernel, got {type(kernel).__name__}"
             )
-        square = method != "euler"
+        square = method != "euler" or getattr(kernel, "stationary", False)
         outs = self.widths[:-1] if square else self.widths[1:]
         ins = self.widths[:-1]
+        kernels = [kernel]
         if form == "bottleneck":
             if not isinstance(kernel2, Kernel):
                 raise ValueError("kernel2: the bottleneck form needs a second kernel (W2, beta2)")
+            if getattr(kernel2, "stationary", False) != getattr(kernel, "stationary", False):
+                raise ValueError("kernel2: both bottleneck kernels must be stationary, or neither")
             hid = self.hidden_widths or ins
             kernel.check_discretisation(hid, ins)
             kernel2.check_discretisation(outs, hid)
+            kernels.append(kernel2)
         else:
             kernel.check_discretisation(outs, ins)
+        for kern in kernels:
+            kern.check_channels(self.times, self.channels)
+            steps = [(t, self.info(k)) for k, t in enumerate(self.times[:-1])]
+            kern.check_resolution(steps, self.allow_underresolved)
 
 
 def apply_stencil(x: torch.Tensor, index: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
@@ -229,33 +288,27 @@ def apply_stencil(x: torch.Tensor, index: torch.Tensor, coeff: torch.Tensor) -> 
     return y
 
 
-def _field(form: str, act: Callable, layers, x: torch.Tensor) -> torch.Tensor:
+def field(form: str, act: Callable, layers, x: torch.Tensor) -> torch.Tensor:
+    """The vector field f(X) of ``form`` with the step operators ``layers``:
+    outside sigma(K X + b), inside K sigma(X) + b, bottleneck K2 sigma(K1 X + b1) + b2."""
     if form == "outside":
-        W, b = layers[0]
-        return act(F.linear(x, W, b))
+        return act(apply_op(layers[0], x))
     if form == "inside":
-        W, b = layers[0]
-        return F.linear(act(x), W, b)
-    (W1, b1), (W2, b2) = layers
-    return F.linear(act(F.linear(x, W1, b1)), W2, b2)
+        return apply_op(layers[0], act(x))
+    return apply_op(layers[1], act(apply_op(layers[0], x)))
 
 
-def _step(disc: Discretization, k: int, sm: StepMatrices, x, form, act, method):
-    dt = sm.dt
-    if method == "euler":
-        # one fused kernel for "+ dt *" (alpha), forward and backward
-        return torch.add(disc.transfer(k, x), _field(form, act, sm.layers, x), alpha=dt)
-    f = sm.layers
-    k1 = _field(form, act, f, x)
-    if method == "heun":
-        k2 = _field(form, act, f, x + dt * k1)
-        y = x + (0.5 * dt) * (k1 + k2)
-    else:
-        k2 = _field(form, act, f, x + (0.5 * dt) * k1)
-        k3 = _field(form, act, f, x + (0.5 * dt) * k2)
-        k4 = _field(form, act, f, x + dt * k3)
-        y = x + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, method: str):
+    """One step X^k -> X^{k+1} (see the module docstring)."""
+    if not sm.square:
+        # the canonical Euler step: one fused kernel for "+ dt *" (alpha), forward and backward
+        return torch.add(disc.transfer(k, x), field(form, act, sm.layers, x), alpha=sm.dt)
+    y = rk_step(lambda z: field(form, act, sm.layers, z), x, sm.dt, get_stepper(method))
     return disc.transfer(k, y)
+
+
+# the names other modules used before the public ones existed
+_field, _step = field, step
 
 
 def run_steps(
@@ -273,29 +326,37 @@ def run_steps(
     K = len(mats)
     if checkpoint is None or not torch.is_grad_enabled():
         for k in range(K):
-            x = _step(disc, k, mats[k], x, form, act, method)
+            x = step(disc, k, mats[k], x, form, act, method)
             if keep_states:
                 states.append(x)
         return x, states
     for s in range(0, K, checkpoint):
         e = min(s + checkpoint, K)
         seg = mats[s:e]
-        params = [t for sm in seg for pair in sm.layers for t in pair]
+        params = [t for sm in seg for op in sm.layers for t in op_tensors(op)]
 
         def segment(x, *tensors, s=s, seg=seg):
             it = iter(tensors)  # the step tensors as passed (detached copies when recomputed)
             for j, sm in enumerate(seg):
-                layers = [(next(it), next(it)) for _ in sm.layers]
-                x = _step(disc, s + j, StepMatrices(sm.dt, layers, sm.grids), x, form, act, method)
+                layers = [op_rebuild(op, [next(it) for _ in op_tensors(op)]) for op in sm.layers]
+                x = step(
+                    disc,
+                    s + j,
+                    StepMatrices(sm.dt, layers, sm.grids, sm.square),
+                    x,
+                    form,
+                    act,
+                    method,
+                )
             return x
 
         if keep_states:
             # states inside a segment are recomputed too: store only boundaries' values
             for j, sm in enumerate(seg):
                 x = _checkpoint(
-                    lambda x, *_p, k=s + j, sm=sm: _step(disc, k, sm, x, form, act, method),
+                    lambda x, *_p, k=s + j, sm=sm: step(disc, k, sm, x, form, act, method),
                     x,
-                    *[t for pair in sm.layers for t in pair],
+                    *[t for op in sm.layers for t in op_tensors(op)],
                     use_reentrant=False,
                 )
                 states.append(x)
@@ -356,21 +417,48 @@ def _autocast(state):
     return contextlib.nullcontext() if state is None else torch.autocast(state[0], state[1])
 
 
-def multiply_adds(disc: Discretization, form: str, method: str, batch: int) -> int:
-    """Multiply-adds of one pass over the steps (matrix products and transfers), for ``batch``."""
-    stages = {"euler": 1, "heun": 2, "rk4": 4}[method]
+def multiply_adds(
+    disc: Discretization,
+    form: str,
+    method: str,
+    batch: int,
+    mats: Sequence[StepMatrices] | None = None,
+) -> int:
+    """Multiply-adds of one pass over the steps (operators and transfers), for ``batch``.
+
+    Without ``mats`` the operators are taken as scalar dense matrices; with them each operator
+    counts its own work (dense: the matrix size; conv: c^2 taps n; spectral: c^2 modes plus the
+    FFTs, counted as 5 c n log2 n)."""
+    stages = get_stepper(method).stages
     total = 0
     for k in range(disc.num_steps):
         n_in, n_out = disc.widths[k], disc.widths[k + 1]
-        n_f = n_out if method == "euler" else n_in
-        if form == "bottleneck":
+        square = mats[k].square if mats is not None else method != "euler"
+        n_f = n_in if square else n_out
+        if mats is not None:
+            mat = sum(_op_macs(op, n_in) for op in mats[k].layers)
+        elif form == "bottleneck":
             h = disc.hidden_widths[k] if disc.hidden_widths else n_in
             mat = h * n_in + n_f * h
         else:
             mat = n_f * n_in
-        pi = 0 if disc.pi[k] is None else disc.pi[k][0].numel()
-        total += stages * mat + pi
+        c = 1 if disc.channels is None else disc.channels[k]
+        pi = 0 if disc.pi[k] is None else disc.pi[k][0].numel() * c
+        total += (stages if square else 1) * mat + pi
     return total * batch
+
+
+def _op_macs(op, n: int) -> int:
+    if isinstance(op, tuple):
+        return op[0].numel()
+    if isinstance(op, ConvOp):
+        return op.taps.numel() * n
+    if isinstance(op, SpectralOp):
+        c = op.weight.shape[0]
+        fft = int(5 * c * n * max(math.log2(n), 1.0))
+        point = op.point.numel() * n if op.point is not None else 0
+        return op.weight[..., 0].numel() * 4 + 2 * fft + point
+    raise ValueError(f"op: unknown step operator {type(op).__name__}")
 
 
 def integrate(
@@ -384,27 +472,32 @@ def integrate(
     checkpoint: int | None = None,
     kernel2: Kernel | None = None,
     hidden: Sequence[Grid] | None = None,
+    allow_underresolved: bool = False,
 ) -> Trajectory:
-    """Integrate the space-time flow from ``x0`` ``[B, n_0]`` (values on ``schedule.grids[0]``).
+    """Integrate the space-time flow from ``x0`` (values on ``schedule.grids[0]``): ``[B, n_0]``
+    for the scalar model, ``[B, c_0, n_0]`` when the schedule has channels.
 
-    Returns a :class:`Trajectory` with ``states[k]`` ``[B, n_k]``. ``method``: ``euler``
-    (canonical, a ResNet), ``heun`` or ``rk4``. ``checkpoint=m`` recomputes segments of m steps
-    in the backward pass. The bottleneck form needs ``kernel2`` and optionally ``hidden`` grids.
+    Returns a :class:`Trajectory` with ``states[k]`` ``[B, n_k]`` (``[B, c_k, n_k]``).
+    ``method``: a registered stepper (``euler``, the canonical ResNet, ``midpoint``, ``heun``,
+    ``ralston``, ``rk4``). ``checkpoint=m`` recomputes segments of m steps in the backward
+    pass. The bottleneck form needs ``kernel2`` and optionally ``hidden`` grids.
     """
     form = check_form(form)
     act, _ = get_activation(activation)
     method = check_method(method)
     checkpoint = check_checkpoint(checkpoint)
-    if not isinstance(x0, torch.Tensor) or x0.dim() != 2:
-        raise ValueError(f"x0: expected a tensor [batch, n_0], got {_desc(x0)}")
     if not isinstance(schedule, GridSchedule):
         raise ValueError(f"schedule: expected a grids.GridSchedule, got {_desc(schedule)}")
-    if x0.shape[1] != schedule.widths[0]:
+    c0 = None if schedule.channels is None else schedule.channels[0]
+    want = "[batch, n_0]" if c0 is None else f"[batch, {c0}, n_0]"
+    if not isinstance(x0, torch.Tensor) or x0.dim() != (2 if c0 is None else 3):
+        raise ValueError(f"x0: expected a tensor {want}, got {_desc(x0)}")
+    if x0.shape[-1] != schedule.widths[0] or (c0 is not None and x0.shape[1] != c0):
         raise ValueError(
-            f"x0: last dimension must be the first grid's width n_0={schedule.widths[0]}, "
-            f"got shape {tuple(x0.shape)}"
+            f"x0: expected {want} with n_0={schedule.widths[0]}, got shape {tuple(x0.shape)}"
         )
-    disc = Discretization(schedule, hidden).to(device=x0.device, dtype=x0.dtype)
+    disc = Discretization(schedule, hidden, allow_underresolved)
+    disc = disc.to(device=x0.device, dtype=x0.dtype)
     disc.check_kernel(kernel, form, method, kernel2)
     mats = disc.step_matrices(kernel, form, method, kernel2)
     final, states = run_steps(disc, mats, x0, form, act, method, checkpoint, keep_states=True)
@@ -414,8 +507,9 @@ def integrate(
         final=final,
         stats={
             "widths": list(disc.widths),
+            "channels": None if disc.channels is None else list(disc.channels),
             "steps": disc.num_steps,
-            "multiply_adds": multiply_adds(disc, form, method, x0.shape[0]),
+            "multiply_adds": multiply_adds(disc, form, method, x0.shape[0], mats),
             "method": method,
         },
     )

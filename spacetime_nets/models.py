@@ -22,12 +22,24 @@ from .integrate import (
     multiply_adds,
     run_steps,
 )
-from .kernels import BasisKernel, Kernel, NeuralKernel, NodalKernel, tensor_basis
+from .kernels import (
+    BasisKernel,
+    ConvKernel,
+    Kernel,
+    NeuralKernel,
+    NodalKernel,
+    SpectralKernel,
+    tensor_basis,
+)
 
-__all__ = ["SpaceTimeNet", "NeuralODE", "LIFTS", "KERNELS"]
+__all__ = ["SpaceTimeNet", "NeuralODE", "LIFTS", "KERNELS", "READOUTS"]
 
 LIFTS = ("cells", "linear", "identity")
-KERNELS = ("nodal", "basis", "neural")
+KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
+#: quadrature: (P x)_o = sum_c int p_oc x_c + beta_o; mean: a linear map of the channel means;
+#: function: y(xi) = Q x(T, xi) + q pointwise (operator learning)
+READOUTS = ("quadrature", "mean", "function")
+_DEFAULT_MODES = {"conv": 3}
 
 
 def _generator(seed: int | None) -> torch.Generator | None:
@@ -87,7 +99,9 @@ class _FlowModel(nn.Module):
             stats={
                 "widths": list(self.disc.widths),
                 "steps": self.disc.num_steps,
-                "multiply_adds": multiply_adds(self.disc, self.form, self.method, x0.shape[0]),
+                "multiply_adds": multiply_adds(
+                    self.disc, self.form, self.method, x0.shape[0], self.controls()
+                ),
                 "method": self.method,
             },
         )
@@ -99,7 +113,8 @@ class _FlowModel(nn.Module):
         return self.readout(final)
 
     def trajectory(self, x: torch.Tensor) -> Trajectory:
-        """The states X^k ``[B, n_k]`` at every time t_k (after the lift)."""
+        """The states X^k ``[B, n_k]`` (``[B, c_k, n_k]`` with channels) at every time t_k,
+        after the lift."""
         self._check_input(x, self.input_size)
         return self._trajectory(self.lift(x))
 
@@ -128,7 +143,22 @@ class _FlowModel(nn.Module):
             raise ValueError(f"x: expected a tensor [batch, {n}], got {got}")
         if x.shape[1] != n:
             raise ValueError(f"x: expected {n} features, got shape {tuple(x.shape)}")
+        _check_dtype(x, self)
         _check_finite(x)
+
+
+def _check_dtype(x: torch.Tensor, model: nn.Module) -> None:
+    """The input must be in the model's floating dtype (no silent casts)."""
+    ref = next(model.parameters(), None)
+    dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+    if x.dtype != dtype:
+        raise ValueError(
+            f"x: expected dtype {dtype} (the model's), got {x.dtype}; convert the input with "
+            f"x.to({dtype}) or the model with model.to({x.dtype})"
+            if x.dtype.is_floating_point
+            else f"x: expected dtype {dtype} (the model's), got {x.dtype} (not a real "
+            "floating dtype)"
+        )
 
 
 def _check_finite(x: torch.Tensor) -> None:
@@ -139,25 +169,39 @@ def _check_finite(x: torch.Tensor) -> None:
     if x.device.type == "cpu" and not torch.compiler.is_compiling():
         bad = ~torch.isfinite(x)
         if bad.any():
-            i, j = (int(v) for v in bad.nonzero()[0])
-            raise ValueError(f"x: input must be finite, got {float(x[i, j])} at [{i}, {j}]")
+            idx = tuple(int(v) for v in bad.nonzero()[0])
+            where = ", ".join(map(str, idx))
+            raise ValueError(f"x: input must be finite, got {float(x[idx])} at [{where}]")
 
 
 class SpaceTimeNet(_FlowModel):
-    """Lift -> integro-differential flow on a moving grid schedule -> quadrature readout.
+    """Lift -> integro-differential flow on a moving grid schedule -> readout.
 
-    ``forward(x [B, in_features]) -> [B, out_features]``. Lifts: ``cells`` (x_j is the value on
-    the j-th of ``in_shape`` equal cells of Omega), ``linear`` (learned functions a_j, x ->
-    sum_j x_j a_j + a_0), ``identity`` (x already is the state on G_0). Readout:
-    (P x)_c = int_Omega p_c(xi) x(T, xi) dxi + beta_c by the quadrature of G_K.
-    Continuous kernels keep p_c and a_j in the same basis, so the model lives on every
-    schedule (:meth:`with_schedule`); a nodal model exists on its own schedule only.
+    Scalar model (``channels=None``): ``forward(x [B, in_features]) -> [B, out_features]``.
+    Lifts: ``cells`` (x_j is the value on the j-th of ``in_shape`` equal cells of Omega),
+    ``linear`` (learned functions a_j, x -> sum_j x_j a_j + a_0), ``identity`` (x already is the
+    state on G_0; a continuous model then reads any resolution). Readout: (P x)_c =
+    int_Omega p_c(xi) x(T, xi) dxi + beta_c by the quadrature of G_K.
+
+    With ``channels`` (an int, or ``[c_0, ..., c_K]``, or a schedule that has them) the state
+    is ``[B, c_k, n_k]``: the input (``cells`` or ``identity``, ``in_channels`` features per
+    node: ``[B, n_0]``, ``[B, c_in, n_0]`` or ``[B, c_in, *grid_shape]``) is lifted pointwise
+    to c_0 channels by a learned ``c_0 x c_in`` map. Readouts: ``quadrature`` (per channel),
+    ``mean`` (a linear map of the channel means) or ``function`` (y(xi) = Q x(T, xi) + q with
+    ``out_features`` output channels, returned on G_K in the input's layout, or on another grid
+    with ``forward(x, output_grid=...)``).
+
+    Kernels: ``nodal`` (a plain ResNet on this schedule), ``basis``, ``neural`` (dense,
+    continuous), ``conv`` (a windowed continuous convolution of physical ``radius``) and
+    ``spectral`` (FNO-like, ``modes`` per axis, periodic grids), or a Kernel instance.
+    Continuous kernels keep p_c and a_j in the same basis, so the model lives on every schedule
+    (:meth:`with_schedule`, :meth:`at_resolution`); a nodal model exists on its own only.
     """
 
     def __init__(
         self,
         schedule: GridSchedule,
-        in_features: int,
+        in_features: int | None,
         out_features: int,
         kernel: str | Kernel = "nodal",
         form: str = "outside",
@@ -170,31 +214,57 @@ class SpaceTimeNet(_FlowModel):
         kernel2: Kernel | None = None,
         hidden_width: int | Sequence[int] | None = None,
         in_shape: Sequence[int] | None = None,
-        modes: int = 8,
+        modes: int | None = None,
         basis: str = "legendre",
         init_scale: float = 1.0,
         seed: int | None = None,
+        channels: int | Sequence[int] | None = None,
+        in_channels: int = 1,
+        radius: float | Sequence = 0.1,
+        pointwise: bool | None = None,
+        allow_underresolved: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(schedule, GridSchedule):
             raise ValueError(
                 f"schedule: expected a grids.GridSchedule, got {type(schedule).__name__}"
             )
+        if channels is not None:
+            schedule = schedule.with_channels(channels)
+        self.channel_mode = schedule.channels is not None
+        self.in_channels = _check_features("in_channels", in_channels)
+        if not self.channel_mode and in_channels != 1:
+            raise ValueError(
+                "in_channels: several input channels need channels=... (a state with channels)"
+            )
+        if lift not in LIFTS:
+            raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
+        if in_features is None:
+            if lift != "identity":
+                raise ValueError("in_features: None is allowed with lift='identity' only")
+            in_features = schedule.widths[0] * self.in_channels
         self.in_features = _check_features("in_features", in_features)
         self.input_size = self.in_features
         self.out_features = _check_features("out_features", out_features)
         self._setup_flow(form, activation, method, checkpoint)
-        if lift not in LIFTS:
-            raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
-        if readout != "quadrature":
-            raise ValueError(f"readout: expected 'quadrature', got {readout!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout: expected one of {', '.join(READOUTS)}; got {readout!r}")
+        if readout != "quadrature" and not self.channel_mode:
+            raise ValueError(f"readout: {readout!r} needs a state with channels (channels=...)")
+        if lift == "linear" and self.channel_mode:
+            raise ValueError(
+                "lift: 'linear' is for the scalar model; with channels use "
+                "'identity' or 'cells' (then a learned pointwise lift)"
+            )
+        self.allow_underresolved = bool(allow_underresolved)
         self.lift_kind, self.readout_kind = lift, readout
         self.hidden_width = hidden_width
         gen = _generator(seed)
         hidden = self._hidden_grids(schedule)
         hw = [g.n for g in hidden] if hidden is not None else schedule.widths[:-1]
+        kopts = {"radius": radius, "pointwise": pointwise}
         self.kernel = self._make_kernel(
-            kernel, schedule, hw, "kernel", modes, basis, init_scale, gen, first=True
+            kernel, schedule, hw, "kernel", modes, basis, init_scale, gen, True, kopts
         )
         self.kernel2 = None
         if self.form == "bottleneck":
@@ -202,24 +272,34 @@ class SpaceTimeNet(_FlowModel):
             if isinstance(k2, Kernel) and k2 is self.kernel:
                 raise ValueError("kernel2: the bottleneck form needs a second, distinct kernel")
             self.kernel2 = self._make_kernel(
-                k2, schedule, hw, "kernel2", modes, basis, init_scale, gen, first=False
+                k2, schedule, hw, "kernel2", modes, basis, init_scale, gen, False, kopts
             )
         self.continuous = self.kernel.continuous and (
             self.kernel2 is None or self.kernel2.continuous
         )
         self.basis_name = self.kernel.basis if isinstance(self.kernel, BasisKernel) else "legendre"
-        self.modes = self.kernel.modes if isinstance(self.kernel, BasisKernel) else modes
+        self.modes = (
+            self.kernel.modes
+            if isinstance(self.kernel, BasisKernel)
+            else (modes if isinstance(modes, int) and not self.kernel_stationary else 8)
+        )
         d = schedule.dim
         A = self.modes**d
         self.domain = schedule.domain
         # ---- lift
         if lift == "cells":
-            self.in_shape = self._cells_shape(in_shape, d)
-        elif lift == "identity":
-            if in_features != schedule.widths[0]:
+            cells_in = self.in_features // self.in_channels
+            if cells_in * self.in_channels != self.in_features:
                 raise ValueError(
-                    f"in_features: lift='identity' needs in_features = n_0 = {schedule.widths[0]}"
-                    f", got {in_features}"
+                    f"in_features: {self.in_features} is not a multiple of in_channels="
+                    f"{self.in_channels}"
+                )
+            self.in_shape = self._cells_shape(in_shape, d, cells_in)
+        elif lift == "identity":
+            if in_features != schedule.widths[0] * self.in_channels:
+                raise ValueError(
+                    f"in_features: lift='identity' needs in_features = n_0 * in_channels = "
+                    f"{schedule.widths[0] * self.in_channels}, got {in_features}"
                 )
         elif lift == "linear":
             if self.continuous:
@@ -234,19 +314,41 @@ class SpaceTimeNet(_FlowModel):
                     (torch.rand(n0, in_features, generator=gen) * 2 - 1) / math.sqrt(in_features)
                 )
                 self.lift_bias = nn.Parameter(torch.zeros(n0))
+        if self.channel_mode:
+            c0, cin = schedule.channels[0], self.in_channels
+            self.lift_weight = nn.Parameter(
+                (torch.rand(c0, cin, generator=gen) * 2 - 1) * math.sqrt(3.0 / cin)
+            )
+            self.lift_bias = nn.Parameter(torch.zeros(c0))
         # ---- readout: p_c in the basis (continuous) or as nodal values on G_K (nodal)
-        if self.continuous:
+        cK = schedule.channels[-1] if self.channel_mode else 1
+        shape = (out_features, cK) if self.channel_mode else (out_features,)
+        if readout in ("mean", "function"):
+            self.readout_weight = nn.Parameter(
+                (torch.rand(out_features, cK, generator=gen) * 2 - 1) / math.sqrt(cK)
+            )
+        elif self.continuous:
             self.readout_coeff = nn.Parameter(
-                torch.randn(out_features, A, generator=gen) / math.sqrt(A)
+                torch.randn(*shape, A, generator=gen) / math.sqrt(A * cK)
             )
         else:
             nK = schedule.widths[-1]
             vol = self.domain.volume
             self.readout_values = nn.Parameter(
-                (torch.rand(out_features, nK, generator=gen) * 2 - 1) * math.sqrt(nK) / vol
+                (torch.rand(*shape, nK, generator=gen) * 2 - 1) * math.sqrt(nK / cK) / vol
             )
         self.readout_bias = nn.Parameter(torch.zeros(out_features))
+        self._out_transfers: dict = {}
         self._bind(schedule)
+
+    @property
+    def kernel_stationary(self) -> bool:
+        return bool(getattr(getattr(self, "kernel", None), "stationary", False))
+
+    @property
+    def channels(self) -> list[int] | None:
+        """[c_0, ..., c_K] of the current schedule (None: the scalar model)."""
+        return self.schedule.channels
 
     # ------------------------------------------------------------------ construction helpers
     def _hidden_grids(self, schedule: GridSchedule) -> list[Grid] | None:
@@ -256,12 +358,20 @@ class SpaceTimeNet(_FlowModel):
         return [Grid.uniform(self.hidden_width, schedule.domain, rule)] * schedule.num_steps
 
     def _make_kernel(
-        self, kernel, schedule, hidden_widths, name, modes, basis, init_scale, gen, first
+        self, kernel, schedule, hidden_widths, name, modes, basis, init_scale, gen, first, kopts
     ):
         K = schedule.num_steps
         if isinstance(kernel, Kernel):
             return kernel
+        ch = schedule.channels
+        const = None if ch is None else ch[0]
+        if ch is not None and len(set(ch[:-1])) > 1 and kernel in ("basis", "neural"):
+            raise ValueError(
+                f"{name}: a {kernel} kernel has one channel count; the schedule changes "
+                f"channels ({ch}): use a conv, spectral or nodal kernel"
+            )
         if kernel == "nodal":
+            steps_c = None if ch is None else ch[:-1]
             if self.form == "bottleneck":
                 outs = (
                     hidden_widths
@@ -270,30 +380,54 @@ class SpaceTimeNet(_FlowModel):
                 )
                 ins = schedule.widths[:-1] if first else hidden_widths
                 return NodalKernel(
-                    out_widths=outs, in_widths=ins, init_scale=init_scale, generator=gen
+                    out_widths=outs,
+                    in_widths=ins,
+                    init_scale=init_scale,
+                    generator=gen,
+                    channels=steps_c,
                 )
             if self.method == "euler":
-                return NodalKernel(schedule, init_scale=init_scale, generator=gen)
+                return NodalKernel(schedule, init_scale=init_scale, generator=gen, channels=steps_c)
             w = schedule.widths[:-1]
-            return NodalKernel(out_widths=w, in_widths=w, init_scale=init_scale, generator=gen)
+            return NodalKernel(
+                out_widths=w, in_widths=w, init_scale=init_scale, generator=gen, channels=steps_c
+            )
+        if modes is not None and (isinstance(modes, bool) or not isinstance(modes, int)):
+            raise ValueError(f"modes: expected a positive int, got {modes!r}")
+        m = modes if modes is not None else _DEFAULT_MODES.get(kernel, 8)
         if kernel == "basis":
             return BasisKernel(
                 schedule.domain,
-                modes=modes,
+                modes=m,
                 basis=basis,
                 pieces=K,
                 T=schedule.T,
                 init_scale=init_scale,
                 generator=gen,
+                channels=const,
             )
         if kernel == "neural":
-            return NeuralKernel(schedule.domain, T=schedule.T, init_scale=init_scale, generator=gen)
+            return NeuralKernel(
+                schedule.domain,
+                T=schedule.T,
+                init_scale=init_scale,
+                generator=gen,
+                channels=const,
+            )
+        if kernel in ("conv", "spectral"):
+            if ch is None:
+                raise ValueError(f"{name}: a {kernel} kernel needs channels=... (an int or list)")
+            opts = {"init_scale": init_scale, "generator": gen, "modes": m}
+            if kopts["pointwise"] is not None:
+                opts["pointwise"] = kopts["pointwise"]
+            if kernel == "conv":
+                return ConvKernel.for_schedule(schedule, radius=kopts["radius"], **opts)
+            return SpectralKernel.for_schedule(schedule, **opts)
         raise ValueError(
             f"{name}: expected one of {', '.join(KERNELS)} or a Kernel instance; got {kernel!r}"
         )
 
-    def _cells_shape(self, in_shape, d: int) -> tuple[int, ...]:
-        n = self.in_features
+    def _cells_shape(self, in_shape, d: int, n: int) -> tuple[int, ...]:
         if in_shape is None:
             if d == 1:
                 return (n,)
@@ -307,8 +441,8 @@ class SpaceTimeNet(_FlowModel):
         in_shape = tuple(int(s) for s in in_shape)
         if len(in_shape) != d or math.prod(in_shape) != n or min(in_shape) < 1:
             raise ValueError(
-                f"in_shape: expected {d} positive cell counts with product in_features={n}, "
-                f"got {in_shape}"
+                f"in_shape: expected {d} positive cell counts with product {n} (in_features / "
+                f"in_channels), got {in_shape}"
             )
         return in_shape
 
@@ -316,10 +450,12 @@ class SpaceTimeNet(_FlowModel):
         """(Re)build every schedule-dependent buffer: grids, transfers, cell indices."""
         ref = next(self.parameters())
         hidden = self._hidden_grids(schedule)
-        disc = Discretization(schedule, hidden).to(device=ref.device, dtype=ref.dtype)
+        disc = Discretization(schedule, hidden, self.allow_underresolved)
+        disc = disc.to(device=ref.device, dtype=ref.dtype)
         disc.check_kernel(self.kernel, self.form, self.method, self.kernel2)
         self.disc = disc
-        if not self.continuous and schedule.widths[-1] != self.readout_values.shape[1]:
+        self._out_transfers = {}
+        if hasattr(self, "readout_values") and schedule.widths[-1] != self.readout_values.shape[-1]:
             raise ValueError("schedule: the nodal readout was made for another final grid")
         if self.lift_kind == "cells":
             nodes0 = schedule.grids[0].nodes
@@ -328,11 +464,9 @@ class SpaceTimeNet(_FlowModel):
                 c = torch.floor((nodes0[:, axis] - a) / (b - a) * cells).long().clamp(0, cells - 1)
                 idx = idx * cells + c
             self.register_buffer("lift_index", idx.to(ref.device))
-        if self.lift_kind == "identity" and schedule.widths[0] != self.in_features:
-            raise ValueError(
-                f"schedule: lift='identity' needs n_0 = in_features = {self.in_features}, got "
-                f"n_0 = {schedule.widths[0]}"
-            )
+        if self.lift_kind == "identity":
+            # the input is a function on G_0: it follows the grid
+            self.in_features = self.input_size = schedule.widths[0] * self.in_channels
 
     # ------------------------------------------------------------------ the three parts
     def lift_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -354,13 +488,96 @@ class SpaceTimeNet(_FlowModel):
         return self.lift_weight, self.lift_bias
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``[B, in_features]`` -> X^0 ``[B, n_0]`` on G_0."""
+        """x ``[B, in_features]`` -> X^0 ``[B, n_0]`` on G_0; with channels, the input's
+        ``[B, c_in, n_0]`` values lifted pointwise: X^0_i = L x_i + l ``[B, c_0, n_0]``."""
+        if self.channel_mode:
+            x = self._as_state(x)
+            if self.lift_kind == "cells":
+                x = x[..., self.lift_index]
+            return torch.einsum("oi,bin->bon", self.lift_weight, x) + self.lift_bias[:, None]
         if self.lift_kind == "cells":
             return x[:, self.lift_index]
         if self.lift_kind == "identity":
             return x
         M, a0 = self.lift_matrix()
         return torch.nn.functional.linear(x, M, a0)
+
+    def _as_state(self, x: torch.Tensor) -> torch.Tensor:
+        """An input in any accepted layout -> ``[B, c_in, n]`` (cells: n = number of cells)."""
+        return x.reshape(x.shape[0], self.in_channels, -1)
+
+    def forward(self, x: torch.Tensor, output_grid: Grid | None = None) -> torch.Tensor:
+        """lift -> flow -> readout. Scalar: ``[B, in_features] -> [B, out_features]``.
+        Channels: the input ``[B, n_0]``, ``[B, c_in, n_0]`` or ``[B, c_in, *grid_shape]``
+        (or ``[B, in_features]`` cell values); the function readout answers in the same layout
+        (``[B, n_K]`` for ``[B, n_0]`` and one output channel), on ``output_grid`` if given
+        (the final state transferred there by linear interpolation)."""
+        if not self.channel_mode:
+            if output_grid is not None:
+                raise ValueError("output_grid: needs readout='function'")
+            return super().forward(x)
+        self._check_channel_input(x)
+        final, _ = self._flow(self.lift(x), keep_states=False)
+        if self.readout_kind != "function":
+            if output_grid is not None:
+                raise ValueError("output_grid: needs readout='function'")
+            return self.readout(final)
+        y = self.readout(final)
+        grid = self.schedule.grids[-1]
+        if output_grid is not None:
+            y = self._output_transfer(output_grid, y)
+            grid = output_grid
+        if x.dim() == 2 and self.out_features == 1:
+            return y[:, 0]
+        if x.dim() > 3 or (x.dim() == 2 and self.lift_kind == "cells" and grid.dim > 1):
+            return y.reshape(y.shape[0], y.shape[1], *grid.shape)
+        return y
+
+    def _output_transfer(self, grid: Grid, y: torch.Tensor) -> torch.Tensor:
+        if not isinstance(grid, Grid) or grid.domain != self.domain:
+            raise ValueError(f"output_grid: expected a grids.Grid on {self.domain}, got {grid!r}")
+        key = id(grid)
+        hit = self._out_transfers.get(key)
+        if hit is None or hit[0] is not grid:
+            p = make_transfer(self.schedule.grids[-1], grid, "linear").to(
+                device=y.device, dtype=y.dtype
+            )
+            hit = self._out_transfers[key] = (grid, p)
+        return hit[1](y)
+
+    def trajectory(self, x: torch.Tensor) -> Trajectory:
+        """The states X^k ``[B, n_k]`` (``[B, c_k, n_k]`` with channels) at every time t_k,
+        after the lift."""
+        if not self.channel_mode:
+            return super().trajectory(x)
+        self._check_channel_input(x)
+        return self._trajectory(self.lift(x))
+
+    def _check_channel_input(self, x: torch.Tensor) -> None:
+        cin = self.in_channels
+        if self.lift_kind == "cells":
+            self._check_input(x, self.in_features)
+            return
+        n0 = self.schedule.widths[0]
+        shape0 = self.schedule.grids[0].shape
+        ok = isinstance(x, torch.Tensor) and (
+            (x.dim() == 2 and cin == 1 and x.shape[1] == n0)
+            or (x.dim() == 3 and tuple(x.shape[1:]) == (cin, n0))
+            or (x.dim() == 2 + len(shape0) and tuple(x.shape[1:]) == (cin, *shape0))
+        )
+        if not ok:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            want = [f"[B, {cin}, {n0}]"]
+            if cin == 1:
+                want.insert(0, f"[B, {n0}]")
+            if len(shape0) > 1:
+                want.append(f"[B, {cin}, {', '.join(map(str, shape0))}]")
+            raise ValueError(
+                f"x: expected {' or '.join(want)} (values on the first grid), got {got}; "
+                "use model.at_resolution(...) or with_schedule(...) for another resolution"
+            )
+        _check_dtype(x, self)
+        _check_finite(x)
 
     def _phi(self, nodes: torch.Tensor) -> torch.Tensor:
         if isinstance(self.kernel, BasisKernel):
@@ -375,14 +592,28 @@ class SpaceTimeNet(_FlowModel):
         K = self.disc.num_steps
         k = K if k is None else k
         nodes, weights = self.disc.grid(k)
+        if self.readout_kind != "quadrature":
+            raise ValueError(f"readout_matrix: the {self.readout_kind!r} readout has none")
         if self.continuous:
-            return (self.readout_coeff @ self._phi(nodes).T) * weights
-        if k != K:
-            raise ValueError(f"k: a nodal readout lives on the final grid only (k={K}), got {k}")
-        return self.readout_values * weights
+            R = (self.readout_coeff @ self._phi(nodes).T) * weights
+        else:
+            if k != K:
+                raise ValueError(
+                    f"k: a nodal readout lives on the final grid only (k={K}), got {k}"
+                )
+            R = self.readout_values * weights
+        return R.reshape(R.shape[0], -1)
 
     def readout(self, xT: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        return torch.nn.functional.linear(xT, self.readout_matrix(k), self.readout_bias)
+        """The readout of a state on G_k (k = K by default): quadrature ``[B, out]``, mean
+        ``[B, out]``, function ``[B, out, n_k]``."""
+        if self.readout_kind == "function":
+            return torch.einsum("oc,bcn->bon", self.readout_weight, xT) + self.readout_bias[:, None]
+        if self.readout_kind == "mean":
+            _, w = self.disc.grid(self.disc.num_steps if k is None else k)
+            means = (xT * w).sum(-1) / self.domain.volume
+            return torch.nn.functional.linear(means, self.readout_weight, self.readout_bias)
+        return torch.nn.functional.linear(xT.flatten(1), self.readout_matrix(k), self.readout_bias)
 
     def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """P x(t_k) for every state of a trajectory ``[B, n_k] -> [B, out]`` (turnpike costs).
@@ -411,9 +642,22 @@ class SpaceTimeNet(_FlowModel):
             )
         if schedule.domain != self.domain:
             raise ValueError(f"schedule: domain must be {self.domain}, got {schedule.domain}")
+        if self.channel_mode and schedule.channels is None:
+            # c(t) of this model: the kernel's channels per step, the readout's at t = T
+            ch = [self.kernel.channels_at(k, float(t)) for k, t in enumerate(schedule.times[:-1])]
+            schedule = schedule.with_channels([*ch, self.schedule.channels[-1]])
+        elif not self.channel_mode and schedule.channels is not None:
+            raise ValueError("schedule: has channels, but this is a scalar model")
         new = copy.deepcopy(self)
         new._bind(schedule)
         return new
+
+    def at_resolution(self, n: int | Sequence[int]) -> SpaceTimeNet:
+        """The same continuous model with every grid of its schedule refined or coarsened in
+        space by the factor that takes G_0 to ``n`` nodes (per axis on 2-D grids): n_k - 1 ->
+        (n_k - 1) n' / n_0' for rules with end points, n_k -> n_k n / n_0 otherwise. Times and
+        channels are kept. Every new size must come out an integer."""
+        return self.with_schedule(_rescaled_schedule(self.schedule, n))
 
     def refine(self, width: int = 2, depth: int = 2) -> SpaceTimeNet:
         """The model on ``schedule.refine(width, depth)``: exact resampling for continuous
@@ -434,6 +678,46 @@ class SpaceTimeNet(_FlowModel):
             f"form={self.form}, activation={self.activation_name}, lift={self.lift_kind}, "
             f"widths={self.schedule!r}"
         )
+
+
+def _rescaled_schedule(sched: GridSchedule, n: int | Sequence[int]) -> GridSchedule:
+    from fractions import Fraction
+
+    g0 = sched.grids[0]
+    target = tuple(n) if isinstance(n, (tuple, list)) else (n,) * g0.dim
+    if len(target) != g0.dim or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in target
+    ):
+        raise ValueError(f"n: expected {g0.dim} positive int(s), got {n!r}")
+    ends = {"trapezoid", "simpson", "boole"}
+    made: dict[int, Grid] = {}
+    grids = []
+    for k, g in enumerate(sched.grids):
+        if id(g) in made:
+            grids.append(made[id(g)])
+            continue
+        if not g.is_uniform:
+            raise ValueError(
+                f"n: grid {k} is not a uniform grid; build the schedule at the new resolution "
+                "and use with_schedule"
+            )
+        shape = []
+        for a, (s0, sk, t) in enumerate(zip(g0.shape, g.shape, target)):
+            off = 1 if g.rule in ends else 0
+            v = Fraction(sk - off) * Fraction(t - off, max(s0 - off, 1)) + off
+            if v.denominator != 1 or v < 1:
+                raise ValueError(
+                    f"n: resolution {t} on axis {a} maps grid {k} ({sk} nodes) to {float(v):g} "
+                    f"nodes, not an integer; choose n so that every grid scales exactly"
+                )
+            shape.append(int(v))
+        try:
+            new = Grid.uniform(shape[0] if g.dim == 1 else tuple(shape), g.domain, g.rule)
+        except ValueError as exc:
+            raise ValueError(f"n: grid {k}: {exc}") from None
+        made[id(g)] = new
+        grids.append(new)
+    return GridSchedule(sched.times, grids, sched.transfer_kind, sched.channels)
 
 
 def _refine_nodal(model: SpaceTimeNet, fine: GridSchedule, depth: int) -> SpaceTimeNet:

@@ -74,11 +74,21 @@ def empirical_risk(
 def control_norms(model: nn.Module) -> list[torch.Tensor]:
     """|u_k|^2 per step: sum over the step's layers of
     |w|^2_{L2(Omega x Omega)} ~ sum_ij omega_out_i omega_in_j (W_ij / omega_in_j)^2 and
-    |b|^2_{L2(Omega)} ~ sum_i omega_out_i beta_i^2 (unit weights: the Frobenius norms)."""
+    |b|^2_{L2(Omega)} ~ sum_i omega_out_i beta_i^2 (unit weights: the Frobenius norms).
+    With channels the sums run over the channel pairs too; stationary operators (conv,
+    spectral) compute the same quadrature of |kappa(xi - zeta)|^2 (see :mod:`.ops`), their
+    pointwise mix A counting |A|^2 |Omega|."""
     out = []
     for sm in model.controls():
         total = 0.0
-        for (W, b), (w_out, w_in) in zip(sm.layers, sm.grids):
+        for op, (w_out, w_in) in zip(sm.layers, sm.grids):
+            if not isinstance(op, tuple):
+                total = total + op.control_norm_sq(w_in)
+                continue
+            W, b = op
+            c = W.shape[0] // w_out.shape[0]
+            if c > 1:
+                w_out, w_in = w_out.repeat(c), w_in.repeat(c)
             total = total + (W**2 * w_out[:, None] / w_in[None, :]).sum() + (w_out * b**2).sum()
         out.append(total)
     return out

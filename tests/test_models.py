@@ -322,16 +322,16 @@ def test_model_errors_are_value_errors_naming_the_argument():
     with pytest.raises(ValueError, match="form: expected one of outside, inside, bottleneck"):
         SpaceTimeNet(sched, 4, 2, form="across")
     with pytest.raises(ValueError, match="activation: expected one of"):
-        SpaceTimeNet(sched, 4, 2, activation="gelu")
+        SpaceTimeNet(sched, 4, 2, activation="swish")
     with pytest.raises(ValueError, match="kernel: expected one of nodal, basis, neural"):
-        SpaceTimeNet(sched, 4, 2, kernel="spectral")
+        SpaceTimeNet(sched, 4, 2, kernel="wavelet")
     with pytest.raises(ValueError, match="lift: expected one of cells, linear, identity"):
         SpaceTimeNet(sched, 4, 2, lift="conv")
-    with pytest.raises(ValueError, match="method: expected one of euler, heun, rk4"):
+    with pytest.raises(ValueError, match="method: expected one of euler, midpoint, heun"):
         SpaceTimeNet(sched, 4, 2, method="leapfrog")
     with pytest.raises(ValueError, match="checkpoint: expected None or a positive int"):
         SpaceTimeNet(sched, 4, 2, checkpoint=0)
-    with pytest.raises(ValueError, match="readout: expected 'quadrature'"):
+    with pytest.raises(ValueError, match="readout: expected one of quadrature, mean, function"):
         SpaceTimeNet(sched, 4, 2, readout="max")
     with pytest.raises(ValueError, match="in_features: expected a positive int"):
         SpaceTimeNet(sched, 0, 2)

@@ -1,4 +1,4 @@
-"""Kernels: how the controls w(t, xi, zeta) and b(t, xi) are stored, and their discrete matrices.
+"""Dense kernels: how the controls w(t, xi, zeta) and b(t, xi) are stored, and their matrices.
 
 A kernel evaluated between an output grid (nodes xi_i) and an input grid (nodes zeta_j with
 quadrature weights omega_j) at time t gives
@@ -10,6 +10,10 @@ so that (W x)_i approximates int_Omega w(t, xi_i, zeta) x(zeta) dzeta. ``NodalKe
 matrices themselves (a plain variable-width ResNet, tied to its schedule); ``BasisKernel``,
 ``NeuralKernel`` and ``FunctionKernel`` are defined at every point, so one model can be
 discretised on any schedule.
+
+With ``channels=c`` the kernel is a ``c x c`` matrix at every pair of points and the discrete
+operator is the block matrix ``W [c n_out, c n_in]`` (channel-major: row o * n_out + i, column
+c * n_in + j), acting on states ``[B, c, n]`` flattened to ``[B, c n]``.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from torch import nn
 from grids import Domain, GridSchedule
 from grids.domain import as_domain
 
+from ..ops import Dense
+
 __all__ = [
     "Kernel",
+    "check_scale",
     "NodalKernel",
     "BasisKernel",
     "NeuralKernel",
@@ -46,6 +53,8 @@ class Kernel(nn.Module):
     """
 
     continuous: bool = True
+    #: the number of channels (None: the scalar model); per step for nodal kernels
+    channels: int | None = None
 
     def __init__(self, T: float = 1.0) -> None:
         super().__init__()
@@ -54,6 +63,31 @@ class Kernel(nn.Module):
             raise ValueError(f"T: expected a positive finite horizon, got {T}")
         self.T = T
         self.output_scale = 1.0
+
+    def channels_at(self, k: int, t: float) -> int | None:
+        """Channels of step k at time t (None: the scalar model)."""
+        return self.channels
+
+    def check_channels(self, times: Sequence[float], channels: Sequence[int] | None) -> None:
+        """Raise ValueError when the schedule's channel counts c_k differ from the kernel's."""
+        for k, t in enumerate(times[:-1]):
+            mine = self.channels_at(k, t)
+            theirs = None if channels is None else channels[k]
+            if mine != theirs:
+                raise ValueError(
+                    f"channels: step {k} (t={t:.4g}) of the schedule has {theirs} channels, "
+                    f"the kernel {type(self).__name__} has {mine}"
+                )
+
+    def check_resolution(self, steps: Sequence, allow_underresolved: bool = False) -> None:
+        """Raise ValueError when the kernel is finer than the grid of a step (``steps`` are
+        ``(t_k, GridInfo of G_k)`` pairs); see the subclasses."""
+
+    def step_op(self, k: int, t: float, out, inp):
+        """The operator of step k from the input grid ``inp`` to the output grid ``out``, each
+        a ``(nodes [n, d], weights [n], GridInfo)`` triple. Dense kernels: ``Dense(W, b)``."""
+        W, b = self.forward(k, t, out[0], inp[0], inp[1])
+        return Dense(W, b)
 
     def check_discretisation(self, out_widths: Sequence[int], in_widths: Sequence[int]) -> None:
         """Raise ValueError when the kernel cannot be evaluated on these step shapes."""
@@ -96,12 +130,16 @@ class NodalKernel(Kernel):
         init_scale: float = 1.0,
         bias: bool = True,
         generator: torch.Generator | None = None,
+        channels: Sequence[int] | int | None = None,
     ) -> None:
         super().__init__(T=schedule.T if schedule is not None else 1.0)
+        init_scale = check_scale(init_scale)
         if schedule is not None:
             w = schedule.widths
             out_widths = w[1:] if out_widths is None else out_widths
             in_widths = w[:-1] if in_widths is None else in_widths
+            if channels is None and schedule.channels is not None:
+                channels = schedule.channels[:-1]
         if out_widths is None or in_widths is None:
             raise ValueError("schedule: give a GridSchedule, or both out_widths and in_widths")
         self.out_widths = [int(v) for v in out_widths]
@@ -111,19 +149,31 @@ class NodalKernel(Kernel):
                 f"out_widths: need one entry per step ({len(self.in_widths)}), got "
                 f"{len(self.out_widths)}"
             )
+        K = len(self.in_widths)
+        if isinstance(channels, int) and not isinstance(channels, bool):
+            channels = [channels] * K
+        if channels is not None:
+            channels = [_check_int("channels", c) for c in channels]
+            if len(channels) != K:
+                raise ValueError(f"channels: need one count per step ({K}), got {len(channels)}")
+        self.step_channels = channels
         self.weight = nn.ParameterList()
         self.bias = nn.ParameterList() if bias else None
-        for n_out, n_in in zip(self.out_widths, self.in_widths):
-            bound = init_scale / math.sqrt(n_in)
-            w = (torch.rand(n_out, n_in, generator=generator) * 2 - 1) * bound
+        for k, (n_out, n_in) in enumerate(zip(self.out_widths, self.in_widths)):
+            c = 1 if channels is None else channels[k]
+            bound = init_scale / math.sqrt(c * n_in)
+            w = (torch.rand(c * n_out, c * n_in, generator=generator) * 2 - 1) * bound
             self.weight.append(nn.Parameter(w))
             if self.bias is not None:
-                b = (torch.rand(n_out, generator=generator) * 2 - 1) * bound
+                b = (torch.rand(c * n_out, generator=generator) * 2 - 1) * bound
                 self.bias.append(nn.Parameter(b))
 
     @property
     def num_steps(self) -> int:
         return len(self.out_widths)
+
+    def channels_at(self, k: int, t: float) -> int | None:
+        return None if self.step_channels is None else self.step_channels[k]
 
     def check_discretisation(self, out_widths, in_widths) -> None:
         if list(out_widths) != self.out_widths or list(in_widths) != self.in_widths:
@@ -229,6 +279,21 @@ def _check_int(name: str, v: object, low: int = 1) -> int:
     return v
 
 
+def check_scale(init_scale: object) -> float:
+    """``init_scale`` must be a finite real number."""
+    if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
+        raise ValueError(f"init_scale: expected a finite number, got {init_scale!r}")
+    if not math.isfinite(init_scale):
+        raise ValueError(f"init_scale: expected a finite number, got {init_scale!r}")
+    return float(init_scale)
+
+
+def check_channels_arg(channels: object) -> int | None:
+    if channels is None:
+        return None
+    return _check_int("channels", channels)
+
+
 class BasisKernel(Kernel):
     """w(t, xi, zeta) = sum_{a,b} C_ab(t) phi_a(xi) phi_b(zeta), b(t, xi) = sum_a c_a(t) phi_a(xi).
 
@@ -250,8 +315,11 @@ class BasisKernel(Kernel):
         init_scale: float = 1.0,
         bias: bool = True,
         generator: torch.Generator | None = None,
+        channels: int | None = None,
     ) -> None:
         super().__init__(T)
+        init_scale = check_scale(init_scale)
+        self.channels = check_channels_arg(channels)
         self.domain = as_domain(domain)
         self.modes = _check_int("modes", modes)
         if basis not in BASES:
@@ -263,10 +331,14 @@ class BasisKernel(Kernel):
         self.pieces = _check_int("pieces", pieces) if time_degree is None else time_degree + 1
         A = self.modes**self.domain.dim
         self.num_functions = A
-        std = init_scale / math.sqrt(A)
-        self.coeff = nn.Parameter(torch.randn(self.pieces, A, A, generator=generator) * std)
+        c = self.channels
+        cc = () if c is None else (c, c)
+        std = init_scale / math.sqrt(A * (c or 1))
+        self.coeff = nn.Parameter(torch.randn(self.pieces, *cc, A, A, generator=generator) * std)
         self.bias_coeff = (
-            nn.Parameter(torch.randn(self.pieces, A, generator=generator) * std) if bias else None
+            nn.Parameter(torch.randn(self.pieces, *cc[:1], A, generator=generator) * std)
+            if bias
+            else None
         )
         self._cache = _BasisCache()
 
@@ -296,8 +368,12 @@ class BasisKernel(Kernel):
             L = basis_functions(
                 torch.tensor([tau], dtype=torch.float64), 0.0, 1.0, self.pieces, "legendre"
             )[0].to(device=self.coeff.device, dtype=self.coeff.dtype)
-            C = torch.einsum("m,mab->ab", L, self.coeff)
-            c = L @ self.bias_coeff if self.bias_coeff is not None else None
+            C = torch.einsum("m,m...->...", L, self.coeff)
+            c = (
+                torch.einsum("m,m...->...", L, self.bias_coeff)
+                if self.bias_coeff is not None
+                else None
+            )
         if self.output_scale != 1.0:
             C = C * self.output_scale
             c = c * self.output_scale if c is not None else None
@@ -307,9 +383,15 @@ class BasisKernel(Kernel):
         C, c = self.coefficients(t)
         phi_out = self.phi(out_nodes)
         phi_in = self.phi(in_nodes) * in_weights[:, None]
-        W = (phi_out @ C) @ phi_in.T
-        beta = phi_out @ c if c is not None else W.new_zeros(W.shape[0])
-        return W, beta
+        if self.channels is None:
+            W = (phi_out @ C) @ phi_in.T
+            beta = phi_out @ c if c is not None else W.new_zeros(W.shape[0])
+            return W, beta
+        n_out, n_in, ch = phi_out.shape[0], phi_in.shape[0], self.channels
+        W = torch.einsum("ia,ocab,jb->oicj", phi_out, C, phi_in).reshape(ch * n_out, ch * n_in)
+        if c is None:
+            return W, W.new_zeros(W.shape[0])
+        return W, (c @ phi_out.T).reshape(-1)
 
     def extra_repr(self) -> str:
         t = (
@@ -317,7 +399,8 @@ class BasisKernel(Kernel):
             if self.time_degree is None
             else f"time_degree={self.time_degree}"
         )
-        return f"{self.basis}, modes={self.modes}, dim={self.domain.dim}, {t}, T={self.T:g}"
+        ch = "" if self.channels is None else f", channels={self.channels}"
+        return f"{self.basis}, modes={self.modes}, dim={self.domain.dim}, {t}, T={self.T:g}{ch}"
 
 
 class NeuralKernel(Kernel):
@@ -336,14 +419,18 @@ class NeuralKernel(Kernel):
         init_scale: float = 1.0,
         bias: bool = True,
         generator: torch.Generator | None = None,
+        channels: int | None = None,
     ) -> None:
         super().__init__(T)
+        init_scale = check_scale(init_scale)
+        self.channels = check_channels_arg(channels)
         self.domain = as_domain(domain)
         d = self.domain.dim
         _check_int("hidden", hidden)
         _check_int("depth", depth)
-        self.net = _mlp(1 + 2 * d, hidden, depth, generator, init_scale)
-        self.bias_net = _mlp(1 + d, hidden, depth, generator, init_scale) if bias else None
+        c = self.channels or 1
+        self.net = _mlp(1 + 2 * d, hidden, depth, generator, init_scale / math.sqrt(c), c * c)
+        self.bias_net = _mlp(1 + d, hidden, depth, generator, init_scale, c) if bias else None
         lo = torch.tensor(self.domain.lower, dtype=torch.float32)
         hi = torch.tensor(self.domain.upper, dtype=torch.float32)
         self.register_buffer("_lo", lo, persistent=False)
@@ -365,18 +452,26 @@ class NeuralKernel(Kernel):
             [tt, xi[:, None, :].expand(n_out, n_in, d), zeta[None, :, :].expand(n_out, n_in, d)],
             dim=-1,
         )
-        w = self.net(feats)[..., 0] * self.output_scale
-        W = w * in_weights.to(dtype)[None, :]
-        if self.bias_net is None:
-            return W, W.new_zeros(n_out)
         fb = torch.cat([tt[:, 0, :], xi], dim=-1)
-        return W, self.bias_net(fb)[:, 0] * self.output_scale
+        if self.channels is None:
+            w = self.net(feats)[..., 0] * self.output_scale
+            W = w * in_weights.to(dtype)[None, :]
+            if self.bias_net is None:
+                return W, W.new_zeros(n_out)
+            return W, self.bias_net(fb)[:, 0] * self.output_scale
+        c = self.channels
+        w = self.net(feats).reshape(n_out, n_in, c, c) * self.output_scale
+        W = (w * in_weights.to(dtype)[None, :, None, None]).permute(2, 0, 3, 1)
+        W = W.reshape(c * n_out, c * n_in)
+        if self.bias_net is None:
+            return W, W.new_zeros(c * n_out)
+        return W, (self.bias_net(fb) * self.output_scale).T.reshape(-1)
 
     def extra_repr(self) -> str:
         return f"dim={self.domain.dim}, T={self.T:g}"
 
 
-def _mlp(n_in, hidden, depth, generator, init_scale) -> nn.Sequential:
+def _mlp(n_in, hidden, depth, generator, init_scale, n_out: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = n_in
     for _ in range(depth):
@@ -384,7 +479,7 @@ def _mlp(n_in, hidden, depth, generator, init_scale) -> nn.Sequential:
         _init_linear(lin, generator)
         layers += [lin, nn.Tanh()]
         width = hidden
-    out = nn.Linear(width, 1)
+    out = nn.Linear(width, n_out)
     _init_linear(out, generator)
     with torch.no_grad():
         out.weight.mul_(init_scale)
@@ -402,15 +497,19 @@ def _init_linear(lin: nn.Linear, generator) -> None:
 
 class FunctionKernel(Kernel):
     """User callables: ``w(t, xi [n_out, d], zeta [n_in, d]) -> [n_out, n_in]`` and
-    ``b(t, xi [n_out, d]) -> [n_out]`` (b = 0 when omitted). No trainable parameters."""
+    ``b(t, xi [n_out, d]) -> [n_out]`` (b = 0 when omitted). No trainable parameters.
+    With ``channels=c``: ``w -> [c, c, n_out, n_in]`` (out channel, in channel) and
+    ``b -> [c, n_out]``."""
 
     def __init__(
         self,
         w: Callable[[float, torch.Tensor, torch.Tensor], torch.Tensor],
         b: Callable[[float, torch.Tensor], torch.Tensor] | None = None,
         T: float = 1.0,
+        channels: int | None = None,
     ) -> None:
         super().__init__(T)
+        self.channels = check_channels_arg(channels)
         if not callable(w):
             raise ValueError(f"w: expected a callable w(t, xi, zeta), got {w!r}")
         if b is not None and not callable(b):
@@ -422,13 +521,19 @@ class FunctionKernel(Kernel):
         t0 = t * self._T0 / self.T  # time in the callables' own horizon
         w = self.w_fn(t0, out_nodes, in_nodes)
         w = torch.as_tensor(w, dtype=out_nodes.dtype, device=out_nodes.device)
-        shape = (out_nodes.shape[0], in_nodes.shape[0])
+        c = self.channels
+        n_out, n_in = out_nodes.shape[0], in_nodes.shape[0]
+        shape = (n_out, n_in) if c is None else (c, c, n_out, n_in)
         if w.shape != shape:
-            raise ValueError(f"w: must return shape {shape} (n_out, n_in), got {tuple(w.shape)}")
-        W = w * in_weights[None, :] * self.output_scale
+            what = "(n_out, n_in)" if c is None else "(c, c, n_out, n_in)"
+            raise ValueError(f"w: must return shape {shape} {what}, got {tuple(w.shape)}")
+        W = w * in_weights * self.output_scale
+        if c is not None:
+            W = W.permute(0, 2, 1, 3).reshape(c * n_out, c * n_in)
         if self.b_fn is None:
-            return W, W.new_zeros(shape[0])
+            return W, W.new_zeros(W.shape[0])
         b = torch.as_tensor(self.b_fn(t0, out_nodes), dtype=W.dtype, device=W.device)
-        if b.shape != (shape[0],):
-            raise ValueError(f"b: must return shape ({shape[0]},) (n_out,), got {tuple(b.shape)}")
-        return W, b * self.output_scale
+        bshape = (n_out,) if c is None else (c, n_out)
+        if b.shape != bshape:
+            raise ValueError(f"b: must return shape {bshape}, got {tuple(b.shape)}")
+        return W, b.reshape(-1) * self.output_scale

@@ -1,0 +1,369 @@
+"""Stationary kernels w(t, xi, zeta) = kappa(t, xi - zeta): continuous convolutions and
+spectral (FNO-like) kernels, both with channels (``kappa(t, delta)`` is a ``c x c`` matrix).
+
+Coefficients are piecewise constant in t on ``pieces`` equal intervals of [0, T] (one per step
+of the schedule they are made for), or Legendre polynomials of degree ``time_degree`` in t.
+Channel counts may change from piece to piece (a CNN's stages); a smooth-in-t kernel has one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from grids import Domain, GridSchedule
+from grids.domain import as_domain
+
+from ..ops import ConvOp, Dense, GridInfo, SpectralOp
+from .dense import Kernel, _check_int, basis_functions, check_scale
+
+__all__ = ["ConvKernel", "SpectralKernel", "window"]
+
+
+def window(u: torch.Tensor) -> torch.Tensor:
+    """The window (1 - u^2)^2 on |u| < 1, 0 outside: smooth inside, vanishing with its first
+    derivative at |u| = 1, so the trapezoid rule on a windowed kernel is O(h^2) accurate."""
+    return torch.clamp(1.0 - u * u, min=0.0) ** 2
+
+
+class _PiecewiseKernel(Kernel):
+    """Per-piece parameter tensors (channels may change between pieces) or a smooth-in-t
+    expansion (one channel count)."""
+
+    def _setup_pieces(self, channels, pieces, time_degree) -> None:
+        if time_degree is not None:
+            self.time_degree = _check_int("time_degree", time_degree, 0)
+            self.pieces = self.time_degree + 1
+        else:
+            self.time_degree = None
+            self.pieces = _check_int("pieces", pieces)
+        if isinstance(channels, int) and not isinstance(channels, bool):
+            channels = [channels] * self.pieces
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
+            raise ValueError(f"channels: expected an int or one int per piece, got {channels!r}")
+        channels = [_check_int("channels", c) for c in channels]
+        if len(channels) != self.pieces:
+            raise ValueError(
+                f"channels: need one count per piece ({self.pieces}), got {len(channels)}"
+            )
+        if self.time_degree is not None and len(set(channels)) > 1:
+            raise ValueError("channels: a kernel smooth in t (time_degree) has one channel count")
+        self.piece_channels = channels
+        self.channels = channels[0] if len(set(channels)) == 1 else None
+
+    def piece(self, t: float) -> int:
+        tau = min(max(t / self.T, 0.0), 1.0)
+        # t_k = k T / K can come out a few ulps low: without the tolerance step k would use
+        # piece k - 1
+        return min(int(tau * self.pieces + 1e-9), self.pieces - 1)
+
+    def channels_at(self, k: int, t: float) -> int | None:
+        if self.time_degree is not None:
+            return self.piece_channels[0]
+        return self.piece_channels[self.piece(t)]
+
+    def _at(self, params: nn.ParameterList, t: float) -> torch.Tensor:
+        """The coefficient tensor at time t (times ``output_scale``)."""
+        if self.time_degree is None:
+            v = params[self.piece(t)]
+        else:
+            tau = min(max(t / self.T, 0.0), 1.0)
+            L = basis_functions(torch.tensor([tau], dtype=torch.float64), 0.0, 1.0, self.pieces)
+            L = L[0].tolist()
+            v = sum(li * p for li, p in zip(L, params))
+        return v * self.output_scale if self.output_scale != 1.0 else v
+
+
+def _per_axis(name: str, v, dim: int) -> tuple[float, ...]:
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * dim
+    if len(vals) != dim:
+        raise ValueError(f"{name}: expected one value or {dim} (one per axis), got {v!r}")
+    out = []
+    for x in vals:
+        if (
+            isinstance(x, bool)
+            or not isinstance(x, (int, float))
+            or not (math.isfinite(x) and x > 0)
+        ):
+            raise ValueError(f"{name}: expected positive finite numbers, got {v!r}")
+        out.append(float(x))
+    return tuple(out)
+
+
+class ConvKernel(_PiecewiseKernel):
+    """A continuous convolution: w(t, xi, zeta) = kappa(t, xi - zeta) with a physical radius r,
+
+        kappa(t, delta) = r^-d prod_a window(delta_a / r_a) sum_m C_m(t) psi_m(delta / r),
+
+    ``psi_m`` the tensor Legendre polynomials of degree < ``modes`` per axis, ``C_m(t)`` the
+    ``c x c`` coefficient matrices (one set per piece), plus a bias b(t) ``[c]`` and an optional
+    pointwise channel mix A(t) ``[c, c]``. On equispaced grids a step is one ``conv1d`` /
+    ``conv2d`` with taps kappa(m h) for |m h| <= r (refining h adds taps, never parameters);
+    on other grids the same formula is evaluated densely.
+
+    ``radius``: a float, one per axis, or a list of either (one per piece: a radius that grows
+    with the stage of a pyramid).
+    """
+
+    stationary = True
+
+    def __init__(
+        self,
+        domain: Domain | Sequence = (0.0, 1.0),
+        channels: int | Sequence[int] = 16,
+        radius: float | Sequence = 0.1,
+        modes: int = 3,
+        pieces: int = 1,
+        T: float = 1.0,
+        time_degree: int | None = None,
+        pointwise: bool = False,
+        init_scale: float = 1.0,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(T)
+        init_scale = check_scale(init_scale)
+        self.domain = as_domain(domain)
+        self._setup_pieces(channels, pieces, time_degree)
+        self.modes = _check_int("modes", modes)
+        d = self.domain.dim
+        if isinstance(radius, list) and len(radius) == self.pieces and self.pieces > 1:
+            self.radii = [_per_axis("radius", r, d) for r in radius]
+        else:
+            self.radii = [_per_axis("radius", radius, d)] * self.pieces
+        M = self.modes**d
+        self.coeff = nn.ParameterList()
+        self.bias_coeff = nn.ParameterList() if bias else None
+        self.point = nn.ParameterList() if pointwise else None
+        for c in self.piece_channels:
+            # the operator's norm is O(init_scale): the kernel integrates to O(1) whatever r
+            std = init_scale * math.sqrt(2.0**d) / math.sqrt(c * M)
+            self.coeff.append(nn.Parameter(torch.randn(c, c, M, generator=generator) * std))
+            if bias:
+                b = (torch.rand(c, generator=generator) * 2 - 1) * init_scale / math.sqrt(c)
+                self.bias_coeff.append(nn.Parameter(b))
+            if pointwise:
+                a = torch.randn(c, c, generator=generator) * init_scale / math.sqrt(c)
+                self.point.append(nn.Parameter(a))
+        self._tap_cache: dict = {}
+
+    @classmethod
+    def for_schedule(cls, schedule: GridSchedule, **kwargs) -> ConvKernel:
+        """One piece per step of ``schedule`` (channels from the schedule when it has them)."""
+        kwargs.setdefault("pieces", schedule.num_steps)
+        if schedule.channels is not None:
+            kwargs.setdefault("channels", list(schedule.channels[:-1]))
+        return cls(schedule.domain, T=schedule.T, **kwargs)
+
+    def radius_at(self, t: float) -> tuple[float, ...]:
+        return self.radii[0] if self.time_degree is not None else self.radii[self.piece(t)]
+
+    def profile(self, delta: torch.Tensor, r: tuple[float, ...]) -> torch.Tensor:
+        """r^-d window(delta / r) psi_m(delta / r): ``[..., d] -> [..., M]`` (float64 values)."""
+        d = len(r)
+        out = None
+        for a in range(d):
+            u = delta[..., a] / r[a]
+            inside = u.abs() < 1
+            psi = basis_functions(u.clamp(-1, 1).reshape(-1), -1.0, 1.0, self.modes)
+            psi = psi.reshape(*u.shape, self.modes) * (window(u) * inside / r[a])[..., None]
+            out = psi if out is None else (out[..., :, None] * psi[..., None, :]).flatten(-2)
+        return out
+
+    def _taps_basis(self, h: tuple[float, ...], r: tuple[float, ...], like: torch.Tensor):
+        """Basis values at the taps m h, |m h| <= r, flipped for cross-correlation:
+        ``[*k, M]`` (cached per spacing, radius, device and dtype)."""
+        key = (h, r, like.device, like.dtype)
+        hit = self._tap_cache.get(key)
+        if hit is None:
+            R = [int(math.floor(ri / hi + 1e-9)) for ri, hi in zip(r, h)]
+            axes = [torch.arange(Ri, -Ri - 1, -1, dtype=torch.float64) * hi for Ri, hi in zip(R, h)]
+            mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+            hit = self.profile(mesh, r).to(device=like.device, dtype=like.dtype)
+            if len(self._tap_cache) > 256:
+                self._tap_cache.clear()
+            self._tap_cache[key] = hit
+        return hit
+
+    def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
+        if allow_underresolved:
+            return
+        for k, (t, g) in enumerate(steps):
+            r = self.radius_at(t)
+            if True:
+                for a, (ra, ha) in enumerate(zip(r, g.h)):
+                    if ra < 2 * ha:
+                        raise ValueError(
+                            f"radius: {ra:g} on axis {a} is under-resolved by the grid of step {k} "
+                            f"(spacing "
+                            f"{ha:.4g}): a windowed kernel needs radius >= 2 h to have a "
+                            "nonzero tap beside the centre; use a larger radius, a finer grid, "
+                            "or allow_underresolved=True"
+                        )
+                    if g.periodic and 2 * ra >= g.lengths[a]:
+                        raise ValueError(
+                            f"radius: {ra:g} must be below half the period {g.lengths[a]:g} "
+                            f"on axis {a}"
+                        )
+
+    def kernel_values(self, t: float, delta: torch.Tensor) -> torch.Tensor:
+        """kappa(t, delta) ``[c, c, *delta.shape[:-1]]`` at offsets ``delta`` ``[..., d]``."""
+        C = self._at(self.coeff, t)
+        prof = self.profile(delta.double(), self.radius_at(t)).to(C.dtype)
+        return torch.einsum("oim,...m->oi...", C, prof)
+
+    def step_op(self, k: int, t: float, out, inp):
+        """The operator on G_k (stationary kernels step on G_k, then transfer): a ``ConvOp`` on
+        equispaced grids, the dense block matrix elsewhere."""
+        nodes, w, info = inp
+        C = self._at(self.coeff, t)
+        c = C.shape[0]
+        b = self._at(self.bias_coeff, t) if self.bias_coeff is not None else C.new_zeros(c)
+        A = self._at(self.point, t) if self.point is not None else None
+        r = self.radius_at(t)
+        if info.equispaced:
+            basis = self._taps_basis(info.h, r, C)
+            taps = torch.einsum("oim,...m->oi...", C, basis) * math.prod(info.h)
+            scale = None if info.equal_weights else w / math.prod(info.h)
+            return ConvOp(taps, b, A, info.shape, info.periodic, scale, math.prod(info.h))
+        delta = nodes.double()[:, None, :] - nodes.double()[None, :, :]
+        W = self.kernel_values(t, delta).to(C.dtype).permute(0, 2, 1, 3) * w  # [c, n, c, n]
+        if A is not None:
+            eye = torch.eye(nodes.shape[0], dtype=C.dtype, device=C.device)
+            W = W + A[:, None, :, None] * eye[None, :, None, :]
+        n = nodes.shape[0]
+        return Dense(W.reshape(c * n, c * n), b.repeat_interleave(n))
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.piece_channels if self.channels is None else self.channels}, "
+            f"radius={self.radii[0] if len(set(self.radii)) == 1 else self.radii}, "
+            f"modes={self.modes}, pieces={self.pieces}, T={self.T:g}"
+        )
+
+
+class SpectralKernel(_PiecewiseKernel):
+    """An FNO-like kernel on a periodic box: kappa(t, delta) = sum_m K_m(t) e^{2 pi i m.delta/L}
+    over |m_a| < ``modes`` per axis (real: K_{-m} = conj(K_m)), ``K_m`` complex ``c x c``, plus
+    the pointwise channel mix A(t) x(xi) and a bias. On equispaced periodic grids a step is
+    ``rfft`` -> multiply the lowest modes -> inverse FFT at the output resolution; elsewhere
+    the same kernel is evaluated densely. Valid while every axis has more than 2 ``modes``
+    nodes.
+    """
+
+    stationary = True
+
+    def __init__(
+        self,
+        domain: Domain | Sequence = (0.0, 1.0),
+        channels: int | Sequence[int] = 16,
+        modes: int | Sequence[int] = 8,
+        pieces: int = 1,
+        T: float = 1.0,
+        time_degree: int | None = None,
+        pointwise: bool = True,
+        init_scale: float = 1.0,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(T)
+        init_scale = check_scale(init_scale)
+        self.domain = as_domain(domain)
+        self._setup_pieces(channels, pieces, time_degree)
+        d = self.domain.dim
+        if d > 2:
+            raise ValueError(f"domain: SpectralKernel supports 1-D and 2-D boxes, got {d}-D")
+        ms = modes if isinstance(modes, (tuple, list)) else (modes,) * d
+        if len(ms) != d:
+            raise ValueError(f"modes: expected one int or {d}, got {modes!r}")
+        self.modes = tuple(_check_int("modes", m) for m in ms)
+        shape = self.modes if d == 1 else (2 * self.modes[0] - 1, self.modes[1])
+        vol = self.domain.volume
+        self.weight = nn.ParameterList()
+        self.bias_coeff = nn.ParameterList() if bias else None
+        self.point = nn.ParameterList() if pointwise else None
+        for c in self.piece_channels:
+            std = init_scale / (vol * math.sqrt(c * math.prod(shape)))
+            self.weight.append(
+                nn.Parameter(torch.randn(c, c, *shape, 2, generator=generator) * std)
+            )
+            if bias:
+                b = (torch.rand(c, generator=generator) * 2 - 1) * init_scale / math.sqrt(c)
+                self.bias_coeff.append(nn.Parameter(b))
+            if pointwise:
+                a = torch.randn(c, c, generator=generator) * init_scale / math.sqrt(c)
+                self.point.append(nn.Parameter(a))
+
+    @classmethod
+    def for_schedule(cls, schedule: GridSchedule, **kwargs) -> SpectralKernel:
+        """One piece per step of ``schedule`` (channels from the schedule when it has them)."""
+        kwargs.setdefault("pieces", schedule.num_steps)
+        if schedule.channels is not None:
+            kwargs.setdefault("channels", list(schedule.channels[:-1]))
+        return cls(schedule.domain, T=schedule.T, **kwargs)
+
+    def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
+        if allow_underresolved:
+            return
+        for k, (_, g) in enumerate(steps):
+            for a, (m, n) in enumerate(zip(self.modes, g.shape)):
+                if 2 * m >= n:
+                    raise ValueError(
+                        f"modes: {m} on axis {a} needs more than {2 * m} nodes, the grid of step "
+                        f"{k} has {n}"
+                        " (modes >= n/2 alias); use fewer modes, a finer grid, or "
+                        "allow_underresolved=True"
+                    )
+
+    def kernel_values(self, t: float, delta: torch.Tensor) -> torch.Tensor:
+        """kappa(t, delta) ``[c, c, *delta.shape[:-1]]`` (real) at offsets ``delta [..., d]``."""
+        K = torch.view_as_complex(self._at(self.weight, t).contiguous())
+        d = len(self.modes)
+        L = [b - a for a, b in self.domain.bounds]
+        dl = delta.double()
+        if d == 1:
+            m = torch.arange(self.modes[0], dtype=torch.float64, device=dl.device)
+            theta = 2 * math.pi * dl[..., 0, None] * m / L[0]  # [..., M]
+            mult = torch.where(m == 0, 1.0, 2.0)
+        else:
+            M0, M1 = self.modes
+            m0 = torch.cat([torch.arange(M0), torch.arange(-M0 + 1, 0)]).double().to(dl.device)
+            m1 = torch.arange(M1, dtype=torch.float64, device=dl.device)
+            theta = (
+                2
+                * math.pi
+                * (dl[..., 0, None, None] * m0[:, None] / L[0] + dl[..., 1, None, None] * m1 / L[1])
+            )
+            mult = torch.where(m1 == 0, 1.0, 2.0).expand(len(m0), M1)
+        e = torch.polar(mult.expand(theta.shape), theta).to(K.dtype)  # [..., *modes]
+        nd = len(self.modes)
+        idx = "xy"[:nd]
+        return torch.einsum(f"oi{idx},...{idx}->oi...", K, e).real
+
+    def step_op(self, k: int, t: float, out, inp):
+        """The operator on G_k (stationary kernels step on G_k, then transfer): a
+        ``SpectralOp`` on equispaced periodic grids, the dense block matrix elsewhere."""
+        nodes, w, info = inp
+        Wt = self._at(self.weight, t)
+        c = Wt.shape[0]
+        b = self._at(self.bias_coeff, t) if self.bias_coeff is not None else Wt.new_zeros(c)
+        A = self._at(self.point, t) if self.point is not None else None
+        if info.periodic and info.equispaced:
+            scale = math.prod(info.h) * info.n
+            return SpectralOp(Wt, b, A, info.shape, scale)
+        delta = nodes[:, None, :] - nodes[None, :, :]
+        W = self.kernel_values(t, delta).to(w.dtype).permute(0, 2, 1, 3) * w  # [c, n, c, n]
+        if A is not None:
+            eye = torch.eye(nodes.shape[0], dtype=W.dtype, device=W.device)
+            W = W + A[:, None, :, None] * eye[None, :, None, :]
+        n = nodes.shape[0]
+        return Dense(W.reshape(c * n, c * n), b.repeat_interleave(n))
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.piece_channels if self.channels is None else self.channels}, "
+            f"modes={self.modes}, pieces={self.pieces}, T={self.T:g}"
+        )

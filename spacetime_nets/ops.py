@@ -1,0 +1,260 @@
+"""Step operators: how one step's integral operator acts on a state ``[B, c, n]`` (or ``[B, n]``).
+
+A kernel evaluated for step k gives an operator from the input grid G (nodes zeta_j, weights
+omega_j) to an output grid G' (nodes xi_i):
+
+    (K x)_i = sum_j w(t_k, xi_i, zeta_j) x_j omega_j + A x_i + b
+
+``Dense`` holds the matrix itself (``W [c n_out, c n_in]``, channel-major); ``ConvOp`` applies a
+stationary kernel of finite radius as ``F.conv1d`` / ``F.conv2d`` on uniform grids; ``SpectralOp``
+applies a periodic stationary kernel by FFT. All three are plain torch, used both by the step loop
+and by exported ResNets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from grids import Grid
+
+__all__ = ["GridInfo", "Dense", "ConvOp", "SpectralOp", "apply_op", "op_tensors", "op_rebuild"]
+
+#: rules whose nodes are equally spaced on every axis
+EQUISPACED_RULES = ("trapezoid", "simpson", "boole", "midpoint", "periodic")
+
+
+@dataclass(frozen=True)
+class GridInfo:
+    """Static facts about a grid that stationary kernels need (Python values, no tensors).
+
+    ``shape`` nodes per axis; ``equispaced`` and ``h`` (spacing per axis); ``first`` node per
+    axis; ``periodic`` (rule "periodic": nodes a + j L / n, j < n); ``lengths`` of the box;
+    ``equal_weights`` (every quadrature weight is prod h).
+    """
+
+    shape: tuple[int, ...]
+    equispaced: bool
+    h: tuple[float, ...]
+    first: tuple[float, ...]
+    periodic: bool
+    lengths: tuple[float, ...]
+    equal_weights: bool
+
+    @classmethod
+    def of(cls, g: Grid) -> GridInfo:
+        axes = [a.detach().cpu().double() for a in g.axes]
+        lengths = tuple(float(b - a) for a, b in g.domain.bounds)
+        h = tuple(float(a[1] - a[0]) if a.numel() > 1 else lengths[i] for i, a in enumerate(axes))
+        equi = bool(g.is_uniform and g.rule in EQUISPACED_RULES)
+        if equi:
+            for a, hi in zip(axes, h):
+                if a.numel() > 1 and float((a[1:] - a[:-1] - hi).abs().max()) > 1e-9 * hi:
+                    equi = False
+        w = g.weights.detach().cpu().double()
+        vol = math.prod(h)
+        return cls(
+            shape=tuple(g.shape),
+            equispaced=equi,
+            h=h,
+            first=tuple(float(a[0]) for a in axes),
+            periodic=g.rule == "periodic",
+            lengths=lengths,
+            equal_weights=bool(equi and float((w - vol).abs().max()) <= 1e-12 * vol),
+        )
+
+    @property
+    def n(self) -> int:
+        return math.prod(self.shape)
+
+
+class Dense(NamedTuple):
+    """A dense step operator ``(W [c n_out, c n_in], b [c n_out])``; unpacks as ``(W, b)``."""
+
+    W: torch.Tensor
+    b: torch.Tensor
+
+
+class ConvOp:
+    """Discrete convolution with a stationary kernel on an equispaced grid (square: G -> G).
+
+    y_i = sum_j kappa(xi_i - xi_j) x_j omega_j (+ A x_i) + b, run as one ``conv1d`` /
+    ``conv2d``: taps kappa(m h) prod(h) for |m h| <= r (``taps [c, c, *k]``, flipped for torch's
+    cross-correlation), zero padding (circular on periodic grids), and the input multiplied by
+    omega_j / prod(h) when the rule's weights are not all equal (``in_scale [n]``, e.g. the
+    halved end weights of the trapezoid rule). ``bias [c]``, ``point [c, c]`` or None.
+    """
+
+    def __init__(
+        self,
+        taps: torch.Tensor,
+        bias: torch.Tensor,
+        point: torch.Tensor | None,
+        shape: tuple[int, ...],
+        periodic: bool,
+        in_scale: torch.Tensor | None,
+        cell: float = 1.0,
+    ) -> None:
+        self.taps, self.bias, self.point, self.in_scale = taps, bias, point, in_scale
+        self.shape, self.periodic, self.cell = tuple(shape), periodic, float(cell)
+
+    def tensors(self) -> list[torch.Tensor]:
+        ts = [self.taps, self.bias]
+        return ts + ([self.point] if self.point is not None else [])
+
+    def rebuild(self, tensors: list[torch.Tensor]) -> ConvOp:
+        point = tensors[2] if self.point is not None else None
+        return ConvOp(
+            tensors[0], tensors[1], point, self.shape, self.periodic, self.in_scale, self.cell
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_apply(
+            x, self.taps, self.bias, self.point, self.shape, self.periodic, self.in_scale
+        )
+
+    def control_norm_sq(self, weights: torch.Tensor) -> torch.Tensor:
+        """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this grid:
+        sum_ij omega_i omega_j |kappa(xi_i - xi_j)|_F^2 by one convolution of the weights with
+        sum_oc kappa_oc^2 (kappa(m h) = taps / prod(h))."""
+        k2 = (self.taps**2).sum(dim=(0, 1))[None, None] / self.cell**2
+        g = weights.reshape(1, 1, *self.shape)
+        pads: list[int] = []
+        for R in reversed([(k - 1) // 2 for k in self.taps.shape[2:]]):
+            pads += [R, R]
+        g = F.pad(g, pads, mode="circular" if self.periodic else "constant")
+        conv = F.conv1d if len(self.shape) == 1 else F.conv2d
+        total = (conv(g, k2).reshape(-1) * weights).sum()
+        vol = weights.sum()
+        if self.point is not None:
+            total = total + vol * (self.point**2).sum()
+        return total + vol * (self.bias**2).sum()
+
+
+def conv_apply(
+    x: torch.Tensor,
+    taps: torch.Tensor,
+    bias: torch.Tensor,
+    point: torch.Tensor | None,
+    shape: tuple[int, ...],
+    periodic: bool,
+    in_scale: torch.Tensor | None,
+) -> torch.Tensor:
+    """The convolution of :class:`ConvOp`: ``x [B, c, n] -> [B, c, n]``."""
+    B, c = x.shape[0], x.shape[1]
+    xs = x * in_scale if in_scale is not None else x
+    g = xs.reshape(B, c, *shape)
+    pads: list[int] = []
+    for R in reversed([(k - 1) // 2 for k in taps.shape[2:]]):
+        pads += [R, R]
+    g = F.pad(g, pads, mode="circular" if periodic else "constant")
+    conv = F.conv1d if len(shape) == 1 else F.conv2d
+    y = conv(g, taps, bias).reshape(B, c, -1)
+    if point is not None:
+        y = y + torch.einsum("oi,bin->bon", point, x)
+    return y
+
+
+class SpectralOp:
+    """A periodic stationary kernel applied by FFT on an equispaced periodic grid (G -> G).
+
+    y(xi) = sum_m K_m xhat_m e^{2 pi i m . xi / L} (+ A x + b), with xhat_m = sum_j x_j omega_j
+    e^{-2 pi i m . xi_j / L}: ``rfft``/``rfft2`` of the input, the lowest ``modes`` per axis
+    multiplied by ``K [c, c, *modes]`` (complex; on 2-D grids the first axis keeps m and -m),
+    inverse FFT. ``weight`` holds K as real pairs ``[..., 2]``; ``scale`` = prod(h) n.
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        point: torch.Tensor | None,
+        shape: tuple[int, ...],
+        scale: float,
+    ) -> None:
+        self.weight, self.bias, self.point = weight, bias, point
+        self.shape, self.scale = tuple(shape), scale
+
+    def tensors(self) -> list[torch.Tensor]:
+        ts = [self.weight, self.bias]
+        return ts + ([self.point] if self.point is not None else [])
+
+    def rebuild(self, tensors: list[torch.Tensor]) -> SpectralOp:
+        point = tensors[2] if self.point is not None else None
+        return SpectralOp(tensors[0], tensors[1], point, self.shape, self.scale)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return spectral_apply(x, self.weight, self.bias, self.point, self.shape, self.scale)
+
+    def control_norm_sq(self, weights: torch.Tensor) -> torch.Tensor:
+        """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this periodic grid:
+        |Omega| sum_j omega_j |kappa(xi_j - xi_0)|_F^2 (translation invariance), kappa on the
+        grid from the operator applied to unit impulses at node 0."""
+        c, n = self.weight.shape[1], weights.shape[0]
+        e = weights.new_zeros(c, c, n)
+        e[torch.arange(c), torch.arange(c), 0] = 1.0 / weights[0]
+        zero = weights.new_zeros(self.weight.shape[0])
+        kap = spectral_apply(e, self.weight, zero, None, self.shape, self.scale)  # [c_in, c, n]
+        vol = weights.sum()
+        total = vol * ((kap**2).sum(dim=(0, 1)) * weights).sum()
+        if self.point is not None:
+            total = total + vol * (self.point**2).sum()
+        return total + vol * (self.bias**2).sum()
+
+
+def spectral_apply(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    point: torch.Tensor | None,
+    shape: tuple[int, ...],
+    scale: float,
+) -> torch.Tensor:
+    """The FFT path of :class:`SpectralOp`: ``x [B, c, n] -> [B, c, n]``."""
+    B, c = x.shape[0], x.shape[1]
+    K = torch.view_as_complex(weight)  # [c, c, *modes]
+    g = x.reshape(B, c, *shape)
+    if len(shape) == 1:
+        M = K.shape[-1]
+        xh = torch.fft.rfft(g, dim=-1)[..., :M]
+        yh = torch.einsum("bim,oim->bom", xh, K)
+        y = torch.fft.irfft(yh, n=shape[0], dim=-1)
+    else:
+        M0, M1 = (K.shape[-2] + 1) // 2, K.shape[-1]
+        xh = torch.fft.rfft2(g, dim=(-2, -1))
+        xh = torch.cat([xh[..., :M0, :M1], xh[..., shape[0] - M0 + 1 :, :M1]], dim=-2)
+        yh = torch.einsum("bixy,oixy->boxy", xh, K)
+        full = yh.new_zeros(B, K.shape[0], shape[0], shape[1] // 2 + 1)
+        full[..., :M0, :M1] = yh[..., :M0, :]
+        full[..., shape[0] - M0 + 1 :, :M1] = yh[..., M0:, :]
+        y = torch.fft.irfft2(full, s=shape, dim=(-2, -1))
+    # irfft divides by n; the quadrature weight of the input is prod(h)
+    y = y.reshape(B, -1, x.shape[-1]) * scale
+    if point is not None:
+        y = y + torch.einsum("oi,bin->bon", point, x)
+    return y + bias[:, None]
+
+
+def apply_op(op, x: torch.Tensor) -> torch.Tensor:
+    """Apply a step operator: ``Dense`` (or a ``(W, b)`` pair) to ``[B, n]`` or ``[B, c, n]``,
+    ``ConvOp`` / ``SpectralOp`` to ``[B, c, n]``."""
+    if isinstance(op, tuple):
+        W, b = op
+        if x.dim() == 2:
+            return F.linear(x, W, b)
+        return F.linear(x.flatten(1), W, b).view(x.shape[0], x.shape[1], -1)
+    return op(x)
+
+
+def op_tensors(op) -> list[torch.Tensor]:
+    """The tensors an operator is made of (for checkpointed recomputation)."""
+    return list(op) if isinstance(op, tuple) else op.tensors()
+
+
+def op_rebuild(op, tensors: list[torch.Tensor]):
+    """The same operator made of other tensors (detached copies in a recomputation)."""
+    return Dense(*tensors) if isinstance(op, tuple) else op.rebuild(tensors)

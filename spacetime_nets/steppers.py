@@ -1,0 +1,84 @@
+"""Explicit Runge-Kutta steppers as Butcher tableaux: adding a stepper is one entry.
+
+A step of size dt from x with the field f (controls frozen on the step):
+
+    k_i = f(x + dt sum_{j<i} a_ij k_j),    y = x + dt sum_i b_i k_i
+
+``euler`` is special in the space-time model: with dense kernels its field is evaluated at the
+*new* nodes (W^k maps G_k to G_{k+1}), X^{k+1} = Pi_k X^k + dt f(X^k); every other stepper (and
+every stationary kernel) takes the step on G_k and then transfers, X^{k+1} = Pi_k(y).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["ButcherTableau", "STEPPERS", "register_stepper", "get_stepper", "rk_step"]
+
+
+@dataclass(frozen=True)
+class ButcherTableau:
+    """Coefficients of an explicit RK method: ``a`` (strictly lower triangular rows), ``b``
+    (weights), ``order`` (of the method for smooth fields)."""
+
+    name: str
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    order: int
+
+    @property
+    def stages(self) -> int:
+        return len(self.b)
+
+
+STEPPERS: dict[str, ButcherTableau] = {}
+
+
+def register_stepper(tableau: ButcherTableau) -> ButcherTableau:
+    """Add a stepper to :data:`STEPPERS` (its ``a`` rows must be strictly lower triangular)."""
+    if len(tableau.a) != tableau.stages or any(len(row) != i for i, row in enumerate(tableau.a)):
+        raise ValueError(f"tableau {tableau.name!r}: row i of a must have i entries")
+    STEPPERS[tableau.name] = tableau
+    return tableau
+
+
+register_stepper(ButcherTableau("euler", ((),), (1.0,), 1))
+register_stepper(ButcherTableau("midpoint", ((), (0.5,)), (0.0, 1.0), 2))
+register_stepper(ButcherTableau("heun", ((), (1.0,)), (0.5, 0.5), 2))
+register_stepper(ButcherTableau("ralston", ((), (2.0 / 3.0,)), (0.25, 0.75), 2))
+register_stepper(
+    ButcherTableau(
+        "rk4",
+        ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
+        (1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0),
+        4,
+    )
+)
+
+
+def get_stepper(method: str) -> ButcherTableau:
+    """The tableau named ``method``; ValueError naming the registered ones otherwise."""
+    if not isinstance(method, str) or method not in STEPPERS:
+        raise ValueError(f"method: expected one of {', '.join(STEPPERS)}; got {method!r}")
+    return STEPPERS[method]
+
+
+def rk_step(
+    f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dt: float, tab: ButcherTableau
+) -> torch.Tensor:
+    """One explicit RK step ``x -> y`` of size ``dt`` with the tableau ``tab``."""
+    ks: list[torch.Tensor] = []
+    for row in tab.a:
+        xi = x
+        for aij, kj in zip(row, ks):
+            if aij != 0.0:
+                xi = torch.add(xi, kj, alpha=dt * aij)
+        ks.append(f(xi))
+    y = x
+    for bi, ki in zip(tab.b, ks):
+        if bi != 0.0:
+            y = torch.add(y, ki, alpha=dt * bi)
+    return y
