@@ -996,8 +996,8 @@ def compress_run(
     import warnings
 
     from . import datasets
-    from .cli import load_run
     from .export import to_resnet
+    from .runs import load_run
     from .training import evaluate
 
     if split not in ("train", "val", "test"):
@@ -1011,10 +1011,11 @@ def compress_run(
     if metric not in (*METRICS, "auto"):
         raise ValueError(f"metric: expected 'auto', 'output' or 'accuracy'; got {metric!r}")
     tol = _check_real("tol", tol)
-    model, config, doc = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint)
+    model, config = run.model, run.config
     _check_continuous(model, "compress_run")
-    ds = config.get("dataset") or {}
-    dtype = getattr(torch, str(config.get("dtype", "float32")))
+    ds = config.dataset or {}
+    dtype = getattr(torch, str(config.dtype))
     name = ds.get("name")
     if name not in datasets.DATASETS:
         raise ValueError(f"{run_dir}: model.json names no known data set ({name!r})")
@@ -1047,7 +1048,7 @@ def compress_run(
             torch.export.save(prog, files["resnet"])
         else:
             torch.jit.save(torch.jit.trace(resnet, (xs,)), files["resnet"])
-    loss = (config.get("training") or {}).get("loss")
+    loss = (config.training or {}).get("loss")
     test_before = evaluate(model, data.test, loss)
     test_after = evaluate(small, data.test, loss)
     summary.files = files

@@ -320,7 +320,8 @@ def test_bad_arguments_raise_value_errors():
 
 # ---- the command line's library function ----------------------------------------------------
 def test_compress_run_writes_schedule_and_an_equivalent_resnet(tmp_path):
-    from spacetime_nets.cli import load_run, main
+    from spacetime_nets.cli import main
+    from spacetime_nets.runs import load_run
 
     run = tmp_path / "run"
     args = ["train", "--dataset", "circles", "--kernel", "basis", "--modes", "4", "--epochs", "2"]
@@ -328,7 +329,7 @@ def test_compress_run_writes_schedule_and_an_equivalent_resnet(tmp_path):
     assert main(args) == 0
     info = adapt.compress_run(run, 0.05, out=tmp_path / "small", metric="output")
     sched = GridSchedule.from_json(tmp_path / "small" / "schedule.json")
-    model, _, _ = load_run(run)
+    model = load_run(run).model
     small = model.with_schedule(sched)
     assert adapt.model_macs(small) == info.macs_after <= info.macs_before
     resnet = torch.export.load(info.files["resnet"]).module()
