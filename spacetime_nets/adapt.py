@@ -444,7 +444,7 @@ def estimate_errors(
 class AdaptSummary:
     """What :func:`compress` or :func:`refine_where` did: the schedules before and after, the
     multiply-adds per sample, the verified change on the calibration data (``error``, in the
-    output's units for ``metric="output"``, in accuracy points for ``"accuracy"``), the
+    output's units for ``metric="output"``, in points otherwise), the
     calibration accuracies when labels were given, and the accepted moves in order."""
 
     kind: str
@@ -472,7 +472,7 @@ class AdaptSummary:
 
     def summary(self) -> str:
         """A few lines: MACs before/after, error against the limit, widths, moves."""
-        unit = "points" if self.metric == "accuracy" else f"({self.norm}, output units)"
+        unit = "points" if self.metric != "output" else f"({self.norm}, output units)"
         what = "tol" if self.kind == "compress" else "budget"
         lines = [
             f"{self.kind}: {self.macs_before} -> {self.macs_after} multiply-adds per sample "
@@ -550,8 +550,10 @@ def compress(
     time points (some may be dropped: two steps merge into one) and uniform grids of the same
     rule and domain, subject to
 
-        metric="output":   |y_new - y|  <= tol  (``norm`` over the batch and the outputs), or
-        metric="accuracy": 100 (acc(y) - acc(y_new)) <= tol  (accuracy points lost),
+        metric="output":      |y_new - y| <= tol  (``norm`` over the batch and the outputs),
+        metric="accuracy":    100 (acc(y) - acc(y_new)) <= tol  (accuracy points lost), or
+        metric="predictions": 100 mean(argmax y_new != argmax y) <= tol  (points of changed
+                              predictions: no labels needed, and flips both ways count),
 
     on the calibration batch, y being the model's own outputs. The search is greedy: from the
     trained schedule, each round tries every move (coarsen one grid a rung, n -> ~0.85 n per
@@ -570,7 +572,7 @@ def compress(
             for ``metric="accuracy"``). Held-out data is the honest choice.
         tol: the allowed change (>= 0), in output units or accuracy points.
         cost: ``"macs"`` (:func:`model_macs`) or a callable model -> float.
-        metric: ``"output"`` or ``"accuracy"``.
+        metric: ``"output"``, ``"accuracy"`` or ``"predictions"``.
         norm: ``"max"`` or ``"rms"``, for ``metric="output"``.
         fewer_steps: allow dropping time points (False keeps the number of steps).
         min_nodes: no grid goes below this many nodes per axis.
@@ -982,7 +984,8 @@ def compress_run(
         run_dir: the run folder.
         tol: allowed change: accuracy points (``metric="accuracy"``) or output units.
         out: output folder (created).
-        metric: ``"accuracy"``, ``"output"``, or ``"auto"`` (accuracy for classification).
+        metric: ``"accuracy"``, ``"predictions"``, ``"output"``, or ``"auto"`` (accuracy
+            for classification, output otherwise).
         split: calibration split of the run's data set: ``"train"``, ``"val"`` or ``"test"``.
         samples: use only the first ``samples`` rows of the split (None: all).
         checkpoint: checkpoint file in the run (default ``last.pt``).
@@ -1009,7 +1012,7 @@ def compress_run(
     if samples is not None:
         _check_int("samples", samples)
     if metric not in (*METRICS, "auto"):
-        raise ValueError(f"metric: expected 'auto', 'output' or 'accuracy'; got {metric!r}")
+        raise ValueError(f"metric: expected 'auto' or one of {', '.join(METRICS)}; got {metric!r}")
     tol = _check_real("tol", tol)
     run = load_run(run_dir, checkpoint)
     model, config = run.model, run.config
