@@ -315,7 +315,7 @@ def _run_turnpike(args: argparse.Namespace) -> int:
     fast = _fast(args)
     names = args.datasets or ["circles"]
     Ts = [1.0, 2.0] if fast else list(args.Ts)
-    dt = 0.5 if fast else args.dt
+    dt = 0.25 if fast else args.dt  # 3 points on the common arc [0.2, 0.8]
     n = 24 if fast else args.n
     max_iter = 15 if fast else args.max_iter
     aug, modes = (2, 3) if fast else (args.augment, args.modes)

@@ -1,0 +1,183 @@
+"""The command line's runs end to end: exit codes 1 (diverged, export over tolerance) and 130
+(SIGINT to a child process), the demo and both experiment commands in their fast mode, with
+checks of the numbers they write."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spacetime_nets.cli import load_run, main
+from spacetime_nets.datasets import load
+from spacetime_nets.training import evaluate, load_checkpoint
+
+TINY = ["--dataset", "circles", "--widths", "6,3", "--steps", "2", "--samples", "60",
+        "--batch-size", "16", "--quiet"]  # fmt: skip
+
+
+def _error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("spacetime-nets: error: "), err
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _num(text: str) -> float:
+    return float(text) if text not in ("", "nan") else math.nan
+
+
+# --------------------------------------------------------------------------- exit code 1
+def test_divergence_exits_1_without_a_checkpoint(tmp_path, capsys):
+    """A learning rate of 1e30 sends the parameters to ~1e30 after one step: the next loss is
+    not finite, training stops before the update."""
+    out = tmp_path / "diverged"
+    code = main(["train", *TINY, "--epochs", "3", "--lr", "1e30", "--out", str(out)])
+    assert code == 1
+    assert "diverged" in _error_line(capsys.readouterr().err)
+    assert not (out / "last.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "circles"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
+def test_export_over_tolerance_exits_1(trained, tmp_path, monkeypatch, capsys):
+    """An exported network that differs from the space-time net by 1e-2 (a shifted output
+    bias) is refused at --tol 1e-4, and accepted at --tol 1."""
+    from spacetime_nets import export
+
+    honest = export.to_resnet
+
+    def shifted(model, *args, **kwargs):
+        net = honest(model, *args, **kwargs)
+        with torch.no_grad():
+            last = [p for p in net.parameters() if p.dim() == 1][-1]
+            last.add_(1e-2)
+        return net
+
+    monkeypatch.setattr(export, "to_resnet", shifted)
+    path = tmp_path / "net.pt2"
+    assert main(["export", str(trained), "--out", str(path), "--tol", "1e-4"]) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert "differs by 1.000e-02" in line
+    assert main(["export", str(trained), "--out", str(path), "--tol", "1"]) == 0
+    assert "max |diff| = 1.000e-02" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- exit code 130
+def test_sigint_to_a_training_process_exits_130_with_a_usable_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(name, None)
+    cmd = [sys.executable, "-m", "spacetime_nets", "train", *TINY, "--epochs", "100000",
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "last.pt").exists():  # the first epoch's checkpoint: it is training
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    ckpt = load_checkpoint(out / "interrupted.pt")
+    assert ckpt["epoch"] >= 1 and ckpt["epoch"] < 100000
+    for key, value in ckpt["model"].items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            assert torch.isfinite(value).all(), key
+    # usable: the model loads and evaluates, and training continues from it
+    model, _, _ = load_run(out, "interrupted.pt")
+    res = evaluate(model, load("circles", seed=0, n=60).test)
+    assert math.isfinite(res["loss"]) and 0 <= res["accuracy"] <= 1
+    more = ckpt["epoch"] + 1
+    args = ["train", *TINY, "--epochs", str(more), "--out", str(out)]
+    assert main([*args, "--resume", str(out / "interrupted.pt")]) == 0
+    done = load_checkpoint(out / "last.pt")
+    assert done["epoch"] == more and len(done["history"]) == more
+
+
+# --------------------------------------------------------------------------- experiments
+def test_asymptotics_command_fast(tmp_path, capsys):
+    out = tmp_path / "asym"
+    code = main(["asymptotics", "--fast", "--models", "ode-inside-tanh", "--out", str(out)])
+    assert code == 0
+    rows = _rows(out / "asymptotics.csv")
+    assert [float(r["T"]) for r in rows] == [1.0, 2.0, 4.0]
+    lam = 1e-3
+    for r in rows:
+        err, l2, T = float(r["error"]), float(r["l2_control"]), float(r["T"])
+        assert math.isfinite(err) and err >= 0 and l2 >= 0
+        # the columns agree with each other: J = E + lam int |u|^2, T int |u|^2
+        assert float(r["objective"]) == pytest.approx(err + lam * l2, rel=1e-9)
+        assert float(r["T_l2_control"]) == pytest.approx(T * l2, rel=1e-12)
+        assert 0 <= float(r["accuracy"]) <= 1
+    # the summary's slope is the least-squares slope of log error against log T
+    (s,) = _rows(out / "asymptotics_summary.csv")
+    Ts = np.array([float(r["T"]) for r in rows])
+    errs = np.array([float(r["error"]) for r in rows])
+    slope = np.polyfit(np.log(Ts), np.log(errs), 1)[0]
+    assert float(s["slope"]) == pytest.approx(slope, rel=1e-6, abs=1e-9)
+    assert float(s["T_l2_ratio"]) >= 1.0
+    assert (out / "asymptotics_circles.png").stat().st_size > 0
+    assert "slope" in capsys.readouterr().out
+
+
+def test_turnpike_command_fast(tmp_path, capsys):
+    out = tmp_path / "tp"
+    code = main(["turnpike", "--fast", "--models", "ode-outside-relu", "--out", str(out)])
+    assert code == 0
+    rows = _rows(out / "turnpike.csv")
+    profiles = _rows(out / "turnpike_profiles_circles_ode-outside-relu.csv")
+    assert [(r["problem"], float(r["T"])) for r in rows] == [
+        ("tp", 1.0), ("erm", 1.0), ("tp", 2.0), ("erm", 2.0)
+    ]  # fmt: skip
+    arc = (0.2 * 1.0, 0.8 * 1.0)  # the common arc: [0.2, 0.8] x the shortest horizon
+    fitted = 0
+    for r in rows:
+        assert r["common_arc"] == "[0.2, 0.8]"
+        prof = [p for p in profiles if p["problem"] == r["problem"] and p["T"] == r["T"]]
+        t = np.array([float(p["t"]) for p in prof])
+        risk = np.array([float(p["risk"]) for p in prof])
+        assert t[0] == 0 and t[-1] == pytest.approx(float(r["T"]))
+        assert np.all(np.isfinite(risk)) and np.all(risk >= 0)
+        assert float(r["final_error"]) == pytest.approx(risk[-1], rel=1e-12)
+        hit = _num(r["t_hit"])
+        if not math.isnan(hit):
+            assert 0 <= hit <= float(r["T"])
+            assert _num(r["t_hit_over_T"]) == pytest.approx(hit / float(r["T"]))
+        # the reported rate: a least-squares fit of log E on the common arc, redone here
+        keep = (t >= arc[0] - 1e-12) & (t <= arc[1] + 1e-12) & (risk > 0)
+        if keep.sum() >= 2:
+            mu = -np.polyfit(t[keep], np.log(risk[keep]), 1)[0]
+            assert _num(r["mu_common"]) == pytest.approx(mu, rel=1e-6, abs=1e-9)
+            fitted += 1
+    assert fitted >= 2  # at least the turnpike rows have points on the arc
+    (s,) = _rows(out / "turnpike_summary.csv")
+    assert s["common_arc"] == "[0.2, 0.8]"
+    text = capsys.readouterr().out
+    assert "common arc t in [0.2, 0.8]" in text
