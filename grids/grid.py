@@ -8,9 +8,17 @@ from collections.abc import Sequence
 import torch
 
 from .domain import Domain, as_domain
-from .quadrature import NODE_RULES, RULES, check_n, check_rule, nodes_rule, uniform_rule
+from .quadrature import (
+    NODE_RULES,
+    RULES,
+    check_grid_bytes,
+    check_n,
+    check_rule,
+    nodes_rule,
+    uniform_rule,
+)
 
-__all__ = ["Grid"]
+__all__ = ["Grid", "parse_to_args"]
 
 
 class Grid:
@@ -19,7 +27,9 @@ class Grid:
     Every grid is a tensor product of 1-D node sets ``axes`` (one ``[n_i]`` tensor per
     dimension), flattened in row-major order (the last axis varies fastest), so that
     ``integrate(f(nodes)) = sum_j omega_j f(xi_j) ~ int_Omega f``.
-    Build grids with :meth:`uniform` or :meth:`from_nodes`.
+    Build grids with :meth:`uniform` or :meth:`from_nodes`. A grid of N nodes in d
+    dimensions takes 8 (d + 1) N bytes (float64); more than ``grids.quadrature.MAX_GRID_BYTES``
+    (1 GiB by default) raises ValueError before anything is allocated.
     """
 
     def __init__(
@@ -36,6 +46,7 @@ class Grid:
         self.axes = tuple(axes)
         self.axis_weights = tuple(axis_weights)
         self.shape = tuple(int(a.numel()) for a in self.axes)
+        check_grid_bytes(self.shape, "n" if len(self.shape) == 1 else "shape")
         mesh = torch.meshgrid(*self.axes, indexing="ij")
         self.nodes = torch.stack([m.reshape(-1) for m in mesh], dim=-1)
         w = self.axis_weights[0]
@@ -53,16 +64,23 @@ class Grid:
     ) -> Grid:
         """Grid of a standard rule: ``n`` nodes on an interval, or ``(nx, ny)`` on a box.
 
-        Rules: ``trapezoid``, ``simpson`` (odd n), ``boole`` (n = 4k + 1), ``gauss_legendre``,
-        ``midpoint``. An ``n`` the rule cannot take raises ValueError naming the nearest valid n.
+        Rules (per axis): ``trapezoid``, ``simpson`` (odd n), ``boole`` (n = 4k + 1),
+        ``gauss_legendre`` (the global n-point rule), ``midpoint`` (cell centres) and
+        ``periodic`` (a + j (b - a) / n for j = 0..n-1, weights (b - a) / n: for functions of
+        period b - a, exact on trigonometric polynomials of degree < n). An ``n`` the rule
+        cannot take raises ValueError naming the nearest valid n. Set-up costs O(n) time and
+        memory per axis; a grid above ``grids.quadrature.MAX_GRID_BYTES`` (1 GiB by default,
+        8 (d + 1) N bytes for N nodes) raises ValueError before anything is allocated.
         """
         dom = as_domain(domain)
         rule = check_rule(rule, RULES)
         counts = _counts(n, dom.dim)
+        labels = ["n" if dom.dim == 1 else f"n[{i}]" for i in range(dom.dim)]
+        counts = tuple(check_n(rule, ni, label) for ni, label in zip(counts, labels))
+        check_grid_bytes(counts)
         axes, weights = [], []
-        for i, (ni, (a, b)) in enumerate(zip(counts, dom.bounds)):
-            label = "n" if dom.dim == 1 else f"n[{i}]"
-            x, w = uniform_rule(rule, check_n(rule, ni, label), a, b)
+        for ni, (a, b) in zip(counts, dom.bounds):
+            x, w = uniform_rule(rule, ni, a, b)
             axes.append(x)
             weights.append(w)
         return cls(axes, weights, dom, rule, uniform=True)
@@ -132,10 +150,11 @@ class Grid:
             )
         return values @ self.weights.to(values.dtype)
 
-    def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> Grid:
-        """A copy with every tensor on ``device`` and/or in ``dtype``."""
+    def to(self, *args: object, **kwargs: object) -> Grid:
+        """A copy with every tensor on ``device`` and/or in ``dtype``, with torch's conventions:
+        ``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(tensor)`` (its device and
+        dtype) or the keywords ``device=`` / ``dtype=``. The dtype must be a floating type."""
+        device, dtype = parse_to_args(args, kwargs)
         new = object.__new__(Grid)
         new.domain, new.rule, new.is_uniform, new.shape = (
             self.domain,
@@ -252,3 +271,55 @@ def _check_nodes(s: object, a: float, b: float, name: str) -> torch.Tensor:
     if not math.isfinite(float(x.sum())):  # pragma: no cover - guarded above
         raise ValueError(f"{name}: nodes must be finite")
     return x
+
+
+def parse_to_args(args: tuple, kwargs: dict) -> tuple[torch.device | None, torch.dtype | None]:
+    """``(device, dtype)`` from the arguments of a torch-style ``.to(...)`` call.
+
+    Accepts ``(dtype)``, ``(device)``, ``(device, dtype)``, ``(tensor)`` (its device and dtype)
+    and the keywords ``device=`` / ``dtype=``; a device is a ``torch.device``, a string such as
+    ``"cpu"`` or ``"cuda:0"``, or a device index. The dtype must be a floating type (integer
+    nodes and weights would lose their values). Anything else raises ValueError.
+    """
+    kwargs = dict(kwargs)
+    device = kwargs.pop("device", None)
+    dtype = kwargs.pop("dtype", None)
+    if kwargs:
+        raise ValueError(
+            f"to: unexpected keyword(s) {', '.join(sorted(kwargs))}; expected device= and/or dtype="
+        )
+    if len(args) > 2:
+        raise ValueError(f"to: expected at most (device, dtype), got {len(args)} arguments")
+    if len(args) == 1 and isinstance(args[0], torch.Tensor):
+        if device is not None or dtype is not None:
+            raise ValueError("to: a tensor argument takes no device= or dtype= keyword")
+        return args[0].device, args[0].dtype
+    for i, arg in enumerate(args):
+        if isinstance(arg, torch.dtype):
+            if dtype is not None:
+                raise ValueError(f"to: dtype given twice ({dtype} and {arg})")
+            dtype = arg
+        elif isinstance(arg, (str, torch.device, int)) and not isinstance(arg, bool):
+            if device is not None or i > 0:
+                raise ValueError(
+                    f"to: expected (device, dtype) in that order, with one device; got {args!r}"
+                )
+            device = arg
+        else:
+            raise ValueError(
+                f"to: expected a device (torch.device, str or index), a dtype or a tensor, as "
+                f"torch's .to takes; got {arg!r}"
+            )
+    if device is not None and not isinstance(device, torch.device):
+        if isinstance(device, bool) or not isinstance(device, (str, int)):
+            raise ValueError(f"device: expected a torch.device, str or index, got {device!r}")
+        try:
+            device = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            raise ValueError(f"device: not a torch device: {device!r}") from None
+    if dtype is not None:
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"dtype: expected a torch.dtype, got {dtype!r}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype: grids need a floating dtype, got {dtype}")
+    return device, dtype

@@ -1,12 +1,25 @@
 """One-dimensional quadrature rules: nodes and weights on an interval [a, b].
 
-This is the only module that talks to torchquad. torchquad builds the nodes and, through its
-composite rules applied to unit vectors, the weights of the uniform rules; nothing here is ever
-called inside a forward pass. Rules on arbitrary (moving, non-uniform) nodes are computed here,
-because torchquad's Newton-Cotes rules assume uniform spacing.
+Every uniform rule is built in O(n) time and memory:
+
+- Newton-Cotes rules (trapezoid, Simpson, Boole) and ``midpoint`` / ``periodic`` from their
+  closed forms per panel (a repeating weight pattern, no matrix);
+- ``gauss_legendre`` (one global n-point rule) by Newton's method on P_n(cos theta) per node:
+  the three-term recurrence (scipy's compiled ``eval_legendre``) near the end points and for
+  n <= 200, and Stieltjes' asymptotic series of P_n in the interior of [-1, 1] for larger n,
+  so that each node costs O(1) there (the rules: docs/concepts.md, section 3).
+
+The tests compare every rule with torchquad's public integrators for moderate n; nothing here
+is called inside a forward pass. Rules on arbitrary (moving, non-uniform) nodes are computed
+here too (``nodes_rule``).
+
+Memory: no grid may take more than :data:`MAX_GRID_BYTES` (1 GiB by default); a request that
+would exceed it raises ValueError before anything is allocated.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -14,27 +27,44 @@ import torch
 __all__ = [
     "RULES",
     "NODE_RULES",
+    "MAX_GRID_BYTES",
     "rule_degree",
     "check_n",
+    "check_grid_bytes",
     "nearest_valid_n",
     "uniform_rule",
     "nodes_rule",
 ]
 
 #: rules for ``Grid.uniform``
-RULES = ("trapezoid", "simpson", "boole", "gauss_legendre", "midpoint")
+RULES = ("trapezoid", "simpson", "boole", "gauss_legendre", "midpoint", "periodic")
 #: rules for ``Grid.from_nodes`` (arbitrary increasing nodes)
 NODE_RULES = ("trapezoid",)
 
+#: Largest memory, in bytes, that one grid may take: nodes ``[N, d]`` and weights ``[N]`` in
+#: float64, 8 (d + 1) N bytes for N = n_1 ... n_d nodes (the 1-D set-up needs about 128
+#: bytes per node of the longest axis on top). Larger requests raise ValueError before
+#: allocating; raise this module attribute (``grids.quadrature.MAX_GRID_BYTES = ...``) to
+#: allow them.
+MAX_GRID_BYTES = 1 << 30
+
+# bytes per node of the 1-D set-up: float64 nodes and weights plus numpy work arrays
+_SETUP_BYTES_PER_NODE = 16 * 8
+
 
 def rule_degree(rule: str, n: int) -> int:
-    """Highest polynomial degree the rule integrates exactly with ``n`` nodes per axis."""
+    """Highest polynomial degree the rule integrates exactly with ``n`` nodes per axis.
+
+    ``periodic`` is exact on constants only among polynomials (degree 0); what it integrates
+    exactly are the trigonometric polynomials of degree < n on the period (b - a).
+    """
     return {
         "trapezoid": 1,
         "midpoint": 1,
         "simpson": 3,
         "boole": 5,
         "gauss_legendre": 2 * n - 1,
+        "periodic": 0,
     }[check_rule(rule)]
 
 
@@ -84,52 +114,206 @@ def check_n(rule: str, n: object, name: str = "n") -> int:
     return n
 
 
-_INTEGRATORS: dict[str, object] = {}
+def check_grid_bytes(counts: tuple[int, ...], name: str = "n") -> int:
+    """Bytes a grid with ``counts`` nodes per axis takes; ValueError above ``MAX_GRID_BYTES``.
 
-
-def _integrator(rule: str):
-    if rule not in _INTEGRATORS:
-        import torchquad  # local: keeps torchquad off the import path of everything else
-
-        cls = {
-            "trapezoid": torchquad.Trapezoid,
-            "simpson": torchquad.Simpson,
-            "boole": torchquad.Boole,
-            "gauss_legendre": torchquad.GaussLegendre,
-        }[rule]
-        _INTEGRATORS[rule] = cls()
-    return _INTEGRATORS[rule]
+    A grid of N = prod(counts) nodes in d = len(counts) dimensions stores nodes ``[N, d]`` and
+    weights ``[N]`` in float64 (8 (d + 1) N bytes) and needs about 128 bytes per node of each
+    axis while its 1-D rules are built.
+    """
+    total = math.prod(int(c) for c in counts)
+    need = 8 * (len(counts) + 1) * total + _SETUP_BYTES_PER_NODE * max(counts)
+    if need > MAX_GRID_BYTES:
+        shape = counts[0] if len(counts) == 1 else tuple(counts)
+        raise ValueError(
+            f"{name}: a grid of {shape} nodes ({total:,} in all) would take about "
+            f"{need / 2**20:,.0f} MiB, above the bound of {MAX_GRID_BYTES / 2**20:,.0f} MiB "
+            f"(grids.quadrature.MAX_GRID_BYTES); use fewer nodes or raise the bound"
+        )
+    return need
 
 
 def uniform_rule(rule: str, n: int, a: float, b: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes ``[n]`` and weights ``[n]`` (float64) of a composite rule with ``n`` nodes on [a, b].
 
     Newton-Cotes rules (trapezoid, Simpson, Boole) use equispaced nodes including the end
-    points; ``gauss_legendre`` uses the Legendre roots mapped to [a, b]; ``midpoint`` uses the
-    centres of ``n`` equal cells, each with weight (b - a) / n.
+    points, with the weights h/2 (1, 2, ..., 2, 1), h/3 (1, 4, 2, 4, ..., 4, 1) and
+    2h/45 (7, 32, 12, 32, 14, ..., 32, 7); ``gauss_legendre`` uses the n roots of the Legendre
+    polynomial P_n mapped to [a, b]; ``midpoint`` uses the centres of ``n`` equal cells, each
+    with weight (b - a) / n; ``periodic`` uses a + j (b - a) / n, j = 0..n-1 (no duplicate end
+    point), each with weight (b - a) / n: the trapezoid rule of a (b - a)-periodic function,
+    exact on trigonometric polynomials of degree < n. O(n) time and memory; ValueError when
+    the grid would exceed :data:`MAX_GRID_BYTES`.
     """
     check_rule(rule)
     n = check_n(rule, n)
-    if rule == "midpoint":
-        h = (b - a) / n
-        nodes = a + h * (torch.arange(n, dtype=torch.float64) + 0.5)
-        return nodes, torch.full((n,), h, dtype=torch.float64)
-    integ = _integrator(rule)
-    domain = torch.tensor([[a, b]], dtype=torch.float64)
-    if rule == "gauss_legendre":
-        roots, w = integ._cached_points_and_weights(n)
-        roots = torch.as_tensor(roots, dtype=torch.float64)
-        nodes = integ._resize_roots(domain[0], roots)
-        unit = torch.diag(torch.as_tensor(w, dtype=torch.float64))
-        weights = integ._apply_composite_rule(unit, 1, None, domain)
-        return nodes, weights
-    points, hs, n_per_dim = integ.calculate_grid(n, domain)
-    if n_per_dim != n:  # torchquad adjusts n silently; refuse rather than change the grid
-        raise ValueError(f"n: torchquad would use {n_per_dim} nodes instead of {n} for {rule!r}")
-    nodes = points.reshape(-1).to(torch.float64)
-    # the composite rule applied to unit vectors e_j gives the weight of node j
-    weights = integ._apply_composite_rule(torch.eye(n, dtype=torch.float64), 1, hs, domain)
-    return nodes, weights.to(torch.float64)
+    check_grid_bytes((n,))
+    a, b = float(a), float(b)
+    length = b - a
+    if rule in ("midpoint", "periodic"):
+        h = length / n
+        shift = 0.5 if rule == "midpoint" else 0.0
+        nodes = a + h * (np.arange(n, dtype=np.float64) + shift)
+        weights = np.full(n, h)
+    elif rule == "gauss_legendre":
+        t, w = gauss_legendre_unit(n)
+        nodes = (a + b) / 2 + (length / 2) * t
+        weights = (length / 2) * w
+    else:
+        nodes = np.linspace(a, b, n)
+        weights = _newton_cotes_weights(rule, n, length / (n - 1))
+    return torch.from_numpy(nodes), torch.from_numpy(weights)
+
+
+def _newton_cotes_weights(rule: str, n: int, h: float) -> np.ndarray:
+    """Composite Newton-Cotes weights: a per-panel pattern, end nodes shared by two panels."""
+    if rule == "trapezoid":
+        w = np.full(n, h)
+        w[0] = w[-1] = h / 2
+        return w
+    if rule == "simpson":
+        w = np.empty(n)
+        w[1::2] = 4.0 * h / 3  # panel midpoints
+        w[0::2] = 2.0 * h / 3  # panel ends, shared by two panels
+        w[0] = w[-1] = h / 3
+        return w
+    # Boole: panels of 4 cells, pattern 7, 32, 12, 32, (7 + 7 at shared ends)
+    w = np.empty(n)
+    c = 2.0 * h / 45
+    w[1::2] = 32.0 * c
+    w[2::4] = 12.0 * c
+    w[0::4] = 14.0 * c
+    w[0] = w[-1] = 7.0 * c
+    return w
+
+
+# --------------------------------------------------------------------------- Gauss-Legendre
+#: below this n every node uses the recurrence (O(n^2) work, under a millisecond)
+_GL_RECURRENCE_N = 200
+#: nodes with 2 n sin(theta) below this use the recurrence; above, the interior series
+_GL_INTERIOR_MIN = 100.0
+
+
+def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``[n]`` (increasing) and weights ``[n]`` of the n-point Gauss-Legendre rule on
+    [-1, 1], in O(n) time and memory for large n.
+
+    The nodes are x_k = cos(theta_k) for the roots theta_k of P_n(cos theta); the weights are
+    w_k = 2 / (d/dtheta P_n(cos theta_k))^2 (= 2 / ((1 - x_k^2) P_n'(x_k)^2)). The rule is
+    symmetric by construction: only theta <= pi/2 is computed and mirrored.
+    """
+    if n == 1:
+        return np.zeros(1), np.full(1, 2.0)
+    half = (n + 1) // 2  # roots with theta_k <= pi/2, k = 1..half (the middle one is pi/2)
+    k = np.arange(1, half + 1, dtype=np.float64)
+    # Tricomi's first-order estimate, then Newton in theta
+    x0 = (1.0 - (n - 1) / (8.0 * n**3)) * np.cos(np.pi * (4.0 * k - 1.0) / (4.0 * n + 2.0))
+    theta = np.arccos(np.clip(x0, -1.0, 1.0))
+    if n % 2 == 1:
+        theta[-1] = np.pi / 2
+    dp = np.empty(half)
+    if n <= _GL_RECURRENCE_N:
+        near = np.ones(half, dtype=bool)
+    else:
+        near = 2.0 * n * np.sin(theta) < _GL_INTERIOR_MIN
+    if near.any():
+        theta[near], dp[near] = _newton(theta[near], n, _legendre_recurrence)
+    far = ~near
+    if far.any():
+        theta[far], dp[far] = _newton(theta[far], n, _legendre_stieltjes)
+    if n % 2 == 1:
+        theta[-1] = np.pi / 2  # exact by symmetry; Newton leaves it there up to rounding
+    x_half = np.cos(theta)  # decreasing from near 1 to >= 0
+    w_half = 2.0 / dp**2
+    if n % 2 == 1:
+        x_half[-1] = 0.0
+        nodes = np.concatenate([-x_half, x_half[-2::-1]])
+        weights = np.concatenate([w_half, w_half[-2::-1]])
+    else:
+        nodes = np.concatenate([-x_half, x_half[::-1]])
+        weights = np.concatenate([w_half, w_half[::-1]])
+    return nodes, weights
+
+
+def _newton(theta: np.ndarray, n: int, pfun, max_iter: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Roots of P_n(cos theta) near ``theta`` and d/dtheta P_n there, by Newton's method."""
+    theta = theta.copy()
+    for _ in range(max_iter):
+        p, dp = pfun(theta, n)
+        step = p / dp
+        theta -= step
+        if np.abs(step).max() <= 4e-16 * max(1.0, float(np.abs(theta).max())):
+            break
+    return theta, pfun(theta, n)[1]
+
+
+def _legendre_recurrence(theta: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P_n(cos theta) and d/dtheta P_n(cos theta) by the three-term recurrence (O(n) a point),
+    for 0 < theta <= pi/2: d/dtheta P_n(cos theta) = -n (P_{n-1}(x) - x P_n(x)) / sin(theta).
+
+    Near x = 1 the rounded x~ = fl(cos theta) misses cos theta by r = (1 - x~) - 2 sin^2(theta/2)
+    (1 - x~ is exact there), which the recurrence would see magnified by P_n' ~ n^2; one Taylor
+    step P(cos theta) = P(x~) + P'(x~) r removes it, so theta (and the weight) keep their
+    relative accuracy even for the nodes closest to +-1.
+    """
+    from scipy.special import eval_legendre  # compiled recurrence
+
+    s2 = 2.0 * np.sin(theta / 2) ** 2  # 1 - cos(theta), accurate for small theta
+    x = 1.0 - s2
+    r = np.where(x >= 0.5, (1.0 - x) - s2, 0.0)
+    one_minus_x2 = (1.0 - x) * (1.0 + x)
+    p = eval_legendre(n, x)
+    q = eval_legendre(n - 1, x)
+    q2 = eval_legendre(n - 2, x)
+    p = p + n * (q - x * p) / one_minus_x2 * r
+    q = q + (n - 1) * (q2 - x * q) / one_minus_x2 * r
+    c = np.cos(theta)
+    return p, -n * (q - c * p) / np.sin(theta)
+
+
+def _legendre_stieltjes(theta: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P_n(cos theta) and its theta-derivative by Stieltjes' series (interior of (0, pi)):
+
+    P_n(cos theta) = C_n sum_m h_m cos(alpha_m) / (2 sin theta)^(m + 1/2),
+    alpha_m = (n + m + 1/2) theta - (m + 1/2) pi / 2, h_0 = 1,
+    h_{m+1} = h_m (m + 1/2)^2 / ((m + 1) (n + m + 3/2)), C_n = (4 / pi) prod_j j / (j + 1/2).
+
+    Terms shrink like m! / (2 n sin theta)^m: with 2 n sin theta >= 100, 13 terms reach double
+    precision, so each node costs O(1).
+    """
+    s = 2.0 * np.sin(theta)
+    cos_t = np.cos(theta)
+    sin_t = s / 2.0
+    alpha = (n + 0.5) * theta - np.pi / 4
+    ca, sa = np.cos(alpha), np.sin(alpha)
+    power = 1.0 / np.sqrt(s)  # (2 sin theta)^-(m + 1/2)
+    p = np.zeros_like(theta)
+    dp = np.zeros_like(theta)
+    h = 1.0
+    inv_smin = 1.0 / float(s.min())
+    bound = 1.0  # h_m / (min 2 sin theta)^m: the largest relative size of term m
+    for m in range(60):
+        p += h * ca * power
+        dp -= h * power * ((n + m + 0.5) * sa + (m + 0.5) * ca * cos_t * 2.0 / s)
+        # alpha_{m+1} = alpha_m + theta - pi/2: rotate (cos, sin) by that angle
+        ca, sa = ca * sin_t + sa * cos_t, sa * sin_t - ca * cos_t
+        h *= (m + 0.5) ** 2 / ((m + 1) * (n + m + 1.5))
+        power = power / s
+        bound *= (m + 0.5) ** 2 / ((m + 1) * (n + m + 1.5)) * inv_smin
+        if bound < 1e-17:
+            break
+    return _stieltjes_constant(n) * p, _stieltjes_constant(n) * dp
+
+
+_C_CACHE: dict[int, float] = {}
+
+
+def _stieltjes_constant(n: int) -> float:
+    """C_n = (4 / pi) prod_{j=1..n} j / (j + 1/2), summed in logarithms without cancellation."""
+    if n not in _C_CACHE:
+        j = np.arange(1, n + 1, dtype=np.float64)
+        _C_CACHE[n] = 4.0 / math.pi * math.exp(math.fsum(np.log1p(-0.5 / (j + 0.5))))
+    return _C_CACHE[n]
 
 
 def nodes_rule(nodes: torch.Tensor, a: float, b: float, rule: str = "trapezoid") -> torch.Tensor:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .grid import Grid
+from . import quadrature
+from .grid import Grid, parse_to_args
 
 __all__ = ["Transfer", "make_transfer", "TRANSFER_KINDS"]
 
@@ -58,7 +59,11 @@ class Transfer:
         m.scatter_add_(1, self.index, self.coeff)
         return m
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+    def to(self, *args: object, **kwargs: object) -> Transfer:
+        """A copy on ``device`` with coefficients in ``dtype`` (indices stay int64), with
+        torch's conventions: ``to(dtype)``, ``to(device)``, ``to(device, dtype)``,
+        ``to(tensor)`` or the keywords ``device=`` / ``dtype=`` (a floating dtype)."""
+        device, dtype = parse_to_args(args, kwargs)
         return Transfer(
             self.index.to(device=device),
             self.coeff.to(device=device, dtype=dtype),
@@ -79,7 +84,9 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
     extrapolation outside the source's node range. ``nearest``: the value of the nearest source
     node. ``l2``: conservative transfer P = D_dst^{-1} L^T D_src, where L interpolates linearly
     from the target grid to the source grid and D holds quadrature weights; it preserves the
-    quadrature integral, sum_i w_dst_i (P x)_i = sum_j w_src_j x_j.
+    quadrature integral, sum_i w_dst_i (P x)_i = sum_j w_src_j x_j. When both grids use the
+    ``periodic`` rule, ``linear`` and ``nearest`` wrap around (the node past the last one is
+    the first node shifted by the period b - a) instead of extrapolating.
     """
     if kind not in TRANSFER_KINDS:
         raise ValueError(f"kind: expected one of {', '.join(TRANSFER_KINDS)}; got {kind!r}")
@@ -105,11 +112,21 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
     )
 
 
-def _axis_stencil(src: np.ndarray, dst: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """1-D stencil: indices [n_dst, m] into ``src`` and coefficients [n_dst, m]."""
+def _axis_stencil(
+    src: np.ndarray, dst: np.ndarray, kind: str, period: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """1-D stencil: indices [n_dst, m] into ``src`` and coefficients [n_dst, m].
+
+    With ``period`` (both grids periodic), the source nodes repeat with that period: a target
+    node past the last source node lies between it and the first node shifted by the period.
+    """
     n = src.size
     if n == 1:
         return np.zeros((dst.size, 1), dtype=np.int64), np.ones((dst.size, 1))
+    if period is not None:
+        # one more node, x_n = x_0 + period, standing for node 0
+        i, c = _axis_stencil(np.append(src, src[0] + period), dst, kind)
+        return i % n, c
     if kind == "nearest":
         j = np.clip(np.searchsorted(src, dst), 1, n - 1)
         left_closer = (dst - src[j - 1]) <= (src[j] - dst)
@@ -124,9 +141,13 @@ def _tensor_stencil(source: Grid, target: Grid, kind: str) -> tuple[np.ndarray, 
     """Tensor product of 1-D stencils, flattened row-major like ``Grid.nodes``."""
     idx = np.zeros((1,), dtype=np.int64)[:, None]
     coeff = np.ones((1, 1))
-    for a_src, a_dst in zip(source.axes, target.axes):
+    periodic = source.rule == "periodic" and target.rule == "periodic"
+    for a_src, a_dst, (lo, hi) in zip(source.axes, target.axes, source.domain.bounds):
         i1, c1 = _axis_stencil(
-            a_src.detach().cpu().double().numpy(), a_dst.detach().cpu().double().numpy(), kind
+            a_src.detach().cpu().double().numpy(),
+            a_dst.detach().cpu().double().numpy(),
+            kind,
+            period=hi - lo if periodic else None,
         )
         n_ax = a_src.numel()
         # combine: new target index is (old_target, this_axis_target); stencil is the product
@@ -156,6 +177,14 @@ def _pad_rows(rows, cols, vals, n_rows):
     rows, cols, vals = rows[order], cols[order], vals[order]
     counts = np.bincount(rows, minlength=n_rows)
     m = max(int(counts.max()) if counts.size else 1, 1)
+    need = 16 * n_rows * m  # int64 indices and float64 coefficients
+    if need > quadrature.MAX_GRID_BYTES:
+        raise ValueError(
+            f"target: the padded l2 transfer ({n_rows:,} rows of up to {m:,} entries) would "
+            f"take about {need / 2**20:,.0f} MiB, above the bound of "
+            f"{quadrature.MAX_GRID_BYTES / 2**20:,.0f} MiB (grids.quadrature.MAX_GRID_BYTES); "
+            f"use a target grid closer to the source in width, or kind='linear'"
+        )
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     pos = np.arange(rows.size) - starts[rows]
     idx = np.zeros((n_rows, m), dtype=np.int64)

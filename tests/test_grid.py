@@ -2,7 +2,8 @@
 
 References are independent of the code under test: ``numpy.trapezoid`` on the same nodes,
 closed-form integrals of separable polynomials, ``numpy.linspace`` / hand-written products for
-the row-major node order. Bad node sets must raise ValueError naming the argument and value.
+the row-major node order. Bad node sets must raise ValueError naming the argument and value;
+``Grid.to`` takes torch's positional and keyword conventions and refuses anything else.
 """
 
 import math
@@ -113,6 +114,7 @@ def test_spacing_is_largest_gap():
         ("simpson", (7, 5)),
         ("boole", (9, 5)),
         ("gauss_legendre", (4, 3)),
+        ("periodic", (6, 3)),
     ],
 )
 def test_2d_separable_polynomials(rule, n):
@@ -222,6 +224,47 @@ def test_to_float32(rule):
     assert g.nodes.dtype == torch.float64  # the original is untouched
     assert h.same_as(g, tol=1e-6)
     assert h.device == torch.device("cpu")
+
+
+def test_to_takes_torch_positional_conventions():
+    g = Grid.uniform((5, 4), BOX, "periodic")
+    ref32 = torch.zeros(1, dtype=torch.float32)
+    for h in (
+        g.to(torch.float32),
+        g.to("cpu", torch.float32),
+        g.to(torch.device("cpu"), torch.float32),
+        g.to("cpu", dtype=torch.float32),
+        g.to(device="cpu", dtype=torch.float32),
+        g.to(ref32),
+    ):
+        assert h.dtype == torch.float32 and h.weights.dtype == torch.float32
+        assert h.device == torch.device("cpu")
+        torch.testing.assert_close(h.nodes, g.nodes.float())
+    for h in (g.to("cpu"), g.to(torch.device("cpu")), g.to(device="cpu"), g.to()):
+        assert h.dtype == torch.float64 and torch.equal(h.nodes, g.nodes)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, msg",
+    [
+        ((torch.int64,), {}, r"^dtype: grids need a floating dtype, got torch\.int64$"),
+        ((), {"dtype": torch.bool}, r"^dtype: grids need a floating dtype"),
+        ((), {"dtype": "float32"}, r"^dtype: expected a torch\.dtype, got 'float32'$"),
+        (("nonsense",), {}, r"^device: not a torch device: 'nonsense'$"),
+        ((3.5,), {}, r"^to: expected a device \(torch\.device, str or index\), a dtype .*3\.5"),
+        ((torch.float32, torch.float64), {}, r"^to: dtype given twice"),
+        ((torch.float32, "cpu"), {}, r"^to: expected \(device, dtype\) in that order"),
+        (("cpu", "cpu"), {}, r"^to: expected \(device, dtype\) in that order"),
+        (("cpu", torch.float32, True), {}, r"^to: expected at most \(device, dtype\), got 3"),
+        ((), {"non_blocking": True}, r"^to: unexpected keyword\(s\) non_blocking"),
+        ((torch.zeros(1),), {"dtype": torch.float32}, r"^to: a tensor argument takes no"),
+        ((), {"device": 1.5}, r"^device: expected a torch\.device, str or index, got 1\.5$"),
+    ],
+)
+def test_to_rejects_what_torch_would_not_take(args, kwargs, msg):
+    g = Grid.uniform(5)
+    with pytest.raises(ValueError, match=msg):
+        g.to(*args, **kwargs)
 
 
 def test_same_as():

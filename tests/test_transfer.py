@@ -3,8 +3,10 @@
 Properties checked against independent references: hand-built matrices, exact reproduction of
 (multi)linear functions on hypothesis-generated node sets, constant extrapolation, a
 brute-force nearest-node search, conservation of the quadrature integral by l2, the
-coarse -> fine -> coarse round trip on nested grids, the identity shortcut, and the ValueErrors
-for a bad kind or different domains.
+coarse -> fine -> coarse round trip on nested grids, the identity shortcut, wrap-around between
+periodic grids (``numpy.interp(period=...)`` and a brute-force distance on the circle),
+``Transfer.to`` with torch's conventions, the memory bound of the padded l2 form, and the
+ValueErrors for a bad kind or different domains.
 """
 
 import numpy as np
@@ -327,6 +329,133 @@ def test_transfer_to_dtype():
     assert q.coeff.dtype == torch.float32 and q.index.dtype == torch.long
     x = torch.rand(5)
     torch.testing.assert_close(q(x), (p.matrix() @ x.double()).float(), rtol=1e-6, atol=1e-6)
+
+
+def test_transfer_to_positional_conventions():
+    p = make_transfer(Grid.uniform(5), Grid.uniform(7), "linear")
+    for q in (
+        p.to(torch.float32),
+        p.to("cpu", torch.float32),
+        p.to(torch.device("cpu"), dtype=torch.float32),
+        p.to(torch.zeros(1)),
+    ):
+        assert q.coeff.dtype == torch.float32 and q.index.dtype == torch.long
+        assert q.coeff.device == torch.device("cpu")
+        torch.testing.assert_close(q.matrix(), p.matrix().float())
+    assert p.to("cpu").coeff.dtype == torch.float64
+    with pytest.raises(ValueError, match=r"^dtype: grids need a floating dtype, got torch\.int32"):
+        p.to(torch.int32)
+    with pytest.raises(ValueError, match=r"^to: expected a device .*got \[1\]"):
+        p.to([1])
+
+
+# --------------------------------------------------------------------------- periodic grids
+
+L_PER = 3.5  # the period of (-1.5, 2.0)
+
+
+def periodic_nodes(min_size=1, max_size=12):
+    """Strategy: sorted distinct nodes in [-1.5, 2.0) starting at -1.5 (as periodic grids do)."""
+    return st.lists(
+        st.floats(-1.5, 2.0, exclude_min=True, exclude_max=True, allow_subnormal=False),
+        min_size=min_size - 1,
+        max_size=max_size - 1,
+        unique=True,
+    ).map(lambda v: [-1.5, *sorted(v)])
+
+
+def periodic_grid(nodes):
+    """A grid whose rule is ``periodic`` on arbitrary nodes (uniform ones are a special case)."""
+    g = Grid.from_nodes(nodes, (-1.5, 2.0))
+    g.rule = "periodic"
+    return g
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_src=st.integers(1, 12),
+    n_dst=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_periodic_linear_matches_numpy_interp_with_period(n_src, n_dst, seed):
+    """Between periodic grids, linear interpolation wraps around: numpy.interp(period=L)."""
+    src = Grid.uniform(n_src, (-1.5, 2.0), "periodic")
+    dst = Grid.uniform(n_dst, (-1.5, 2.0), "periodic")
+    x = torch.randn(n_src, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    p = make_transfer(src, dst, "linear")
+    ref = np.interp(dst.axes[0].numpy(), src.axes[0].numpy(), x.numpy(), period=L_PER)
+    np.testing.assert_allclose(p(x).numpy(), ref, rtol=0, atol=1e-13)
+
+
+@settings(max_examples=40, deadline=None)
+@given(xs=periodic_nodes(2), ys=periodic_nodes(1))
+def test_periodic_linear_wraps_on_arbitrary_nodes(xs, ys):
+    src, dst = periodic_grid(xs), periodic_grid(ys)
+    vals = np.cos(2 * np.pi * np.array(xs) / L_PER) + np.array(xs) ** 2
+    p = make_transfer(src, dst, "linear")
+    ref = np.interp(np.array(ys), np.array(xs), vals, period=L_PER)
+    np.testing.assert_allclose(p(torch.from_numpy(vals)).numpy(), ref, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(xs=periodic_nodes(2), ys=periodic_nodes(1))
+def test_periodic_nearest_uses_the_periodic_distance(xs, ys):
+    src, dst = periodic_grid(xs), periodic_grid(ys)
+    p = make_transfer(src, dst, "nearest")
+    got = p.index[:, 0].numpy()
+    for i, y in enumerate(ys):
+        d = np.abs(np.array(xs) - y)
+        d = np.minimum(d, L_PER - d)  # distance on the circle
+        assert d[got[i]] <= d.min() + 1e-12, (y, xs, got[i])
+
+
+@pytest.mark.parametrize("n_src, n_dst", [(8, 5), (5, 8), (7, 7 * 3), (16, 1)])
+def test_periodic_l2_conserves_integral(n_src, n_dst):
+    src = Grid.uniform(n_src, (-1.5, 2.0), "periodic")
+    dst = Grid.uniform(n_dst, (-1.5, 2.0), "periodic")
+    x = torch.randn(3, n_src, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = make_transfer(src, dst, "l2")(x)
+    torch.testing.assert_close(dst.integrate(y), src.integrate(x), rtol=1e-13, atol=1e-13)
+
+
+def test_periodic_2d_wraps_on_both_axes():
+    box = [(0.0, 1.0), (0.0, 2.0)]
+    src = Grid.uniform((4, 3), box, "periodic")
+    dst = Grid.uniform((5, 7), box, "periodic")
+    fa = np.array([0.3, -1.0, 2.0, 0.5])  # values along x (period 1)
+    fb = np.array([1.0, 4.0, -2.0])  # values along y (period 2)
+    vals = torch.from_numpy(np.outer(fa, fb).reshape(-1))
+    ia = np.interp(dst.axes[0].numpy(), src.axes[0].numpy(), fa, period=1.0)
+    ib = np.interp(dst.axes[1].numpy(), src.axes[1].numpy(), fb, period=2.0)
+    got = make_transfer(src, dst, "linear")(vals).numpy()
+    np.testing.assert_allclose(got, np.outer(ia, ib).reshape(-1), rtol=0, atol=1e-13)
+
+
+def test_no_wrap_unless_both_grids_are_periodic():
+    """A periodic source and a trapezoid target: constant extrapolation past the last node."""
+    src = Grid.uniform(4, (0.0, 1.0), "periodic")  # nodes 0, 0.25, 0.5, 0.75
+    dst = Grid.uniform(5, (0.0, 1.0), "trapezoid")  # ..., 1.0
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    assert float(make_transfer(src, dst, "linear")(x)[-1]) == 4.0
+    wrapped = make_transfer(src, Grid.uniform(8, (0.0, 1.0), "periodic"), "linear")(x)
+    assert float(wrapped[-1]) == pytest.approx(2.5)  # halfway between node 3 (4) and node 0 (1)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_l2_padding_checked_against_the_memory_bound(monkeypatch):
+    """A target node whose cell covers most of the source makes one long row; the padded form
+    is refused with a ValueError stating the bound."""
+    from grids import quadrature
+
+    src = Grid.uniform(1001, (0.0, 1.0))
+    dst = Grid.from_nodes([*np.linspace(0.0, 1e-3, 1000), 1.0], (0.0, 1.0))
+    make_transfer(src, dst, "l2")  # fine under the default bound
+    monkeypatch.setattr(quadrature, "MAX_GRID_BYTES", 1_000_000)
+    with pytest.raises(ValueError, match=r"^target: the padded l2 transfer .*MAX_GRID_BYTES"):
+        make_transfer(src, dst, "l2")
+    make_transfer(src, dst, "linear")  # two entries a row: fine
 
 
 # --------------------------------------------------------------------------- bad input
