@@ -1,4 +1,5 @@
 // MathJax settings for pymdownx.arithmatex (generic mode): \( ... \) inline, \[ ... \] display.
+// MathJax itself (tex-svg.js) is served from the site: see mathjax_files.py.
 window.MathJax = {
   tex: {
     inlineMath: [["\\(", "\\)"]],
@@ -9,6 +10,10 @@ window.MathJax = {
   options: {
     ignoreHtmlClass: ".*|",
     processHtmlClass: "arithmatex",
+  },
+  // SVG output: glyphs are drawn from data inside tex-svg.js, no font files are fetched
+  svg: {
+    fontCache: "global",
   },
 };
 
