@@ -247,3 +247,9 @@ def test_an_interrupt_before_the_first_step_promises_no_file(data, tmp_path):
         run(make_model(), data, epochs=1, out_dir=tmp_path, callbacks=[InterruptAtStart()])
     assert getattr(info.value, "checkpoint", None) is None
     assert not (tmp_path / "interrupted.pt").exists()
+
+
+def test_progress_bars_show_each_epoch_and_its_loss(data, capsys):
+    run(make_model(), data, epochs=2, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err and "loss=" in err

@@ -344,7 +344,7 @@ class _Trainer:
                     stacklevel=4,
                 )
         epoch, step, skip = doc["epoch"], doc["step"], doc["step_in_epoch"]
-        if skip >= self.steps_per_epoch:
+        if skip > self.steps_per_epoch:  # equal: interrupted after the epoch's last step
             raise ValueError(
                 f"resume: {path} is at step {skip} of an epoch that has {self.steps_per_epoch} "
                 "steps (inconsistent counters or another batch size)"
@@ -413,7 +413,7 @@ class _Trainer:
                 self._step(e, j, batches[j], t0, bar)
             record = self._record(e, t0)
             if bar is not None:
-                bar.setpostfix(postfix_record(record), refresh=True)
+                bar.set_postfix(postfix_record(record), refresh=True)
         finally:
             if bar is not None:
                 bar.close()
@@ -474,7 +474,7 @@ class _Trainer:
         state.batch = {"loss": value, "risk": float(stats[1] / stats[2]), "size": len(y)}
         if bar is not None:
             bar.update(1)
-            bar.setpostfix(postfix(partial, classify=is_class_labels(y)), refresh=False)
+            bar.set_postfix(postfix(partial, classify=is_class_labels(y)), refresh=False)
         for cb in self.callbacks:
             cb.on_batch_end(state)
 
