@@ -1,8 +1,9 @@
 """Checks of the time stepping (``spacetime_nets.integrate``) on moving grid schedules.
 
 The Euler, Heun and RK4 schemes of MATH section 4 are re-implemented here in NumPy (kernel
-matrices assembled from the analytic w, b at the right nodes and times, transfers from the
-schedule's dense matrices) and compared for every form. The Trajectory result is checked
+matrices assembled from the analytic w, b at the right nodes and times, transfers built here
+from their definitions with ``numpy.interp``, not from the library's) and compared for every
+form. The Trajectory result is checked
 (shapes follow the widths, times equal the schedule's, multiply-add counts worked out by hand
 for tiny cases), checkpointing is checked to change neither outputs nor gradients, and every
 bad argument must raise a ValueError that names it.
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from grids import Grid, GridSchedule
-from spacetime_nets import FORMS, METHODS, FunctionKernel, NodalKernel, integrate
+from spacetime_nets import FORMS, FunctionKernel, NodalKernel, integrate
 
 
 # analytic controls, in torch (for the library) and in NumPy (for the reference)
@@ -47,7 +48,25 @@ def kernel2() -> FunctionKernel:
     )
 
 
-def reference(x0, sched, form, method, hidden=None):
+def interp_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``[n_dst, n_src]``: piecewise linear interpolation from nodes ``src`` to ``dst``,
+    constant outside [src[0], src[-1]] (``numpy.interp`` of each unit vector)."""
+    return np.stack([np.interp(dst, src, e) for e in np.eye(src.size)], axis=1)
+
+
+def transfer_np(g_in: Grid, g_out: Grid, kind: str) -> np.ndarray:
+    """Pi from ``g_in`` to ``g_out`` by definition: ``linear`` interpolates; ``l2`` is the
+    conservative D_out^{-1} L^T D_in with L the interpolation from g_out back to g_in and D
+    the quadrature weights (so that sum_i w_out_i (Pi x)_i = sum_j w_in_j x_j)."""
+    src, dst = g_in.nodes[:, 0].numpy(), g_out.nodes[:, 0].numpy()
+    if kind == "linear":
+        return interp_matrix(src, dst)
+    assert kind == "l2", kind
+    L = interp_matrix(dst, src)  # [n_in, n_out]
+    return L.T * g_in.weights.numpy()[None, :] / g_out.weights.numpy()[:, None]
+
+
+def reference(x0, sched, form, method, hidden=None, kind="linear"):
     """NumPy re-implementation of MATH section 4 with sigma = tanh."""
     X = x0.numpy().copy()
     times = sched.times.numpy()
@@ -75,7 +94,7 @@ def reference(x0, sched, form, method, hidden=None):
                 def f(Z, W=W, c=c):
                     return np.tanh(Z) @ W.T + c
 
-        Pi = sched.transfer(k).matrix().numpy()
+        Pi = transfer_np(sched.grids[k], sched.grids[k + 1], kind)
         if method == "euler":
             X = X @ Pi.T + dt * f(X)
             continue
@@ -102,7 +121,7 @@ def test_stepping_matches_numpy_reference(form, method):
         if form == "bottleneck":
             extra = {"kernel2": kernel2(), "hidden": [hidden] * sched.num_steps}
         tr = integrate(x0, sched, kernel1(), form=form, activation="tanh", method=method, **extra)
-        ref = reference(x0, sched, form, method, hidden)
+        ref = reference(x0, sched, form, method, hidden, kind)
         np.testing.assert_allclose(tr.final.numpy(), ref, rtol=0, atol=1e-12)
         assert float(np.abs(ref - ref.mean()).max()) > 1e-2
 
