@@ -9,10 +9,8 @@ Each step minimises J = E(x(T)) + lam * int_0^T |u(t)|^2 dt [+ weight * int_0^T 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,7 +25,6 @@ from ..objectives import l2_control
 from ..validation import check_choice, check_int, check_real
 from ._io import first_line
 from .checkpoint import (
-    check_state_dtypes,
     load_checkpoint,
     load_state_into,
     save_checkpoint,
@@ -53,6 +50,7 @@ from .progress import (
     postfix_record,
     progress_bar,
 )
+from .resume import check_compatible, data_digest, model_summary, remove_stale_interrupt
 
 __all__ = ["TrainingDiverged", "fit"]
 
@@ -210,32 +208,6 @@ def _replace(opts: _Options, **kw: Any) -> _Options:
     return replace(opts, **kw)
 
 
-_SUMMARY_KEYS = ("form", "activation", "lift", "method")
-
-
-def _summary(model: nn.Module) -> str:
-    try:
-        return model.extra_repr().splitlines()[0] if model.extra_repr() else ""
-    except Exception:  # a model without a usable extra_repr: nothing to compare
-        return ""
-
-
-def _summary_items(text: str) -> dict[str, str]:
-    return dict(re.findall(r"\b(" + "|".join(_SUMMARY_KEYS) + r")=([\w.]+)", text))
-
-
-def _data_digest(data: Data) -> str | None:
-    if data.x is None:
-        return None
-    h = hashlib.sha256()
-    for t in (data.x, data.y):  # floating values in float64: the same data in any precision
-        t = t.detach().cpu().reshape(-1)
-        t = (t.double() if t.is_floating_point() else t).contiguous()
-        h.update(f"{t.dtype}{t.numel()}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 class _Trainer:
     """The state of one run and its stages. ``run`` is the loop over epochs."""
 
@@ -258,7 +230,7 @@ class _Trainer:
             world,
         )
         self.model, self.train, self.val = model, train, val
-        digest = _data_digest(train)
+        digest = data_digest(train)
         model.to(dev)
         self.dtype = model_dtype(model)
         train.to(dev)
@@ -276,7 +248,7 @@ class _Trainer:
             "model_class": type(model).__name__,
             "optimizer": type(self.opt).__name__,
             "lr": self.base_lrs[0],
-            "model_summary": _summary(model),
+            "model_summary": model_summary(model),
             "data_rows": len(train),
             "data_digest": digest,
         }
@@ -299,28 +271,7 @@ class _Trainer:
         """Continue from a checkpoint: refuse what would silently train another problem,
         apply the new learning rate, restore counters, history and random states."""
         old, new = doc["meta"], self.meta
-        if old.get("optimizer") not in (None, new["optimizer"]):
-            raise ValueError(
-                f"resume: {path} was trained with the {old['optimizer']} optimiser, not "
-                f"{new['optimizer']}; resume with the same optimiser or start a new run"
-            )
-        a, b = _summary_items(old.get("model_summary", "")), _summary_items(new["model_summary"])
-        keys = [k for k in _SUMMARY_KEYS if k in a and k in b and a[k] != b[k]]
-        changed = [f"{k} {a[k]} -> {b[k]}" for k in keys]
-        if changed:
-            raise ValueError(
-                f"resume: {path} was trained with another model ({', '.join(changed)}); build "
-                "the model as it was or start a new run"
-            )
-        check_state_dtypes(self.model, doc["model"], f"resume: {path}")
-        _check_fixed_state(self.model, doc["model"], path)
-        digests = (old.get("data_digest"), new["data_digest"])
-        if None not in digests and digests[0] != digests[1]:
-            raise ValueError(
-                f"resume: {path} was trained on other data ({old.get('data_rows')} rows, now "
-                f"{new['data_rows']}, or other values); use the same data set and seed, or "
-                "load_model_state to start a new run from these weights"
-            )
+        check_compatible(old, new, self.model, doc["model"], path)
         load_state_into(self.model, doc["model"], f"resume: {path}")
         if doc["optimizer"] is not None:
             try:
@@ -390,7 +341,7 @@ class _Trainer:
                 self.history.save(out)
             raise
         if self.writer:
-            _remove_stale_interrupt(out / "interrupted.pt", self.step)
+            remove_stale_interrupt(out / "interrupted.pt", self.step)
         for cb in self.callbacks:
             cb.on_train_end(self.state)
         return self.history
@@ -507,48 +458,5 @@ class _Trainer:
         )
 
 
-def _check_fixed_state(model: nn.Module, state: dict, path: str) -> None:
-    """The buffers (grids, transfers) and extra states of the checkpoint must equal the
-    model's: otherwise the checkpoint belongs to another schedule or horizon."""
-    params = {n for n, _ in model.named_parameters()}
-    own = model.state_dict()
-    for k, v in state.items():
-        if k in params or k not in own:
-            continue
-        mine = own[k]
-        if isinstance(v, torch.Tensor) and isinstance(mine, torch.Tensor):
-            same = v.shape == mine.shape and torch.equal(v.cpu().to(mine.dtype), mine.cpu())
-        else:
-            same = _plain_equal(v, mine)
-        if not same:
-            raise ValueError(
-                f"resume: {path} was trained on another schedule or horizon ({k} differs); "
-                "build the model with the schedule and T of the checkpoint"
-            )
-
-
-def _plain_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_plain_equal(a[k], b[k]) for k in a)
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return a.shape == b.shape and torch.equal(a.cpu(), b.cpu().to(a.dtype))
-    try:
-        return bool(a == b)
-    except Exception:  # incomparable values: treat as different
-        return False
-
-
 def _weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point())
-
-
-def _remove_stale_interrupt(path: Path, step: int) -> None:
-    """A finished run has gone past an ``interrupted.pt`` at or before its last step."""
-    if not path.is_file():
-        return
-    try:
-        old = load_checkpoint(path)
-    except (ValueError, OSError):
-        return  # not ours to judge: leave it
-    if old["step"] <= step:
-        path.unlink(missing_ok=True)
