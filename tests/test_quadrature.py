@@ -314,6 +314,7 @@ def test_silent_and_dtype_kept_in_fresh_interpreter():
         "import torch\n"
         "before = torch.get_default_dtype()\n"
         "from grids import Grid, GridSchedule\n"
+        "import grids.plot\n"
         "Grid.uniform(9, (-1.5, 2.0), 'simpson')\n"
         "Grid.uniform(6, (-1.5, 2.0), 'gauss_legendre')\n"
         "Grid.uniform(301, (-1.5, 2.0), 'gauss_legendre')\n"
