@@ -4,7 +4,8 @@
 float32) on moving 1-D schedules and 2-D hourglass / pyramid schedules, for every form, every
 kernel type (nodal, basis, neural, a FunctionKernel), every lift, every stepping method and
 every transfer kind. The exported module is compared with a ResNet loop written here from the
-kernel's matrices, the schedule's transfer matrices, step sizes and the lift / readout, and it
+kernel's matrices, transfers built here from their definitions (``numpy.interp``, a hand
+bilinear on 2-D grids, the conservative D^-1 L^T D), step sizes and the lift / readout, and it
 survives ``state_dict`` round trips, whole-module pickling and ``torch.export``.
 ``from_resnet`` must reproduce the exported function as a nodal model, and refuse modules or
 schedules that do not fit.
@@ -33,6 +34,34 @@ BOX = [(0.0, 1.0), (0.0, 2.0)]
 
 LIFTS = ("cells", "linear", "identity")
 KERNELS = ("nodal", "basis", "neural", "function")
+
+
+def interp_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``[n_dst, n_src]``: piecewise linear interpolation from nodes ``src`` to ``dst``,
+    constant outside the source range (``numpy.interp`` of each unit vector)."""
+    return np.stack([np.interp(dst, src, e) for e in np.eye(src.size)], axis=1)
+
+
+def transfer_ref(g_in, g_out, kind: str = "linear") -> torch.Tensor:
+    """Pi from ``g_in`` to ``g_out``, by definition. ``linear``: on 1-D grids numpy.interp; on
+    2-D grids the bilinear weight of source node (x_i, y_j) at target (x, y) is
+    hat_i(x) * hat_j(y) (hats: the 1-D interpolation weights). ``l2``: D_out^{-1} L^T D_in
+    with L the linear interpolation from g_out to g_in and D the quadrature weights."""
+    if kind == "l2":
+        L = transfer_ref(g_out, g_in, "linear").numpy()  # [n_in, n_out]
+        w_in, w_out = g_in.weights.numpy(), g_out.weights.numpy()
+        return torch.from_numpy(L.T * w_in[None, :] / w_out[:, None])
+    assert kind == "linear", kind
+    src, dst = g_in.nodes.numpy(), g_out.nodes.numpy()
+    if src.shape[1] == 1:
+        return torch.from_numpy(interp_matrix(src[:, 0], dst[:, 0]))
+    xs, ys = (np.unique(src[:, a]) for a in (0, 1))
+    hat_x = interp_matrix(xs, dst[:, 0])  # [n_dst, len(xs)]
+    hat_y = interp_matrix(ys, dst[:, 1])
+    P = np.zeros((dst.shape[0], src.shape[0]))
+    for j, (x, y) in enumerate(src):
+        P[:, j] = hat_x[:, np.searchsorted(xs, x)] * hat_y[:, np.searchsorted(ys, y)]
+    return torch.from_numpy(P)
 
 
 def function_kernel(shift: float = 0.0) -> FunctionKernel:
@@ -150,13 +179,23 @@ def test_export_structure_is_plain_resnet():
         assert (lin.in_features, lin.out_features) == (sched.widths[k], sched.widths[k + 1])
         assert block.dt == pytest.approx(float(sched.dt[k]), abs=1e-15)
         assert block.has_shortcut
-        torch.testing.assert_close(block.shortcut, sched.transfer(k).matrix(), rtol=0, atol=0)
+        Pi = transfer_ref(sched.grids[k], sched.grids[k + 1])
+        torch.testing.assert_close(block.shortcut, Pi, rtol=0, atol=1e-15)
     # nothing of the library is a submodule: only torch.nn building blocks
     for mod in net.modules():
         assert mod.__class__.__module__.startswith(("torch.", "spacetime_nets.export"))
     # a constant grid has identity shortcuts (no matrix stored)
     const = build(GridSchedule.constant(5, 3), "basis", "inside", "euler", "cells", torch.float64)
     assert not any(b.has_shortcut for b in to_resnet(const).blocks)
+    # 2-D: the shortcuts are the bilinear interpolation between the tensor grids
+    for sched in (schedule_2d("linear", 0), schedule_2d("linear", 1)):
+        net = to_resnet(build(sched, "basis", "inside", "euler", "linear", torch.float64))
+        for k, block in enumerate(net.blocks):
+            Pi = transfer_ref(sched.grids[k], sched.grids[k + 1])
+            if block.has_shortcut:
+                torch.testing.assert_close(block.shortcut, Pi, rtol=0, atol=1e-15)
+            else:  # the same grid: an identity shortcut
+                torch.testing.assert_close(Pi, torch.eye(sched.widths[k], dtype=Pi.dtype))
 
 
 def test_matches_hand_built_resnet_outside_relu_linear_lift():
@@ -173,7 +212,7 @@ def test_matches_hand_built_resnet_outside_relu_linear_lift():
         X = x @ model.lift_weight.T + model.lift_bias
         for k in range(sched.num_steps):
             W, beta = model.kernel.weight[k], model.kernel.bias[k]
-            Pi = sched.transfer(k).matrix()
+            Pi = transfer_ref(sched.grids[k], sched.grids[k + 1])
             X = X @ Pi.T + float(sched.dt[k]) * torch.relu(X @ W.T + beta)
         wK = sched.grids[-1].weights
         ref = X @ (model.readout_values * wK).T + model.readout_bias
@@ -195,7 +234,8 @@ def test_matches_hand_built_resnet_inside_tanh_cells_lift():
         X = x[:, cell]
         for k in range(sched.num_steps):
             W, beta = model.kernel.weight[k], model.kernel.bias[k]
-            X = X @ sched.transfer(k).matrix().T + float(sched.dt[k]) * (torch.tanh(X) @ W.T + beta)
+            Pi = transfer_ref(sched.grids[k], sched.grids[k + 1], "l2")
+            X = X @ Pi.T + float(sched.dt[k]) * (torch.tanh(X) @ W.T + beta)
         ref = X @ (model.readout_values * sched.grids[-1].weights).T + model.readout_bias
         torch.testing.assert_close(model(x), ref, rtol=0, atol=1e-12)
         torch.testing.assert_close(to_resnet(model)(x), ref, rtol=0, atol=1e-12)
