@@ -5,6 +5,7 @@ checks of the numbers they write."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import signal
@@ -119,6 +120,34 @@ def test_sigint_to_a_training_process_exits_130_with_a_usable_checkpoint(tmp_pat
     assert main([*args, "--resume", str(out / "interrupted.pt")]) == 0
     done = load_checkpoint(out / "last.pt")
     assert done["epoch"] == more and len(done["history"]) == more
+
+
+# --------------------------------------------------------------------------- demo
+def test_demo_fast_mode(tmp_path, monkeypatch, capsys):
+    """SPACETIME_FAST=1: two epochs. The printed accuracy is that of the saved checkpoint
+    recomputed here, and the exported ResNet matches the model."""
+    from spacetime_nets import demo
+
+    monkeypatch.setenv("SPACETIME_FAST", "1")
+    out = tmp_path / "demo"
+    assert demo.run_demo(out) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2
+    for name in ("schedule.png", "training.png", "trajectory.png", "last.pt", "resnet_state.pt"):
+        assert (out / name).stat().st_size > 0, name
+    model = demo.demo_model(demo.demo_schedule())
+    model.load_state_dict(load_checkpoint(out / "last.pt")["model"])
+    model.eval()
+    test = load("digits", seed=0).test
+    with torch.no_grad():
+        acc = float((model(test.x).argmax(-1) == test.y).float().mean())
+    assert summary["test_accuracy"] == pytest.approx(acc, abs=1e-12)
+    assert f"test accuracy: {acc:.3f}" in text
+    assert acc > 0.3  # ten classes: chance is 0.1; two epochs already learn
+    assert 0 <= summary["transfer_accuracy"] <= 1
+    assert summary["transfer_widths"][0] > summary["widths"][0]
+    assert summary["export_max_diff"] < 1e-4
 
 
 # --------------------------------------------------------------------------- experiments
