@@ -279,7 +279,17 @@ def parse_to_args(args: tuple, kwargs: dict) -> tuple[torch.device | None, torch
     Accepts ``(dtype)``, ``(device)``, ``(device, dtype)``, ``(tensor)`` (its device and dtype)
     and the keywords ``device=`` / ``dtype=``; a device is a ``torch.device``, a string such as
     ``"cpu"`` or ``"cuda:0"``, or a device index. The dtype must be a floating type (integer
-    nodes and weights would lose their values). Anything else raises ValueError.
+    nodes and weights would lose their values).
+
+    Args:
+        args: the positional arguments of the ``.to`` call.
+        kwargs: its keyword arguments.
+
+    Returns:
+        ``(device, dtype)``, either of them None when not given.
+
+    Raises:
+        ValueError: for anything torch's ``.to`` would not take, or a non-floating dtype.
     """
     kwargs = dict(kwargs)
     device = kwargs.pop("device", None)

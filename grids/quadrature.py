@@ -31,6 +31,7 @@ __all__ = [
     "rule_degree",
     "check_n",
     "check_grid_bytes",
+    "gauss_legendre_unit",
     "nearest_valid_n",
     "uniform_rule",
     "nodes_rule",
@@ -118,8 +119,18 @@ def check_grid_bytes(counts: tuple[int, ...], name: str = "n") -> int:
     """Bytes a grid with ``counts`` nodes per axis takes; ValueError above ``MAX_GRID_BYTES``.
 
     A grid of N = prod(counts) nodes in d = len(counts) dimensions stores nodes ``[N, d]`` and
-    weights ``[N]`` in float64 (8 (d + 1) N bytes) and needs about 128 bytes per node of each
-    axis while its 1-D rules are built.
+    weights ``[N]`` in float64 (8 (d + 1) N bytes) and needs about 128 bytes per node of its
+    longest axis while its 1-D rules are built.
+
+    Args:
+        counts: nodes per axis ``(n_1, ..., n_d)``.
+        name: the argument named in the error message.
+
+    Returns:
+        The estimated bytes, at most ``MAX_GRID_BYTES``.
+
+    Raises:
+        ValueError: when the estimate exceeds ``MAX_GRID_BYTES`` (checked before allocating).
     """
     total = math.prod(int(c) for c in counts)
     need = 8 * (len(counts) + 1) * total + _SETUP_BYTES_PER_NODE * max(counts)
@@ -190,8 +201,9 @@ def _newton_cotes_weights(rule: str, n: int, h: float) -> np.ndarray:
 # --------------------------------------------------------------------------- Gauss-Legendre
 #: below this n every node uses the recurrence (O(n^2) work, under a millisecond)
 _GL_RECURRENCE_N = 200
-#: nodes with 2 n sin(theta) below this use the recurrence; above, the interior series
-_GL_INTERIOR_MIN = 100.0
+#: nodes with u = 2 n sin(theta) below the first bound use the recurrence; the others use the
+#: interior series, in bands (each band sums as many terms as its smallest u needs)
+_GL_BANDS = (50.0, 400.0)
 
 
 def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +212,14 @@ def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
 
     The nodes are x_k = cos(theta_k) for the roots theta_k of P_n(cos theta); the weights are
     w_k = 2 / (d/dtheta P_n(cos theta_k))^2 (= 2 / ((1 - x_k^2) P_n'(x_k)^2)). The rule is
-    symmetric by construction: only theta <= pi/2 is computed and mirrored.
+    symmetric by construction: only theta <= pi/2 is computed and mirrored. Nodes are accurate
+    to about an ulp and weights to about 1e-15 relative (checked against mpmath).
+
+    Args:
+        n: number of nodes, ``n >= 1``.
+
+    Returns:
+        ``(nodes, weights)``, two float64 numpy arrays of shape ``[n]``.
     """
     if n == 1:
         return np.zeros(1), np.full(1, 2.0)
@@ -212,15 +231,15 @@ def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
     if n % 2 == 1:
         theta[-1] = np.pi / 2
     dp = np.empty(half)
+    u = 2.0 * n * np.sin(theta)
     if n <= _GL_RECURRENCE_N:
-        near = np.ones(half, dtype=bool)
-    else:
-        near = 2.0 * n * np.sin(theta) < _GL_INTERIOR_MIN
-    if near.any():
-        theta[near], dp[near] = _newton(theta[near], n, _legendre_recurrence)
-    far = ~near
-    if far.any():
-        theta[far], dp[far] = _newton(theta[far], n, _legendre_stieltjes)
+        u[:] = 0.0  # all by the recurrence
+    edges = (0.0, *_GL_BANDS, np.inf)
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        band = (u >= lo) & (u < hi)
+        if band.any():
+            pfun = _legendre_recurrence if i == 0 else _legendre_stieltjes
+            theta[band], dp[band] = _newton(theta[band], n, pfun)
     if n % 2 == 1:
         theta[-1] = np.pi / 2  # exact by symmetry; Newton leaves it there up to rounding
     x_half = np.cos(theta)  # decreasing from near 1 to >= 0
@@ -236,15 +255,20 @@ def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _newton(theta: np.ndarray, n: int, pfun, max_iter: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Roots of P_n(cos theta) near ``theta`` and d/dtheta P_n there, by Newton's method."""
+    """Roots of P_n(cos theta) near ``theta`` and d/dtheta P_n there, by Newton's method.
+
+    Stops once every step is below 4e-16 theta (relative): the derivative from that last
+    evaluation is then within ~cot(theta) 4e-16 theta <= 4e-16 (relative) of its value at the
+    root, so no further evaluation is needed.
+    """
     theta = theta.copy()
     for _ in range(max_iter):
         p, dp = pfun(theta, n)
         step = p / dp
         theta -= step
-        if np.abs(step).max() <= 4e-16 * max(1.0, float(np.abs(theta).max())):
+        if np.all(np.abs(step) <= 4e-16 * theta):
             break
-    return theta, pfun(theta, n)[1]
+    return theta, dp
 
 
 def _legendre_recurrence(theta: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -264,9 +288,8 @@ def _legendre_recurrence(theta: np.ndarray, n: int) -> tuple[np.ndarray, np.ndar
     one_minus_x2 = (1.0 - x) * (1.0 + x)
     p = eval_legendre(n, x)
     q = eval_legendre(n - 1, x)
-    q2 = eval_legendre(n - 2, x)
-    p = p + n * (q - x * p) / one_minus_x2 * r
-    q = q + (n - 1) * (q2 - x * q) / one_minus_x2 * r
+    # (1 - x^2) P_n' = n (P_{n-1} - x P_n) and (1 - x^2) P_{n-1}' = n (x P_{n-1} - P_n)
+    p, q = p + n * (q - x * p) / one_minus_x2 * r, q + n * (x * q - p) / one_minus_x2 * r
     c = np.cos(theta)
     return p, -n * (q - c * p) / np.sin(theta)
 
@@ -278,8 +301,9 @@ def _legendre_stieltjes(theta: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
     alpha_m = (n + m + 1/2) theta - (m + 1/2) pi / 2, h_0 = 1,
     h_{m+1} = h_m (m + 1/2)^2 / ((m + 1) (n + m + 3/2)), C_n = (4 / pi) prod_j j / (j + 1/2).
 
-    Terms shrink like m! / (2 n sin theta)^m: with 2 n sin theta >= 100, 13 terms reach double
-    precision, so each node costs O(1).
+    Terms shrink like m! / (2 n sin theta)^m until m ~ 2 n sin theta: with 2 n sin theta >= 50
+    about 20 terms reach double precision, with 2 n sin theta >= 400 about 8, so each node
+    costs O(1).
     """
     s = 2.0 * np.sin(theta)
     cos_t = np.cos(theta)
