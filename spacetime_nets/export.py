@@ -130,8 +130,9 @@ class ResidualBlock(nn.Module):
         return self._apply(self.layers[1], self.activation(self._apply(first, x)))
 
     def _pi(self, x: torch.Tensor) -> torch.Tensor:
-        if self.has_shortcut:
-            x = x @ self.shortcut.T
+        return self._channels(x @ self.shortcut.T if self.has_shortcut else x)
+
+    def _channels(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_out is not None and x.dim() == 3:
             c = x.shape[1]
             if self.channels_out > c:
@@ -142,7 +143,8 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.square:
-            return torch.add(self._pi(x), self.field(x), alpha=self.dt)
+            px = x @ self.shortcut.T if self.has_shortcut else x
+            return self._channels(torch.add(px, self.field(x), alpha=self.dt))
         return self._pi(rk_step(self.field, x, self.dt, self.tableau))
 
     def extra_repr(self) -> str:

@@ -195,9 +195,15 @@ class Discretization(nn.Module):
     def transfer(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Pi_k applied to the last dimension of ``x``, then the channel change c_k ->
         c_{k+1} (zero-padding or truncation of dimension 1) where the schedule has one."""
+        return self.change_channels(k, self.grid_transfer(k, x))
+
+    def grid_transfer(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Pi_k alone, on the last dimension of ``x``."""
         p = self.pi[k]
-        if p is not None:
-            x = apply_stencil(x, *p)
+        return x if p is None else apply_stencil(x, *p)
+
+    def change_channels(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """c_k -> c_{k+1} channels on dimension 1: new channels zero, or the first kept."""
         if self.channels is not None:
             c_in, c_out = self.channels[k], self.channels[k + 1]
             if c_out > c_in:
@@ -273,7 +279,7 @@ class Discretization(nn.Module):
             kernel.check_discretisation(outs, ins)
         for kern in kernels:
             kern.check_channels(self.times, self.channels)
-            steps = [(t, self.info(k)) for k, t in enumerate(self.times[:-1])]
+            steps = [(t, self.info(k)) for k, t in enumerate(self.times)]
             kern.check_resolution(steps, self.allow_underresolved)
 
 
@@ -302,7 +308,8 @@ def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, meth
     """One step X^k -> X^{k+1} (see the module docstring)."""
     if not sm.square:
         # the canonical Euler step: one fused kernel for "+ dt *" (alpha), forward and backward
-        return torch.add(disc.transfer(k, x), field(form, act, sm.layers, x), alpha=sm.dt)
+        y = torch.add(disc.grid_transfer(k, x), field(form, act, sm.layers, x), alpha=sm.dt)
+        return disc.change_channels(k, y)
     y = rk_step(lambda z: field(form, act, sm.layers, z), x, sm.dt, get_stepper(method))
     return disc.transfer(k, y)
 

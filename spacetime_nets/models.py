@@ -125,7 +125,9 @@ class _FlowModel(nn.Module):
         T = self.T
         new = copy.deepcopy(self)
         sched = self.schedule
-        scaled = GridSchedule(sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind)
+        scaled = GridSchedule(
+            sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind, sched.channels
+        )
         for kern in (new.kernel, new.kernel2):
             if kern is not None:
                 if not kern.continuous:

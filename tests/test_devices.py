@@ -102,7 +102,7 @@ def test_to_float64_converts_every_tensor_and_forward_keeps_it(name):
 
 def test_float64_grids_are_exact_after_building_in_float32():
     sched = GridSchedule.moving([9, 6, 11, 7], T=1.0, transfer_kind="l2")
-    model = SpaceTimeNet(sched, 5, 2, kernel="basis").to(torch.float64)
+    model = SpaceTimeNet(sched, 5, 2, kernel="basis", modes=4).to(torch.float64)
     for k in range(sched.num_steps + 1):
         nodes, weights = model.disc.grid(k)
         assert torch.equal(nodes, sched.grids[k].nodes)

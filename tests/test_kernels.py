@@ -382,7 +382,15 @@ def _scaled(model: SpaceTimeNet, a: float) -> SpaceTimeNet:
 def test_field_homogeneity_through_one_euler_step(form, activation, kernel, homogeneous):
     sched = GridSchedule.moving([7, 9, 6], T=0.8)
     model = SpaceTimeNet(
-        sched, 7, 2, kernel=kernel, form=form, activation=activation, lift="identity", seed=2
+        sched,
+        7,
+        2,
+        kernel=kernel,
+        form=form,
+        activation=activation,
+        lift="identity",
+        seed=2,
+        modes=4,
     ).double()
     assert model.is_homogeneous() == homogeneous == form_is_homogeneous(form, activation)
     x = torch.randn(6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2

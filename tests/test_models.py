@@ -139,7 +139,13 @@ def test_neural_ode_matches_torchdiffeq_euler():
             seed=0,
         ),
         lambda: SpaceTimeNet(
-            GridSchedule.moving([5, 7, 6], T=3.0), 3, 2, kernel="basis", form="outside", seed=0
+            GridSchedule.moving([5, 7, 6], T=3.0),
+            3,
+            2,
+            kernel="basis",
+            form="outside",
+            seed=0,
+            modes=4,
         ),
     ],
     ids=["ode-inside-T2", "ode-outside-relu-T0.5", "nodal-heun-T2", "basis-relu-T3"],
@@ -163,7 +169,9 @@ def test_scaling_lemma_on_other_horizons(make):
 # --------------------------------------------------------------------------- SpaceTimeNet parts
 def test_cells_lift_2d_follows_node_positions():
     sched = GridSchedule.hourglass((5, 7), (3, 3), 2, domain=BOX)
-    model = SpaceTimeNet(sched, 6, 2, kernel="basis", lift="cells", in_shape=(2, 3)).double()
+    model = SpaceTimeNet(
+        sched, 6, 2, kernel="basis", lift="cells", in_shape=(2, 3), modes=3
+    ).double()
     x = randn(3, 6)
     nodes = sched.grids[0].nodes.numpy()
     cols = []
@@ -342,7 +350,7 @@ def test_model_errors_are_value_errors_naming_the_argument():
     nodal = SpaceTimeNet(sched, 4, 2, kernel="nodal")
     with pytest.raises(ValueError, match="nodal SpaceTimeNet exists only on its own schedule"):
         nodal.with_schedule(sched)
-    basis = SpaceTimeNet(sched, 4, 2, kernel="basis")
+    basis = SpaceTimeNet(sched, 4, 2, kernel="basis", modes=4)
     with pytest.raises(ValueError, match="schedule: domain must be"):
         basis.with_schedule(GridSchedule.constant(5, 2, domain=(0.0, 2.0)))
     with pytest.raises(ValueError, match="schedule: expected a grids.GridSchedule"):
@@ -394,7 +402,7 @@ def test_grid_and_schedule_of_a_neural_ode_have_unit_weights():
 def test_non_finite_input_is_refused(bad):
     sched = GridSchedule.constant(5, 3)
     models = [
-        SpaceTimeNet(sched, 3, 2, kernel="basis", lift="linear", seed=0),
+        SpaceTimeNet(sched, 3, 2, kernel="basis", lift="linear", seed=0, modes=4),
         NeuralODE(3, T=1.0, steps=3, out_features=2, seed=0),
     ]
     x = torch.zeros(4, 3)

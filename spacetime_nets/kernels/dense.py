@@ -80,8 +80,8 @@ class Kernel(nn.Module):
                 )
 
     def check_resolution(self, steps: Sequence, allow_underresolved: bool = False) -> None:
-        """Raise ValueError when the kernel is finer than the grid of a step (``steps`` are
-        ``(t_k, GridInfo of G_k)`` pairs); see the subclasses."""
+        """Raise ValueError when the kernel is finer than a grid of the schedule (``steps`` are
+        ``(t_k, GridInfo of G_k)`` for k = 0..K); see the subclasses."""
 
     def step_op(self, k: int, t: float, out, inp):
         """The operator of step k from the input grid ``inp`` to the output grid ``out``, each
@@ -348,6 +348,21 @@ class BasisKernel(Kernel):
         kwargs.setdefault("pieces", schedule.num_steps)
         return cls(schedule.domain, T=schedule.T, **kwargs)
 
+    def check_resolution(self, steps: Sequence, allow_underresolved: bool = False) -> None:
+        """``modes`` basis functions per axis are linearly independent on a grid only when the
+        axis has at least ``modes`` nodes; a coarser grid cannot tell the kernel's modes apart
+        (the discrete operator then depends on the resolution, not on the kernel)."""
+        if allow_underresolved:
+            return
+        for k, (_, info) in enumerate(steps):
+            for a, n in enumerate(info.shape):
+                if self.modes > n:
+                    raise ValueError(
+                        f"modes: {self.modes} basis functions on axis {a} need at least "
+                        f"{self.modes} nodes, grid {k} has {n}; use fewer modes, a "
+                        "finer grid, or allow_underresolved=True"
+                    )
+
     def phi(self, nodes: torch.Tensor) -> torch.Tensor:
         """Basis values at ``nodes`` ``[n, d]`` -> ``[n, A]`` (cached per node tensor)."""
         return self._cache.get(
@@ -388,10 +403,10 @@ class BasisKernel(Kernel):
             beta = phi_out @ c if c is not None else W.new_zeros(W.shape[0])
             return W, beta
         n_out, n_in, ch = phi_out.shape[0], phi_in.shape[0], self.channels
-        W = torch.einsum("ia,ocab,jb->oicj", phi_out, C, phi_in).reshape(ch * n_out, ch * n_in)
+        W = ((phi_out @ C) @ phi_in.T).transpose(1, 2).reshape(ch * n_out, ch * n_in)
         if c is None:
             return W, W.new_zeros(W.shape[0])
-        return W, (c @ phi_out.T).reshape(-1)
+        return W, (phi_out @ c.T).T.reshape(-1)
 
     def extra_repr(self) -> str:
         t = (

@@ -197,7 +197,7 @@ class ConvKernel(_PiecewiseKernel):
                 for a, (ra, ha) in enumerate(zip(r, g.h)):
                     if ra < 2 * ha:
                         raise ValueError(
-                            f"radius: {ra:g} on axis {a} is under-resolved by the grid of step {k} "
+                            f"radius: {ra:g} on axis {a} is under-resolved by grid {k} "
                             f"(spacing "
                             f"{ha:.4g}): a windowed kernel needs radius >= 2 h to have a "
                             "nonzero tap beside the centre; use a larger radius, a finer grid, "
@@ -312,7 +312,7 @@ class SpectralKernel(_PiecewiseKernel):
             for a, (m, n) in enumerate(zip(self.modes, g.shape)):
                 if 2 * m >= n:
                     raise ValueError(
-                        f"modes: {m} on axis {a} needs more than {2 * m} nodes, the grid of step "
+                        f"modes: {m} on axis {a} needs more than {2 * m} nodes, grid "
                         f"{k} has {n}"
                         " (modes >= n/2 alias); use fewer modes, a finer grid, or "
                         "allow_underresolved=True"
@@ -327,7 +327,7 @@ class SpectralKernel(_PiecewiseKernel):
         if d == 1:
             m = torch.arange(self.modes[0], dtype=torch.float64, device=dl.device)
             theta = 2 * math.pi * dl[..., 0, None] * m / L[0]  # [..., M]
-            mult = torch.where(m == 0, 1.0, 2.0)
+            mult = torch.where(m == 0, 1.0, 2.0).to(torch.float64)
         else:
             M0, M1 = self.modes
             m0 = torch.cat([torch.arange(M0), torch.arange(-M0 + 1, 0)]).double().to(dl.device)
@@ -337,7 +337,7 @@ class SpectralKernel(_PiecewiseKernel):
                 * math.pi
                 * (dl[..., 0, None, None] * m0[:, None] / L[0] + dl[..., 1, None, None] * m1 / L[1])
             )
-            mult = torch.where(m1 == 0, 1.0, 2.0).expand(len(m0), M1)
+            mult = torch.where(m1 == 0, 1.0, 2.0).to(torch.float64).expand(len(m0), M1)
         e = torch.polar(mult.expand(theta.shape), theta).to(K.dtype)  # [..., *modes]
         nd = len(self.modes)
         idx = "xy"[:nd]

@@ -1,0 +1,655 @@
+"""Channels, stationary kernels (conv, spectral), lifts/readouts and resolution transfer,
+checked against NumPy re-implementations of the formulas of docs/concepts.md."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from numpy.polynomial import legendre as npleg
+
+from grids import Grid, GridSchedule
+from spacetime_nets import SpaceTimeNet, to_resnet
+from spacetime_nets.kernels import BasisKernel, ConvKernel, NodalKernel, SpectralKernel
+from spacetime_nets.objectives import l2_control
+
+F64 = torch.float64
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- references
+def np_conv_kappa(C: np.ndarray, delta: np.ndarray, r, modes: int) -> np.ndarray:
+    """kappa(delta) [c, c, *delta.shape[:-1]] = r^-d prod window(delta/r) sum_m C_m psi_m."""
+    d = delta.shape[-1]
+    prof = None
+    for a in range(d):
+        u = delta[..., a] / r[a]
+        win = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0) / r[a]
+        cols = [
+            math.sqrt((2 * m + 1) / 2.0) * npleg.legval(np.clip(u, -1, 1), [0] * m + [1]) * win
+            for m in range(modes)
+        ]
+        p = np.stack(cols, axis=-1)
+        prof = (
+            p if prof is None else (prof[..., :, None] * p[..., None, :]).reshape(*p.shape[:-1], -1)
+        )
+    return np.einsum("oim,...m->oi...", C, prof)
+
+
+def np_dense(kappa: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """W [c n, c n] from kappa [c, c, n_out, n_in] and weights [n_in]."""
+    c, _, n, m = kappa.shape
+    return (kappa * w).transpose(0, 2, 1, 3).reshape(c * n, c * m)
+
+
+def grid_delta(g: Grid, periodic: bool = False) -> np.ndarray:
+    x = g.nodes.double().numpy()
+    delta = x[:, None, :] - x[None, :, :]
+    if periodic:
+        L = np.array([b - a for a, b in g.domain.bounds])
+        delta = np.mod(delta + L / 2, L) - L / 2
+    return delta
+
+
+# --------------------------------------------------------------------------- conv
+@pytest.mark.parametrize(
+    "n, rule, domain, radius",
+    [
+        (17, "trapezoid", (0.0, 1.0), 0.3),
+        (16, "periodic", (0.0, 1.0), 0.3),
+        ((9, 11), "trapezoid", ((0.0, 1.0), (0.0, 2.0)), (0.3, 0.5)),
+        ((8, 10), "periodic", ((0.0, 1.0), (0.0, 2.0)), (0.3, 0.5)),
+    ],
+)
+def test_conv_operator_equals_dense_formula(n, rule, domain, radius):
+    g = Grid.uniform(n, domain, rule).to(F64)
+    k = ConvKernel(domain, channels=3, radius=radius, modes=3, pointwise=True, generator=gen())
+    k = k.double()
+    sched = GridSchedule.constant(n, 1, domain=domain, rule=rule).with_channels(3).to(F64)
+    from spacetime_nets.integrate import Discretization
+
+    disc = Discretization(sched).to(dtype=F64)
+    p = disc._point(0)
+    op = k.step_op(0, 0.0, p, p)
+    assert type(op).__name__ == "ConvOp"
+    x = torch.randn(4, 3, g.n, generator=gen(1), dtype=F64)
+    C = k.coeff[0].detach().numpy()
+    r = radius if isinstance(radius, tuple) else (radius,)
+    kap = np_conv_kappa(C, grid_delta(g, rule == "periodic"), r, 3)
+    W = np_dense(kap, g.weights.numpy())
+    A, b = k.point[0].detach().numpy(), k.bias_coeff[0].detach().numpy()
+    ref = x.numpy().reshape(4, -1) @ W.T
+    ref = ref.reshape(4, 3, -1) + np.einsum("oi,bin->bon", A, x.numpy()) + b[:, None]
+    np.testing.assert_allclose(op(x).detach().numpy(), ref, rtol=1e-11, atol=1e-12)
+    assert np.abs(ref).max() > 1e-2
+    # the same kernel on a non-equispaced grid of the same nodes takes the dense path
+    g2 = Grid.from_nodes(g.axes[0] if g.dim == 1 else list(g.axes), domain)
+    if rule != "periodic":
+        s2 = GridSchedule([0.0, 1.0], [g2, g2]).with_channels(3).to(F64)
+        d2 = Discretization(s2).to(dtype=F64)
+        p2 = d2._point(0)
+        op2 = k.step_op(0, 0.0, p2, p2)
+        assert isinstance(op2, tuple)
+        np.testing.assert_allclose(
+            (x.reshape(4, -1) @ op2[0].T + op2[1]).reshape(4, 3, -1).detach().numpy(),
+            ref,
+            atol=1e-12,
+        )
+
+
+def test_conv_taps_vanish_at_the_radius_and_refinement_adds_taps_not_parameters():
+    k = ConvKernel((0.0, 1.0), channels=2, radius=0.25, modes=3, generator=gen())
+    n_params = sum(p.numel() for p in k.parameters())
+    sizes = []
+    for n in (17, 33, 65):
+        s = GridSchedule.constant(n, 1).with_channels(2)
+        from spacetime_nets.integrate import Discretization
+
+        p = Discretization(s)._point(0)
+        op = k.step_op(0, 0.0, p, p)
+        sizes.append(op.taps.shape[-1])
+        assert float(op.taps[..., 0].detach().abs().max()) == 0.0  # |delta| = r: the window is zero
+    assert sizes == [9, 17, 33]
+    assert sum(p.numel() for p in k.parameters()) == n_params
+
+
+# --------------------------------------------------------------------------- spectral
+def np_spectral_dense(K: np.ndarray, g: Grid) -> np.ndarray:
+    """The DFT-matrix reference: kappa(delta) = sum_m c(m_last) Re(K_m e^{2 pi i m.delta/L})."""
+    x = g.nodes.double().numpy()
+    L = [b - a for a, b in g.domain.bounds]
+    delta = x[:, None, :] - x[None, :, :]
+    d = x.shape[1]
+    if d == 1:
+        M = K.shape[-1]
+        m = np.arange(M)
+        th = 2 * np.pi * delta[..., 0, None] * m / L[0]
+        mult = np.where(m == 0, 1.0, 2.0)
+        kap = np.real(np.einsum("oim,pqm->oipq", K, mult * np.exp(1j * th)))
+    else:
+        M0, M1 = (K.shape[-2] + 1) // 2, K.shape[-1]
+        m0 = np.concatenate([np.arange(M0), np.arange(-M0 + 1, 0)])
+        m1 = np.arange(M1)
+        th = (
+            2
+            * np.pi
+            * (
+                delta[..., 0, None, None] * m0[:, None] / L[0]
+                + delta[..., 1, None, None] * m1 / L[1]
+            )
+        )
+        mult = np.where(m1 == 0, 1.0, 2.0)[None, :]
+        kap = np.real(np.einsum("oixy,pqxy->oipq", K, mult * np.exp(1j * th)))
+    return np_dense(kap, g.weights.numpy())
+
+
+@pytest.mark.parametrize(
+    "n, domain, modes", [(16, (0.0, 2.0), 5), ((8, 10), ((0.0, 1.0), (0.0, 2.0)), (3, 4))]
+)
+def test_spectral_fft_equals_dft_matrix_reference(n, domain, modes):
+    g = Grid.uniform(n, domain, "periodic").to(F64)
+    k = SpectralKernel(domain, channels=2, modes=modes, pointwise=False, generator=gen()).double()
+    sched = GridSchedule.constant(n, 1, domain=domain, rule="periodic").with_channels(2).to(F64)
+    from spacetime_nets.integrate import Discretization
+
+    p = Discretization(sched).to(dtype=F64)._point(0)
+    op = k.step_op(0, 0.0, p, p)
+    assert type(op).__name__ == "SpectralOp"
+    x = torch.randn(3, 2, g.n, generator=gen(2), dtype=F64)
+    Kc = k.weight[0].detach().numpy()
+    Kc = Kc[..., 0] + 1j * Kc[..., 1]
+    W = np_spectral_dense(Kc, g)
+    b = k.bias_coeff[0].detach().numpy()
+    ref = (x.numpy().reshape(3, -1) @ W.T).reshape(3, 2, -1) + b[:, None]
+    np.testing.assert_allclose(op(x).detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+    # the kernel's own dense path (used off periodic grids) agrees too
+    kv = k.kernel_values(0.0, torch.as_tensor(grid_delta(g))).detach().numpy()
+    np.testing.assert_allclose(np_dense(kv, g.weights.numpy()), W, atol=1e-12)
+
+
+def test_under_resolved_kernels_raise_unless_allowed():
+    s = GridSchedule.constant(16, 2, rule="periodic")
+    with pytest.raises(ValueError, match="modes: 8 on axis 0 needs more than 16 nodes"):
+        SpaceTimeNet(
+            s, None, 1, kernel="spectral", lift="identity", readout="function", channels=4, modes=8
+        )
+    m = SpaceTimeNet(
+        s,
+        None,
+        1,
+        kernel="spectral",
+        lift="identity",
+        readout="function",
+        channels=4,
+        modes=8,
+        allow_underresolved=True,
+    )
+    assert m(torch.randn(2, 16)).shape == (2, 16)
+    s = GridSchedule.constant(17, 2)
+    with pytest.raises(ValueError, match="radius: 0.1 on axis 0 is under-resolved"):
+        SpaceTimeNet(
+            s, None, 1, kernel="conv", lift="identity", readout="function", channels=4, radius=0.1
+        )
+    good = SpaceTimeNet(
+        s, None, 1, kernel="conv", lift="identity", readout="function", channels=4, radius=0.2
+    )
+    with pytest.raises(ValueError, match="under-resolved"):
+        good.at_resolution(5)
+    with pytest.raises(ValueError, match="modes: 6 basis functions on axis 0 need at least 6"):
+        SpaceTimeNet(GridSchedule.from_widths([9, 5]), 9, 1, kernel="basis", modes=6)
+    SpaceTimeNet(
+        GridSchedule.from_widths([9, 5]), 9, 1, kernel="basis", modes=6, allow_underresolved=True
+    )
+    with pytest.raises(ValueError, match="a conv kernel needs channels"):
+        SpaceTimeNet(s, None, 1, kernel="conv", lift="identity")
+    with pytest.raises(ValueError, match="readout: 'function' needs a state with channels"):
+        SpaceTimeNet(s, None, 1, kernel="basis", lift="identity", readout="function")
+
+
+# --------------------------------------------------------------------------- whole models
+def np_model_reference(model: SpaceTimeNet, x: np.ndarray) -> np.ndarray:
+    """The channel model re-done in NumPy: pointwise lift, steps with dense conv/nodal
+    matrices (square + transfer, or Euler at new nodes), channel padding, readout."""
+    sched = model.schedule
+    L, l0 = model.lift_weight.detach().numpy(), model.lift_bias.detach().numpy()
+    X = np.einsum("oi,bin->bon", L, x.reshape(x.shape[0], model.in_channels, -1)) + l0[:, None]
+    act = {"tanh": np.tanh, "identity": lambda z: z}[model.activation_name]
+    times = sched.times.double().numpy()
+    ch = sched.channels
+    for k in range(sched.num_steps):
+        t, dt = times[k], times[k + 1] - times[k]
+        g = sched.grids[k]
+        kern = model.kernel
+        c = ch[k]
+        if isinstance(kern, ConvKernel):
+            r = kern.radius_at(float(t))
+            piece = kern.piece(float(t))
+            kap = np_conv_kappa(kern.coeff[piece].detach().numpy(), grid_delta(g), r, kern.modes)
+            W = np_dense(kap, g.weights.double().numpy())
+            b = np.repeat(kern.bias_coeff[piece].detach().numpy(), g.n)
+            square = True
+        else:
+            W = kern.weight[k].detach().numpy()
+            b = kern.bias[k].detach().numpy()
+            square = model.method != "euler"
+        n_out = g.n if square else sched.grids[k + 1].n
+
+        def f(Z, W=W, b=b, n_out=n_out, c=c):
+            B = Z.shape[0]
+            if model.form == "inside":
+                return (act(Z).reshape(B, -1) @ W.T + b).reshape(B, c, n_out)
+            return act(Z.reshape(B, -1) @ W.T + b).reshape(B, c, n_out)
+
+        # an own linear interpolation (np.interp on the 1-D nodes), not the library's
+        src, dst = g.nodes[:, 0].double().numpy(), sched.grids[k + 1].nodes[:, 0].double().numpy()
+
+        def pi_grid(Z, src=src, dst=dst):
+            return np.stack(
+                [[np.interp(dst, src, Z[i, j]) for j in range(Z.shape[1])] for i in range(len(Z))]
+            )
+
+        def pad(out, c_new=ch[k + 1]):
+            if c_new > out.shape[1]:
+                out = np.concatenate(
+                    [out, np.zeros((out.shape[0], c_new - out.shape[1], out.shape[2]))], axis=1
+                )
+            return out[:, :c_new]
+
+        def pi(Z):
+            return pad(pi_grid(Z))
+
+        if not square:  # the channel change acts on the whole step
+            X = pad(pi_grid(X) + dt * f(X))
+        elif model.method == "euler":
+            X = pi(X + dt * f(X))
+        else:  # rk4
+            k1 = f(X)
+            k2 = f(X + dt / 2 * k1)
+            k3 = f(X + dt / 2 * k2)
+            k4 = f(X + dt * k3)
+            X = pi(X + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4))
+    wK = sched.grids[-1].weights.double().numpy()
+    if model.readout_kind == "mean":
+        Q = model.readout_weight.detach().numpy()
+        return (X * wK).sum(-1) @ Q.T + model.readout_bias.detach().numpy()
+    if model.readout_kind == "function":
+        Q = model.readout_weight.detach().numpy()
+        return np.einsum("oc,bcn->bon", Q, X) + model.readout_bias.detach().numpy()[:, None]
+    R = model.readout_matrix().detach().numpy()
+    return X.reshape(X.shape[0], -1) @ R.T + model.readout_bias.detach().numpy()
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+@pytest.mark.parametrize("form", ["inside", "outside"])
+@pytest.mark.parametrize("kernel", ["conv", "nodal"])
+def test_channel_models_match_numpy_reference(kernel, form, method):
+    sched = GridSchedule.from_widths([17, 17, 9, 9, 17])
+    channels = [3, 3, 5, 5, 4]  # widen at step 1, narrow (truncate) at step 3
+    radius = [0.3, 0.3, 0.5, 0.5] if kernel == "conv" else 0.1
+    readout = {"conv": "mean", "nodal": "quadrature"}[kernel]
+    m = SpaceTimeNet(
+        sched,
+        None,
+        2,
+        kernel=kernel,
+        form=form,
+        activation="tanh",
+        lift="identity",
+        readout=readout,
+        channels=channels,
+        in_channels=2,
+        radius=radius,
+        method=method,
+        seed=3,
+    ).double()
+    x = torch.randn(3, 2, 17, generator=gen(4), dtype=F64)
+    ref = np_model_reference(m, x.numpy())
+    np.testing.assert_allclose(m(x).detach().numpy(), ref, rtol=1e-10, atol=1e-11)
+    assert np.abs(ref).max() > 1e-3
+    # the exported ResNet (Conv1d / Linear blocks, fixed shortcuts) is the same function
+    np.testing.assert_allclose(to_resnet(m)(x).detach().numpy(), ref, rtol=1e-10, atol=1e-11)
+    # checkpointing changes nothing, gradients included
+    m2 = SpaceTimeNet(
+        sched,
+        None,
+        2,
+        kernel=kernel,
+        form=form,
+        activation="tanh",
+        lift="identity",
+        readout=readout,
+        channels=channels,
+        in_channels=2,
+        radius=radius,
+        method=method,
+        seed=3,
+        checkpoint=2,
+    ).double()
+    g1 = torch.autograd.grad(m(x).square().sum(), list(m.parameters()))
+    g2 = torch.autograd.grad(m2(x).square().sum(), list(m2.parameters()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_channels_one_is_the_scalar_model():
+    sched = GridSchedule.moving([9, 12, 7, 10], T=1.3)
+    scalar = SpaceTimeNet(
+        sched,
+        9,
+        3,
+        kernel="basis",
+        form="inside",
+        activation="tanh",
+        lift="identity",
+        modes=4,
+        seed=0,
+    )
+    chan = SpaceTimeNet(
+        sched,
+        9,
+        3,
+        kernel="basis",
+        form="inside",
+        activation="tanh",
+        lift="identity",
+        modes=4,
+        seed=0,
+        channels=1,
+    )
+    with torch.no_grad():
+        chan.kernel.coeff.copy_(scalar.kernel.coeff[:, None, None])
+        chan.kernel.bias_coeff.copy_(scalar.kernel.bias_coeff[:, None])
+        chan.readout_coeff.copy_(scalar.readout_coeff[:, None])
+        chan.readout_bias.copy_(scalar.readout_bias)
+        chan.lift_weight.fill_(1.0)
+        chan.lift_bias.zero_()
+    x = torch.randn(5, 9, generator=gen(5))
+    assert torch.equal(chan(x), scalar(x))
+    torch.testing.assert_close(l2_control(chan), l2_control(scalar), rtol=1e-6, atol=0)
+
+
+def test_dense_kernels_with_channels_are_block_matrices():
+    """BasisKernel with channels: W[(o,i),(c,j)] = sum_ab phi_a(xi_i) C_ocab phi_b(zeta_j) w_j."""
+    k = BasisKernel((0.0, 1.0), modes=3, channels=2, generator=gen()).double()
+    g_in, g_out = Grid.uniform(7).to(F64), Grid.uniform(5).to(F64)
+    W, b = k.forward(0, 0.0, g_out.nodes, g_in.nodes, g_in.weights)
+    phi_o = k.phi(g_out.nodes).numpy()
+    phi_i = k.phi(g_in.nodes).numpy()
+    C = k.coeff[0].detach().numpy()
+    for o in range(2):
+        for c in range(2):
+            blk = phi_o @ C[o, c] @ (phi_i * g_in.weights.numpy()[:, None]).T
+            np.testing.assert_allclose(
+                W[o * 5 : o * 5 + 5, c * 7 : c * 7 + 7].detach(), blk, atol=1e-14
+            )
+    assert b.shape == (10,)
+    n = NodalKernel(GridSchedule.from_widths([4, 6]).with_channels([3, 2]))
+    assert n.weight[0].shape == (18, 12)
+
+
+def test_l2_control_of_stationary_kernels_is_the_quadrature_of_kappa_squared():
+    """Conv: sum_ij w_i w_j |kappa(xi_i - xi_j)|^2 + |Omega|(|A|^2 + |b|^2), hand-summed."""
+    sched = GridSchedule.constant(17, 2, T=0.8)
+    m = SpaceTimeNet(
+        sched,
+        None,
+        1,
+        kernel="conv",
+        form="inside",
+        lift="identity",
+        readout="function",
+        channels=2,
+        radius=0.3,
+        pointwise=True,
+        seed=1,
+    ).double()
+    g = sched.grids[0]
+    w = g.weights.double().numpy()
+    total = 0.0
+    for k, dt in enumerate([0.4, 0.4]):
+        C = m.kernel.coeff[k].detach().numpy()
+        kap = np_conv_kappa(C, grid_delta(g), (0.3,), m.kernel.modes)
+        u2 = np.einsum("i,j,ocij->", w, w, kap**2)
+        u2 += (m.kernel.point[k].detach().numpy() ** 2).sum() + (
+            m.kernel.bias_coeff[k].detach().numpy() ** 2
+        ).sum()
+        total += dt * u2
+    np.testing.assert_allclose(float(l2_control(m).detach()), total, rtol=1e-10)
+    # spectral: |Omega| int |kappa|^2 on the torus = |Omega| L sum of |K|^2 over the modes
+    s = GridSchedule.constant(32, 1, rule="periodic")
+    sp = SpaceTimeNet(
+        s,
+        None,
+        1,
+        kernel="spectral",
+        lift="identity",
+        readout="function",
+        channels=2,
+        modes=4,
+        pointwise=False,
+        seed=2,
+    ).double()
+    with torch.no_grad():
+        sp.kernel.bias_coeff[0].zero_()
+        sp.kernel.weight[0][..., 0, 1] = 0.0  # K_0 real
+    K = sp.kernel.weight[0].detach().numpy()
+    K = K[..., 0] + 1j * K[..., 1]
+    ref = (np.abs(K[..., 0]) ** 2).sum() + 2 * (np.abs(K[..., 1:]) ** 2).sum()
+    np.testing.assert_allclose(float(l2_control(sp).detach()), ref, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- resolution
+def smooth_input(nodes: torch.Tensor) -> torch.Tensor:
+    """Two smooth periodic functions on [0, 1]: ``[n, 1] -> [2, n]``."""
+    x = nodes[:, 0]
+    return torch.stack(
+        [
+            torch.sin(2 * math.pi * x) + 0.5 * torch.cos(6 * math.pi * x),
+            torch.exp(torch.cos(2 * math.pi * (x - 0.4))),
+        ]
+    )
+
+
+def test_conv_model_converges_at_second_order_under_refinement():
+    """A fixed conv model (trapezoid grids, windowed kernel) evaluated on G, 2G, 4G, 8G: the
+    outputs at the coarse nodes change by O(h^2) (observed order close to 2)."""
+    sizes = [17, 33, 65, 129]
+    sched = GridSchedule.constant(sizes[0], 3, T=1.0)
+    m = SpaceTimeNet(
+        sched,
+        None,
+        1,
+        kernel="conv",
+        form="inside",
+        activation="tanh",
+        lift="identity",
+        readout="function",
+        channels=4,
+        in_channels=2,
+        radius=0.25,
+        modes=3,
+        seed=0,
+    ).double()
+    outs = []
+    for n in sizes:
+        mn = m.at_resolution(n)
+        g = mn.schedule.grids[0]
+        y = mn(smooth_input(g.nodes.double())[None])  # [1, 1, n]
+        outs.append(y[0, 0, :: (n - 1) // (sizes[0] - 1)].detach().numpy())
+    errs = [np.abs(a - b).max() for a, b in zip(outs[:-1], outs[1:])]
+    orders = [math.log2(a / b) for a, b in zip(errs[:-1], errs[1:])]
+    assert all(1.8 < p < 2.3 for p in orders), (errs, orders)
+
+
+def test_spectral_model_is_resolution_consistent_on_periodic_grids():
+    sizes = [32, 64, 128]
+    sched = GridSchedule.constant(sizes[0], 3, rule="periodic")
+    m = SpaceTimeNet(
+        sched,
+        None,
+        1,
+        kernel="spectral",
+        form="inside",
+        activation="tanh",
+        lift="identity",
+        readout="function",
+        channels=4,
+        in_channels=2,
+        modes=6,
+        seed=0,
+    ).double()
+    outs = []
+    for n in sizes:
+        mn = m.at_resolution(n)
+        y = mn(smooth_input(mn.schedule.grids[0].nodes.double())[None])
+        outs.append(y[0, 0, :: n // sizes[0]].detach().numpy())
+    e1, e2 = np.abs(outs[0] - outs[1]).max(), np.abs(outs[1] - outs[2]).max()
+    assert e1 < 1e-5 and e2 < 1e-10 and e2 < e1 / 1000, (e1, e2)  # spectral convergence
+
+
+def test_identity_lift_models_read_any_resolution():
+    sched = GridSchedule.constant(9, 2)
+    m = SpaceTimeNet(
+        sched,
+        9,
+        2,
+        kernel="basis",
+        form="inside",
+        activation="tanh",
+        lift="identity",
+        modes=3,
+        seed=0,
+    ).double()
+    fine = m.with_schedule(GridSchedule.constant(33, 2))
+    finer = m.with_schedule(GridSchedule.constant(129, 2))
+    assert fine.in_features == 33
+    g9, g33, g129 = sched.grids[0], fine.schedule.grids[0], finer.schedule.grids[0]
+    f = lambda g: torch.sin(3 * g.nodes[:, 0].double())[None]  # noqa: E731
+    with torch.no_grad():
+        y9, y33, y129 = m(f(g9)), fine(f(g33)), finer(f(g129))
+    # second order: 4x finer spacing, about 16x smaller change
+    assert float((y33 - y129).abs().max()) < float((y9 - y33).abs().max()) / 8
+    with pytest.raises(ValueError, match="x: expected 33 features"):
+        fine(f(g9))
+    # channel models: at_resolution, inputs [B, n], [B, c, n] or [B, c, nx, ny]
+    s2 = GridSchedule.constant((9, 9), 2, domain=((0, 1), (0, 1)))
+    cm = SpaceTimeNet(
+        s2,
+        None,
+        3,
+        kernel="conv",
+        form="inside",
+        lift="identity",
+        readout="function",
+        channels=4,
+        radius=0.3,
+        seed=0,
+    )
+    assert cm(torch.randn(2, 1, 9, 9)).shape == (2, 3, 9, 9)
+    assert cm(torch.randn(2, 1, 81)).shape == (2, 3, 81)
+    c17 = cm.at_resolution(17)
+    assert c17(torch.randn(2, 1, 17, 17)).shape == (2, 3, 17, 17)
+    out = cm(torch.randn(2, 1, 9, 9), output_grid=Grid.uniform((5, 5), ((0, 1), (0, 1))))
+    assert out.shape == (2, 3, 5, 5)
+    pyr = SpaceTimeNet(
+        GridSchedule.pyramid(33, 9, steps=4),
+        None,
+        1,
+        kernel="conv",
+        lift="identity",
+        readout="function",
+        channels=2,
+        radius=0.4,
+    )
+    assert pyr.at_resolution(65).schedule.widths == [65, 65, 33, 17, 17]
+    with pytest.raises(ValueError, match="n: resolution 40 on axis 0 maps grid 2"):
+        pyr.at_resolution(40)
+    with pytest.raises(
+        ValueError, match=r"x: expected \[B, 81\] or \[B, 1, 81\] or \[B, 1, 9, 9\]"
+    ):
+        cm(torch.randn(2, 1, 17, 17))
+
+
+def test_schedule_channels_validate_refine_and_round_trip_json():
+    s = GridSchedule.pyramid(17, 5, steps=4).with_channels([4, 4, 8, 8, 8])
+    r = s.refine(2, 2)
+    assert r.channels == [4, 4, 4, 4, 8, 8, 8, 8, 8]
+    back = GridSchedule.from_json(s.to_json())
+    assert back.channels == s.channels and back.same_as(s)
+    with pytest.raises(ValueError, match="channels: expected 5 positive ints"):
+        s.with_channels([4, 4, 0, 8, 8])
+    import json
+
+    doc = json.loads(s.to_json())
+    doc["transfr"] = "l2"
+    with pytest.raises(ValueError, match="unknown key\\(s\\) 'transfr'"):
+        GridSchedule.from_json(json.dumps(doc))
+    doc = json.loads(s.to_json())
+    doc["transfer"] = "cubic"
+    with pytest.raises(ValueError, match="transfer: expected one of"):
+        GridSchedule.from_json(json.dumps(doc))
+    with pytest.raises(ValueError, match="source: expected JSON text or a file path, got dict"):
+        GridSchedule.from_json(doc)
+    assert s.to(torch.float32).dtype == torch.float32
+    assert s.to("cpu", torch.float64).dtype == torch.float64
+
+
+def test_conv_model_exports_and_torch_exports():
+    sched = GridSchedule.pyramid(33, 9, steps=4)
+    m = SpaceTimeNet(
+        sched,
+        None,
+        5,
+        kernel="conv",
+        form="inside",
+        activation="gelu",
+        lift="identity",
+        readout="quadrature",
+        channels=[4, 4, 8, 8, 8],
+        radius=[0.2, 0.2, 0.4, 0.4],
+        seed=0,
+    )
+    x = torch.randn(3, 33)
+    r = to_resnet(m)
+    torch.testing.assert_close(r(x), m(x), rtol=1e-5, atol=1e-5)
+    assert any(isinstance(mod, torch.nn.Conv1d) for mod in r.modules())
+    ep = torch.export.export(r, (x,))
+    torch.testing.assert_close(ep.module()(x), m(x), rtol=1e-5, atol=1e-5)
+    assert "Conv1d" in r.layer_table()
+
+
+@pytest.mark.parametrize("kernel", ["conv", "spectral", "nodal"])
+def test_scaling_lemma_holds_for_channel_models(kernel):
+    """Inside form (homogeneous in the controls): K steps on [0, T] with u equal K steps on
+    [0, T'] with (T / T') u, for stationary kernels and channel changes too."""
+    rule = "periodic" if kernel == "spectral" else "trapezoid"
+    sched = GridSchedule.constant(16 if kernel == "spectral" else 17, 4, T=2.0, rule=rule)
+    m = SpaceTimeNet(
+        sched,
+        None,
+        3,
+        kernel=kernel,
+        form="inside",
+        activation="tanh",
+        lift="identity",
+        readout="mean",
+        channels=[2, 2, 3, 3, 3],
+        radius=0.3,
+        modes=3,
+        seed=1,
+    ).double()
+    x = torch.randn(4, sched.widths[0], generator=gen(6), dtype=F64)
+    for T_new in (0.5, 7.0):
+        new = m.rescale_horizon(T_new)
+        assert new.T == pytest.approx(T_new) and new.channels == m.channels
+        torch.testing.assert_close(new(x), m(x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            float(l2_control(new).detach()) * T_new,
+            float(l2_control(m).detach()) * 2.0,
+            rtol=1e-10,
+        )
