@@ -1,0 +1,616 @@
+"""Real workloads side by side: operator learning against FNO, classification against CNNs,
+and zero-shot resolution transfer, on data the project generates itself.
+
+Tasks (``spacetime_nets.datasets``), each trained at one resolution and tested on the same test
+samples at 1x, 2x and 4x that resolution:
+
+- ``burgers``: u(0, .) -> u(1, .) of viscous Burgers (nu = 0.1), periodic nodes j / n, trained
+  at n = 64, tested at 64, 128, 256; metric: mean relative L2 error (lower is better).
+- ``darcy``: a -> u of -div(a grad u) = 1, s x s nodes with the boundary, trained at s = 17,
+  tested at 17, 33, 65; mean relative L2 error.
+- ``signals``: ten classes of continuous functions, trained on 65 nodes of [0, 1], tested on 65,
+  129, 257 nodes; accuracy in percent (higher is better).
+- ``digits``: the 8x8 digits, tested at 8x8, 16x16, 32x32 (bilinear); accuracy in percent.
+
+Models, all trained in the same run on the same data with the same budget (Adam, the same
+learning rate, cosine decay, batch size and epochs; relative L2 loss for operators and
+cross-entropy for classes; inputs and targets standardised by scalars of the training set, which
+does not depend on the resolution):
+
+- ``FNO``: ``neuralop.models.FNO`` (operator tasks; skipped with a note if ``neuraloperator``
+  is not installed: ``pip install -e ".[bench]"``);
+- ``CNN``: a plain convolutional ResNet (``nn.Conv1d`` / ``nn.Conv2d``; circular padding on the
+  periodic task), global average pooling for classes. At 2x and 4x its kernels see the finer
+  grid as is, so they cover a half and a quarter of the physical extent they were trained on;
+- ``MLP``: a plain fully connected network; tied to its input size, so ``n/a`` at 2x and 4x;
+- ``ours``: ``SpaceTimeNet`` (spectral kernel for Burgers, conv kernel for Darcy, signals and
+  digits), moved to each test resolution by ``at_resolution`` / ``with_schedule``;
+- ``ours-resnet``: the plain-torch ResNet ``to_resnet`` exports from the trained ``ours``,
+  exported again at every test resolution; its s/epoch is one training epoch of the exported
+  network (the cost of the plain form), its errors those of the exported network.
+
+Columns: parameters, median seconds per training epoch, and the metric at 1x, 2x, 4x; a
+closing block checks the targets (operators: error at 1x <= FNO's and error ratio 2x / 1x, 4x /
+1x <= FNO's + 0.1; classes: accuracy at 1x >= CNN's - 1 point and at 2x, 4x within 2 points of
+our own 1x; cost: ours <= 1.5x the CNN's s/epoch).
+
+Run: python benchmarks/bench_workloads.py [--quick] [--tasks burgers darcy] [--epochs 20]
+     [--threads 2] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))
+from _timing import table, torch_threads  # noqa: E402
+
+from spacetime_nets import datasets as D  # noqa: E402
+
+TASKS = ("burgers", "darcy", "signals", "digits")
+MODELS = ("FNO", "CNN", "MLP", "ours", "ours-resnet")
+OPERATOR_TASKS = ("burgers", "darcy")
+
+
+# --------------------------------------------------------------------------------------------
+# data: one training resolution, the same test samples at three resolutions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """A workload: training split at the base resolution, test splits at 1x, 2x, 4x."""
+
+    name: str
+    kind: str  # "operator" or "classification"
+    dim: int  # 1 or 2 spatial dimensions
+    sizes: tuple[int, int, int]  # nodes per axis at 1x, 2x, 4x
+    train: D.Split
+    tests: list[D.Split]
+    num_classes: int | None = None
+    periodic: bool = False
+    meta: dict = field(default_factory=dict)
+
+
+def _sizes(name: str, quick: bool) -> tuple[int, int, int]:
+    if name == "burgers":
+        return (32, 64, 128) if quick else (64, 128, 256)
+    if name == "darcy":
+        return (5, 9, 17) if quick else (17, 33, 65)
+    if name == "signals":
+        return (17, 33, 65) if quick else (65, 129, 257)
+    return (8, 16, 32)  # digits
+
+
+def make_task(name: str, quick: bool, seed: int = 0) -> Task:
+    """Generate ``name`` at its three resolutions (the same samples and split at each)."""
+    sizes = _sizes(name, quick)
+    splits = (0.8, 0.04, 0.16)
+    if name == "burgers":
+        kw = {"n": 60 if quick else 1250, "seed": seed, "splits": splits}
+        if quick:
+            kw.update(fine=128, modes=8)
+        sets = [D.burgers(grid_size=s, **kw) for s in sizes]
+        kind, dim, classes = "operator", 1, None
+    elif name == "darcy":
+        kw = {"n": 60 if quick else 1250, "seed": seed, "splits": splits}
+        kw["fine"] = sizes[-1]
+        sets = [D.darcy(grid_size=s, **kw) for s in sizes]
+        kind, dim, classes = "operator", 2, None
+    elif name == "signals":
+        kw = {"n": 100 if quick else 2500, "seed": seed, "splits": (0.7, 0.1, 0.2)}
+        sets = [D.signals(grid_size=s, **kw) for s in sizes]
+        kind, dim, classes = "classification", 1, 10
+    elif name == "digits":
+        sets = [D.digits(seed=seed, scale=s // 8, splits=(0.7, 0.1, 0.2)) for s in sizes]
+        if quick:
+            for d in sets:
+                d.train = D.Split(d.train.x[:100], d.train.y[:100])
+                d.test = D.Split(d.test.x[:50], d.test.y[:50])
+        kind, dim, classes = "classification", 2, 10
+    else:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
+    return Task(
+        name=name,
+        kind=kind,
+        dim=dim,
+        sizes=sizes,
+        train=sets[0].train,
+        tests=[d.test for d in sets],
+        num_classes=classes,
+        periodic=name == "burgers",
+        meta=sets[0].meta,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# models: every one maps flattened samples [B, d] to [B, d] (operators) or [B, classes]
+# --------------------------------------------------------------------------------------------
+
+
+class OnGrid(nn.Module):
+    """Reshape flattened samples ``[B, n]`` / ``[B, s * s]`` to ``[B, 1, n]`` / ``[B, 1, s,
+    s]`` for ``body``, standardise them by training-set scalars, and flatten an operator's
+    output back (de-standardised). The resolution is read from the input at every call."""
+
+    def __init__(self, body: nn.Module, dim: int, operator: bool, stats: tuple[float, ...]):
+        super().__init__()
+        self.body, self.dim, self.operator = body, dim, operator
+        self.register_buffer("stats", torch.tensor(stats, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, d = x.shape
+        z = (x - self.stats[0]) / self.stats[1]
+        if self.dim == 1:
+            z = z.view(b, 1, d)
+        else:
+            s = math.isqrt(d)
+            z = z.view(b, 1, s, s)
+        out = self.body(z)
+        if not self.operator:
+            return out
+        return out.reshape(b, -1) * self.stats[3] + self.stats[2]
+
+
+class Flat(nn.Module):
+    """``body`` on standardised flat samples (the MLP)."""
+
+    def __init__(self, body: nn.Module, operator: bool, stats: tuple[float, ...]):
+        super().__init__()
+        self.body, self.operator = body, operator
+        self.register_buffer("stats", torch.tensor(stats, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body((x - self.stats[0]) / self.stats[1])
+        return out * self.stats[3] + self.stats[2] if self.operator else out
+
+
+class ConvResNet(nn.Module):
+    """Pointwise lift to ``width`` channels, ``blocks`` residual blocks ``h + conv(gelu(conv
+    h))`` (kernel ``k``), then a pointwise projection (operators) or global average pooling and
+    a linear layer (classes)."""
+
+    def __init__(
+        self, dim: int, width: int, blocks: int, k: int, out: int, pool: bool, periodic: bool
+    ):
+        super().__init__()
+        conv = nn.Conv1d if dim == 1 else nn.Conv2d
+        mode = "circular" if periodic else "zeros"
+        self.lift = conv(1, width, 1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                conv(width, width, k, padding=k // 2, padding_mode=mode),
+                nn.GELU(),
+                conv(width, width, k, padding=k // 2, padding_mode=mode),
+            )
+            for _ in range(blocks)
+        )
+        self.pool = pool
+        if pool:
+            self.head = nn.Linear(width, out)
+        else:
+            self.head = nn.Sequential(conv(width, 2 * width, 1), nn.GELU(), conv(2 * width, out, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lift(x)
+        for block in self.blocks:
+            h = h + block(F.gelu(h))
+        if self.pool:
+            return self.head(F.gelu(h).flatten(2).mean(dim=2))
+        return self.head(F.gelu(h))
+
+
+def _stats(task: Task) -> tuple[float, float, float, float]:
+    x = task.train.x.double()
+    if task.kind == "operator":
+        y = task.train.y.double()
+        return (float(x.mean()), float(x.std()), float(y.mean()), float(y.std()))
+    return (float(x.mean()), float(x.std()), 0.0, 1.0)
+
+
+def _out(task: Task) -> int:
+    return task.num_classes if task.kind == "classification" else 1
+
+
+def build_fno(task: Task, quick: bool) -> nn.Module:
+    """``neuralop.models.FNO`` (ImportError when neuraloperator is not installed)."""
+    from neuralop.models import FNO
+
+    if task.dim == 1:
+        modes, width = (8, 16) if quick else (16, 32)
+        body = FNO(n_modes=(modes,), in_channels=1, out_channels=1, hidden_channels=width)
+    else:
+        modes, width = (4, 8) if quick else (8, 24)
+        body = FNO(n_modes=(modes, modes), in_channels=1, out_channels=1, hidden_channels=width)
+    return OnGrid(body, task.dim, True, _stats(task))
+
+
+def build_cnn(task: Task, quick: bool) -> nn.Module:
+    width = 8 if quick else 32
+    k = 5 if task.dim == 1 else 3
+    body = ConvResNet(
+        task.dim,
+        width,
+        blocks=2 if quick else 4,
+        k=k,
+        out=_out(task),
+        pool=task.kind == "classification",
+        periodic=task.periodic,
+    )
+    return OnGrid(body, task.dim, task.kind == "operator", _stats(task))
+
+
+def build_mlp(task: Task, quick: bool) -> nn.Module:
+    d = task.train.x.shape[1]
+    hidden = 32 if quick else (512 if task.kind == "operator" else 256)
+    out = d if task.kind == "operator" else task.num_classes
+    body = nn.Sequential(
+        nn.Linear(d, hidden),
+        nn.GELU(),
+        nn.Linear(hidden, hidden),
+        nn.GELU(),
+        nn.Linear(hidden, out),
+    )
+    return Flat(body, task.kind == "operator", _stats(task))
+
+
+# --------------------------------------------------------------------------------------------
+# our model: the only place that touches the SpaceTimeNet API
+# --------------------------------------------------------------------------------------------
+
+
+class OursUnavailable(RuntimeError):
+    """The installed spacetime_nets lacks what the ``ours`` rows need (named in the message)."""
+
+
+def _ours_schedule(task: Task, size: int, steps: int):
+    from grids import GridSchedule
+
+    if task.dim == 1:
+        rule = "periodic" if task.periodic else "trapezoid"
+        return GridSchedule.constant(n=size, steps=steps, T=1.0, domain=(0.0, 1.0), rule=rule)
+    rule = "midpoint" if task.name == "digits" else "trapezoid"
+    return GridSchedule.constant(
+        n=(size, size), steps=steps, T=1.0, domain=((0.0, 1.0), (0.0, 1.0)), rule=rule
+    )
+
+
+def build_ours(task: Task, quick: bool) -> nn.Module:
+    """SpaceTimeNet on the task's training grid: spectral kernel on the periodic task, conv
+    kernel elsewhere; ``OursUnavailable`` when the installed API lacks the channel kernels."""
+    import spacetime_nets as st
+
+    steps = 2 if quick else 4
+    width = 8 if quick else (32 if task.dim == 1 else 24)
+    sched = _ours_schedule(task, task.sizes[0], steps)
+    kw = {
+        "in_features": None,
+        "out_features": _out(task),
+        "form": "inside",
+        "activation": "gelu",
+        "lift": "identity",
+        "readout": "function" if task.kind == "operator" else "quadrature",
+        "channels": width,
+        "in_channels": 1,
+        "seed": 0,
+    }
+    if task.periodic:
+        kw.update(kernel="spectral", modes=8 if quick else 16)
+    else:
+        # the window spans a few grid spacings at the training resolution: three on the 1-D
+        # signals (a CNN kernel of 7), two in 2-D (5 x 5); the same physical radius at 2x, 4x
+        h = 1.0 / (task.sizes[0] - (0 if task.name == "digits" else 1))
+        kw.update(kernel="conv", modes=4 if quick else 8, radius=(3 if task.dim == 1 else 2) * h)
+    try:
+        body = st.SpaceTimeNet(sched, **kw)
+    except TypeError as err:  # an API without channels / stationary kernels
+        raise OursUnavailable(f"SpaceTimeNet({kw['kernel']!r} kernel): {err}") from err
+    except ValueError as err:
+        if str(err).startswith("kernel:"):
+            raise OursUnavailable(f"SpaceTimeNet({kw['kernel']!r} kernel): {err}") from err
+        raise
+    return OursGrid(body, task, steps, _stats(task))
+
+
+class OursGrid(nn.Module):
+    """SpaceTimeNet with the standardisation of the peers; ``at(size)`` is the same trained
+    model on the grid of ``size`` nodes per axis."""
+
+    def __init__(self, body: nn.Module, task: Task, steps: int, stats: tuple[float, ...]):
+        super().__init__()
+        self.body, self.task, self.steps = body, task, steps
+        self.register_buffer("stats", torch.tensor(stats, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, d = x.shape
+        z = (x - self.stats[0]) / self.stats[1]
+        if self.task.dim == 2:
+            s = math.isqrt(d)
+            z = z.view(b, 1, s, s)
+        out = self.body(z)
+        if self.task.kind == "classification":
+            return out
+        return out.reshape(b, -1) * self.stats[3] + self.stats[2]
+
+    def at(self, size: int) -> OursGrid:
+        if size == self.task.sizes[0]:
+            return self
+        body = self.body.with_schedule(_ours_schedule(self.task, size, self.steps))
+        return OursGrid(body, self.task, self.steps, tuple(self.stats.tolist()))
+
+    def exported(self) -> OursGrid:
+        """The same wrapper around ``to_resnet`` of the body (plain torch modules)."""
+        from spacetime_nets import to_resnet
+
+        return OursGrid(to_resnet(self.body), self.task, self.steps, tuple(self.stats.tolist()))
+
+
+BUILDERS: dict[str, Callable[[Task, bool], nn.Module]] = {
+    "FNO": build_fno,
+    "CNN": build_cnn,
+    "MLP": build_mlp,
+    "ours": build_ours,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# training and evaluation, the same for every model
+# --------------------------------------------------------------------------------------------
+
+
+def _to(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model.to(device)``, skipped when every tensor is already there."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.device != device for t in tensors):
+        model.to(device)
+    return model
+
+
+def relative_l2(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``||pred - y|| / ||y||`` over the nodes, ``[B]``."""
+    return (pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1).clamp_min(1e-12)
+
+
+def _loss(task: Task, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if task.kind == "operator":
+        return relative_l2(pred, y).mean()
+    return F.cross_entropy(pred, y)
+
+
+@dataclass
+class Budget:
+    epochs: int
+    batch: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+def train(
+    model: nn.Module, task: Task, budget: Budget, device: torch.device, seed: int = 0
+) -> list[float]:
+    """Adam with cosine decay; returns the wall seconds of each epoch."""
+    _to(model, device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
+    steps_per_epoch = math.ceil(len(task.train) / budget.batch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, budget.epochs * steps_per_epoch)
+    x, y = task.train.x.to(device), task.train.y.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    times = []
+    for _ in range(budget.epochs):
+        perm = torch.randperm(len(x), generator=gen).to(device)
+        t0 = time.perf_counter()
+        for i in range(0, len(x), budget.batch):
+            idx = perm[i : i + budget.batch]
+            opt.zero_grad(set_to_none=True)
+            loss = _loss(task, model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    model.eval()
+    return times
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Task, split: D.Split, device: torch.device) -> float:
+    """Mean relative L2 error (operators) or accuracy in percent (classes) on ``split``."""
+    _to(model, device).eval()
+    outs = []
+    for i in range(0, len(split), 256):
+        outs.append(model(split.x[i : i + 256].to(device)).cpu())
+    pred = torch.cat(outs)
+    if task.kind == "operator":
+        return float(relative_l2(pred, split.y).mean())
+    return 100.0 * float((pred.argmax(dim=1) == split.y).double().mean())
+
+
+def count_params(model: nn.Module) -> int:
+    """Real parameters; a complex entry counts twice."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+
+
+def run_model(name: str, task: Task, budget: Budget, quick: bool, device: torch.device) -> list:
+    """Train ``name`` on ``task`` and return its row(s) (``ours`` also gives ``ours-resnet``)."""
+    torch.manual_seed(0)
+    model = BUILDERS[name](task, quick)
+    times = train(model, task, budget, device)
+    row = {
+        "task": task.name,
+        "model": name,
+        "params": count_params(model),
+        "s_epoch": statistics.median(times[1:] if len(times) > 1 else times),
+        "metric": "rel. L2" if task.kind == "operator" else "acc. %",
+    }
+    scores: list[float | None] = []
+    for size, split in zip(task.sizes, task.tests):
+        if name == "MLP" and size != task.sizes[0]:
+            scores.append(None)  # tied to its input size
+        elif name == "ours":
+            scores.append(evaluate(model.at(size), task, split, device))
+        else:
+            scores.append(evaluate(model, task, split, device))
+    row["scores"] = scores
+    rows = [row]
+    if name == "ours":
+        rows.append(_exported_row(model, task, budget, device, row))
+    return rows
+
+
+def _exported_row(model: OursGrid, task: Task, budget: Budget, device, row) -> dict:
+    scores = [
+        evaluate(model.at(size).exported(), task, split, device)
+        for size, split in zip(task.sizes, task.tests)
+    ]
+    plain = copy.deepcopy(model.exported())
+    times = train(plain, task, Budget(2, budget.batch, budget.lr, budget.weight_decay), device)
+    return {
+        "task": task.name,
+        "model": "ours-resnet",
+        "params": count_params(model.exported()),
+        "s_epoch": statistics.median(times),
+        "metric": row["metric"],
+        "scores": scores,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(v: float | None, kind: str) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.4f}" if kind == "rel. L2" else f"{v:.1f}"
+
+
+def render(rows: list[dict]) -> str:
+    header = ("task", "model", "params", "s/epoch", "metric", "1x", "2x", "4x")
+    out = []
+    for r in rows:
+        if "skipped" in r:
+            out.append((r["task"], r["model"], "-", "-", "-", "skipped: " + r["skipped"], "", ""))
+            continue
+        s = r["scores"]
+        out.append(
+            (
+                r["task"],
+                r["model"],
+                f"{r['params']:,}",
+                f"{r['s_epoch']:.3f}",
+                r["metric"],
+                *(_fmt(v, r["metric"]) for v in s),
+            )
+        )
+    return table(out, header)
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """One line per issue target with the measured margin (positive: met)."""
+    by = {(r["task"], r["model"]): r for r in rows if "skipped" not in r}
+    lines = []
+    for task in sorted({r["task"] for r in rows}):
+        ours = by.get((task, "ours"))
+        cnn = by.get((task, "CNN"))
+        if ours is None:
+            continue
+        s = ours["scores"]
+        if task in OPERATOR_TASKS and (task, "FNO") in by:
+            f = by[(task, "FNO")]["scores"]
+            lines.append(
+                f"{task}: error 1x ours {s[0]:.4f} vs FNO {f[0]:.4f}: margin {f[0] - s[0]:+.4f}"
+            )
+            for j, lab in ((1, "2x"), (2, "4x")):
+                ro, rf = s[j] / s[0], f[j] / f[0]
+                lines.append(
+                    f"{task}: ratio {lab}/1x ours {ro:.3f} vs FNO {rf:.3f} + 0.1: "
+                    f"margin {rf + 0.1 - ro:+.3f}"
+                )
+        if task not in OPERATOR_TASKS and cnn is not None:
+            c = cnn["scores"]
+            lines.append(
+                f"{task}: accuracy 1x ours {s[0]:.1f} vs CNN {c[0]:.1f} - 1: "
+                f"margin {s[0] - c[0] + 1:+.1f} points"
+            )
+            for j, lab in ((1, "2x"), (2, "4x")):
+                lines.append(
+                    f"{task}: accuracy {lab} ours {s[j]:.1f} vs own 1x {s[0]:.1f} - 2: "
+                    f"margin {s[j] - s[0] + 2:+.1f} points (CNN at {lab}: {c[j]:.1f})"
+                )
+        if cnn is not None:
+            ratio = ours["s_epoch"] / cnn["s_epoch"]
+            lines.append(f"{task}: cost ours / CNN {ratio:.2f}x vs 1.5x: margin {1.5 - ratio:+.2f}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, seconds in all")
+    ap.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    ap.add_argument("--models", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
+    ap.add_argument("--epochs", type=int, default=None, help="epochs (default 20; quick: 1)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (0: leave; 1 is steadiest on a shared machine)",
+    )
+    ap.add_argument("--device", default="cpu", help="torch device of the models and data")
+    args = ap.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    epochs = args.epochs if args.epochs is not None else (1 if args.quick else 20)
+    budget = Budget(epochs, args.batch, args.lr)
+    device = torch.device(args.device)
+    rows: list[dict] = []
+    with torch_threads(args.threads):
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+        print(f"budget: Adam lr {budget.lr}, cosine, batch {budget.batch}, {budget.epochs} epochs")
+        for name in args.tasks:
+            t0 = time.perf_counter()
+            task = make_task(name, args.quick)
+            print(
+                f"{name}: {len(task.train)} train / {len(task.tests[0])} test samples at "
+                f"{task.sizes} nodes per axis, generated in {time.perf_counter() - t0:.1f} s"
+            )
+            for model in args.models:
+                if model == "FNO" and task.kind != "operator":
+                    continue
+                try:
+                    rows += run_model(model, task, budget, args.quick, device)
+                except ImportError as err:
+                    if model != "FNO" or "neuralop" not in str(err):
+                        raise
+                    rows.append({"task": name, "model": model, "skipped": "neuraloperator absent"})
+                except OursUnavailable as err:
+                    rows.append({"task": name, "model": model, "skipped": str(err)[:60]})
+                sys.stdout.flush()
+    print()
+    print(render(rows))
+    lines = targets(rows)
+    if lines:
+        print("\ntargets (margin > 0: met)")
+        print("\n".join(lines))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
