@@ -372,9 +372,11 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
 
 def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
     """A nodal :class:`SpaceTimeNet` on ``schedule`` reproducing ``module`` (an exported
-    ResNet of the euler ``outside`` or ``inside`` form): W^k, beta^k copied, the readout
-    p_c = R_c / omega on G_K, the lift as a learned linear map. The schedule's widths, steps and
-    transfers must match the module's blocks."""
+    ResNet of the euler ``outside`` or ``inside`` form with ``nn.Linear`` blocks): W^k, beta^k
+    copied, the readout p_c = R_c / omega on G_K, the lift as a learned linear map (scalar) or
+    the pointwise lift (channels, read from the blocks' shapes and channel changes; quadrature
+    or mean heads). The schedule's widths, steps and transfers must match the module's
+    blocks."""
     from .models import SpaceTimeNet
 
     if not isinstance(module, VariableWidthResNet):
@@ -389,16 +391,36 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
     methods = {b.method for b in blocks}
     if len(forms) != 1 or methods != {"euler"} or forms & {"bottleneck"}:
         raise ValueError(f"module: needs euler blocks of one form (outside/inside), got {forms}")
-    widths = module.widths
-    if widths != schedule.widths:
-        raise ValueError(f"schedule: widths must be {widths}, got {schedule.widths}")
-    ref = module.head.weight
+    if not all(isinstance(m, nn.Linear) for b in blocks for m in b.layers):
+        raise ValueError(
+            "module: needs nn.Linear blocks (a nodal export); conv and FFT blocks "
+            "come from continuous kernels: keep the SpaceTimeNet they came from"
+        )
+    chan = isinstance(module.lift, ChannelLift)
+    if chan and (module.lift.has_index or module.head.kind == "function"):
+        raise ValueError("module: only identity lifts with quadrature or mean heads come back")
+    widths = schedule.widths
+    if chan:
+        channels = [b.layers[0].in_features // n for b, n in zip(blocks, widths)]
+        channels.append(blocks[-1].channels_out or channels[-1])
+        schedule = schedule.with_channels(channels)
+    elif module.widths != widths:
+        raise ValueError(f"schedule: widths must be {module.widths}, got {widths}")
+    ref = next(module.head.parameters())
     for k, b in enumerate(blocks):
         if abs(b.dt - float(schedule.dt[k])) > 1e-9 * max(1.0, b.dt):
             raise ValueError(f"schedule: dt[{k}] must be {b.dt}, got {float(schedule.dt[k])}")
+        c = 1 if not chan else channels[k]
+        if tuple(b.layers[0].weight.shape) != (c * widths[k + 1], c * widths[k]):
+            raise ValueError(
+                f"schedule: block {k} does not fit widths {widths[k]} -> "
+                f"{widths[k + 1]} with {c} channel(s)"
+            )
         pi = schedule.transfer(k)
         P = b.shortcut if b.has_shortcut else torch.eye(widths[k + 1], dtype=ref.dtype)
-        if not torch.allclose(pi.matrix().to(P), P, atol=1e-6):
+        if P.shape != (widths[k + 1], widths[k]) or not torch.allclose(
+            pi.matrix().to(P), P, atol=1e-6
+        ):
             raise ValueError(f"schedule: transfer {k} does not match the module's shortcut")
     act = copy.deepcopy(blocks[0].activation)
     name = {
@@ -411,20 +433,37 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
         nn.Identity: "identity",
     }.get(type(act))
     kernel = NodalKernel(schedule)
-    net = SpaceTimeNet(
-        schedule,
-        module.lift.in_features,
-        module.head.out_features,
-        kernel=kernel,
-        form=blocks[0].form,
-        activation=name or act,
-        lift="linear",
-    )
+    opts = {"kernel": kernel, "form": blocks[0].form, "activation": name or act}
+    if chan:
+        net = SpaceTimeNet(
+            schedule,
+            None,
+            module.head.out_features,
+            lift="identity",
+            readout=module.head.kind,
+            in_channels=module.lift.in_channels,
+            **opts,
+        )
+    else:
+        net = SpaceTimeNet(
+            schedule, module.lift.in_features, module.head.out_features, lift="linear", **opts
+        )
     net = net.to(device=ref.device, dtype=ref.dtype)
     with torch.no_grad():
         for k, b in enumerate(blocks):
             net.kernel.weight[k].copy_(b.layers[0].weight)
             net.kernel.bias[k].copy_(b.layers[0].bias)
+        if chan:
+            net.lift_weight.copy_(module.lift.conv.weight[..., 0])
+            net.lift_bias.copy_(module.lift.conv.bias)
+            head = module.head.linear
+            if module.head.kind == "mean":
+                net.readout_weight.copy_(head.weight)
+            else:
+                wK = net.disc.grid(schedule.num_steps)[1]
+                net.readout_values.copy_(head.weight.reshape(net.readout_values.shape) / wK)
+            net.readout_bias.copy_(head.bias)
+            return net
         net.lift_weight.copy_(module.lift.weight)
         net.lift_bias.copy_(module.lift.bias)
         wK = net.disc.grid(schedule.num_steps)[1]

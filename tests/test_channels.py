@@ -653,3 +653,29 @@ def test_scaling_lemma_holds_for_channel_models(kernel):
             float(l2_control(m).detach()) * 2.0,
             rtol=1e-10,
         )
+
+
+@pytest.mark.parametrize("readout", ["quadrature", "mean"])
+def test_from_resnet_with_channels_round_trips_a_nodal_export(readout):
+    sched = GridSchedule.moving([9, 12, 7, 10], T=1.1)
+    m = SpaceTimeNet(
+        sched,
+        None,
+        3,
+        kernel="nodal",
+        form="inside",
+        activation="tanh",
+        lift="identity",
+        readout=readout,
+        channels=[2, 2, 4, 3],
+        in_channels=2,
+        seed=0,
+    ).double()
+    from spacetime_nets import from_resnet
+
+    back = from_resnet(to_resnet(m), sched)
+    assert back.channels == [2, 2, 4, 3]
+    x = torch.randn(3, 2, 9, generator=gen(7), dtype=F64)
+    torch.testing.assert_close(back(x), m(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="schedule: block 0 does not fit"):
+        from_resnet(to_resnet(m), GridSchedule.moving([8, 12, 7, 10], T=1.1))
