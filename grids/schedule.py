@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .domain import Domain, as_domain
-from .grid import Grid
+from .grid import Grid, parse_to_args
 from .quadrature import RULES, check_rule, nearest_valid_n
 from .transfer import TRANSFER_KINDS, Transfer, make_transfer
 
@@ -139,7 +139,7 @@ class GridSchedule:
     def to(self, *args, **kwargs) -> GridSchedule:
         """A copy with times, grids and cached transfers moved, with torch's conventions:
         ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords."""
-        device, dtype = _device_dtype(args, kwargs)
+        device, dtype = parse_to_args(args, kwargs)
         new = GridSchedule.__new__(GridSchedule)
         new.times = self.times.to(device=device, dtype=dtype)
         new.grids = [g.to(device=device, dtype=dtype) for g in self.grids]
@@ -521,25 +521,6 @@ def _check_channels(channels: object, n: int) -> list[int] | None:
             f"channels: expected {n} positive ints (one per time t_0..t_K), got {out!r:.80}"
         )
     return out
-
-
-def _device_dtype(args: tuple, kwargs: dict) -> tuple:
-    """(device, dtype) from torch-style ``.to`` arguments: positional device and/or dtype, or
-    the keywords ``device=`` / ``dtype=``."""
-    device = kwargs.pop("device", None)
-    dtype = kwargs.pop("dtype", None)
-    if kwargs:
-        raise ValueError(f"to: unexpected keyword(s) {', '.join(sorted(kwargs))}")
-    for a in args:
-        if isinstance(a, torch.dtype) and dtype is None:
-            dtype = a
-        elif isinstance(a, (str, torch.device)) and device is None:
-            device = a
-        else:
-            raise ValueError(f"to: expected a device and/or a dtype (as torch's .to), got {a!r}")
-    if dtype is not None and not dtype.is_floating_point:
-        raise ValueError(f"dtype: grids need a floating dtype, got {dtype}")
-    return device, dtype
 
 
 def _check_steps(steps: object) -> int:
