@@ -1,4 +1,5 @@
-"""Reproductions of the large-time claims (MATH section 2), as command-line experiments.
+"""Reproductions of the large-time claims (docs/concepts.md, large-time behaviour), as
+command-line experiments.
 
 ``asymptotics``: ERM at a fixed lam for a range of horizons T; the training error should decay
 at least like 1/T (log-log slope <= -1) with T * int_0^T |u_T|^2 bounded; plus a check of the
@@ -19,6 +20,12 @@ Both write CSV tables and PNG figures into ``--out`` and print the summary table
 
 The readout (and the lift) are fixed at their random initialisation and only the controls are
 trained, as in the theory; classification targets are one-hot, so the losses attain 0.
+
+The drivers live in :mod:`~spacetime_nets.experiments.sweeps` (:func:`horizon_sweep`,
+:func:`scaling_check`) and :mod:`~spacetime_nets.experiments.turnpike`
+(:func:`train_turnpike`); they train with :func:`spacetime_nets.fullbatch.train_objective` and
+write their tables with :mod:`spacetime_nets.tables`. ``python -m spacetime_nets.experiments``
+runs the two commands without the ``spacetime-nets`` entry point.
 """
 
 from __future__ import annotations
@@ -33,10 +40,22 @@ from torch import nn
 
 from grids import GridSchedule
 
-from . import datasets, plotting, theory
-from .models import NeuralODE, SpaceTimeNet
+from .. import datasets, plotting, theory
+from ..fullbatch import OPTIMIZERS
+from ..models import NeuralODE, SpaceTimeNet
+from ..tables import format_arc, format_table, write_csv
+from .sweeps import SWEEP_COLUMNS, ScalingCheck, SweepResult, horizon_sweep, scaling_check
+from .turnpike import TURNPIKE_COLUMNS, TurnpikeResult, train_turnpike
 
 __all__ = [
+    "SWEEP_COLUMNS",
+    "SweepResult",
+    "horizon_sweep",
+    "ScalingCheck",
+    "scaling_check",
+    "TURNPIKE_COLUMNS",
+    "TurnpikeResult",
+    "train_turnpike",
     "MODELS",
     "make_model",
     "add_asymptotics_args",
@@ -167,7 +186,7 @@ def _common_args(
         "--max-iter", type=int, default=max_iter, help="optimiser iterations per fit"
     )
     parser.add_argument("--tol", type=float, default=1e-10, help="stopping tolerance")
-    parser.add_argument("--optimizer", default="lbfgs", choices=theory.OPTIMIZERS)
+    parser.add_argument("--optimizer", default="lbfgs", choices=OPTIMIZERS)
 
 
 def add_asymptotics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -242,7 +261,7 @@ def _run_asymptotics(args: argparse.Namespace) -> int:
                 waist=waist,
                 seed=args.seed,
             )
-            sw = theory.horizon_sweep(
+            sw = horizon_sweep(
                 lambda T, base=base: theory.rescale_horizon(base, T),
                 ds,
                 Ts,
@@ -277,7 +296,7 @@ def _run_asymptotics(args: argparse.Namespace) -> int:
             plotting.save_figure(fig, os.path.join(args.out, f"trajectories_{dname}_{mname}.png"))
             scaling_T = 2.0 if fast else args.scaling_T
             if scaling_T > 0 and dname == names[0]:
-                chk = theory.scaling_check(
+                chk = scaling_check(
                     theory.rescale_horizon(base, scaling_T),
                     ds,
                     args.lam,
@@ -288,17 +307,17 @@ def _run_asymptotics(args: argparse.Namespace) -> int:
                 scaling_rows.append({"dataset": dname, "model": mname, **chk.row()})
         fig = plotting.plot_asymptotics(sweeps, f"ERM on {dname}, lam={args.lam:g}")
         plotting.save_figure(fig, os.path.join(args.out, f"asymptotics_{dname}.png"))
-    cols = ["dataset", "model", *theory.SWEEP_COLUMNS]
-    theory._write_csv(os.path.join(args.out, "asymptotics.csv"), all_rows, cols)
+    cols = ["dataset", "model", *SWEEP_COLUMNS]
+    write_csv(os.path.join(args.out, "asymptotics.csv"), all_rows, cols)
     scols = list(summary_rows[0]) if summary_rows else ["dataset", "model"]
-    theory._write_csv(os.path.join(args.out, "asymptotics_summary.csv"), summary_rows, scols)
+    write_csv(os.path.join(args.out, "asymptotics_summary.csv"), summary_rows, scols)
     _print("\n== summary: slope of log(error) vs log(T), max/min of T * int |u_T|^2")
-    _print(theory._table(summary_rows, scols))
+    _print(format_table(summary_rows, scols))
     if scaling_rows:
         kcols = list(scaling_rows[0])
-        theory._write_csv(os.path.join(args.out, "scaling.csv"), scaling_rows, kcols)
+        write_csv(os.path.join(args.out, "scaling.csv"), scaling_rows, kcols)
         _print("\n== scaling lemma: training at (T, lam) vs (1, lam / T)")
-        _print(theory._table(scaling_rows, kcols))
+        _print(format_table(scaling_rows, kcols))
     _print(f"\nwrote {args.out} in {time.perf_counter() - t_start:.1f} s")
     return 0
 
@@ -344,7 +363,7 @@ def _run_turnpike(args: argparse.Namespace) -> int:
                     seed=args.seed,
                 )
 
-            res = theory.train_turnpike(
+            res = train_turnpike(
                 build,
                 ds,
                 Ts,
@@ -367,7 +386,7 @@ def _run_turnpike(args: argparse.Namespace) -> int:
                     "lam": args.lam,
                     "loss": args.loss,
                     # rates fitted on one arc for every T (common_arc); own arcs: diagnostic
-                    "common_arc": theory._arc(res.common_window),
+                    "common_arc": format_arc(res.common_window),
                     "mu_min": min(pr.mu_common for pr in res.tp),
                     "mu_max": max(pr.mu_common for pr in res.tp),
                     "mu_ratio": res.mu_ratio("tp", "mu_common"),
@@ -396,16 +415,16 @@ def _run_turnpike(args: argparse.Namespace) -> int:
                 f"{dname} / {mname}, turnpike, T={Ts[-1]:g}",
             )
             plotting.save_figure(fig, os.path.join(args.out, f"trajectories_{dname}_{mname}.png"))
-    cols = ["dataset", "model", *theory.TURNPIKE_COLUMNS]
-    theory._write_csv(os.path.join(args.out, "turnpike.csv"), rows, cols)
+    cols = ["dataset", "model", *TURNPIKE_COLUMNS]
+    write_csv(os.path.join(args.out, "turnpike.csv"), rows, cols)
     scols = list(summary_rows[0]) if summary_rows else ["dataset", "model"]
-    theory._write_csv(os.path.join(args.out, "turnpike_summary.csv"), summary_rows, scols)
+    write_csv(os.path.join(args.out, "turnpike_summary.csv"), summary_rows, scols)
     _print(
         "\n== summary: turnpike rates mu (fitted on common_arc, the same arc for every T; "
         "mu_own_arc_ratio: fits on each T's middle arc, a diagnostic) and times to reach the "
         "threshold"
     )
-    _print(theory._table(summary_rows, scols))
+    _print(format_table(summary_rows, scols))
     _print(f"\nwrote {args.out} in {time.perf_counter() - t_start:.1f} s")
     return 0
 
@@ -422,9 +441,3 @@ def main(argv: list[str] | None = None) -> int:
     add_turnpike_args(sub.add_parser("turnpike", help="turnpike profiles against t"))
     args = parser.parse_args(argv)
     return run_asymptotics(args) if args.command == "asymptotics" else run_turnpike(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    sys.exit(main())

@@ -1,0 +1,335 @@
+"""The full-batch optimiser of the large-time experiments, and their objectives.
+
+:func:`train_objective` minimises a closure J() over a list of tensors, in place: scipy's
+L-BFGS-B in float64 with the exact gradient, or torch's Adam, with one stopping rule (gradient
+norm, relative decrease over a window, iteration limit) and a :class:`TrainInfo` that says why
+it stopped. The closures are the problems of docs/concepts.md (large-time behaviour):
+
+ERM:       J_{T,lam}(u) = E(x(T)) + lam * int_0^T |u(t)|^2 dt        (:func:`erm_objective`)
+Turnpike:  J_T(u) = E(x(T)) + int_0^T E(x(t)) dt + lam * int_0^T |u|^2  (:func:`turnpike_objective`)
+
+Only the controls are trained by default (:func:`freeze_all_but_controls`), as in the theory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from torch import nn
+
+from . import objectives
+from .theory import control_parameters
+
+__all__ = [
+    "OPTIMIZERS",
+    "STOP_REASONS",
+    "TrainInfo",
+    "train_objective",
+    "as_xy",
+    "freeze_all_but_controls",
+    "erm_objective",
+    "turnpike_objective",
+]
+
+OPTIMIZERS = ("lbfgs", "adam")
+STOP_REASONS = ("grad_norm", "rel_decrease", "max_iter", "line_search", "no_decrease", "non-finite")
+
+
+def as_xy(data: Any, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x ``[N, d]`` in ``dtype``, y ``[N]`` or ``[N, m]``) from a DatasetSplits (its train
+    split), a Split, or an (x, y) pair."""
+    if hasattr(data, "train") and hasattr(data.train, "x"):
+        data = data.train
+    if hasattr(data, "x") and hasattr(data, "y"):
+        x, y = data.x, data.y
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    else:
+        raise ValueError(
+            f"data: expected a DatasetSplits, a Split or an (x, y) pair, got {type(data).__name__}"
+        )
+    x = torch.as_tensor(x).to(dtype)
+    y = torch.as_tensor(y)
+    if y.is_floating_point():
+        y = y.to(dtype)
+    if x.dim() != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"data: x must be [N, d] with one target per row, got {tuple(x.shape)}")
+    return x, y
+
+
+@dataclass
+class TrainInfo:
+    """Statistics of one training run: final objective, gradient norm (w.r.t. the trained
+    tensors), iterations, objective evaluations, wall time (s) and why it stopped."""
+
+    objective: float
+    grad_norm: float
+    steps: int
+    evals: int
+    wall_time: float
+    stop_reason: str
+    history: list[float] = field(default_factory=list)
+
+
+def train_objective(
+    params: Sequence[nn.Parameter],
+    objective: Callable[[], torch.Tensor],
+    *,
+    optimizer: str = "lbfgs",
+    max_iter: int = 2000,
+    tol: float = 1e-9,
+    window: int = 20,
+    lr: float = 1e-2,
+    history_size: int = 30,
+) -> TrainInfo:
+    """Minimise ``objective()`` over ``params`` (full batch), in place.
+
+    ``lbfgs``: scipy's L-BFGS-B on the flattened parameters in float64 with the exact gradient;
+    ``adam``: torch.optim.Adam with learning rate ``lr``. Stopping rule, checked after every
+    iteration: |grad J| < tol (``grad_norm``), or a relative decrease
+    (J_{i-window} - J_i) / |J_i| < tol over the last ``window`` iterations (``rel_decrease``),
+    or ``max_iter`` iterations; L-BFGS also stops when the line search fails (``line_search``)
+    or an iteration does not lower J at all (``no_decrease``).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("params: nothing to train")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"max_iter: expected an int >= 0, got {max_iter!r}")
+    if not (tol >= 0):
+        raise ValueError(f"tol: expected tol >= 0, got {tol!r}")
+    history: list[float] = []
+    evals = 0
+    t0 = time.perf_counter()
+
+    def value_and_grad() -> tuple[float, torch.Tensor]:
+        nonlocal evals
+        evals += 1
+        for p in params:
+            p.grad = None
+        J = objective()
+        grads = torch.autograd.grad(J, params, allow_unused=True)
+        flat = torch.cat(
+            [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                for g, p in zip(grads, params)
+            ]
+        )
+        return float(J.detach()), flat.detach()
+
+    def window_done() -> bool:
+        if len(history) <= window:
+            return False
+        old, new = history[-1 - window], history[-1]
+        return (old - new) <= tol * max(abs(new), 1e-300)
+
+    reason = "max_iter"
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr)
+        steps = 0
+        for steps in range(max_iter + 1):
+            J, g = value_and_grad()
+            history.append(J)
+            gn = float(g.norm())
+            if not math.isfinite(J):
+                reason = "non-finite"
+                break
+            if gn < tol:
+                reason = "grad_norm"
+                break
+            if window_done():
+                reason = "rel_decrease"
+                break
+            if steps == max_iter:
+                break
+            offset = 0
+            for p in params:
+                n = p.numel()
+                p.grad = g[offset : offset + n].view_as(p).to(p.dtype)
+                offset += n
+            opt.step()
+        J, g = value_and_grad()
+        return TrainInfo(
+            J, float(g.norm()), steps, evals, time.perf_counter() - t0, reason, history
+        )
+
+    shapes = [p.shape for p in params]
+    sizes = [p.numel() for p in params]
+
+    def set_flat(z: np.ndarray) -> None:
+        zt = torch.from_numpy(z)
+        offset = 0
+        with torch.no_grad():
+            for p, n, s in zip(params, sizes, shapes):
+                p.copy_(zt[offset : offset + n].view(s).to(p.dtype))
+                offset += n
+
+    last: dict[str, Any] = {"z": None, "gn": math.inf}
+
+    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        set_flat(z)
+        J, g = value_and_grad()
+        last["z"], last["gn"] = z.copy(), float(g.norm())
+        if not math.isfinite(J):
+            return float("inf"), np.zeros_like(z)
+        return J, g.double().numpy()
+
+    z0 = torch.cat([p.detach().reshape(-1).double() for p in params]).numpy().copy()
+    J0, g0 = value_and_grad()
+    history.append(J0)
+    state = {"reason": "max_iter", "steps": 0}
+    if float(g0.norm()) < tol:
+        state["reason"] = "grad_norm"
+    elif max_iter > 0:
+
+        def callback(intermediate_result) -> None:
+            state["steps"] += 1
+            J = float(intermediate_result.fun)
+            history.append(J)
+            z = intermediate_result.x
+            if last["z"] is not None and np.array_equal(z, last["z"]):
+                gn = last["gn"]
+            else:
+                set_flat(z)
+                gn = float(value_and_grad()[1].norm())
+            if gn < tol:
+                state["reason"] = "grad_norm"
+                raise StopIteration
+            if window_done():
+                state["reason"] = "rel_decrease"
+                raise StopIteration
+
+        with _blas_single_thread():
+            res = minimize(
+                fun,
+                z0,
+                jac=True,
+                method="L-BFGS-B",
+                callback=callback,
+                options={
+                    "maxiter": max_iter,
+                    "maxfun": 20 * max_iter + 20,
+                    "maxcor": history_size,
+                    "ftol": 0.0,
+                    "gtol": 0.0,
+                    "maxls": 40,
+                },
+            )
+        if state["reason"] == "max_iter" and res.status not in (1,):
+            msg = str(res.message).lower()
+            if "lnsrch" in msg or "abnormal" in msg:
+                state["reason"] = "line_search"  # no step satisfies the Wolfe conditions
+            elif "relative reduction" in msg:
+                state["reason"] = "no_decrease"  # an iteration that did not lower J at all
+            elif "projected gradient" in msg:
+                state["reason"] = "grad_norm"
+            else:  # the limit on evaluations
+                state["reason"] = "max_iter"
+        set_flat(res.x)
+    J, g = value_and_grad()
+    return TrainInfo(
+        J,
+        float(g.norm()),
+        state["steps"],
+        evals,
+        time.perf_counter() - t0,
+        state["reason"],
+        history,
+    )
+
+
+def _blas_single_thread():
+    """One BLAS thread inside scipy's L-BFGS-B: its small dense products gain nothing from
+    threads, and idle BLAS threads spinning beside torch slow every evaluation down."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def freeze_all_but_controls(model: nn.Module, train: str = "controls") -> list[nn.Parameter]:
+    """Set ``requires_grad`` so that only the controls (``train='controls'``: the kernels'
+    parameters, :func:`spacetime_nets.theory.control_parameters`) or every parameter
+    (``'all'``) are trained; returns the trained tensors."""
+    if train not in ("controls", "all"):
+        raise ValueError(f"train: expected 'controls' or 'all', got {train!r}")
+    ctrl = {id(p) for p in control_parameters(model)}
+    out = []
+    for p in model.parameters():
+        on = train == "all" or id(p) in ctrl
+        p.requires_grad_(on)
+        if on:
+            out.append(p)
+    return out
+
+
+def erm_objective(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lam: float,
+    loss: str,
+    p: float | None = None,
+) -> Callable[[], torch.Tensor]:
+    """The closure J() = E(x(T)) + lam int_0^T |u|^2 dt on the full batch x ``[N, d]``."""
+
+    def J() -> torch.Tensor:
+        return objectives.empirical_risk(model(x), y, loss, p) + lam * objectives.l2_control(model)
+
+    return J
+
+
+def _trapezoid_weights(times: Sequence[float], ref: torch.Tensor) -> torch.Tensor:
+    """w_k with sum_k w_k v_k = the trapezoid rule on ``times`` ([K + 1])."""
+    t = torch.tensor(list(times), dtype=ref.dtype, device=ref.device)
+    w = torch.zeros_like(t)
+    dt = t[1:] - t[:-1]
+    w[:-1] += 0.5 * dt
+    w[1:] += 0.5 * dt
+    return w
+
+
+def turnpike_objective(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lam: float,
+    loss: str,
+    p: float | None = None,
+) -> Callable[[], torch.Tensor]:
+    """The closure J() = E(x(T)) + int_0^T E(x(t)) dt (trapezoid on the model's time grid) +
+    lam int_0^T |u|^2 dt on the full batch x ``[N, d]``, the risks of all K + 1 states
+    evaluated in one batch."""
+
+    def J() -> torch.Tensor:
+        traj = model.trajectory(x)
+        if hasattr(model, "dim"):  # NeuralODE: one readout for every time
+            outs = model.readout(torch.stack(traj.states))
+        else:
+            outs = torch.stack(model.readout_along(traj.states))
+        n_t, B, m = outs.shape
+        yy = y.repeat(n_t) if y.dim() == 1 else y.repeat(n_t, 1)
+        risks = objectives.loss_per_sample(outs.reshape(n_t * B, m), yy, loss, p)
+        risks = risks.reshape(n_t, B).mean(1)
+        w = _trapezoid_weights(traj.times, risks)
+        return risks[-1] + (w * risks).sum() + lam * objectives.l2_control(model)
+
+    return J
+
+
+# the names these functions had inside spacetime_nets.theory
+_as_xy = as_xy
+_freeze_all_but_controls = freeze_all_but_controls
+_erm_objective = erm_objective
+_tp_objective = turnpike_objective
