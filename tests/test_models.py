@@ -254,6 +254,54 @@ def test_with_schedule_shares_no_tensors():
     assert fine.schedule.widths == [11] * 5 and model.schedule.widths == [6, 8, 7]
 
 
+def _interp_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``[n_dst, n_src]`` linear interpolation, constant outside (numpy.interp per column)."""
+    return np.stack([np.interp(dst, src, e) for e in np.eye(src.size)], axis=1)
+
+
+def test_refine_of_a_continuous_model_resamples_the_same_functions():
+    """refine() of a FunctionKernel model against an Euler loop written here on the finer
+    schedule: the analytic w, b at the fine nodes and times, the cells lift from the node
+    positions and transfers by numpy.interp (no library code path but the schedule's grids)."""
+
+    def w_np(t, xi, zeta):
+        return np.cos(2.0 * xi[:, None] - zeta[None, :] + t)
+
+    def b_np(t, xi):
+        return 0.3 * np.sin(5.0 * xi) * (1.0 - t)
+
+    kernel = FunctionKernel(
+        lambda t, xi, zeta: torch.cos(2.0 * xi[:, 0][:, None] - zeta[:, 0][None, :] + t),
+        lambda t, xi: 0.3 * torch.sin(5.0 * xi[:, 0]) * (1.0 - t),
+    )
+    sched = GridSchedule.moving([6, 8, 5, 7], T=1.2)
+    n_in = 5
+    model = SpaceTimeNet(
+        sched, n_in, 2, kernel=kernel, form="outside", activation="tanh", lift="cells"
+    ).double()
+    fine_model = model.refine(width=2, depth=2)
+    fine = fine_model.schedule
+    assert fine.num_steps == 2 * sched.num_steps and fine.widths[0] > sched.widths[0]
+    x = randn(4, n_in, seed=3)
+    X = None
+    times = fine.times.numpy()
+    for k in range(fine.num_steps):
+        g_in, g_out = fine.grids[k], fine.grids[k + 1]
+        zeta, om = g_in.nodes[:, 0].numpy(), g_in.weights.numpy()
+        xi = g_out.nodes[:, 0].numpy()
+        if X is None:  # cells lift: X^0_i = x[floor(xi_i * n_in)]
+            cell = np.minimum(np.floor(zeta * n_in).astype(int), n_in - 1)
+            X = x.numpy()[:, cell]
+        W, c = w_np(times[k], xi, zeta) * om, b_np(times[k], xi)
+        Pi = _interp_matrix(zeta, xi)
+        X = X @ Pi.T + (times[k + 1] - times[k]) * np.tanh(X @ W.T + c)
+    with torch.no_grad():
+        got = fine_model.trajectory(x).final.numpy()
+        coarse = model.trajectory(x).final.numpy()
+    np.testing.assert_allclose(got, X, rtol=0, atol=1e-12)
+    assert got.shape != coarse.shape  # a finer discretisation, not the coarse one
+
+
 # --------------------------------------------------------------------------- gradcheck
 def _kernels(kind: str, domain, form: str):
     gen = torch.Generator().manual_seed(0)
