@@ -116,15 +116,22 @@ def _calibration(
             "data: expected a tensor x [N, in_features], a pair (x, y) or a Split with .x and "
             f".y, got {type(data).__name__}"
         )
-    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] < 1:
+    channels = getattr(model, "channel_mode", False)
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 1:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"data: expected x of shape [N >= 1, {model.in_features}], got {got}")
-    if x.shape[1] != model.in_features:
+        raise ValueError(f"data: expected x with a batch of N >= 1 samples, got {got}")
+    if not channels and (x.dim() != 2 or x.shape[1] != model.in_features):
         raise ValueError(
             f"data: the model reads {model.in_features} features, x has shape {tuple(x.shape)}"
         )
     ref = next(model.parameters())
     x = x.to(device=ref.device, dtype=ref.dtype)
+    if channels:  # the accepted layouts depend on the lift: let the model check one sample
+        try:
+            with torch.no_grad():
+                model(x[:1])
+        except ValueError as exc:
+            raise ValueError(f"data: {exc}") from None
     if y is not None:
         if not isinstance(y, torch.Tensor) or y.shape[:1] != x.shape[:1]:
             raise ValueError(
@@ -142,13 +149,27 @@ def _calibration(
 
 
 @torch.no_grad()
-def _outputs(model: SpaceTimeNet, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+def _outputs(
+    model: SpaceTimeNet, x: torch.Tensor, batch: int = 1024, grid: Grid | None = None
+) -> torch.Tensor:
+    """The model's outputs ``[N, ...]`` in batches; a function readout answers on ``grid``
+    (the reference model's last grid), so that outputs of different schedules compare."""
     was = model.training
     model.eval()
+    kw = {"output_grid": grid} if grid is not None and _function_readout(model) else {}
     try:
-        return torch.cat([model(x[s : s + batch]) for s in range(0, x.shape[0], batch)])
+        return torch.cat([model(x[s : s + batch], **kw) for s in range(0, x.shape[0], batch)])
     finally:
         model.train(was)
+
+
+def _function_readout(model: SpaceTimeNet) -> bool:
+    return getattr(model, "readout_kind", "quadrature") == "function"
+
+
+def _input_on_first_grid(model: SpaceTimeNet) -> bool:
+    """True when the input is given as values on G_0 (identity lift): G_0 is then fixed."""
+    return model.lift_kind == "identity"
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor, norm: str) -> float:
@@ -159,14 +180,27 @@ def _distance(a: torch.Tensor, b: torch.Tensor, norm: str) -> float:
 
 
 def model_macs(model: SpaceTimeNet) -> int:
-    """Multiply-adds per sample of ``model``: the flow (matrix products and the stencils of
-    the transfers Pi_k, as :func:`spacetime_nets.integrate.multiply_adds` counts them), the
-    readout (``out_features * n_K``) and a linear lift (``in_features * n_0``; the cells and
-    identity lifts are gathers and cost none)."""
+    """Multiply-adds per sample of ``model``: the flow (operators and the stencils of the
+    transfers Pi_k, as :func:`spacetime_nets.integrate.multiply_adds` counts them), the
+    readout (``out_features * n_K``, times c_K with channels) and the lift (scalar model:
+    ``in_features * n_0`` for the linear lift, none for the cells and identity lifts, which
+    are gathers; with channels the pointwise ``n_0 * c_0 * c_in``)."""
     if not isinstance(model, SpaceTimeNet):
         raise ValueError(f"model: expected a SpaceTimeNet, got {type(model).__name__}")
     w = model.schedule.widths
-    flow = multiply_adds(model.disc, model.form, model.method, 1)
+    with torch.no_grad():
+        try:  # each operator counts its own work (dense, conv taps, spectral modes and FFTs)
+            flow = multiply_adds(model.disc, model.form, model.method, 1, model.controls())
+        except TypeError:  # an integrate without per-operator counts
+            flow = multiply_adds(model.disc, model.form, model.method, 1)
+    if getattr(model, "channel_mode", False):
+        ch = model.schedule.channels
+        lift = w[0] * ch[0] * model.in_channels  # the pointwise c_0 x c_in map
+        if model.readout_kind == "mean":
+            readout = ch[-1] * w[-1] + model.out_features * ch[-1]
+        else:  # quadrature per channel, or the pointwise function readout
+            readout = model.out_features * ch[-1] * w[-1]
+        return int(flow + lift + readout)
     lift = model.in_features * w[0] if model.lift_kind == "linear" else 0
     return int(flow + model.out_features * w[-1] + lift)
 
@@ -298,7 +332,9 @@ class ErrorReport:
     step k: the change when it is replaced by two half steps, divided by 1 - 2^-p (p from
     :func:`time_order`). ``space_total`` / ``time_total`` do the same with every
     grid / every step refined at once. All in the output's units (``norm`` over the
-    calibration batch and the outputs).
+    calibration batch and the outputs). When the input is given as values on G_0 (identity
+    lift), G_0 is the data's grid and ``space[0]`` is 0; a function readout is compared on the
+    model's last grid.
     """
 
     times: list[float]
@@ -395,21 +431,25 @@ def estimate_errors(
     sched = model.schedule
     times, grids = _lists(sched)
     K = sched.num_steps
-    y0 = _outputs(model, x, batch_size)
+    out_grid = sched.grids[-1]
+    y0 = _outputs(model, x, batch_size, out_grid)
     s_fac = 1.0 / (1.0 - 2.0**-SPACE_ORDER)
     t_fac = 1.0 / (1.0 - 2.0 ** -time_order(model))
 
     def change(t, g) -> float:
         return _distance(
-            _outputs(model.with_schedule(_schedule(t, g, sched)), x, batch_size), y0, norm
+            _outputs(model.with_schedule(_schedule(t, g, sched)), x, batch_size, out_grid),
+            y0,
+            norm,
         )
 
     refined = {id(g): _refined(g) for g in grids}
+    fixed0 = _input_on_first_grid(model)  # the input is given on G_0: the data's grid
     space = []
     for k in range(K + 1):
         g = list(grids)
-        g[k] = refined[id(grids[k])]
-        space.append(change(times, g) * s_fac)
+        g[k] = refined[id(grids[k])] if not (k == 0 and fixed0) else grids[0]
+        space.append(0.0 if g[k] is grids[k] else change(times, g) * s_fac)
     tim = []
     for k in range(K):
         t = times[: k + 1] + [0.5 * (times[k] + times[k + 1])] + times[k + 1 :]
@@ -417,7 +457,10 @@ def estimate_errors(
         tim.append(change(t, g) * t_fac)
     s_tot = t_tot = None
     if totals:
-        s_tot = change(times, [refined[id(g)] for g in grids]) * s_fac
+        g = [refined[id(v)] for v in grids]
+        if fixed0:
+            g[0] = grids[0]
+        s_tot = change(times, g) * s_fac
         fine = sched.refine(width=1, depth=2)
         t_tot = change(*_lists(fine)) * t_fac
     return ErrorReport(
@@ -597,7 +640,13 @@ def compress(
         raise ValueError(f"fewer_steps: expected True or False, got {fewer_steps!r}")
     x, labels = _calibration(model, data, need_labels=metric == "accuracy")
     sched = model.schedule
-    y_ref = _outputs(model, x, batch_size)
+    out_grid = sched.grids[-1]
+    y_ref = _outputs(model, x, batch_size, out_grid)
+    if metric != "output" and y_ref.dim() != 2:
+        raise ValueError(
+            f"metric: {metric!r} needs class scores [N, classes], the model answers "
+            f"{tuple(y_ref.shape)}; use metric='output'"
+        )
     acc_ref = _accuracy(y_ref, labels) if _is_labels(labels, y_ref) else None
 
     def error(out: torch.Tensor) -> float:
@@ -616,14 +665,21 @@ def compress(
     eps = 1e-6 * tol + 1e-12
     while evals < max_evaluations:
         best = None
-        for desc, t, g in _coarsening_moves(times, grids, min_nodes, fewer_steps):
+        moves_now = _coarsening_moves(
+            times, grids, min_nodes, fewer_steps, _input_on_first_grid(model)
+        )
+        for desc, t, g in moves_now:
             key = _key(t, g)
             if key not in seen:
-                cand = model.with_schedule(_schedule(t, g, sched))
+                try:
+                    cand = model.with_schedule(_schedule(t, g, sched))
+                except ValueError:  # a kernel this grid under-resolves refuses it
+                    seen[key] = (math.inf, None)
+                    continue
                 c = cost_fn(cand)
                 e = None
                 if c < cur_cost and evals < max_evaluations:
-                    e = error(_outputs(cand, x, batch_size))
+                    e = error(_outputs(cand, x, batch_size, out_grid))
                     evals += 1
                 seen[key] = (c, e)
             c, e = seen[key]
@@ -641,7 +697,7 @@ def compress(
     while True:
         times, grids, _ = history[-1]
         small = model.with_schedule(_schedule(times, grids, sched))
-        out = _outputs(small, x, batch_size)
+        out = _outputs(small, x, batch_size, out_grid)
         err = error(out)
         if err <= tol or len(history) == 1:
             break
@@ -675,16 +731,17 @@ def _is_labels(labels: torch.Tensor | None, out: torch.Tensor) -> bool:
     )
 
 
-def _coarsening_moves(times, grids, floor, fewer_steps):
-    """(description, times, grids) of every coarsening move from a schedule."""
+def _coarsening_moves(times, grids, floor, fewer_steps, fixed_first=False):
+    """(description, times, grids) of every coarsening move from a schedule (G_0 is left
+    alone when ``fixed_first``)."""
     K = len(times) - 1
-    for j in range(K + 1):
+    for j in range(1 if fixed_first else 0, K + 1):
         # one rung down, or halved (a jump past rungs that align badly with the data, such as
         # the pixels of a cells lift)
         targets = [_coarser(grids[j], floor), _coarser(grids[j], floor, 0.5)]
         targets = [c for i, c in enumerate(targets) if c is not None and c not in targets[:i]]
         # the run of equal grids that starts at j (coarsened together)
-        first = j == 0 or grids[j - 1] is not grids[j]
+        first = j == 0 or grids[j - 1] is not grids[j] or (fixed_first and j == 1)
         hi = j
         while first and hi + 1 <= K and grids[hi + 1] is grids[j]:
             hi += 1
@@ -757,7 +814,7 @@ def refine_where(
         macs = model_macs(cur)
         best = None
         cands = []
-        for j in range(len(grids)):
+        for j in range(1 if _input_on_first_grid(model) else 0, len(grids)):
             g = list(grids)
             g[j] = _finer(grids[j])
             cands.append(
@@ -770,7 +827,10 @@ def refine_where(
         for est, desc, t, g in cands:
             if not est > 0:
                 continue
-            m = model.with_schedule(_schedule(t, g, sched))
+            try:
+                m = model.with_schedule(_schedule(t, g, sched))
+            except ValueError:  # a schedule the kernel refuses
+                continue
             c = model_macs(m)
             if c > budget or c <= macs:
                 continue
@@ -783,8 +843,8 @@ def refine_where(
         moves.append(f"{desc}: {c} multiply-adds")
         rep = estimate_errors(cur, x, norm=norm, totals=False, batch_size=batch_size)
         evals += 2 * rep.num_steps + 1
-    y0 = _outputs(model, x, batch_size)
-    err = _distance(_outputs(cur, x, batch_size), y0, norm)
+    y0 = _outputs(model, x, batch_size, sched.grids[-1])
+    err = _distance(_outputs(cur, x, batch_size, sched.grids[-1]), y0, norm)
     summary = AdaptSummary(
         kind="refine_where",
         schedule_before=sched,

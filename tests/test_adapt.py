@@ -134,7 +134,7 @@ def test_model_macs_by_hand():
 
 # ---- compress ------------------------------------------------------------------------------
 def _basis_model(seed=0, method="euler"):
-    sched = GridSchedule.from_widths([21, 21, 21, 11, 11, 11, 11], T=1.5)
+    sched = GridSchedule.from_widths([17, 17, 17, 9, 9, 9, 9], T=1.5)
     return SpaceTimeNet(
         sched,
         4,
@@ -149,7 +149,7 @@ def _basis_model(seed=0, method="euler"):
     )
 
 
-XB = torch.randn(120, 4, generator=torch.Generator().manual_seed(2))
+XB = torch.randn(80, 4, generator=torch.Generator().manual_seed(2))
 
 
 @pytest.mark.parametrize(("norm", "tol"), [("max", 0.005), ("max", 0.05), ("rms", 0.02)])
@@ -218,12 +218,12 @@ def test_compress_with_a_custom_cost():
 def test_refine_where_never_exceeds_the_budget():
     model = _model(9, 3)
     macs0 = adapt.model_macs(model)
-    for factor in (1.0, 1.3, 2.0, 4.0):
+    for factor in (1.0, 1.3, 3.0):
         budget = macs0 * factor
         fine, info = adapt.refine_where(model, X, budget)
         assert adapt.model_macs(fine) <= budget
         assert info.macs_after == adapt.model_macs(fine)
-        if factor >= 2.0:
+        if factor > 2.0:
             assert info.moves and info.estimate_after < info.estimate_before
     # the refined model is closer to the converged one
     ref = _out(_model(129, 96))
@@ -339,3 +339,25 @@ def test_compress_run_writes_schedule_and_an_equivalent_resnet(tmp_path):
     assert (tmp_path / "small" / "compress.json").is_file()
     with pytest.raises(ValueError, match="split"):
         adapt.compress_run(run, 0.05, split="holdout")
+
+
+def test_operator_model_keeps_the_grid_its_input_lives_on():
+    # a continuous CNN (windowed conv kernel, channels) reading values on G_0 (identity lift)
+    # and answering a function on G_K: outputs compare on the trained model's last grid
+    sched = GridSchedule.from_widths([17, 17, 9, 9], T=1.0)
+    model = SpaceTimeNet(
+        sched, 17, 1, kernel="conv", channels=2, radius=0.3, lift="identity",
+        readout="function", form="inside", activation="tanh", seed=0,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(4)
+    x = torch.sin(torch.linspace(0, 3, 17))[None, :] * torch.randn(16, 1, generator=g)
+    rep = adapt.estimate_errors(model, x, totals=False)
+    # G_0 is the data's grid; G_1 and G_2 matter; a finer G_K only adds nodes between the
+    # ones the output is compared on, whose values it leaves exactly as they were
+    assert rep.space[0] == 0.0 and rep.space[1] > 0 and rep.space[2] > 0
+    assert rep.space[3] < 1e-6
+    small, info = adapt.compress(model, x, 0.01)
+    assert small.schedule.grids[0].same_as(sched.grids[0])
+    with torch.no_grad():
+        d = _maxdiff(small(x, output_grid=sched.grids[-1]), model(x))
+    assert d <= 0.01 and info.macs_after <= info.macs_before
