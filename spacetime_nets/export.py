@@ -12,7 +12,7 @@ from torch import nn
 
 from grids import GridSchedule
 
-from .fields import activation_module
+from .fields import FORMS, activation_module
 from .kernels import NodalKernel
 from .ops import ConvOp, SpectralOp, spectral_apply
 from .steppers import get_stepper, rk_step
@@ -122,12 +122,7 @@ class ResidualBlock(nn.Module):
         return layer(x)
 
     def field(self, x: torch.Tensor) -> torch.Tensor:
-        first = self.layers[0]
-        if self.form == "outside":
-            return self.activation(self._apply(first, x))
-        if self.form == "inside":
-            return self._apply(first, self.activation(x))
-        return self._apply(self.layers[1], self.activation(self._apply(first, x)))
+        return FORMS[self.form].field(self.activation, self._apply, self.layers, x)
 
     def _pi(self, x: torch.Tensor) -> torch.Tensor:
         return self._channels(x @ self.shortcut.T if self.has_shortcut else x)

@@ -4,19 +4,24 @@ outside:     f(x, u) = sigma(W x + beta)
 inside:      f(x, u) = W sigma(x) + beta
 bottleneck:  f(x, u) = W2 sigma(W1 x + beta1) + beta2
 
-with the integral operators folded into the matrices W (quadrature weights included).
+with the integral operators folded into the step operators W (quadrature weights included).
+:data:`FORMS` is a registry: a form is one :class:`Form` entry (its field, how many operators
+a step needs, and its homogeneity rule), used by the step loop and by exported ResNets alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "Form",
     "FORMS",
+    "register_form",
     "ACTIVATIONS",
     "HOMOGENEOUS_ACTIVATIONS",
     "get_activation",
@@ -25,7 +30,60 @@ __all__ = [
     "check_form",
 ]
 
-FORMS = ("outside", "inside", "bottleneck")
+Apply = Callable[[object, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Form:
+    """A vector field f(x, u) built from ``operators`` step operators.
+
+    ``field(act, apply, ops, x)`` evaluates it, ``apply(op, x)`` applying one operator (so the
+    same formula serves the step loop and exported blocks). ``homogeneous(activation)`` is the
+    exact rule for f(x, a u) = a f(x, u), a > 0.
+    """
+
+    name: str
+    operators: int
+    field: Callable[[Callable, Apply, Sequence, torch.Tensor], torch.Tensor]
+    homogeneous: Callable[[str | Callable], bool]
+
+
+#: the registered forms, by name
+FORMS: dict[str, Form] = {}
+
+
+def register_form(form: Form) -> Form:
+    """Add a form to :data:`FORMS` (one entry is all a new form needs)."""
+    if form.operators not in (1, 2):
+        raise ValueError(f"form {form.name!r}: operators must be 1 or 2, got {form.operators}")
+    FORMS[form.name] = form
+    return form
+
+
+def _sigma_is_homogeneous(activation: str | Callable) -> bool:
+    if isinstance(activation, str):
+        get_activation(activation)
+        return activation in HOMOGENEOUS_ACTIVATIONS
+    return _probe_positive_homogeneity(activation)
+
+
+register_form(
+    Form(
+        "outside",
+        1,
+        lambda act, apply, ops, x: act(apply(ops[0], x)),
+        _sigma_is_homogeneous,
+    )
+)
+register_form(Form("inside", 1, lambda act, apply, ops, x: apply(ops[0], act(x)), lambda a: True))
+register_form(
+    Form(
+        "bottleneck",
+        2,
+        lambda act, apply, ops, x: apply(ops[1], act(apply(ops[0], x))),
+        lambda a: False,  # degree 2 in (W1, W2)
+    )
+)
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -96,15 +154,7 @@ def form_is_homogeneous(form: str, activation: str | Callable) -> bool:
     """Exact rule: is f(x, a u) = a f(x, u) for all a > 0? inside: always; outside: only for
     positively homogeneous sigma (relu, leaky_relu, identity); bottleneck: never (degree 2).
     A callable activation is judged by a numerical probe (see ``theory.is_homogeneous``)."""
-    check_form(form)
-    if form == "inside":
-        return True
-    if form == "bottleneck":
-        return False
-    if isinstance(activation, str):
-        get_activation(activation)
-        return activation in HOMOGENEOUS_ACTIVATIONS
-    return _probe_positive_homogeneity(activation)
+    return FORMS[check_form(form)].homogeneous(activation)
 
 
 def _probe_positive_homogeneity(fn: Callable, trials: int = 5) -> bool:

@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from grids import Grid, GridSchedule
 
-from .fields import check_form, get_activation
+from .fields import FORMS, check_form, get_activation
 from .kernels import Kernel, NodalKernel
 from .ops import ConvOp, GridInfo, SpectralOp, apply_op, op_rebuild, op_tensors
 from .steppers import STEPPERS, get_stepper, rk_step
@@ -234,7 +234,8 @@ class Discretization(nn.Module):
         other steppers and stationary kernels act on G_k (square). The bottleneck maps
         G_k -> H_k -> G_{k+1} (or H_k -> G_k)."""
         square = method != "euler" or getattr(kernel, "stationary", False)
-        if form != "bottleneck" and isinstance(kernel, NodalKernel):
+        two = FORMS[form].operators == 2
+        if not two and isinstance(kernel, NodalKernel):
             shift = 0 if square else 1
             w = [self.weights[i] for i in self.grid_index]
             return [
@@ -246,7 +247,7 @@ class Discretization(nn.Module):
             t = self.times[k]
             p_in = self._point(k)
             p_out = p_in if square else self._point(k + 1)
-            if form == "bottleneck":
+            if two:
                 p_h = self._point(k, hidden=True)
                 op1 = kernel.step_op(k, t, p_h, p_in)
                 op2 = kernel2.step_op(k, t, p_out, p_h)
@@ -266,7 +267,7 @@ class Discretization(nn.Module):
         outs = self.widths[:-1] if square else self.widths[1:]
         ins = self.widths[:-1]
         kernels = [kernel]
-        if form == "bottleneck":
+        if FORMS[form].operators == 2:
             if not isinstance(kernel2, Kernel):
                 raise ValueError("kernel2: the bottleneck form needs a second kernel (W2, beta2)")
             if getattr(kernel2, "stationary", False) != getattr(kernel, "stationary", False):
@@ -297,11 +298,7 @@ def apply_stencil(x: torch.Tensor, index: torch.Tensor, coeff: torch.Tensor) -> 
 def field(form: str, act: Callable, layers, x: torch.Tensor) -> torch.Tensor:
     """The vector field f(X) of ``form`` with the step operators ``layers``:
     outside sigma(K X + b), inside K sigma(X) + b, bottleneck K2 sigma(K1 X + b1) + b2."""
-    if form == "outside":
-        return act(apply_op(layers[0], x))
-    if form == "inside":
-        return apply_op(layers[0], act(x))
-    return apply_op(layers[1], act(apply_op(layers[0], x)))
+    return FORMS[form].field(act, apply_op, layers, x)
 
 
 def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, method: str):
@@ -444,7 +441,7 @@ def multiply_adds(
         n_f = n_in if square else n_out
         if mats is not None:
             mat = sum(_op_macs(op, n_in) for op in mats[k].layers)
-        elif form == "bottleneck":
+        elif FORMS[form].operators == 2:
             h = disc.hidden_widths[k] if disc.hidden_widths else n_in
             mat = h * n_in + n_f * h
         else:

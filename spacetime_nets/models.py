@@ -77,7 +77,7 @@ class _FlowModel(nn.Module):
         return list(self.disc.times)
 
     def is_homogeneous(self) -> bool:
-        """The exact rule of MATH section 1 for this form and activation."""
+        """The exact homogeneity rule of this form and activation (docs/concepts.md)."""
         return form_is_homogeneous(self.form, self.activation)
 
     def controls(self) -> list[StepMatrices]:

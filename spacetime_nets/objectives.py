@@ -1,4 +1,4 @@
-"""Objectives of the two learning problems (MATH section 2).
+"""Objectives of the two learning problems (docs/concepts.md, the large-time theory).
 
 ERM:       J = E(x(T)) + lam * int_0^T |u(t)|^2 dt
 Turnpike:  J = E(x(T)) + int_0^T E(x(t)) dt + lam * int_0^T |u(t)|^2 dt

@@ -404,5 +404,24 @@ def test_field_homogeneity_through_one_euler_step(form, activation, kernel, homo
             assert rel > 1e-2
 
 
-def test_forms_constant():
-    assert FORMS == ("outside", "inside", "bottleneck")
+def test_forms_registry_holds_the_three_forms_and_takes_a_new_one():
+    from spacetime_nets import NodalKernel, integrate
+    from spacetime_nets.fields import Form, register_form
+
+    assert tuple(FORMS) == ("outside", "inside", "bottleneck")
+    # one entry makes a new form usable by the step loop: f(x) = W x + b - x (a linear decay)
+    register_form(
+        Form("decay", 1, lambda act, apply, ops, x: apply(ops[0], x) - x, lambda a: False)
+    )
+    try:
+        sched = GridSchedule.constant(5, 3)
+        k = NodalKernel(sched)
+        x0 = torch.randn(2, 5)
+        tr = integrate(x0, sched, k, form="decay")
+        x = x0
+        for j in range(3):
+            W, b = k.weight[j].detach(), k.bias[j].detach()
+            x = x + (1 / 3) * (x @ W.T + b - x)
+        torch.testing.assert_close(tr.final, x, rtol=1e-5, atol=1e-6)
+    finally:
+        del FORMS["decay"]
