@@ -600,7 +600,9 @@ def compress(
 
     on the calibration batch, y being the model's own outputs. The search is greedy: from the
     trained schedule, each round tries every move (coarsen one grid a rung, n -> ~0.85 n per
-    axis; coarsen a run of equal grids together; drop an interior time point) by a full
+    axis, or halve it, a jump past sizes that align badly with the data such as the pixels of
+    a cells lift; the same for a run of equal grids together; drop an interior time point;
+    never G_0 when the input is given on it) by a full
     forward pass, keeps those within ``tol``, and applies the one that saves the most cost per
     unit of error added; it stops when no move saves cost within ``tol``. Greedy rather than
     dynamic programming because the errors of different steps do not add: they are carried
@@ -915,7 +917,9 @@ def multilevel_fit(
     :class:`grids.GridSchedule` or a pair ``(width, depth)`` meaning "the previous level
     refined by these factors" (for level 0: the model's own schedule refined). For nodal
     models, level 0 must be the model's own schedule and each next level a
-    ``refine(width, depth)`` of the one before.
+    ``refine(width, depth)`` of the one before. A basis kernel piecewise constant in t keeps
+    its pieces on every level: build the model with as many pieces as the coarsest level has
+    steps (or with ``time_degree``), or pieces that no coarse step starts in stay untrained.
 
     Args:
         model: a SpaceTimeNet (left unchanged; training runs on copies).
