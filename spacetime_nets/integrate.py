@@ -47,6 +47,10 @@ __all__ = [
 #: the registered steppers (see :mod:`spacetime_nets.steppers`)
 METHODS = tuple(STEPPERS)
 
+#: transfers with at most this many entries n_{k+1} n_k are also kept as a dense matrix and
+#: applied as one product (narrow layers are bound by the number of kernels, not by flops)
+DENSE_TRANSFER_MAX = 4096
+
 
 @dataclass
 class Trajectory:
@@ -140,6 +144,9 @@ class Discretization(nn.Module):
             if not p.identity:  # stencil columns stored as contiguous rows [m, n_{k+1}]
                 self.register_buffer(f"pi{k}_index", p.index.T.contiguous())
                 self.register_buffer(f"pi{k}_coeff", p.coeff.T.contiguous())
+                if p.n_src * p.n_dst <= DENSE_TRANSFER_MAX:
+                    # narrow layers: one matrix product beats the stencil's four kernels
+                    self.register_buffer(f"pi{k}_denseT", p.matrix().T.contiguous())
         # the schedule's own (float64) values: a later change of dtype converts these, so that
         # a model built in float32 and moved to float64 gets exact grids, not widened roundings
         self._exact = {
@@ -156,6 +163,7 @@ class Discretization(nn.Module):
             None if ident else (getattr(self, f"pi{k}_index"), getattr(self, f"pi{k}_coeff"))
             for k, ident in enumerate(self.identity)
         ]
+        self.pi_dense = [getattr(self, f"pi{k}_denseT", None) for k in range(len(self.identity))]
 
     def _apply(self, fn, recurse=True):
         dtypes = {name: buf.dtype for name, buf in self._buffers.items()}
@@ -198,7 +206,11 @@ class Discretization(nn.Module):
         return self.change_channels(k, self.grid_transfer(k, x))
 
     def grid_transfer(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """Pi_k alone, on the last dimension of ``x``."""
+        """Pi_k alone, on the last dimension of ``x`` (a matrix product on narrow layers, the
+        stencil on wide ones)."""
+        dense = self.pi_dense[k]
+        if dense is not None:
+            return x @ dense
         p = self.pi[k]
         return x if p is None else apply_stencil(x, *p)
 
@@ -304,8 +316,17 @@ def field(form: str, act: Callable, layers, x: torch.Tensor) -> torch.Tensor:
 def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, method: str):
     """One step X^k -> X^{k+1} (see the module docstring)."""
     if not sm.square:
+        f = field(form, act, sm.layers, x)
+        dense = disc.pi_dense[k]
+        if dense is not None:
+            # Pi x + dt f in one kernel: addmm(f, x, Pi^T, beta=dt)
+            if x.dim() == 2:
+                return torch.addmm(f, x, dense, beta=sm.dt)
+            B, c = x.shape[0], x.shape[1]
+            y = torch.addmm(f.reshape(B * c, -1), x.reshape(B * c, -1), dense, beta=sm.dt)
+            return disc.change_channels(k, y.view(B, c, -1))
         # the canonical Euler step: one fused kernel for "+ dt *" (alpha), forward and backward
-        y = torch.add(disc.grid_transfer(k, x), field(form, act, sm.layers, x), alpha=sm.dt)
+        y = torch.add(disc.grid_transfer(k, x), f, alpha=sm.dt)
         return disc.change_channels(k, y)
     y = rk_step(lambda z: field(form, act, sm.layers, z), x, sm.dt, get_stepper(method))
     return disc.transfer(k, y)
