@@ -604,7 +604,9 @@ def compress(
     a cells lift; the same for a run of equal grids together; drop an interior time point;
     never G_0 when the input is given on it) by a full
     forward pass, keeps those within ``tol``, and applies the one that saves the most cost per
-    unit of error added; it stops when no move saves cost within ``tol``. Greedy rather than
+    unit of output change added (the metric itself for ``"output"``; the RMS change of the
+    scores for the discrete metrics, which tie at zero while no sample flips); it stops when
+    no move saves cost within ``tol``. Greedy rather than
     dynamic programming because the errors of different steps do not add: they are carried
     and mixed by the nonlinear flow, so a DP over an additive per-step error model would need a
     posteriori repair, while every greedy state is a schedule whose true error was measured.
@@ -659,12 +661,19 @@ def compress(
         return _distance(out, y_ref, norm)
 
     times, grids = _lists(sched)
-    cur_cost, cur_err = cost_fn(model), 0.0
-    seen: dict[tuple, tuple[float, float | None]] = {}
+    cur_cost, cur_err, cur_guide = cost_fn(model), 0.0, 0.0
+    seen: dict[tuple, tuple[float, float | None, float]] = {}
     history: list[tuple[list[float], list[Grid], float]] = [(times, grids, 0.0)]
     moves: list[str] = []
     evals = 0
-    eps = 1e-6 * tol + 1e-12
+    # moves are ranked by the cost saved per unit of smooth output change: the metric itself
+    # for "output"; the RMS change of the scores for the discrete metrics, whose ties at zero
+    # (no calibration sample flips) say nothing about how far a move moved the function
+    if metric == "output":
+        guide, eps_guide = error, 1e-6 * tol + 1e-12
+    else:
+        scale = float(y_ref.double().square().mean().sqrt()) + 1e-12
+        guide, eps_guide = (lambda out: _distance(out, y_ref, "rms")), 1e-9 * scale
     while evals < max_evaluations:
         best = None
         moves_now = _coarsening_moves(
@@ -676,23 +685,24 @@ def compress(
                 try:
                     cand = model.with_schedule(_schedule(t, g, sched))
                 except ValueError:  # a kernel this grid under-resolves refuses it
-                    seen[key] = (math.inf, None)
+                    seen[key] = (math.inf, None, math.inf)
                     continue
                 c = cost_fn(cand)
-                e = None
+                e, gd = None, math.inf
                 if c < cur_cost and evals < max_evaluations:
-                    e = error(_outputs(cand, x, batch_size, out_grid))
+                    out = _outputs(cand, x, batch_size, out_grid)
+                    e, gd = error(out), guide(out)
                     evals += 1
-                seen[key] = (c, e)
-            c, e = seen[key]
+                seen[key] = (c, e, gd)
+            c, e, gd = seen[key]
             if e is None or c >= cur_cost or not e <= tol:
                 continue
-            score = (cur_cost - c) / (max(e - cur_err, 0.0) + eps)
+            score = (cur_cost - c) / (max(gd - cur_guide, 0.0) + eps_guide)
             if best is None or score > best[0]:
-                best = (score, desc, t, g, c, e)
+                best = (score, desc, t, g, c, e, gd)
         if best is None:
             break
-        _, desc, times, grids, cur_cost, cur_err = best
+        _, desc, times, grids, cur_cost, cur_err, cur_guide = best
         history.append((times, grids, cur_err))
         moves.append(f"{desc}: cost {cur_cost:.6g}, change {cur_err:.4g}")
     # the guarantee: verify the returned model by a full forward pass, fall back if needed
