@@ -44,8 +44,18 @@ STOP_REASONS = ("grad_norm", "rel_decrease", "max_iter", "line_search", "no_decr
 
 
 def as_xy(data: Any, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x ``[N, d]`` in ``dtype``, y ``[N]`` or ``[N, m]``) from a DatasetSplits (its train
-    split), a Split, or an (x, y) pair."""
+    """The full batch of a data set.
+
+    Args:
+        data: a DatasetSplits (its train split is used), a Split, or an (x, y) pair.
+        dtype: the floating type of x (and of floating targets).
+
+    Returns:
+        (x ``[N, d]``, y ``[N]`` class labels or ``[N, m]`` targets).
+
+    Raises:
+        ValueError: for other data, or x not ``[N, d]`` with one target per row.
+    """
     if hasattr(data, "train") and hasattr(data.train, "x"):
         data = data.train
     if hasattr(data, "x") and hasattr(data, "y"):
@@ -97,7 +107,21 @@ def train_objective(
     iteration: |grad J| < tol (``grad_norm``), or a relative decrease
     (J_{i-window} - J_i) / |J_i| < tol over the last ``window`` iterations (``rel_decrease``),
     or ``max_iter`` iterations; L-BFGS also stops when the line search fails (``line_search``)
-    or an iteration does not lower J at all (``no_decrease``).
+    or an iteration does not lower J at all (``no_decrease``); Adam when J is not finite
+    (``non-finite``).
+
+    Args:
+        params: the tensors to train (those without ``requires_grad`` are left out).
+        objective: a closure returning the scalar J for the current values of ``params``.
+        optimizer: one of :data:`OPTIMIZERS`.
+        max_iter: the largest number of iterations (>= 0).
+        tol: the tolerance of the gradient-norm and relative-decrease tests.
+        window: iterations spanned by the relative-decrease test.
+        lr: the learning rate of Adam.
+        history_size: the L-BFGS memory (number of correction pairs).
+
+    Returns:
+        A :class:`TrainInfo`; ``params`` hold the final point.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
@@ -259,9 +283,16 @@ def _blas_single_thread():
 
 
 def freeze_all_but_controls(model: nn.Module, train: str = "controls") -> list[nn.Parameter]:
-    """Set ``requires_grad`` so that only the controls (``train='controls'``: the kernels'
-    parameters, :func:`spacetime_nets.theory.control_parameters`) or every parameter
-    (``'all'``) are trained; returns the trained tensors."""
+    """Set ``requires_grad`` so that only the controls or every parameter are trained.
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``, changed in place.
+        train: ``'controls'`` (the kernels' parameters,
+            :func:`spacetime_nets.theory.control_parameters`) or ``'all'``.
+
+    Returns:
+        The tensors that are trained.
+    """
     if train not in ("controls", "all"):
         raise ValueError(f"train: expected 'controls' or 'all', got {train!r}")
     ctrl = {id(p) for p in control_parameters(model)}
@@ -282,22 +313,24 @@ def erm_objective(
     loss: str,
     p: float | None = None,
 ) -> Callable[[], torch.Tensor]:
-    """The closure J() = E(x(T)) + lam int_0^T |u|^2 dt on the full batch x ``[N, d]``."""
+    """The ERM objective J() = E(x(T)) + lam int_0^T |u|^2 dt on the full batch.
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``.
+        x: inputs ``[N, d]``.
+        y: targets ``[N]`` (class labels) or ``[N, m]``.
+        lam: the weight of the control penalty (``objectives.l2_control``).
+        loss: a name of ``objectives.LOSSES``.
+        p: the exponent of the ``lp`` loss.
+
+    Returns:
+        A closure that evaluates J (a scalar tensor with its graph).
+    """
 
     def J() -> torch.Tensor:
         return objectives.empirical_risk(model(x), y, loss, p) + lam * objectives.l2_control(model)
 
     return J
-
-
-def _trapezoid_weights(times: Sequence[float], ref: torch.Tensor) -> torch.Tensor:
-    """w_k with sum_k w_k v_k = the trapezoid rule on ``times`` ([K + 1])."""
-    t = torch.tensor(list(times), dtype=ref.dtype, device=ref.device)
-    w = torch.zeros_like(t)
-    dt = t[1:] - t[:-1]
-    w[:-1] += 0.5 * dt
-    w[1:] += 0.5 * dt
-    return w
 
 
 def turnpike_objective(
@@ -308,9 +341,21 @@ def turnpike_objective(
     loss: str,
     p: float | None = None,
 ) -> Callable[[], torch.Tensor]:
-    """The closure J() = E(x(T)) + int_0^T E(x(t)) dt (trapezoid on the model's time grid) +
-    lam int_0^T |u|^2 dt on the full batch x ``[N, d]``, the risks of all K + 1 states
-    evaluated in one batch."""
+    """The turnpike objective J() = E(x(T)) + int_0^T E(x(t)) dt + lam int_0^T |u|^2 dt on
+    the full batch: one trajectory, the risks of all K + 1 states evaluated in one batch, the
+    time integral by ``objectives.trapezoid_in_time`` on the model's time grid.
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``.
+        x: inputs ``[N, d]``.
+        y: targets ``[N]`` (class labels) or ``[N, m]``.
+        lam: the weight of the control penalty.
+        loss: a name of ``objectives.LOSSES``.
+        p: the exponent of the ``lp`` loss.
+
+    Returns:
+        A closure that evaluates J (a scalar tensor with its graph).
+    """
 
     def J() -> torch.Tensor:
         traj = model.trajectory(x)
@@ -322,8 +367,8 @@ def turnpike_objective(
         yy = y.repeat(n_t) if y.dim() == 1 else y.repeat(n_t, 1)
         risks = objectives.loss_per_sample(outs.reshape(n_t * B, m), yy, loss, p)
         risks = risks.reshape(n_t, B).mean(1)
-        w = _trapezoid_weights(traj.times, risks)
-        return risks[-1] + (w * risks).sum() + lam * objectives.l2_control(model)
+        integral = objectives.trapezoid_in_time(risks, traj.times)
+        return risks[-1] + integral + lam * objectives.l2_control(model)
 
     return J
 

@@ -62,7 +62,6 @@ _MOVED = {
     "_freeze_all_but_controls": ("fullbatch", "freeze_all_but_controls"),
     "_erm_objective": ("fullbatch", "erm_objective"),
     "_tp_objective": ("fullbatch", "turnpike_objective"),
-    "_trapezoid_weights": ("fullbatch", "_trapezoid_weights"),
     "SWEEP_COLUMNS": ("experiments.sweeps", "SWEEP_COLUMNS"),
     "SweepResult": ("experiments.sweeps", "SweepResult"),
     "horizon_sweep": ("experiments.sweeps", "horizon_sweep"),
@@ -153,14 +152,23 @@ def is_homogeneous(
     """Is the vector field homogeneous of degree 1 in the controls, f(x, a u) = a f(x, u)
     for all a > 0?
 
-    ``model_or_form``: a ``NeuralODE`` / ``SpaceTimeNet`` (its form and activation are used) or
-    a form name (``outside``, ``inside``, ``bottleneck``, then ``activation`` is required).
     The exact rule (:func:`fields.form_is_homogeneous`) is checked against a numerical probe:
     the model's controls are scaled by a in {0.5, 2, 3.7} and one step's increment
-    (X^{k+1} - Pi_k X^k) / dt_k is compared with a times the unscaled one on random states (a
-    form name is probed on a small random ``NeuralODE``). Returns True only when both say
-    homogeneous; raises ValueError when they disagree (a custom activation mislabelled).
-    ``probe=False`` returns the rule alone.
+    (X^{k+1} - Pi_k X^k) / dt_k is compared with a times the unscaled one on random states
+    ``[16, n_k]`` (a form name is probed on a small random ``NeuralODE``).
+
+    Args:
+        model_or_form: a ``NeuralODE`` / ``SpaceTimeNet`` (its form and activation are used)
+            or a form name (``outside``, ``inside``, ``bottleneck``).
+        activation: the activation, required with a form name (not with a model).
+        probe: False returns the rule alone, without the numerical probe.
+
+    Returns:
+        True only when the rule and the probe both say homogeneous.
+
+    Raises:
+        ValueError: when the rule and the probe disagree (a custom activation mislabelled),
+            or for a bad argument.
     """
     if isinstance(model_or_form, str):
         form = check_form(model_or_form)
@@ -208,9 +216,16 @@ def rescale_horizon(
     controls multiplied by T / T_new (v(s) = (T / T_new) u(s T / T_new)). For a homogeneous
     field the outputs are unchanged and int_0^{T_new} |v|^2 = (T / T_new) int_0^T |u|^2.
 
-    ``strict``: raise ValueError for a non-homogeneous model (the outputs would differ).
-    ``x`` ``[B, in]``: also check that the outputs agree to ``rtol`` (relative, max norm).
-    Returns a new model; the original is not changed.
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet`` on [0, T].
+        T_new: the new horizon, positive and finite.
+        strict: raise ValueError for a non-homogeneous model (the outputs would differ).
+        x: inputs ``[B, in]``; when given, also check that the outputs agree to ``rtol``
+            (relative, max norm).
+        rtol: the tolerance of that check.
+
+    Returns:
+        A new model on [0, T_new]; the original is not changed.
     """
     if not (isinstance(model, nn.Module) and hasattr(model, "rescale_horizon")):
         raise ValueError(f"model: expected a NeuralODE or SpaceTimeNet, got {type(model).__name__}")
@@ -253,15 +268,31 @@ def rescale_horizon(
 
 # --------------------------------------------------------------------------- controls
 def control_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The trainable tensors of the controls (w, b): the parameters of the kernel(s) only."""
+    """The trainable tensors of the controls (w, b): the parameters of the kernel(s) only.
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``.
+
+    Returns:
+        The kernels' parameters (not the lift's or the readout's).
+    """
     return [p for k in _kernels(model) for p in k.parameters()]
 
 
 def fold_output_scale(model: nn.Module) -> nn.Module:
     """In place: multiply each kernel's parameters by its ``output_scale`` and reset the scale
     to 1, so the trainable tensors are the controls themselves (the network is unchanged).
-    Supports kernels linear in their parameters (nodal, basis) and neural kernels (the scale
-    goes into their output layers)."""
+
+    Args:
+        model: a model whose kernels are linear in their parameters (nodal, basis) or neural
+            (the scale goes into their output layers).
+
+    Returns:
+        ``model`` itself.
+
+    Raises:
+        ValueError: for a kernel whose scale cannot be folded into its parameters.
+    """
     from .kernels import BasisKernel, NeuralKernel, NodalKernel
 
     with torch.no_grad():
@@ -289,7 +320,16 @@ def fold_output_scale(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------- rate fits
 def fit_power_law(Ts: Sequence[float], errs: Sequence[float], floor: float) -> tuple[float, float]:
     """Least squares of log(err) = intercept + slope * log(T) over the points with err >
-    ``floor``. Returns (slope, intercept); (nan, nan) with fewer than two such points."""
+    ``floor`` (the decay of the ERM training error in T: slope <= -1 for O(1/T)).
+
+    Args:
+        Ts: horizons ``[n]``.
+        errs: the values at those horizons ``[n]``.
+        floor: values at or below it are left out.
+
+    Returns:
+        (slope, intercept); (nan, nan) with fewer than two points above the floor.
+    """
     pts = [(math.log(T), math.log(e)) for T, e in zip(Ts, errs) if e > floor]
     if len(pts) < 2:
         return float("nan"), float("nan")
@@ -307,7 +347,17 @@ def fit_exponential_rate(
     floor: float,
 ) -> tuple[float, float, int]:
     """Least squares of log(value) = log(C) - mu t over the points with t in ``window`` and
-    value > ``floor``. Returns (mu, C, number of points used); (nan, nan, n) if n < 2."""
+    value > ``floor``.
+
+    Args:
+        t: times ``[n]``.
+        values: the values at those times ``[n]``.
+        window: the arc (t_a, t_b) of the fit, ends included.
+        floor: values at or below it (and non-finite ones) are left out.
+
+    Returns:
+        (mu, C, number of points used); (nan, nan, n) when n < 2.
+    """
     t = np.asarray(t, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     keep = (t >= window[0] - 1e-12) & (t <= window[1] + 1e-12) & (v > floor) & np.isfinite(v)
@@ -360,7 +410,11 @@ class TurnpikeProfile:
 
     def fit_common(self, window: tuple[float, float]) -> None:
         """Set ``mu_common`` and ``mu_u_common``: the rates of E(x(t)) and |u(t)| fitted on
-        the arc ``window`` = (t_a, t_b) (values above the floor)."""
+        the arc ``window`` = (t_a, t_b) (values above the floor), and ``common_window``.
+
+        Args:
+            window: the arc shared by every horizon of a study.
+        """
         f_u = self.floor_u
         if f_u is None:
             f_u = 100 * np.finfo(np.float64).eps * max(float(self.control.max(initial=0.0)), 1.0)
@@ -405,8 +459,19 @@ def turnpike_profile(
     |u(t_k)| = sqrt(control_norms[k]), exponential rates fitted on t in [window[0] T,
     window[1] T] and the first time E drops below ``threshold``.
 
-    ``floor``: values at or below it are left out of the fits (default: 100 * machine epsilon
-    of the model's dtype times max(E(x(0)), 1) for E, times max |u| for |u|).
+    Args:
+        model: a trained ``NeuralODE`` or ``SpaceTimeNet``.
+        x: inputs ``[N, d]``.
+        y: targets ``[N]`` (class labels) or ``[N, m]``.
+        loss: the loss of E (a name of ``objectives.LOSSES``).
+        threshold: the risk level whose hitting time is reported.
+        p: the exponent of the ``lp`` loss.
+        window: the own arc of the fits, as fractions of T.
+        floor: values at or below it are left out of the fits (default: 100 * machine
+            epsilon of the model's dtype times max(E(x(0)), 1) for E, times max |u| for |u|).
+
+    Returns:
+        A :class:`TurnpikeProfile` (its ``mu_common`` is set by a study with several T).
     """
     with torch.no_grad():
         traj = model.trajectory(x)

@@ -134,12 +134,30 @@ def horizon_sweep(
     """Train one model per horizon T (increasing) with the same lam on the full batch:
     minimise E(x(T)) + lam * int_0^T |u|^2 dt (``objectives.l2_control``).
 
-    ``make_model(T)`` builds the model on [0, T] (e.g. ``rescale_horizon(base, T)`` so every T
-    starts from the same network function). ``data``: a DatasetSplits (train split), a Split
-    or (x [N, d], y). ``train='controls'`` trains the kernels only (the readout and lift stay
-    fixed, as in the theory); ``'all'`` trains everything. ``warm_start``: start each T > T_0
-    from the previous trained model rescaled to T (a continuation in lam / T). Computation is
-    in ``dtype``; ``seed`` seeds torch for the run. Returns a :class:`SweepResult`.
+    Args:
+        make_model: T -> the model on [0, T] (e.g. ``rescale_horizon(base, T)`` so every T
+            starts from the same network function).
+        data: a DatasetSplits (train split), a Split or (x ``[N, d]``, y).
+        Ts: increasing positive horizons.
+        lam: the weight of the control penalty (>= 0).
+        loss: a name of ``objectives.LOSSES``.
+        p: the exponent of the ``lp`` loss.
+        optimizer: ``lbfgs`` or ``adam`` (:func:`spacetime_nets.fullbatch.train_objective`).
+        max_iter: the iteration limit of each training.
+        tol: the stopping tolerance of each training.
+        window: iterations of the relative-decrease stopping test.
+        lr: the learning rate of Adam.
+        seed: seeds torch for the run.
+        train: ``'controls'`` trains the kernels only (the readout and lift stay fixed, as
+            in the theory); ``'all'`` trains everything.
+        warm_start: start each T > T_0 from the previous trained model rescaled to T (a
+            continuation in lam / T).
+        dtype: the floating type of the computation.
+        floor: errors at or below it are left out of the slope fit.
+        verbose: print each row as it is done.
+
+    Returns:
+        A :class:`SweepResult` (rows, fitted slope, trained models).
     """
     Ts = [float(T) for T in Ts]
     if not Ts or any(not (math.isfinite(T) and T > 0) for T in Ts):
@@ -262,6 +280,20 @@ def scaling_check(
     Both models have their ``output_scale`` folded into the parameters
     (:func:`fold_output_scale`), so the optimiser sees the controls u on [0, T] and v = T u on
     [0, 1] themselves: two parametrisations of one problem, and two different L-BFGS paths.
+
+    Args:
+        model_T: the initial model on [0, T] (not changed).
+        data: a DatasetSplits (train split), a Split or (x ``[N, d]``, y).
+        lam: the weight of the control penalty at horizon T.
+        loss: a name of ``objectives.LOSSES``.
+        p: the exponent of the ``lp`` loss.
+        max_iter: the iteration limit of each training (L-BFGS).
+        tol: the stopping tolerance of each training.
+        window: iterations of the relative-decrease stopping test.
+        dtype: the floating type of the computation.
+
+    Returns:
+        A :class:`ScalingCheck` with the relative differences.
     """
     x, y = as_xy(data, dtype)
     mT = fold_output_scale(copy.deepcopy(model_T).to(dtype))

@@ -144,8 +144,31 @@ def train_turnpike(
     """For every T: train ``make_model(T)`` on the turnpike objective
     E(x(T)) + int_0^T E(x(t)) dt + lam int_0^T |u|^2 dt (trapezoid in t on the model's time
     grid, ``objectives.turnpike_cost``), and (``erm=True``) a second copy of the same initial
-    model on E(x(T)) + lam int_0^T |u|^2 dt; return the :func:`turnpike_profile` of each.
-    ``loss``: an l^p-distance loss (``l1``, ``l2``, ``lp`` with ``p``) or ``mse``.
+    model on E(x(T)) + lam int_0^T |u|^2 dt; return the :func:`turnpike_profile` of each,
+    with the rates of every T also fitted on one common arc, ``fit_window`` x the shortest
+    horizon (the rates to report; the own-arc fits are a diagnostic).
+
+    Args:
+        make_model: T -> the initial model on [0, T].
+        data: a DatasetSplits (train split), a Split or (x ``[N, d]``, y).
+        Ts: increasing positive horizons.
+        lam: the weight of the control penalty.
+        loss: an l^p-distance loss (``l1``, ``l2``, ``lp`` with ``p``) or ``mse``.
+        threshold: the risk level whose hitting time is reported.
+        optimizer: ``lbfgs`` or ``adam`` (:func:`spacetime_nets.fullbatch.train_objective`).
+        max_iter: the iteration limit of each training.
+        tol: the stopping tolerance of each training.
+        window: iterations of the relative-decrease stopping test.
+        lr: the learning rate of Adam.
+        seed: seeds torch for the run.
+        train: ``'controls'`` (the kernels only) or ``'all'``.
+        erm: also train the ERM problem from the same initial model.
+        dtype: the floating type of the computation.
+        fit_window: the fit arc as fractions of T (own arcs) and of the shortest T (common).
+        verbose: print each row as it is done.
+
+    Returns:
+        A :class:`TurnpikeResult`.
     """
     Ts = [float(T) for T in Ts]
     if not Ts or any(not (math.isfinite(T) and T > 0) for T in Ts):
