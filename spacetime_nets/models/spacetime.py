@@ -1,5 +1,4 @@
-"""Models: ``SpaceTimeNet`` (lift -> space-time flow on a grid schedule -> quadrature readout)
-and ``NeuralODE`` (the finite-width neural ODE, a discrete Omega with unit weights)."""
+"""``SpaceTimeNet``: lift -> space-time flow on a grid schedule -> readout."""
 
 from __future__ import annotations
 
@@ -12,17 +11,8 @@ from torch import nn
 
 from grids import Grid, GridSchedule, make_transfer
 
-from .fields import check_form, form_is_homogeneous, get_activation
-from .integrate import (
-    Discretization,
-    StepMatrices,
-    Trajectory,
-    check_checkpoint,
-    check_method,
-    multiply_adds,
-    run_steps,
-)
-from .kernels import (
+from ..integrate import Discretization, Trajectory
+from ..kernels import (
     BasisKernel,
     ConvKernel,
     Kernel,
@@ -31,8 +21,10 @@ from .kernels import (
     SpectralKernel,
     tensor_basis,
 )
+from .base import _check_dtype, _check_features, _check_finite, _FlowModel, _generator
+from .resample import _refine_nodal, _rescaled_schedule
 
-__all__ = ["SpaceTimeNet", "NeuralODE", "LIFTS", "KERNELS", "READOUTS"]
+__all__ = ["SpaceTimeNet", "LIFTS", "KERNELS", "READOUTS"]
 
 LIFTS = ("cells", "linear", "identity")
 KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
@@ -40,140 +32,6 @@ KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
 #: function: y(xi) = Q x(T, xi) + q pointwise (operator learning)
 READOUTS = ("quadrature", "mean", "function")
 _DEFAULT_MODES = {"conv": 3}
-
-
-def _generator(seed: int | None) -> torch.Generator | None:
-    return None if seed is None else torch.Generator().manual_seed(int(seed))
-
-
-def _check_features(name: str, v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    return v
-
-
-class _FlowModel(nn.Module):
-    """Shared plumbing: a Discretization, kernel(s), form, activation, stepping method."""
-
-    disc: Discretization
-
-    def _setup_flow(self, form, activation, method, checkpoint):
-        self.form = check_form(form)
-        self.act, self.activation_name = get_activation(activation)
-        self.activation = activation
-        self.method = check_method(method)
-        self.checkpoint = check_checkpoint(checkpoint)
-
-    @property
-    def schedule(self) -> GridSchedule:
-        return self.disc.schedule
-
-    @property
-    def T(self) -> float:
-        return self.disc.times[-1]
-
-    @property
-    def times(self) -> list[float]:
-        return list(self.disc.times)
-
-    def is_homogeneous(self) -> bool:
-        """The exact homogeneity rule of this form and activation (docs/concepts.md)."""
-        return form_is_homogeneous(self.form, self.activation)
-
-    def controls(self) -> list[StepMatrices]:
-        """The per-step matrices (W, beta) of the flow with their grids' weights."""
-        return self.disc.step_matrices(self.kernel, self.form, self.method, self.kernel2)
-
-    def _flow(self, x0: torch.Tensor, keep_states: bool):
-        mats = self.controls()
-        return run_steps(
-            self.disc, mats, x0, self.form, self.act, self.method, self.checkpoint, keep_states
-        )
-
-    def _trajectory(self, x0: torch.Tensor) -> Trajectory:
-        final, states = self._flow(x0, keep_states=True)
-        return Trajectory(
-            states=states,
-            times=list(self.disc.times),
-            final=final,
-            stats={
-                "widths": list(self.disc.widths),
-                "steps": self.disc.num_steps,
-                "multiply_adds": multiply_adds(
-                    self.disc, self.form, self.method, x0.shape[0], self.controls()
-                ),
-                "method": self.method,
-            },
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """lift -> flow -> readout: ``[B, in] -> [B, out]``."""
-        self._check_input(x, self.input_size)
-        final, _ = self._flow(self.lift(x), keep_states=False)
-        return self.readout(final)
-
-    def trajectory(self, x: torch.Tensor) -> Trajectory:
-        """The states X^k ``[B, n_k]`` (``[B, c_k, n_k]`` with channels) at every time t_k,
-        after the lift."""
-        self._check_input(x, self.input_size)
-        return self._trajectory(self.lift(x))
-
-    def rescale_horizon(self, T_new: float):
-        """The scaling lemma: the same network on [0, T_new], time grid stretched by T_new / T
-        and controls multiplied by T / T_new (a copy). Outputs are unchanged when the field is
-        homogeneous (:func:`form_is_homogeneous`)."""
-        T = self.T
-        new = copy.deepcopy(self)
-        sched = self.schedule
-        scaled = GridSchedule(
-            sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind, sched.channels
-        )
-        for kern in (new.kernel, new.kernel2):
-            if kern is not None:
-                if not kern.continuous:
-                    kern.T = T  # a nodal kernel has no time variable: it spans the model's [0, T]
-                kern.rescale_horizon_(T_new)
-        new._rebind(scaled)
-        return new
-
-    def _rebind(self, schedule: GridSchedule) -> None:
-        raise NotImplementedError
-
-    def _check_input(self, x: torch.Tensor, n: int) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 2:
-            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x: expected a tensor [batch, {n}], got {got}")
-        if x.shape[1] != n:
-            raise ValueError(f"x: expected {n} features, got shape {tuple(x.shape)}")
-        _check_dtype(x, self)
-        _check_finite(x)
-
-
-def _check_dtype(x: torch.Tensor, model: nn.Module) -> None:
-    """The input must be in the model's floating dtype (no silent casts)."""
-    ref = next(model.parameters(), None)
-    dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-    if x.dtype != dtype:
-        raise ValueError(
-            f"x: expected dtype {dtype} (the model's), got {x.dtype}; convert the input with "
-            f"x.to({dtype}) or the model with model.to({x.dtype})"
-            if x.dtype.is_floating_point
-            else f"x: expected dtype {dtype} (the model's), got {x.dtype} (not a real "
-            "floating dtype)"
-        )
-
-
-def _check_finite(x: torch.Tensor) -> None:
-    """NaN/inf input raises a ValueError on the CPU, where reading the flag costs no device
-    sync. On accelerators (and under torch.compile) nothing is checked, since that would need
-    a host sync in every forward pass: a non-finite input then gives non-finite outputs, and
-    ``training.fit`` stops on the first non-finite loss."""
-    if x.device.type == "cpu" and not torch.compiler.is_compiling():
-        bad = ~torch.isfinite(x)
-        if bad.any():
-            idx = tuple(int(v) for v in bad.nonzero()[0])
-            where = ", ".join(map(str, idx))
-            raise ValueError(f"x: input must be finite, got {float(x[idx])} at [{where}]")
 
 
 class SpaceTimeNet(_FlowModel):
@@ -680,167 +538,3 @@ class SpaceTimeNet(_FlowModel):
             f"form={self.form}, activation={self.activation_name}, lift={self.lift_kind}, "
             f"widths={self.schedule!r}"
         )
-
-
-def _rescaled_schedule(sched: GridSchedule, n: int | Sequence[int]) -> GridSchedule:
-    from fractions import Fraction
-
-    g0 = sched.grids[0]
-    target = tuple(n) if isinstance(n, (tuple, list)) else (n,) * g0.dim
-    if len(target) != g0.dim or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in target
-    ):
-        raise ValueError(f"n: expected {g0.dim} positive int(s), got {n!r}")
-    ends = {"trapezoid", "simpson", "boole"}
-    made: dict[int, Grid] = {}
-    grids = []
-    for k, g in enumerate(sched.grids):
-        if id(g) in made:
-            grids.append(made[id(g)])
-            continue
-        if not g.is_uniform:
-            raise ValueError(
-                f"n: grid {k} is not a uniform grid; build the schedule at the new resolution "
-                "and use with_schedule"
-            )
-        shape = []
-        for a, (s0, sk, t) in enumerate(zip(g0.shape, g.shape, target)):
-            off = 1 if g.rule in ends else 0
-            v = Fraction(sk - off) * Fraction(t - off, max(s0 - off, 1)) + off
-            if v.denominator != 1 or v < 1:
-                raise ValueError(
-                    f"n: resolution {t} on axis {a} maps grid {k} ({sk} nodes) to {float(v):g} "
-                    f"nodes, not an integer; choose n so that every grid scales exactly"
-                )
-            shape.append(int(v))
-        try:
-            new = Grid.uniform(shape[0] if g.dim == 1 else tuple(shape), g.domain, g.rule)
-        except ValueError as exc:
-            raise ValueError(f"n: grid {k}: {exc}") from None
-        made[id(g)] = new
-        grids.append(new)
-    return GridSchedule(sched.times, grids, sched.transfer_kind, sched.channels)
-
-
-def _refine_nodal(model: SpaceTimeNet, fine: GridSchedule, depth: int) -> SpaceTimeNet:
-    coarse = model.schedule
-    new = copy.deepcopy(model)
-    K = coarse.num_steps
-    new.kernel = NodalKernel(fine, bias=model.kernel.bias is not None)
-    with torch.no_grad():
-        dev, dt = model.readout_values.device, model.readout_values.dtype
-
-        def interp(src: Grid, dst: Grid) -> torch.Tensor:
-            return make_transfer(src, dst, "linear").matrix().to(dev, dt)
-
-        for k in range(K):
-            g_in, g_out = coarse.grids[k], coarse.grids[k + 1]
-            w = model.kernel.weight[k] / g_in.weights.to(dev, dt)[None, :]  # kernel values
-            b = model.kernel.bias[k] if model.kernel.bias is not None else None
-            scale = model.kernel.output_scale
-            for j in range(depth):
-                kk = k * depth + j
-                f_in, f_out = fine.grids[kk], fine.grids[kk + 1]
-                wf = interp(g_out, f_out) @ w @ interp(g_in, f_in).T
-                new.kernel.weight[kk].copy_(wf * f_in.weights.to(dev, dt)[None, :] * scale)
-                if b is not None:
-                    new.kernel.bias[kk].copy_(interp(g_out, f_out) @ b * scale)
-        pK = model.readout_values
-        new.readout_values = nn.Parameter(pK @ interp(coarse.grids[-1], fine.grids[-1]).T)
-        if model.lift_kind == "linear":
-            P0 = interp(coarse.grids[0], fine.grids[0])
-            new.lift_weight = nn.Parameter(P0 @ model.lift_weight)
-            new.lift_bias = nn.Parameter(P0 @ model.lift_bias)
-    new.to(device=dev, dtype=dt)  # the fresh kernel is made in the default dtype
-    new._bind(fine)
-    return new
-
-
-class NeuralODE(_FlowModel):
-    """x'(t) = f(x(t), u(t)) in R^{dim + augment}, controls piecewise constant on ``steps``
-    Euler steps of [0, T], output P x(T) with an affine readout P (trained unless
-    ``fixed_readout``; the identity when ``out_features`` is None). Forward Euler makes it a
-    ResNet: x^{k+1} = x^k + dt f(x^k, u_k). The state lives on a discrete Omega = {1..D} with
-    unit weights, so it shares the stepping code of :class:`SpaceTimeNet`."""
-
-    def __init__(
-        self,
-        dim: int,
-        T: float = 1.0,
-        steps: int = 10,
-        form: str = "inside",
-        activation: str | Callable = "tanh",
-        out_features: int | None = None,
-        augment: int = 0,
-        *,
-        fixed_readout: bool = False,
-        method: str = "euler",
-        checkpoint: int | None = None,
-        hidden_width: int | None = None,
-        init_scale: float = 1.0,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.dim = _check_features("dim", dim)
-        self.input_size = self.dim
-        if isinstance(augment, bool) or not isinstance(augment, int) or augment < 0:
-            raise ValueError(f"augment: expected an int >= 0, got {augment!r}")
-        self.augment = augment
-        self._setup_flow(form, activation, method, checkpoint)
-        D = dim + augment
-        omega = Grid.uniform(D, (0.0, float(D)), "midpoint")  # unit weights
-        schedule = GridSchedule(
-            torch.linspace(0.0, float(T), _check_features("steps", steps) + 1, dtype=torch.float64),
-            [omega] * (steps + 1),
-        )
-        gen = _generator(seed)
-        widths = [D] * steps
-        if self.form == "bottleneck":
-            h = hidden_width or D
-            self.kernel = NodalKernel(
-                out_widths=[h] * steps, in_widths=widths, init_scale=init_scale, generator=gen
-            )
-            self.kernel2 = NodalKernel(
-                out_widths=widths, in_widths=[h] * steps, init_scale=init_scale, generator=gen
-            )
-            hidden = [Grid.uniform(h, (0.0, float(h)), "midpoint")] * steps
-        else:
-            self.kernel = NodalKernel(
-                out_widths=widths, in_widths=widths, init_scale=init_scale, generator=gen
-            )
-            self.kernel2 = None
-            hidden = None
-        self._hidden = hidden
-        # in the parameters' dtype, like SpaceTimeNet (the schedule itself is float64)
-        ref = next(self.kernel.parameters())
-        self.disc = Discretization(schedule, hidden).to(dtype=ref.dtype)
-        self.out_features = out_features
-        if out_features is not None:
-            _check_features("out_features", out_features)
-            bound = 1.0 / math.sqrt(D)
-            w = (torch.rand(out_features, D, generator=gen) * 2 - 1) * bound
-            b = (torch.rand(out_features, generator=gen) * 2 - 1) * bound
-            if fixed_readout:
-                self.register_buffer("readout_weight", w)
-                self.register_buffer("readout_bias", b)
-            else:
-                self.readout_weight = nn.Parameter(w)
-                self.readout_bias = nn.Parameter(b)
-        self.fixed_readout = fixed_readout
-
-    def lift(self, x: torch.Tensor) -> torch.Tensor:
-        if self.augment:
-            return torch.cat([x, x.new_zeros(x.shape[0], self.augment)], dim=1)
-        return x
-
-    def readout(self, xT: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        if self.out_features is None:
-            return xT
-        return torch.nn.functional.linear(xT, self.readout_weight, self.readout_bias)
-
-    def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return [self.readout(s) for s in states]
-
-    def _rebind(self, schedule: GridSchedule) -> None:
-        ref = next(self.parameters())
-        self.disc = Discretization(schedule, self._hidden).to(device=ref.device, dtype=ref.dtype)

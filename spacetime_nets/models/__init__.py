@@ -1,0 +1,7 @@
+"""Models: ``SpaceTimeNet`` (lift -> space-time flow on a grid schedule -> readout) and
+``NeuralODE`` (the finite-width neural ODE, a discrete Omega with unit weights)."""
+
+from .neural_ode import NeuralODE
+from .spacetime import KERNELS, LIFTS, READOUTS, SpaceTimeNet
+
+__all__ = ["SpaceTimeNet", "NeuralODE", "LIFTS", "KERNELS", "READOUTS"]

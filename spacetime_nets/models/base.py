@@ -1,0 +1,157 @@
+"""The flow plumbing shared by :class:`SpaceTimeNet` and :class:`NeuralODE`: a Discretization,
+kernel(s), form, activation and stepper; the step loop, trajectories, the scaling lemma; input
+checks."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from grids import GridSchedule
+
+from ..fields import check_form, form_is_homogeneous, get_activation
+from ..integrate import (
+    Discretization,
+    StepMatrices,
+    Trajectory,
+    check_checkpoint,
+    check_method,
+    multiply_adds,
+    run_steps,
+)
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(int(seed))
+
+
+def _check_features(name: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    return v
+
+
+class _FlowModel(nn.Module):
+    """Shared plumbing: a Discretization, kernel(s), form, activation, stepping method."""
+
+    disc: Discretization
+
+    def _setup_flow(self, form, activation, method, checkpoint):
+        self.form = check_form(form)
+        self.act, self.activation_name = get_activation(activation)
+        self.activation = activation
+        self.method = check_method(method)
+        self.checkpoint = check_checkpoint(checkpoint)
+
+    @property
+    def schedule(self) -> GridSchedule:
+        return self.disc.schedule
+
+    @property
+    def T(self) -> float:
+        return self.disc.times[-1]
+
+    @property
+    def times(self) -> list[float]:
+        return list(self.disc.times)
+
+    def is_homogeneous(self) -> bool:
+        """The exact homogeneity rule of this form and activation (docs/concepts.md)."""
+        return form_is_homogeneous(self.form, self.activation)
+
+    def controls(self) -> list[StepMatrices]:
+        """The per-step matrices (W, beta) of the flow with their grids' weights."""
+        return self.disc.step_matrices(self.kernel, self.form, self.method, self.kernel2)
+
+    def _flow(self, x0: torch.Tensor, keep_states: bool):
+        mats = self.controls()
+        return run_steps(
+            self.disc, mats, x0, self.form, self.act, self.method, self.checkpoint, keep_states
+        )
+
+    def _trajectory(self, x0: torch.Tensor) -> Trajectory:
+        final, states = self._flow(x0, keep_states=True)
+        return Trajectory(
+            states=states,
+            times=list(self.disc.times),
+            final=final,
+            stats={
+                "widths": list(self.disc.widths),
+                "steps": self.disc.num_steps,
+                "multiply_adds": multiply_adds(
+                    self.disc, self.form, self.method, x0.shape[0], self.controls()
+                ),
+                "method": self.method,
+            },
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """lift -> flow -> readout: ``[B, in] -> [B, out]``."""
+        self._check_input(x, self.input_size)
+        final, _ = self._flow(self.lift(x), keep_states=False)
+        return self.readout(final)
+
+    def trajectory(self, x: torch.Tensor) -> Trajectory:
+        """The states X^k ``[B, n_k]`` (``[B, c_k, n_k]`` with channels) at every time t_k,
+        after the lift."""
+        self._check_input(x, self.input_size)
+        return self._trajectory(self.lift(x))
+
+    def rescale_horizon(self, T_new: float):
+        """The scaling lemma: the same network on [0, T_new], time grid stretched by T_new / T
+        and controls multiplied by T / T_new (a copy). Outputs are unchanged when the field is
+        homogeneous (:func:`form_is_homogeneous`)."""
+        T = self.T
+        new = copy.deepcopy(self)
+        sched = self.schedule
+        scaled = GridSchedule(
+            sched.times * (float(T_new) / T), sched.grids, sched.transfer_kind, sched.channels
+        )
+        for kern in (new.kernel, new.kernel2):
+            if kern is not None:
+                if not kern.continuous:
+                    kern.T = T  # a nodal kernel has no time variable: it spans the model's [0, T]
+                kern.rescale_horizon_(T_new)
+        new._rebind(scaled)
+        return new
+
+    def _rebind(self, schedule: GridSchedule) -> None:
+        raise NotImplementedError
+
+    def _check_input(self, x: torch.Tensor, n: int) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x: expected a tensor [batch, {n}], got {got}")
+        if x.shape[1] != n:
+            raise ValueError(f"x: expected {n} features, got shape {tuple(x.shape)}")
+        _check_dtype(x, self)
+        _check_finite(x)
+
+
+def _check_dtype(x: torch.Tensor, model: nn.Module) -> None:
+    """The input must be in the model's floating dtype (no silent casts)."""
+    ref = next(model.parameters(), None)
+    dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+    if x.dtype != dtype:
+        raise ValueError(
+            f"x: expected dtype {dtype} (the model's), got {x.dtype}; convert the input with "
+            f"x.to({dtype}) or the model with model.to({x.dtype})"
+            if x.dtype.is_floating_point
+            else f"x: expected dtype {dtype} (the model's), got {x.dtype} (not a real "
+            "floating dtype)"
+        )
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    """NaN/inf input raises a ValueError on the CPU, where reading the flag costs no device
+    sync. On accelerators (and under torch.compile) nothing is checked, since that would need
+    a host sync in every forward pass: a non-finite input then gives non-finite outputs, and
+    ``training.fit`` stops on the first non-finite loss."""
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        bad = ~torch.isfinite(x)
+        if bad.any():
+            idx = tuple(int(v) for v in bad.nonzero()[0])
+            where = ", ".join(map(str, idx))
+            raise ValueError(f"x: input must be finite, got {float(x[idx])} at [{where}]")

@@ -1,0 +1,107 @@
+"""``NeuralODE``: the finite-width neural ODE (a discrete Omega with unit weights)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from grids import Grid, GridSchedule
+
+from ..integrate import Discretization
+from ..kernels import NodalKernel
+from .base import _check_features, _FlowModel, _generator
+
+__all__ = ["NeuralODE"]
+
+
+class NeuralODE(_FlowModel):
+    """x'(t) = f(x(t), u(t)) in R^{dim + augment}, controls piecewise constant on ``steps``
+    Euler steps of [0, T], output P x(T) with an affine readout P (trained unless
+    ``fixed_readout``; the identity when ``out_features`` is None). Forward Euler makes it a
+    ResNet: x^{k+1} = x^k + dt f(x^k, u_k). The state lives on a discrete Omega = {1..D} with
+    unit weights, so it shares the stepping code of :class:`SpaceTimeNet`."""
+
+    def __init__(
+        self,
+        dim: int,
+        T: float = 1.0,
+        steps: int = 10,
+        form: str = "inside",
+        activation: str | Callable = "tanh",
+        out_features: int | None = None,
+        augment: int = 0,
+        *,
+        fixed_readout: bool = False,
+        method: str = "euler",
+        checkpoint: int | None = None,
+        hidden_width: int | None = None,
+        init_scale: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim = _check_features("dim", dim)
+        self.input_size = self.dim
+        if isinstance(augment, bool) or not isinstance(augment, int) or augment < 0:
+            raise ValueError(f"augment: expected an int >= 0, got {augment!r}")
+        self.augment = augment
+        self._setup_flow(form, activation, method, checkpoint)
+        D = dim + augment
+        omega = Grid.uniform(D, (0.0, float(D)), "midpoint")  # unit weights
+        schedule = GridSchedule(
+            torch.linspace(0.0, float(T), _check_features("steps", steps) + 1, dtype=torch.float64),
+            [omega] * (steps + 1),
+        )
+        gen = _generator(seed)
+        widths = [D] * steps
+        if self.form == "bottleneck":
+            h = hidden_width or D
+            self.kernel = NodalKernel(
+                out_widths=[h] * steps, in_widths=widths, init_scale=init_scale, generator=gen
+            )
+            self.kernel2 = NodalKernel(
+                out_widths=widths, in_widths=[h] * steps, init_scale=init_scale, generator=gen
+            )
+            hidden = [Grid.uniform(h, (0.0, float(h)), "midpoint")] * steps
+        else:
+            self.kernel = NodalKernel(
+                out_widths=widths, in_widths=widths, init_scale=init_scale, generator=gen
+            )
+            self.kernel2 = None
+            hidden = None
+        self._hidden = hidden
+        # in the parameters' dtype, like SpaceTimeNet (the schedule itself is float64)
+        ref = next(self.kernel.parameters())
+        self.disc = Discretization(schedule, hidden).to(dtype=ref.dtype)
+        self.out_features = out_features
+        if out_features is not None:
+            _check_features("out_features", out_features)
+            bound = 1.0 / math.sqrt(D)
+            w = (torch.rand(out_features, D, generator=gen) * 2 - 1) * bound
+            b = (torch.rand(out_features, generator=gen) * 2 - 1) * bound
+            if fixed_readout:
+                self.register_buffer("readout_weight", w)
+                self.register_buffer("readout_bias", b)
+            else:
+                self.readout_weight = nn.Parameter(w)
+                self.readout_bias = nn.Parameter(b)
+        self.fixed_readout = fixed_readout
+
+    def lift(self, x: torch.Tensor) -> torch.Tensor:
+        if self.augment:
+            return torch.cat([x, x.new_zeros(x.shape[0], self.augment)], dim=1)
+        return x
+
+    def readout(self, xT: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        if self.out_features is None:
+            return xT
+        return torch.nn.functional.linear(xT, self.readout_weight, self.readout_bias)
+
+    def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [self.readout(s) for s in states]
+
+    def _rebind(self, schedule: GridSchedule) -> None:
+        ref = next(self.parameters())
+        self.disc = Discretization(schedule, self._hidden).to(device=ref.device, dtype=ref.dtype)
