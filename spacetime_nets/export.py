@@ -318,7 +318,14 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
     """Export a :class:`SpaceTimeNet` or :class:`NeuralODE` to a :class:`VariableWidthResNet`
     that computes the same function (the step operators, Pi_k and channel changes frozen at
     their values): dense kernels give ``nn.Linear`` blocks, conv kernels ``nn.Conv1d`` /
-    ``nn.Conv2d`` blocks, spectral kernels FFT blocks."""
+    ``nn.Conv2d`` blocks, spectral kernels FFT blocks.
+
+    Args:
+        model: the model to export (its current schedule, dtype and device).
+
+    Returns:
+        A :class:`VariableWidthResNet` equal to ``model`` up to rounding.
+    """
     from .models import NeuralODE, SpaceTimeNet
 
     if isinstance(model, SpaceTimeNet):

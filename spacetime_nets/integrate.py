@@ -503,9 +503,21 @@ def integrate(
     for the scalar model, ``[B, c_0, n_0]`` when the schedule has channels.
 
     Returns a :class:`Trajectory` with ``states[k]`` ``[B, n_k]`` (``[B, c_k, n_k]``).
-    ``method``: a registered stepper (``euler``, the canonical ResNet, ``midpoint``, ``heun``,
-    ``ralston``, ``rk4``). ``checkpoint=m`` recomputes segments of m steps in the backward
-    pass. The bottleneck form needs ``kernel2`` and optionally ``hidden`` grids.
+    Args:
+        x0: the initial state on G_0, ``[B, n_0]`` or ``[B, c_0, n_0]``.
+        schedule: times, grids and (optionally) channel counts.
+        kernel: the controls (w, b) as a :class:`spacetime_nets.kernels.Kernel`.
+        form: a registered form (:data:`spacetime_nets.fields.FORMS`).
+        activation: a name of :data:`spacetime_nets.fields.ACTIVATIONS` or a callable.
+        method: a registered stepper (``euler``, the canonical ResNet, ``midpoint``, ``heun``,
+            ``ralston``, ``rk4``).
+        checkpoint: recompute segments of this many steps in the backward pass.
+        kernel2: the second kernel of the bottleneck form.
+        hidden: the bottleneck's hidden grids H_k (one per step).
+        allow_underresolved: skip the check that every grid resolves the kernel.
+
+    Returns:
+        The :class:`Trajectory` (states, times, final state, statistics).
     """
     form = check_form(form)
     act, _ = get_activation(activation)

@@ -104,8 +104,19 @@ class ConvKernel(_PiecewiseKernel):
     ``conv2d`` with taps kappa(m h) for |m h| <= r (refining h adds taps, never parameters);
     on other grids the same formula is evaluated densely.
 
-    ``radius``: a float, one per axis, or a list of either (one per piece: a radius that grows
-    with the stage of a pyramid).
+    Args:
+        domain: the box Omega.
+        channels: c, or one count per piece (the stages of a CNN).
+        radius: the physical radius r: a float, a tuple (one per axis), or a list of either
+            with one entry per piece (a radius that grows with the stage of a pyramid).
+        modes: Legendre polynomials per axis in delta / r.
+        pieces: equal intervals of [0, T] with their own coefficients.
+        T: the horizon the time variable spans.
+        time_degree: Legendre degree in t instead of pieces (one channel count).
+        pointwise: add the pointwise channel mix A(t).
+        init_scale: scale of the initial coefficients (the operator's norm is O(init_scale)).
+        bias: add b(t).
+        generator: random generator of the initialisation.
     """
 
     stationary = True
@@ -252,6 +263,18 @@ class SpectralKernel(_PiecewiseKernel):
     ``rfft`` -> multiply the lowest modes -> inverse FFT at the output resolution; elsewhere
     the same kernel is evaluated densely. Valid while every axis has more than 2 ``modes``
     nodes.
+
+    Args:
+        domain: the periodic box (1-D or 2-D).
+        channels: c, or one count per piece.
+        modes: kept frequencies per axis (an int or one per axis).
+        pieces: equal intervals of [0, T] with their own coefficients.
+        T: the horizon the time variable spans.
+        time_degree: Legendre degree in t instead of pieces (one channel count).
+        pointwise: add the pointwise channel mix A(t) (the FNO's skip term).
+        init_scale: scale of the initial coefficients.
+        bias: add b(t).
+        generator: random generator of the initialisation.
     """
 
     stationary = True

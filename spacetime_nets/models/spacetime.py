@@ -56,6 +56,32 @@ class SpaceTimeNet(_FlowModel):
     ``spectral`` (FNO-like, ``modes`` per axis, periodic grids), or a Kernel instance.
     Continuous kernels keep p_c and a_j in the same basis, so the model lives on every schedule
     (:meth:`with_schedule`, :meth:`at_resolution`); a nodal model exists on its own only.
+
+    Args:
+        schedule: the grid schedule (times, grids G_k, optionally channel counts).
+        in_features: input features (``None`` with ``lift="identity"``: n_0 * in_channels).
+        out_features: outputs (classes, regression targets, or output channels of the
+            ``function`` readout).
+        kernel: ``nodal``, ``basis``, ``neural``, ``conv``, ``spectral`` or a Kernel instance.
+        form: ``outside`` sigma(W x + b), ``inside`` W sigma(x) + b, ``bottleneck``.
+        activation: a name of :data:`spacetime_nets.fields.ACTIVATIONS` or a callable.
+        lift: ``cells``, ``linear`` (scalar model only) or ``identity``.
+        readout: ``quadrature``, ``mean`` or ``function`` (the last two need channels).
+        method: a registered stepper (:data:`spacetime_nets.steppers.STEPPERS`).
+        checkpoint: recompute segments of this many steps in the backward pass.
+        kernel2: the second kernel of the bottleneck form (default: one like ``kernel``).
+        hidden_width: nodes of the bottleneck's hidden grid.
+        in_shape: cells per axis of the ``cells`` lift.
+        modes: basis size (basis 8, conv 3 by default; spectral: modes per axis, 8).
+        basis: ``legendre`` or ``fourier`` (basis kernel, lift and readout functions).
+        init_scale: scale of the initial controls (a finite number).
+        seed: seed of the initialisation (None: torch's global generator).
+        channels: an int or ``[c_0, ..., c_K]`` (see :meth:`GridSchedule.with_channels`).
+        in_channels: input features per node (channel models).
+        radius: conv kernels: physical radius (float, per-axis tuple, or a list per step).
+        pointwise: stationary kernels: add the pointwise channel mix A(t) (default: spectral
+            yes, conv no).
+        allow_underresolved: skip the check that every grid resolves the kernel.
     """
 
     def __init__(
