@@ -514,6 +514,36 @@ def test_run_turnpike_fast(tmp_path, monkeypatch, capsys):
     assert "mu" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "command, argv, expect",
+    [
+        ("turnpike", ["--dt", "0"], "--dt"),
+        ("turnpike", ["--Ts", "5", "-1"], "--Ts"),
+        ("asymptotics", ["--steps", "0"], "--steps"),
+        ("asymptotics", ["--lam", "nan"], "--lam"),
+        ("asymptotics", ["--fast", "--Ts", "1", "2"], "--fast chooses its own sizes"),
+        ("turnpike", ["--fast", "--n", "50", "--dt", "0.1"], "would ignore --n, --dt"),
+    ],
+)
+def test_experiment_options_are_checked_before_any_work(command, argv, expect, capsys):
+    adder = getattr(experiments, f"add_{command}_args")
+    args = adder(argparse.ArgumentParser()).parse_args(argv)
+    with pytest.raises(ValueError, match=expect):
+        experiments.check_args(args, command)
+    assert experiments.main([command, *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0] and "error" in err[0]
+
+
+def test_fast_mode_from_the_environment_refuses_explicit_sizes(monkeypatch):
+    monkeypatch.setenv("SPACETIME_FAST", "1")
+    args = experiments.add_turnpike_args(argparse.ArgumentParser()).parse_args(["--dt", "0.1"])
+    with pytest.raises(ValueError, match="SPACETIME_FAST=1 chooses its own sizes"):
+        experiments.check_args(args, "turnpike")
+    plain = experiments.add_turnpike_args(argparse.ArgumentParser()).parse_args([])
+    experiments.check_args(plain, "turnpike")  # defaults are fine
+
+
 def test_make_model_validates():
     with pytest.raises(ValueError, match="model"):
         experiments.make_model("resnet", 2, 2, 1.0, 4)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import time
 
 import torch
@@ -57,6 +58,8 @@ __all__ = [
     "TurnpikeResult",
     "train_turnpike",
     "MODELS",
+    "FAST_SIZES",
+    "check_args",
     "make_model",
     "add_asymptotics_args",
     "run_asymptotics",
@@ -82,6 +85,58 @@ def _torch_threads(n: int = 1):
 
 def _fast(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "fast", False)) or os.environ.get("SPACETIME_FAST", "") == "1"
+
+
+#: the options whose values the fast mode replaces by its own sizes
+FAST_SIZES = ("Ts", "n", "steps", "max_iter", "augment", "modes", "outer", "waist", "dt")
+
+
+def check_args(args: argparse.Namespace, command: str) -> None:
+    """Refuse options an experiment cannot run with, before any work.
+
+    Sizes must be positive integers (``augment`` >= 0), ``lam``, ``tol``, ``init_scale`` and
+    ``scaling_T`` finite and >= 0, ``dt``, ``threshold`` and every T positive. In fast mode
+    (``--fast`` or ``SPACETIME_FAST=1``) a size option set to anything but its default is
+    refused: the fast mode would replace it silently.
+
+    Args:
+        args: the parsed options of :func:`add_asymptotics_args` / :func:`add_turnpike_args`.
+        command: ``"asymptotics"`` or ``"turnpike"``.
+
+    Raises:
+        ValueError: naming the option, what was expected and what came.
+    """
+    from ..validation import check_int, check_real
+
+    adders = {"asymptotics": add_asymptotics_args, "turnpike": add_turnpike_args}
+    if command not in adders:
+        raise ValueError(f"command: expected asymptotics or turnpike, got {command!r}")
+    for name in ("n", "steps", "max_iter", "modes", "outer", "waist"):
+        if hasattr(args, name):
+            check_int("--" + name.replace("_", "-"), getattr(args, name), 1)
+    if hasattr(args, "augment"):
+        check_int("--augment", args.augment, 0)
+    for name in ("lam", "tol", "init_scale", "scaling_T"):
+        if getattr(args, name, None) is not None:
+            check_real("--" + name.replace("_", "-"), getattr(args, name))
+    for name in ("dt", "threshold"):
+        if getattr(args, name, None) is not None:
+            check_real("--" + name, getattr(args, name), positive=True)
+    for T in getattr(args, "Ts", None) or ():
+        check_real("--Ts", T, positive=True)
+    if _fast(args):
+        defaults = vars(adders[command](argparse.ArgumentParser()).parse_args([]))
+        changed = [
+            "--" + d.replace("_", "-")
+            for d in FAST_SIZES
+            if d in defaults and hasattr(args, d) and getattr(args, d) != defaults[d]
+        ]
+        if changed:
+            source = "--fast" if getattr(args, "fast", False) else "SPACETIME_FAST=1"
+            raise ValueError(
+                f"{source} chooses its own sizes and would ignore {', '.join(changed)}; drop "
+                f"{source} or those options"
+            )
 
 
 def hourglass_widths(steps: int, outer: int, waist: int) -> list[int]:
@@ -234,6 +289,7 @@ def run_asymptotics(args: argparse.Namespace) -> int:
 
 
 def _run_asymptotics(args: argparse.Namespace) -> int:
+    check_args(args, "asymptotics")
     fast = _fast(args)
     names = args.datasets or (["circles"] if fast else ["circles", "xor"])
     Ts = [1.0, 2.0, 4.0] if fast else list(args.Ts)
@@ -331,6 +387,7 @@ def run_turnpike(args: argparse.Namespace) -> int:
 
 
 def _run_turnpike(args: argparse.Namespace) -> int:
+    check_args(args, "turnpike")
     fast = _fast(args)
     names = args.datasets or ["circles"]
     Ts = [1.0, 2.0] if fast else list(args.Ts)
@@ -440,4 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     add_asymptotics_args(sub.add_parser("asymptotics", help="ERM: error against T"))
     add_turnpike_args(sub.add_parser("turnpike", help="turnpike profiles against t"))
     args = parser.parse_args(argv)
-    return run_asymptotics(args) if args.command == "asymptotics" else run_turnpike(args)
+    run = run_asymptotics if args.command == "asymptotics" else run_turnpike
+    try:
+        check_args(args, args.command)
+    except ValueError as exc:  # bad options: one line and exit code 2, as the CLI
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return run(args)
