@@ -13,6 +13,7 @@ and by exported ResNets.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -79,7 +80,32 @@ class Dense(NamedTuple):
     b: torch.Tensor
 
 
-class ConvOp:
+class _StationaryOp:
+    """Shared parts of the stationary operators: their trainable tensors (the main one named
+    by ``_MAIN``, the bias, the optional pointwise mix) and a copy made of other tensors."""
+
+    _MAIN = ""
+    bias: torch.Tensor
+    point: torch.Tensor | None
+
+    def tensors(self) -> list[torch.Tensor]:
+        ts = [getattr(self, self._MAIN), self.bias]
+        return ts + ([self.point] if self.point is not None else [])
+
+    def rebuild(self, tensors: list[torch.Tensor]):
+        new = copy.copy(self)
+        setattr(new, self._MAIN, tensors[0])
+        new.bias = tensors[1]
+        new.point = tensors[2] if self.point is not None else None
+        return new
+
+    def _pointwise_and_bias_norm(self, vol: torch.Tensor) -> torch.Tensor:
+        """|A|^2 |Omega| + |b|^2 |Omega|: the pointwise mix and the bias in L^2."""
+        total = vol * (self.bias**2).sum()
+        return total + vol * (self.point**2).sum() if self.point is not None else total
+
+
+class ConvOp(_StationaryOp):
     """Discrete convolution with a stationary kernel on an equispaced grid (square: G -> G).
 
     y_i = sum_j kappa(xi_i - xi_j) x_j omega_j (+ A x_i) + b, run as one ``conv1d`` /
@@ -88,6 +114,8 @@ class ConvOp:
     omega_j / prod(h) when the rule's weights are not all equal (``in_scale [n]``, e.g. the
     halved end weights of the trapezoid rule). ``bias [c]``, ``point [c, c]`` or None.
     """
+
+    _MAIN = "taps"
 
     def __init__(
         self,
@@ -101,16 +129,6 @@ class ConvOp:
     ) -> None:
         self.taps, self.bias, self.point, self.in_scale = taps, bias, point, in_scale
         self.shape, self.periodic, self.cell = tuple(shape), periodic, float(cell)
-
-    def tensors(self) -> list[torch.Tensor]:
-        ts = [self.taps, self.bias]
-        return ts + ([self.point] if self.point is not None else [])
-
-    def rebuild(self, tensors: list[torch.Tensor]) -> ConvOp:
-        point = tensors[2] if self.point is not None else None
-        return ConvOp(
-            tensors[0], tensors[1], point, self.shape, self.periodic, self.in_scale, self.cell
-        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return conv_apply(
@@ -129,10 +147,7 @@ class ConvOp:
         g = F.pad(g, pads, mode="circular" if self.periodic else "constant")
         conv = F.conv1d if len(self.shape) == 1 else F.conv2d
         total = (conv(g, k2).reshape(-1) * weights).sum()
-        vol = weights.sum()
-        if self.point is not None:
-            total = total + vol * (self.point**2).sum()
-        return total + vol * (self.bias**2).sum()
+        return total + self._pointwise_and_bias_norm(weights.sum())
 
 
 def conv_apply(
@@ -159,7 +174,7 @@ def conv_apply(
     return y
 
 
-class SpectralOp:
+class SpectralOp(_StationaryOp):
     """A periodic stationary kernel applied by FFT on an equispaced periodic grid (G -> G).
 
     y(xi) = sum_m K_m xhat_m e^{2 pi i m . xi / L} (+ A x + b), with xhat_m = sum_j x_j omega_j
@@ -167,6 +182,8 @@ class SpectralOp:
     multiplied by ``K [c, c, *modes]`` (complex; on 2-D grids the first axis keeps m and -m),
     inverse FFT. ``weight`` holds K as real pairs ``[..., 2]``; ``scale`` = prod(h) n.
     """
+
+    _MAIN = "weight"
 
     def __init__(
         self,
@@ -178,14 +195,6 @@ class SpectralOp:
     ) -> None:
         self.weight, self.bias, self.point = weight, bias, point
         self.shape, self.scale = tuple(shape), scale
-
-    def tensors(self) -> list[torch.Tensor]:
-        ts = [self.weight, self.bias]
-        return ts + ([self.point] if self.point is not None else [])
-
-    def rebuild(self, tensors: list[torch.Tensor]) -> SpectralOp:
-        point = tensors[2] if self.point is not None else None
-        return SpectralOp(tensors[0], tensors[1], point, self.shape, self.scale)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return spectral_apply(x, self.weight, self.bias, self.point, self.shape, self.scale)
@@ -201,9 +210,7 @@ class SpectralOp:
         kap = spectral_apply(e, self.weight, zero, None, self.shape, self.scale)  # [c_in, c, n]
         vol = weights.sum()
         total = vol * ((kap**2).sum(dim=(0, 1)) * weights).sum()
-        if self.point is not None:
-            total = total + vol * (self.point**2).sum()
-        return total + vol * (self.bias**2).sum()
+        return total + self._pointwise_and_bias_norm(vol)
 
 
 def spectral_apply(

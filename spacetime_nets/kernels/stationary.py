@@ -54,6 +54,26 @@ class _PiecewiseKernel(Kernel):
         self.piece_channels = channels
         self.channels = channels[0] if len(set(channels)) == 1 else None
 
+    def _init_pieces(self, main: nn.ParameterList, make, init_scale: float, generator) -> None:
+        """Per piece (c channels): the main coefficients ``make(c)``, then the bias and the
+        pointwise mix when the kernel has them (``bias_coeff`` / ``point`` not None)."""
+        for c in self.piece_channels:
+            main.append(nn.Parameter(make(c)))
+            if self.bias_coeff is not None:
+                b = (torch.rand(c, generator=generator) * 2 - 1) * init_scale / math.sqrt(c)
+                self.bias_coeff.append(nn.Parameter(b))
+            if self.point is not None:
+                a = torch.randn(c, c, generator=generator) * init_scale / math.sqrt(c)
+                self.point.append(nn.Parameter(a))
+
+    @classmethod
+    def for_schedule(cls, schedule: GridSchedule, **kwargs):
+        """One piece per step of ``schedule`` (channels from the schedule when it has them)."""
+        kwargs.setdefault("pieces", schedule.num_steps)
+        if schedule.channels is not None:
+            kwargs.setdefault("channels", list(schedule.channels[:-1]))
+        return cls(schedule.domain, T=schedule.T, **kwargs)
+
     def piece(self, t: float) -> int:
         tau = min(max(t / self.T, 0.0), 1.0)
         # t_k = k T / K can come out a few ulps low: without the tolerance step k would use
@@ -149,25 +169,17 @@ class ConvKernel(_PiecewiseKernel):
         self.coeff = nn.ParameterList()
         self.bias_coeff = nn.ParameterList() if bias else None
         self.point = nn.ParameterList() if pointwise else None
-        for c in self.piece_channels:
-            # the operator's norm is O(init_scale): the kernel integrates to O(1) whatever r
-            std = init_scale * math.sqrt(2.0**d) / math.sqrt(c * M)
-            self.coeff.append(nn.Parameter(torch.randn(c, c, M, generator=generator) * std))
-            if bias:
-                b = (torch.rand(c, generator=generator) * 2 - 1) * init_scale / math.sqrt(c)
-                self.bias_coeff.append(nn.Parameter(b))
-            if pointwise:
-                a = torch.randn(c, c, generator=generator) * init_scale / math.sqrt(c)
-                self.point.append(nn.Parameter(a))
+        # the operator's norm is O(init_scale): the kernel integrates to O(1) whatever r
+        self._init_pieces(
+            self.coeff,
+            lambda c: (
+                torch.randn(c, c, M, generator=generator)
+                * (init_scale * math.sqrt(2.0**d) / math.sqrt(c * M))
+            ),
+            init_scale,
+            generator,
+        )
         self._tap_cache: dict = {}
-
-    @classmethod
-    def for_schedule(cls, schedule: GridSchedule, **kwargs) -> ConvKernel:
-        """One piece per step of ``schedule`` (channels from the schedule when it has them)."""
-        kwargs.setdefault("pieces", schedule.num_steps)
-        if schedule.channels is not None:
-            kwargs.setdefault("channels", list(schedule.channels[:-1]))
-        return cls(schedule.domain, T=schedule.T, **kwargs)
 
     def radius_at(self, t: float) -> tuple[float, ...]:
         return self.radii[0] if self.time_degree is not None else self.radii[self.piece(t)]
@@ -308,25 +320,15 @@ class SpectralKernel(_PiecewiseKernel):
         self.weight = nn.ParameterList()
         self.bias_coeff = nn.ParameterList() if bias else None
         self.point = nn.ParameterList() if pointwise else None
-        for c in self.piece_channels:
-            std = init_scale / (vol * math.sqrt(c * math.prod(shape)))
-            self.weight.append(
-                nn.Parameter(torch.randn(c, c, *shape, 2, generator=generator) * std)
-            )
-            if bias:
-                b = (torch.rand(c, generator=generator) * 2 - 1) * init_scale / math.sqrt(c)
-                self.bias_coeff.append(nn.Parameter(b))
-            if pointwise:
-                a = torch.randn(c, c, generator=generator) * init_scale / math.sqrt(c)
-                self.point.append(nn.Parameter(a))
-
-    @classmethod
-    def for_schedule(cls, schedule: GridSchedule, **kwargs) -> SpectralKernel:
-        """One piece per step of ``schedule`` (channels from the schedule when it has them)."""
-        kwargs.setdefault("pieces", schedule.num_steps)
-        if schedule.channels is not None:
-            kwargs.setdefault("channels", list(schedule.channels[:-1]))
-        return cls(schedule.domain, T=schedule.T, **kwargs)
+        self._init_pieces(
+            self.weight,
+            lambda c: (
+                torch.randn(c, c, *shape, 2, generator=generator)
+                * (init_scale / (vol * math.sqrt(c * math.prod(shape))))
+            ),
+            init_scale,
+            generator,
+        )
 
     def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
         if allow_underresolved:
