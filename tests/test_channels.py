@@ -679,3 +679,30 @@ def test_from_resnet_with_channels_round_trips_a_nodal_export(readout):
     torch.testing.assert_close(back(x), m(x), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="schedule: block 0 does not fit"):
         from_resnet(to_resnet(m), GridSchedule.moving([8, 12, 7, 10], T=1.1))
+
+
+@pytest.mark.parametrize("shape", [32, (16, 12)])
+def test_spectral_model_exports_to_an_fft_block_and_torch_exports(shape):
+    dom = (0.0, 1.0) if isinstance(shape, int) else ((0.0, 1.0), (0.0, 2.0))
+    sched = GridSchedule.constant(shape, 3, domain=dom, rule="periodic")
+    m = SpaceTimeNet(
+        sched,
+        None,
+        2,
+        kernel="spectral",
+        form="inside",
+        activation="gelu",
+        lift="identity",
+        readout="function",
+        channels=4,
+        modes=4,
+        seed=0,
+    )
+    x = torch.randn(2, 1, *((shape,) if isinstance(shape, int) else shape), generator=gen(8))
+    r = to_resnet(m)
+    assert "FFT" in r.layer_table()
+    torch.testing.assert_close(r(x), m(x), rtol=1e-5, atol=1e-5)
+    ep = torch.export.export(r, (x,))
+    torch.testing.assert_close(ep.module()(x), m(x), rtol=1e-5, atol=1e-5)
+    m64, x64 = m.double(), x.double()
+    torch.testing.assert_close(to_resnet(m64)(x64), m64(x64), rtol=1e-12, atol=1e-12)
