@@ -137,8 +137,10 @@ def run_demo(
     fine = model.with_schedule(schedule.refine(width=2, depth=1))
     acc_fine = _accuracy(fine, data.test.x, data.test.y)
     print(
-        f"resolution transfer: widths {fine.schedule.widths[0]} -> {fine.schedule.widths[-1]} "
-        f"(twice finer, images resampled on the finer grid): test accuracy {acc_fine:.3f} "
+        f"resolution transfer to a twice finer schedule (first grid {schedule.widths[0]} -> "
+        f"{fine.schedule.widths[0]} nodes, last grid {schedule.widths[-1]} -> "
+        f"{fine.schedule.widths[-1]}, {schedule.num_steps} -> {fine.schedule.num_steps} steps; "
+        f"images resampled on the finer grid): test accuracy {acc_fine:.3f} "
         f"({100 * (acc_fine - acc):+.1f} points)"
     )
 

@@ -147,6 +147,9 @@ def test_demo_fast_mode(tmp_path, monkeypatch, capsys):
     assert acc > 0.3  # ten classes: chance is 0.1; two epochs already learn
     assert 0 <= summary["transfer_accuracy"] <= 1
     assert summary["transfer_widths"][0] > summary["widths"][0]
+    first, last = summary["widths"][0], summary["widths"][-1]
+    fine_first, fine_last = summary["transfer_widths"][0], summary["transfer_widths"][-1]
+    assert f"first grid {first} -> {fine_first} nodes, last grid {last} -> {fine_last}" in text
     assert summary["export_max_diff"] < 1e-4
 
 
