@@ -1,0 +1,512 @@
+"""Faster steps on accelerators: compiled and graph-captured models, and bf16 mixed precision.
+
+A forward pass of a space-time net is a loop of K steps X^{k+1} = Pi_k X^k + dt_k f(W^k, X^k)
+whose products are small at moderate widths: on a GPU each step then costs kernel launches and
+Python dispatch rather than arithmetic. Two ways to remove that overhead, both behind
+:func:`compile_model`:
+
+- ``torch.compile`` (modes ``"default"``, ``"reduce-overhead"``, ``"max-autotune"``,
+  ``"max-autotune-no-cudagraphs"``): the whole lift -> K steps -> readout becomes one traced
+  graph with fused kernels, forward and backward (AOTAutograd). ``"reduce-overhead"`` also
+  replays it as a CUDA graph on a GPU; on the CPU it behaves as ``"default"``.
+- ``"cuda-graphs"``: no compiler, the model's own kernels recorded once as a CUDA graph per
+  input shape with :func:`torch.cuda.make_graphed_callables` (forward and backward as two
+  graphs) and replayed. On any other device the model runs eagerly (:class:`GraphedModule`
+  says why in ``fallback_reason``).
+
+Changing batch sizes. ``torch.compile`` with ``dynamic=None`` re-traces once with a symbolic
+batch size when a second shape arrives; ``dynamic=False`` compiles one graph per shape. The
+``"cuda-graphs"`` path records one graph per distinct input signature (shapes, dtypes,
+``.train()``/``.eval()``, grad mode, autocast state), at most ``max_graphs`` of them: a
+training epoch needs two (full batches and the last, shorter one). Inputs are never padded.
+
+Mixed precision. :func:`mixed_precision` is ``torch.autocast`` with ``bfloat16``: matrix
+products run in bf16 while the parameters, the grid buffers (nodes, quadrature weights,
+transfers) and the state's residual sums stay float32, and the gradients are float32.
+bf16 has float32's exponent range, so no loss scaling is needed; ``"fp16"`` is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import shutil
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "PRECISIONS",
+    "COMPILE_MODES",
+    "GRAPH_MODE",
+    "check_precision",
+    "check_compile_mode",
+    "mixed_precision",
+    "compile_unavailable",
+    "compile_model",
+    "GraphedModule",
+    "TrainStep",
+    "train_step",
+]
+
+#: accepted values of ``precision``: float32 everywhere, or bf16 products under autocast
+PRECISIONS = ("fp32", "bf16")
+#: the ``torch.compile`` modes, and the explicit CUDA-graph path
+COMPILE_MODES = (
+    "default",
+    "reduce-overhead",
+    "max-autotune",
+    "max-autotune-no-cudagraphs",
+    "cuda-graphs",
+)
+GRAPH_MODE = "cuda-graphs"
+
+
+# ------------------------------------------------------------------------ argument checks
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming the choices."""
+    if precision == "fp16":
+        raise ValueError(
+            "precision: 'fp16' is not supported (its narrow exponent range needs loss scaling); "
+            "use 'bf16' or 'fp32'"
+        )
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return precision
+
+
+def check_compile_mode(mode: str | bool | None) -> str | None:
+    """None / False (eager), True (``"default"``) or one of :data:`COMPILE_MODES`."""
+    if mode is None or mode is False:
+        return None
+    if mode is True:
+        return "default"
+    if not isinstance(mode, str) or mode not in COMPILE_MODES:
+        raise ValueError(f"mode: expected None or one of {', '.join(COMPILE_MODES)}; got {mode!r}")
+    return mode
+
+
+def _device_of(obj: nn.Module | torch.device | str | torch.Tensor) -> torch.device:
+    if isinstance(obj, torch.Tensor):
+        return obj.device
+    if isinstance(obj, nn.Module):
+        t = next(obj.parameters(), None)
+        if t is None:
+            t = next(obj.buffers(), None)
+        return t.device if t is not None else torch.device("cpu")
+    try:
+        return torch.device(obj)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device: expected a torch.device, a device string, a tensor or a module; got {obj!r}"
+        ) from None
+
+
+def _float_dtypes(module: nn.Module) -> set[torch.dtype]:
+    return {t.dtype for t in module.parameters() if t.is_floating_point()}
+
+
+# ------------------------------------------------------------------------ mixed precision
+class mixed_precision(contextlib.ContextDecorator):  # noqa: N801 - used like torch.autocast
+    """Run matrix products in bf16 (``precision="bf16"``) or leave everything float32.
+
+    ``precision="bf16"`` enters ``torch.autocast(device.type, torch.bfloat16,
+    cache_enabled=False)``: eligible products ``y = W x`` take bf16 operands (8 significant
+    bits, unit roundoff 2^-8) and accumulate in float32 inside the kernel; the parameters, the
+    grid buffers and the residual update X + dt f(X) stay float32 (a float32 state plus a bf16
+    increment promotes to float32). Use it around the forward pass and the loss, not around
+    ``backward()`` (autograd replays the casts itself). Works as a decorator too.
+
+    Args:
+        precision: ``"fp32"`` (nothing changes) or ``"bf16"``.
+        device: where the model runs: a device, a device string, a tensor or the model (its
+            first parameter's device).
+        model: optional; with ``"bf16"`` its floating parameters must be float32 (autocast
+            leaves float64 products alone, so a float64 model would silently stay float64).
+
+    Raises:
+        ValueError: an unknown precision, a device without bf16 autocast, or a model whose
+            parameters are not float32.
+    """
+
+    def __init__(
+        self,
+        precision: str = "fp32",
+        device: nn.Module | torch.device | str | torch.Tensor = "cpu",
+        model: nn.Module | None = None,
+    ) -> None:
+        self.precision = check_precision(precision)
+        self.device = _device_of(device)
+        self._ctx: contextlib.AbstractContextManager | None = None
+        if self.precision == "fp32":
+            return
+        kind = self.device.type
+        if not torch.amp.is_autocast_available(kind):
+            raise ValueError(f"precision: 'bf16' autocast is not available on device {kind!r}")
+        if kind == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+            raise ValueError("precision: 'bf16' is not supported by this CUDA device")
+        if model is not None:
+            dtypes = _float_dtypes(model)
+            if dtypes - {torch.float32}:
+                got = ", ".join(sorted(str(d) for d in dtypes))
+                raise ValueError(
+                    f"precision: 'bf16' needs a float32 model (master weights), got {got}"
+                )
+
+    def __enter__(self) -> mixed_precision:
+        if self._ctx is not None:
+            raise RuntimeError("mixed_precision: this context is already entered (not reentrant)")
+        self._ctx = _autocast(self.precision, self.device.type)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            ctx.__exit__(*exc)
+
+    @property
+    def enabled(self) -> bool:
+        """True when products run in bf16."""
+        return self.precision == "bf16"
+
+    def __repr__(self) -> str:
+        return f"mixed_precision({self.precision!r}, device={str(self.device)!r})"
+
+
+# ------------------------------------------------------------------------ torch.compile
+def compile_unavailable(backend: str | None = "inductor", device: Any = "cpu") -> str | None:
+    """Why ``torch.compile`` with ``backend`` cannot run on ``device`` here, or None.
+
+    Checks what is known before compiling: torch.compile and dynamo present, a CUDA device for
+    ``cuda``, a C/C++ compiler on PATH for inductor on the CPU, Triton for inductor on a GPU.
+    """
+    backend = backend or "inductor"
+    dev = _device_of(device)
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    try:
+        importlib.import_module("torch._dynamo")
+    except (ImportError, RuntimeError) as e:  # pragma: no cover - broken install, new Python
+        return f"torch._dynamo unavailable: {type(e).__name__}: {e}"
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return f"no CUDA device (torch {torch.__version__})"
+    if backend == "inductor" and dev.type == "cpu":
+        if not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cc", "gcc")):
+            return "no C/C++ compiler on PATH (inductor needs one for CPU code)"
+    if backend == "inductor" and dev.type == "cuda":
+        try:
+            importlib.import_module("triton")
+        except ImportError:
+            return "no Triton installation (inductor needs it on a GPU)"
+    return None
+
+
+def compile_model(
+    model: nn.Module,
+    mode: str | bool | None = "default",
+    *,
+    dynamic: bool | None = None,
+    backend: str | None = None,
+    fullgraph: bool = False,
+    max_graphs: int = 8,
+    strict: bool = False,
+) -> nn.Module:
+    """A faster drop-in for ``model`` that shares its parameters (build optimisers from either).
+
+    ``mode=None`` returns ``model`` itself. A ``torch.compile`` mode returns the compiled
+    module: lift, all K steps and the readout in one graph, forward and backward.
+    ``"cuda-graphs"`` returns a :class:`GraphedModule` (CUDA graphs without a compiler, eager
+    elsewhere). ``.train()`` / ``.eval()`` reach the wrapped model; checkpointed models
+    (``checkpoint=m``) and models with channels are supported by both paths.
+
+    Args:
+        model: the module to accelerate.
+        mode: None / False (eager), True (``"default"``) or one of :data:`COMPILE_MODES`.
+        dynamic: ``torch.compile``'s shape policy: None (re-trace once with a symbolic batch
+            size on the second shape), True (symbolic from the start), False (one graph per
+            shape).
+        backend: ``torch.compile`` backend (default: inductor); ``"aot_eager"`` traces without
+            generating code (a check of the capture). Not allowed with ``"cuda-graphs"``.
+        fullgraph: make a graph break an error instead of a split.
+        max_graphs: ``"cuda-graphs"`` only: the most input signatures kept recorded.
+        strict: when torch.compile cannot run here (:func:`compile_unavailable`), raise a
+            RuntimeError instead of warning and returning ``model`` unchanged.
+
+    Returns:
+        ``model``, a compiled module, or a :class:`GraphedModule`.
+
+    Raises:
+        ValueError: a bad argument (model not a Module, unknown mode, ...).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    mode = check_compile_mode(mode)
+    if dynamic is not None and not isinstance(dynamic, bool):
+        raise ValueError(f"dynamic: expected None, True or False; got {dynamic!r}")
+    if backend is not None and not (isinstance(backend, str) or callable(backend)):
+        raise ValueError(f"backend: expected a backend name or callable, got {backend!r}")
+    if mode is None:
+        return model
+    if mode == GRAPH_MODE:
+        if backend is not None:
+            raise ValueError("backend: the 'cuda-graphs' mode uses no compiler backend")
+        return GraphedModule(model, max_graphs=max_graphs)
+    why = compile_unavailable(backend if isinstance(backend, str) else None, _device_of(model))
+    if why is not None:
+        if strict:
+            raise RuntimeError(f"compile_model: torch.compile cannot run here: {why}")
+        warnings.warn(
+            f"compile_model: running eagerly, torch.compile cannot run here: {why}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return model
+    torch_mode = None if mode == "default" else mode
+    return torch.compile(
+        model, mode=torch_mode, dynamic=dynamic, backend=backend or "inductor", fullgraph=fullgraph
+    )
+
+
+# ------------------------------------------------------------------------ CUDA graphs
+class _Entry(nn.Module):
+    """One recorded signature: ``make_graphed_callables`` replaces this wrapper's forward (not
+    the model's), and the model's parameters are the graph's extra inputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: torch.Tensor) -> Any:
+        return self.model(*args)
+
+
+def _autocast_key(device_type: str) -> tuple:
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return (True, torch.get_autocast_dtype(device_type))
+    except (AttributeError, TypeError, RuntimeError):  # pragma: no cover - old torch
+        pass
+    return (False, None)
+
+
+class GraphedModule(nn.Module):
+    """``model`` replayed from CUDA graphs, one recording per input signature.
+
+    On a CUDA device the first call with a new signature (argument shapes, dtypes and
+    ``requires_grad``, ``.train()``/``.eval()``, grad mode, autocast state) records the
+    model's forward and, with grad enabled, its backward through
+    :func:`torch.cuda.make_graphed_callables` (a few warm-up passes on a side stream first);
+    later calls copy the arguments into the recorded inputs and replay: one launch for the
+    whole lift -> K steps -> readout, one for its backward. The outputs are copied out of the
+    graph's static buffers, so a result survives the next call. At most ``max_graphs``
+    signatures are kept (the least recently used is dropped). The parameters are the graph's
+    inputs by address: an optimiser may update them in place, but replacing a parameter
+    tensor (``load_state_dict(assign=True)``, ``.to(...)``) needs :meth:`reset`.
+
+    Elsewhere (the CPU, or CUDA tensors without a CUDA runtime) every call runs ``model``
+    eagerly, with the same results: ``captured`` is False and ``fallback_reason`` says why.
+    Positional tensor arguments only (keyword arguments raise a ValueError).
+    """
+
+    def __init__(self, model: nn.Module, max_graphs: int = 8) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(max_graphs, bool) or not isinstance(max_graphs, int) or max_graphs < 1:
+            raise ValueError(f"max_graphs: expected a positive int, got {max_graphs!r}")
+        self.model = model
+        self.max_graphs = max_graphs
+        self._graphs: OrderedDict[tuple, _Entry] = OrderedDict()
+        self.fallback_reason: str | None = None
+
+    @property
+    def captured(self) -> bool:
+        """True once a call has been recorded as a CUDA graph."""
+        return bool(self._graphs)
+
+    @property
+    def num_graphs(self) -> int:
+        """The signatures recorded now."""
+        return len(self._graphs)
+
+    def reset(self) -> None:
+        """Drop every recording (after replacing parameters or changing the model)."""
+        self._graphs.clear()
+
+    def _why_eager(self, args: tuple) -> str | None:
+        dev = args[0].device if args else _device_of(self.model)
+        if dev.type != "cuda":
+            return f"CUDA graphs need a CUDA device; the inputs are on {dev.type!r}"
+        if not torch.cuda.is_available():  # pragma: no cover - CUDA tensors imply a runtime
+            return "no CUDA runtime"
+        return None
+
+    def forward(self, *args: torch.Tensor, **kwargs: Any) -> Any:
+        if kwargs:
+            raise ValueError(
+                f"GraphedModule takes positional tensors only; got keywords {sorted(kwargs)}"
+            )
+        bad = [type(a).__name__ for a in args if not isinstance(a, torch.Tensor)]
+        if bad:
+            raise ValueError(f"GraphedModule takes positional tensors only; got {', '.join(bad)}")
+        why = self._why_eager(args)
+        if why is not None:
+            self.fallback_reason = why
+            return self.model(*args)
+        dev = args[0].device
+        key = (
+            self.model.training,
+            torch.is_grad_enabled(),
+            _autocast_key(dev.type),
+            tuple((tuple(a.shape), a.dtype, a.requires_grad, str(a.device)) for a in args),
+        )
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._record(args)
+            self._graphs[key] = entry
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+        out = entry(*args)
+        # static output buffers are overwritten by the next replay: hand out copies
+        return torch.utils._pytree.tree_map(
+            lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out
+        )
+
+    def _record(self, args: tuple) -> _Entry:
+        entry = _Entry(self.model)
+        entry.train(self.model.training)
+        samples = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
+        return torch.cuda.make_graphed_callables(entry, samples)
+
+    def extra_repr(self) -> str:
+        return f"max_graphs={self.max_graphs}, recorded={len(self._graphs)}"
+
+
+# ------------------------------------------------------------------------ training step
+def _autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:
+    """The context of :class:`mixed_precision` as plain torch objects (traceable by dynamo)."""
+    if precision == "bf16":
+        return torch.autocast(device_type, torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+
+class _LossOf(nn.Module):
+    """``loss_fn(model(x), y)``: the forward under the precision of the step (on the device
+    of ``x``), the loss in the model's dtype."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable, precision: str) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.precision = model, loss_fn, precision
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with _autocast(self.precision, x.device.type):
+            out = self.model(x)
+        ref = next(self.model.parameters(), None)
+        if ref is not None and out.is_floating_point() and out.dtype != ref.dtype:
+            out = out.to(ref.dtype)  # the loss in the master dtype
+        return self.loss_fn(out, y)
+
+
+class TrainStep:
+    """One optimiser step ``loss = loss_fn(model(x), y); loss.backward(); optimizer.step()``,
+    compiled or graph-captured per :func:`compile_model`, under :func:`mixed_precision`.
+
+    Calling it with ``(x, y)`` returns the loss as a detached 0-d tensor (no host sync). The
+    forward pass and the loss run under the precision context and, for a compile mode, as one
+    traced graph with its backward; the optimiser step stays eager, so learning-rate changes
+    between steps take effect. See :func:`train_step`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        *,
+        compile: str | bool | None = None,
+        precision: str = "fp32",
+        dynamic: bool | None = None,
+        backend: str | None = None,
+        grad_clip: float | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise ValueError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(
+                f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if grad_clip is not None and not (
+            isinstance(grad_clip, (int, float))
+            and not isinstance(grad_clip, bool)
+            and grad_clip > 0
+        ):
+            raise ValueError(f"grad_clip: expected None or a positive number, got {grad_clip!r}")
+        self.model, self.optimizer, self.grad_clip = model, optimizer, grad_clip
+        mixed_precision(precision, model, model)  # checks precision, device and dtype now
+        self.precision = precision
+        self.mode = check_compile_mode(compile)
+        self.loss_module = _LossOf(model, loss_fn, precision)
+        self.runner = compile_model(self.loss_module, self.mode, dynamic=dynamic, backend=backend)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.runner(x, y)
+        loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+
+def train_step(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    *,
+    compile: str | bool | None = None,
+    precision: str = "fp32",
+    dynamic: bool | None = None,
+    backend: str | None = None,
+    grad_clip: float | None = None,
+) -> TrainStep:
+    """A callable ``step(x, y) -> loss`` that trains ``model`` by one optimiser step.
+
+    Args:
+        model: the model (its parameters are the optimiser's).
+        loss_fn: ``loss_fn(outputs, targets) -> 0-d tensor``, computed in the model's dtype.
+        optimizer: built over ``model.parameters()``.
+        compile: None (eager) or a mode of :func:`compile_model` (``"reduce-overhead"``,
+            ``"cuda-graphs"``, ...): forward, loss and backward compiled or captured.
+        precision: ``"fp32"`` or ``"bf16"`` (:func:`mixed_precision` around forward and loss).
+        dynamic: passed to :func:`compile_model`.
+        backend: passed to :func:`compile_model`.
+        grad_clip: clip the global gradient norm to this value before the update.
+
+    Returns:
+        A :class:`TrainStep`.
+
+    Example:
+        >>> step = train_step(model, torch.nn.functional.mse_loss, opt,
+        ...                   compile="reduce-overhead", precision="bf16")  # doctest: +SKIP
+        >>> for x, y in loader:                                             # doctest: +SKIP
+        ...     loss = step(x, y)
+    """
+    return TrainStep(
+        model,
+        loss_fn,
+        optimizer,
+        compile=compile,
+        precision=precision,
+        dynamic=dynamic,
+        backend=backend,
+        grad_clip=grad_clip,
+    )

@@ -1,0 +1,356 @@
+"""spacetime_nets.accel on the CPU: compiled models against eager ones, the CUDA-graph path's
+fallback, bf16 autocast against float32, and the argument checks.
+
+Compiled models are compared with the same model run eagerly (outputs and gradients of every
+parameter): the compiler is the thing under test, eager PyTorch the reference. The capture is
+checked with the ``aot_eager`` backend (dynamo + AOTAutograd, no code generation: it needs no
+C++ compiler and is exact); one tiny model also goes through inductor, skipped only when
+:func:`accel.compile_unavailable` names a missing capability (no C++ compiler). Tests marked
+``cuda`` record real CUDA graphs and run only on a GPU machine (benchmarks/gpu_check.py).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import grids
+import spacetime_nets as st
+from spacetime_nets import accel
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+#: bf16 keeps 8 significant bits (unit roundoff u = 2^-8 = 3.9e-3). Every product of the small
+#: models below rounds its operands once; the loss is an average of many such rounded terms,
+#: so its relative error stays a small multiple of u. Stated tolerances: loss 1e-2 (2.5 u),
+#: gradient (relative 2-norm over all parameters) 2e-2 (5 u).
+BF16_LOSS_RTOL = 1e-2
+BF16_GRAD_RTOL = 2e-2
+
+
+def _scalar_model(kernel: str = "basis", checkpoint: int | None = None, n: int = 16, K: int = 4):
+    sched = grids.GridSchedule.constant(n, K, T=1.0)
+    return st.SpaceTimeNet(
+        sched,
+        n,
+        3,
+        kernel=kernel,
+        form="outside",
+        activation="tanh",
+        lift="identity",
+        modes=4,
+        seed=0,
+        checkpoint=checkpoint,
+    )
+
+
+def _channel_model(kernel: str, checkpoint: int | None = None, n: int = 16, K: int = 2):
+    sched = grids.GridSchedule.constant(n, K, T=1.0, domain=(0.0, 1.0), rule="periodic")
+    return st.SpaceTimeNet(
+        sched,
+        None,
+        1,
+        kernel=kernel,
+        form="inside",
+        activation="gelu",
+        lift="identity",
+        readout="function",
+        channels=3,
+        modes=3,
+        radius=0.15,
+        seed=0,
+        checkpoint=checkpoint,
+    )
+
+
+def _out_and_grads(model, fn, x):
+    out = fn(x)
+    grads = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+    return out.detach(), grads
+
+
+def _assert_same(a, b, atol=1e-6):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=atol)
+
+
+@pytest.fixture
+def dynamo_reset():
+    yield
+    torch._dynamo.reset()  # drop compiled graphs (and their guards) after the test
+
+
+# ------------------------------------------------------------------------ argument checks
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: accel.check_precision("fp16"), "fp16.*loss scaling"),
+        (lambda: accel.check_precision("half"), "precision: expected one of fp32, bf16"),
+        (lambda: accel.check_precision(None), "precision"),
+        (lambda: accel.check_compile_mode("fast"), "mode: expected None or one of"),
+        (lambda: accel.compile_model("net"), "model: expected a torch.nn.Module, got str"),
+        (lambda: accel.compile_model(torch.nn.Linear(2, 2), dynamic="yes"), "dynamic"),
+        (
+            lambda: accel.compile_model(torch.nn.Linear(2, 2), "cuda-graphs", backend="eager"),
+            "cuda-graphs.*no compiler backend",
+        ),
+        (lambda: accel.GraphedModule(torch.nn.Linear(2, 2), max_graphs=0), "max_graphs"),
+        (lambda: accel.mixed_precision("bf16", "not-a-device"), "device"),
+        (
+            lambda: accel.mixed_precision("bf16", "cpu", torch.nn.Linear(2, 2).double()),
+            "bf16.*float32 model.*float64",
+        ),
+        (
+            lambda: accel.train_step(torch.nn.Linear(2, 2), F.mse_loss, "adam"),
+            "optimizer: expected a torch.optim.Optimizer",
+        ),
+        (
+            lambda: accel.train_step(torch.nn.Linear(2, 2), "mse", None),
+            "loss_fn: expected a callable",
+        ),
+    ],
+)
+def test_bad_arguments_raise_value_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_mode_aliases_and_eager_mode_returns_the_model():
+    assert accel.check_compile_mode(None) is None and accel.check_compile_mode(False) is None
+    assert accel.check_compile_mode(True) == "default"
+    net = torch.nn.Linear(2, 2)
+    assert accel.compile_model(net, None) is net
+
+
+def test_graphed_module_takes_positional_tensors_only():
+    g = accel.GraphedModule(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="positional tensors only.*keywords"):
+        g(x=torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="positional tensors only.*list"):
+        g([0.0, 1.0])
+
+
+# ------------------------------------------------------------------------ compile fallbacks
+def test_compile_unavailable_names_the_missing_capability(monkeypatch):
+    if not torch.cuda.is_available():
+        assert "no CUDA device" in accel.compile_unavailable("inductor", "cuda")
+    monkeypatch.setattr(accel.shutil, "which", lambda name: None)
+    assert "C/C++ compiler" in accel.compile_unavailable("inductor", "cpu")
+    assert accel.compile_unavailable("aot_eager", "cpu") is None  # needs no compiler
+
+
+def test_compile_model_falls_back_to_eager_with_a_warning_or_raises_when_strict(monkeypatch):
+    monkeypatch.setattr(accel, "compile_unavailable", lambda backend, device: "no compiler")
+    model = _scalar_model(n=8, K=2)
+    with pytest.warns(RuntimeWarning, match="running eagerly.*no compiler"):
+        assert accel.compile_model(model, "reduce-overhead") is model
+    with pytest.raises(RuntimeError, match="cannot run here: no compiler"):
+        accel.compile_model(model, "default", strict=True)
+
+
+def test_cuda_graph_path_falls_back_to_eager_on_the_cpu():
+    """On the CPU the graph path runs the model itself: same outputs and gradients as the
+    plain model, under .train() and .eval(), at two batch sizes, with checkpointing."""
+    model = _scalar_model(checkpoint=2)
+    graphed = accel.compile_model(model, "cuda-graphs")
+    assert isinstance(graphed, accel.GraphedModule)
+    assert list(graphed.parameters()) == list(model.parameters())  # shared, not copied
+    gen = torch.Generator().manual_seed(0)
+    for B in (5, 9):
+        x = torch.randn(B, 16, generator=gen)
+        out_g, grads_g = _out_and_grads(model, graphed, x)
+        out_e, grads_e = _out_and_grads(model, model, x)
+        _assert_same(out_g, out_e)
+        for a, b in zip(grads_g, grads_e):
+            _assert_same(a, b)
+    graphed.eval()
+    assert not model.training
+    with torch.no_grad():
+        _assert_same(graphed(x), model(x))
+    assert not graphed.captured and graphed.num_graphs == 0
+    assert "CUDA graphs need a CUDA device" in graphed.fallback_reason
+
+
+# ------------------------------------------------------------------------ torch.compile
+def test_compiled_channel_model_matches_eager(dynamo_reset):
+    """A conv channel model with checkpoint=1 traced by dynamo + AOTAutograd: outputs and
+    parameter gradients equal eager ones at batch 4, then at batch 6 (a re-trace with a
+    symbolic batch), then in eval mode without grad."""
+    if accel.compile_unavailable("aot_eager", "cpu") is not None:  # pragma: no cover
+        pytest.skip(accel.compile_unavailable("aot_eager", "cpu"))
+    model = _channel_model("conv", checkpoint=1)
+    compiled = accel.compile_model(model, "reduce-overhead", backend="aot_eager")
+    assert compiled is not model
+    gen = torch.Generator().manual_seed(1)
+    for B in (4, 6):
+        x = torch.randn(B, 16, generator=gen)
+        out_c, grads_c = _out_and_grads(model, compiled, x)
+        out_e, grads_e = _out_and_grads(model, model, x)
+        assert out_c.shape == (B, 16)
+        _assert_same(out_c, out_e)
+        for a, b in zip(grads_c, grads_e):
+            _assert_same(a, b)
+    compiled.eval()
+    assert not model.training
+    with torch.no_grad():
+        _assert_same(compiled(x), model(x))
+    compiled.train()
+    assert model.training
+
+
+@pytest.mark.slow
+def test_inductor_forward_matches_eager(dynamo_reset):
+    """Generated code (inductor, C++ on the CPU) for the smallest model: one nodal step."""
+    why = accel.compile_unavailable("inductor", "cpu")
+    if why is not None:
+        pytest.skip(why)
+    model = _scalar_model("nodal", n=4, K=1)
+    compiled = accel.compile_model(model, "default", strict=True)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------ mixed precision
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _scalar_model("nodal"),
+        lambda: _scalar_model("basis"),
+        lambda: _channel_model("conv", K=4),
+        lambda: _channel_model("spectral", K=4),
+    ],
+    ids=["nodal", "basis", "conv", "spectral"],
+)
+def test_bf16_loss_and_gradient_match_float32(make):
+    model = make()
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 16, generator=gen)
+    y = torch.randn(model(x).shape, generator=gen)
+    params = list(model.parameters())
+    loss = F.mse_loss(model(x), y)
+    grad = torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
+    with accel.mixed_precision("bf16", model, model) as mp:
+        assert mp.enabled and torch.is_autocast_enabled("cpu")
+        out = model(x)
+    assert not torch.is_autocast_enabled("cpu")
+    loss_b = F.mse_loss(out.float(), y)
+    grad_b = torch.cat([g.flatten() for g in torch.autograd.grad(loss_b, params)])
+    assert loss_b.item() != loss.item()  # the products did run in bf16
+    assert abs(loss_b.item() - loss.item()) <= BF16_LOSS_RTOL * abs(loss.item())
+    assert grad_b.dtype == torch.float32
+    assert (grad_b - grad).norm() <= BF16_GRAD_RTOL * grad.norm()
+
+
+def test_fp32_precision_changes_nothing():
+    model = _scalar_model()
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(4))
+    with accel.mixed_precision("fp32", model) as mp:
+        assert not mp.enabled and not torch.is_autocast_enabled("cpu")
+        out = model(x)
+    assert torch.equal(out, model(x))
+
+
+def test_bf16_training_keeps_parameters_and_grid_buffers_float32():
+    """Training steps under bf16 (with checkpointing, whose backward recomputes under the
+    same autocast) leave every parameter, gradient and grid buffer float32, and match a
+    training loop written here with torch.autocast directly."""
+    model = _scalar_model("basis", checkpoint=2)
+    ref = copy.deepcopy(model)
+    buffers_before = {k: v.clone() for k, v in model.named_buffers()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    step = accel.train_step(model, F.mse_loss, opt, precision="bf16", compile="cuda-graphs")
+    gen = torch.Generator().manual_seed(5)
+    for B in (8, 8, 5):
+        x = torch.randn(B, 16, generator=gen)
+        y = torch.randn(B, 3, generator=gen)
+        loss = step(x, y)
+        ref_opt.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16):
+            out = ref(x)
+        ref_loss = F.mse_loss(out.float(), y)
+        ref_loss.backward()
+        ref_opt.step()
+        assert loss.dtype == torch.float32 and not loss.requires_grad
+        torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-6, atol=0)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert p.dtype == torch.float32 and p.grad.dtype == torch.float32
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert buffers_before
+    for name, buf in model.named_buffers():
+        assert buf.dtype == buffers_before[name].dtype
+        if buf.is_floating_point():
+            assert buf.dtype == torch.float32, name
+        assert torch.equal(buf, buffers_before[name]), name  # grids are not trained
+
+
+def test_train_step_fp32_matches_a_hand_written_loop():
+    model = _channel_model("spectral")
+    ref = copy.deepcopy(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-2)
+    step = accel.train_step(model, F.mse_loss, opt, grad_clip=0.5)
+    gen = torch.Generator().manual_seed(6)
+    for _ in range(3):
+        x = torch.randn(6, 16, generator=gen)
+        y = torch.randn(6, 16, generator=gen)
+        loss = step(x, y)
+        ref_opt.zero_grad()
+        ref_loss = F.mse_loss(ref(x), y)
+        ref_loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
+        ref_opt.step()
+        torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-6, atol=0)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------------ on a GPU
+@pytest.mark.cuda
+@cuda
+def test_cuda_graphs_match_eager_on_cuda():
+    """Recorded forward and backward graphs replay the eager results: two batch sizes (two
+    recordings), .train() and .eval(), checkpointing, channels."""
+    for make in (lambda: _scalar_model(checkpoint=2), lambda: _channel_model("conv")):
+        model = make().cuda()
+        graphed = accel.compile_model(model, "cuda-graphs")
+        gen = torch.Generator().manual_seed(7)
+        for B in (8, 5, 8):
+            x = torch.randn(B, 16, generator=gen).cuda()
+            out_g, grads_g = _out_and_grads(model, graphed, x)
+            out_e, grads_e = _out_and_grads(model, model, x)
+            torch.testing.assert_close(out_g, out_e, rtol=1e-5, atol=1e-5)
+            for a, b in zip(grads_g, grads_e):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        assert graphed.captured and graphed.num_graphs == 2
+        graphed.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(graphed(x), model(x), rtol=1e-5, atol=1e-5)
+        assert graphed.num_graphs == 3
+
+
+@pytest.mark.cuda
+@cuda
+def test_bf16_train_step_with_cuda_graphs_on_cuda():
+    model = _scalar_model("basis").cuda()
+    ref = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    step = accel.train_step(model, F.mse_loss, opt, precision="bf16", compile="cuda-graphs")
+    gen = torch.Generator().manual_seed(8)
+    for _ in range(3):
+        x = torch.randn(16, 16, generator=gen).cuda()
+        y = torch.randn(16, 3, generator=gen).cuda()
+        loss = step(x, y)
+        ref_opt.zero_grad()
+        with torch.autocast("cuda", torch.bfloat16):
+            out = ref(x)
+        ref_loss = F.mse_loss(out.float(), y)
+        ref_loss.backward()
+        ref_opt.step()
+        torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-3, atol=1e-5)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
