@@ -6,10 +6,10 @@ with the trained weights.
 A run folder written by ``spacetime-nets train`` (or by a script, see
 docs/how-to/distributed.md) holds ``model.json``, ``last.pt`` and ``history.{json,csv}``::
 
-    config = RunConfig.for_dataset(data, schedule, ModelOptions(kernel="basis"))
+    config, data = RunConfig.for_dataset("circles", schedule, ModelOptions(kernel="basis"))
     config.write("runs/circles")              # model.json
     model = build_model(config)               # an untrained SpaceTimeNet
-    ...train with training.fit(model, ..., out_dir="runs/circles")...
+    training.fit(model, data.train, data.val, ..., out_dir="runs/circles")
     run = load_run("runs/circles")            # run.model, run.config, run.checkpoint
 
 The file is strict: an unknown key, a dtype other than float32/float64 or a name outside the
@@ -25,9 +25,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .validation import check_choice, check_int, check_real
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grids import GridSchedule
+
+    from .models import SpaceTimeNet
 
 __all__ = [
     "BASES",
@@ -44,6 +49,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "build_model",
+    "load_dataset",
     "load_run",
     "make_schedule",
     "parse_widths",
@@ -254,11 +260,77 @@ class RunConfig:
             out.append(f"--optimizer {old_opt} -> {new_opt}")
         return out
 
-    def build_schedule(self):
+    @classmethod
+    def for_dataset(
+        cls,
+        name: str,
+        schedule: GridSchedule,
+        model: ModelOptions | None = None,
+        *,
+        seed: int = 0,
+        dtype: str = "float32",
+        **data_kwargs: Any,
+    ) -> tuple[RunConfig, Any]:
+        """The description of a run on a bundled data set, and the data set itself.
+
+        Args:
+            name: a name of ``datasets.DATASETS``.
+            schedule: the :class:`grids.GridSchedule` of the model.
+            model: the construction options (default :class:`ModelOptions()`).
+            seed: the seed of the data set (and of the model's initialisation, unless
+                ``model`` sets another).
+            dtype: ``float32`` or ``float64``.
+            **data_kwargs: further arguments of ``datasets.load`` (``n=...``).
+
+        Returns:
+            ``(config, data)`` with ``data`` the loaded ``DatasetSplits``.
+        """
+        dataset = {"name": name, "seed": check_int("seed", seed, 0), "kwargs": dict(data_kwargs)}
+        data = load_dataset(dataset, check_choice("dtype", dtype, DTYPES))
+        options = (model or ModelOptions(seed=seed)).check()
+        config = cls(
+            in_features=data.in_features,
+            out_features=data.out_features,
+            schedule=json.loads(schedule.to_json()),
+            model=options,
+            task=data.task,
+            dtype=dtype,
+            dataset=dataset,
+            schedule_args={"dim": schedule.dim},
+        )
+        return config, data
+
+    def load_data(self) -> Any:
+        """The run's bundled data set (``DatasetSplits``), in the run's dtype."""
+        if not self.dataset.get("name"):
+            raise ValueError(
+                "model.json names no bundled data set (a run on other data); evaluate it with "
+                "spacetime_nets.training.evaluate on that data"
+            )
+        return load_dataset(self.dataset, self.dtype)
+
+    def build_schedule(self) -> GridSchedule:
         """The :class:`grids.GridSchedule` of the run."""
         from grids import GridSchedule
 
         return GridSchedule.from_json(json.dumps(self.schedule))
+
+
+def load_dataset(dataset: dict, dtype: str = "float32") -> Any:
+    """``datasets.load`` of a ``{"name", "seed", "kwargs"}`` description, in ``dtype``."""
+    import torch
+
+    from . import datasets
+
+    name = dataset.get("name")
+    if name not in datasets.DATASETS:
+        raise ValueError(f"--dataset: expected one of {', '.join(datasets.DATASETS)}; got {name!r}")
+    kwargs = dataset.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"dataset kwargs: expected an object, got {kwargs!r:.60}")
+    return datasets.load(
+        name, seed=int(dataset.get("seed", 0)), dtype=getattr(torch, dtype), **kwargs
+    )
 
 
 def _short(d: dict) -> str:
@@ -359,7 +431,7 @@ def _estimate(nbytes: int, what: str) -> None:
         )
 
 
-def build_model(config: RunConfig | dict, source: str | None = "model.json"):
+def build_model(config: RunConfig | dict, source: str | None = "model.json") -> SpaceTimeNet:
     """The untrained :class:`~spacetime_nets.models.SpaceTimeNet` of a run, in its dtype.
 
     Args:

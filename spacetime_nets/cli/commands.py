@@ -1,0 +1,423 @@
+"""The commands of the command line: each turns parsed arguments into calls of the library
+(:mod:`spacetime_nets.runs`, :mod:`spacetime_nets.training`, :mod:`spacetime_nets.export`)
+and prints what happened."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..runs import (
+    SCHEDULES,
+    ModelOptions,
+    RunConfig,
+    load_dataset,
+    make_schedule,
+    parse_widths,
+)
+from ..runs import build_model as _build_model
+from ..runs import load_run as _load_run
+
+PROG = "spacetime-nets"
+
+
+def build_model(config: dict | RunConfig, source: str | None = "model.json"):
+    """The untrained model of a ``model.json`` document (see
+    :func:`spacetime_nets.runs.build_model`)."""
+    return _build_model(config, source)
+
+
+def load_run(run: str | os.PathLike, checkpoint: str | None = None):
+    """(model with the checkpoint's weights, model.json as a dict, checkpoint dict) of a run
+    folder; :func:`spacetime_nets.runs.load_run` returns the same as a ``Run``."""
+    r = _load_run(run, checkpoint)
+    return r.model, r.config.to_dict(), r.checkpoint
+
+
+def _dataset_dim(name: str) -> int:
+    return 2 if name == "digits" else 1
+
+
+def _load_data(dataset: dict, dtype: str = "float32"):
+    return load_dataset(dataset, dtype)
+
+
+def _is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def _print(*a: Any) -> None:
+    if _is_rank0():
+        print(*a, flush=True)
+
+
+def _note(text: str) -> None:
+    if _is_rank0():
+        print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+
+
+def _dataset_of(args: argparse.Namespace) -> dict:
+    data_kw = {}
+    if args.samples is not None:
+        if args.dataset == "digits":
+            raise ValueError("--samples: digits has a fixed size; leave --samples out")
+        data_kw["n"] = args.samples
+    return {"name": args.dataset, "seed": args.seed, "kwargs": data_kw}
+
+
+def _train_config(args: argparse.Namespace, data) -> RunConfig:
+    dim = _dataset_dim(args.dataset)
+    widths = parse_widths(args.widths)
+    schedule = make_schedule(
+        args.schedule, widths, args.steps, args.T, args.rule, dim, args.transfer
+    )
+    lift = args.lift
+    if lift == "auto":
+        lift = "cells" if args.dataset in ("digits", "heat") else "linear"
+    in_shape = None
+    if lift == "cells" and args.dataset == "digits":
+        in_shape = tuple(data.meta.get("image_shape", (8, 8)))
+    options = ModelOptions(
+        kernel=args.kernel,
+        form=args.form,
+        activation=args.activation,
+        lift=lift,
+        method=args.method,
+        in_shape=in_shape,
+        modes=args.modes,
+        basis=args.basis,
+        init_scale=args.init_scale,
+        seed=args.seed,
+    )
+    options.check()
+    return RunConfig(
+        in_features=data.in_features,
+        out_features=data.out_features,
+        schedule=json.loads(schedule.to_json()),
+        model=options,
+        task=data.task,
+        dtype=args.dtype,
+        dataset=_dataset_of(args),
+        schedule_args={
+            "spec": args.schedule,
+            "widths": list(widths),
+            "steps": args.steps,
+            "T": args.T,
+            "rule": args.rule,
+            "transfer": args.transfer,
+            "dim": dim,
+        },
+        training={
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "optimizer": args.optimizer,
+            "lr": args.lr,
+            "lr_schedule": args.lr_schedule,
+            "loss": None if args.loss == "auto" else args.loss,
+            "lam": args.lam,
+            "turnpike": args.turnpike,
+            "seed": args.seed,
+        },
+    )
+
+
+def _resume_checkpoint(resume: str) -> Path:
+    p = Path(resume)
+    if p.is_dir():
+        p = p / "last.pt"
+    if not p.is_file():
+        raise FileNotFoundError(f"--resume: checkpoint not found: {p}")
+    return p
+
+
+def _check_resume(config: RunConfig, ckpt: Path, out: Path) -> None:
+    """Refuse a resume whose settings change the problem; announce a new learning rate."""
+    for folder in dict.fromkeys((out, ckpt.parent)):
+        if (folder / "model.json").is_file():
+            stored = RunConfig.read(folder)
+            break
+    else:
+        return
+    conflicts = stored.resume_conflicts(config)
+    if conflicts:
+        raise ValueError(
+            f"--resume: {ckpt} was trained with other settings ({'; '.join(conflicts)}); "
+            "resume with the settings of the run, or start a new --out"
+        )
+    old_lr, new_lr = stored.training.get("lr"), config.training.get("lr")
+    if old_lr is not None and old_lr != new_lr:
+        _note(f"resume: learning rate {old_lr:g} -> {new_lr:g} (the new rate is applied)")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..training import evaluate, load_model_state
+
+    data = _load_data(_dataset_of(args), args.dtype)
+    config = _train_config(args, data)
+    model = _build_model(config, source=None)
+    out = Path(args.out) if args.out else Path("runs") / args.dataset
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} exists and is not a folder")
+    ckpt = None
+    if args.resume is not None:
+        ckpt = _resume_checkpoint(args.resume)
+        _check_resume(config, ckpt, out)
+        load_model_state(model, ckpt)  # refuses a checkpoint of another model: nothing written
+    else:
+        held = [out / n for n in ("last.pt", "interrupted.pt") if (out / n).exists()]
+        if held and not args.overwrite:
+            raise ValueError(
+                f"--out: {out} already holds a checkpoint; pass --resume {held[0]} to continue "
+                "it, --overwrite to start again, or another --out"
+            )
+    if _is_rank0():
+        if args.resume is None:  # starting again: a previous run's checkpoints no longer fit
+            for name in ("last.pt", "interrupted.pt"):
+                (out / name).unlink(missing_ok=True)
+        _writable(out)
+        config.write(out)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="resume: learning rate")
+            history = _fit_from_args(args, model, data, out, config.training["loss"], ckpt)
+    except KeyboardInterrupt as exc:
+        where = getattr(exc, "checkpoint", None)
+        if where:
+            _note(
+                f"interrupted; the state after the last completed step is in {where} "
+                f"(continue with --resume {where})"
+            )
+        else:
+            _note("interrupted before the first step; no checkpoint was written")
+        return 130
+    if _is_rank0():
+        last = history.last or {}
+        test = evaluate(model, data.test, config.training["loss"])
+        _print(
+            f"epoch {last.get('epoch')}: train {_metrics(last.get('loss'), last.get('accuracy'))}"
+            f" | val {_metrics(last.get('val_loss'), last.get('val_accuracy'))}"
+            f" | test {_metrics(test['loss'], test['accuracy'])}"
+        )
+        _print(f"wrote {out / 'last.pt'}, {out / 'model.json'}, {out / 'history.csv'}")
+    return 0
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out: cannot write to {folder} ({exc.strerror or exc})") from None
+
+
+def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | None):
+    from ..training import fit
+
+    return fit(
+        model,
+        data.train,
+        data.val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        loss=loss,
+        lam=args.lam,
+        turnpike=args.turnpike,
+        device=args.device,
+        out_dir=out,
+        resume=ckpt,
+        seed=args.seed,
+        progress=not args.quiet,
+        checkpoint_every=args.checkpoint_every,
+        grad_clip=args.grad_clip,
+        lr_schedule=args.lr_schedule,
+    )
+
+
+def _metrics(loss: float | None, acc: float | None) -> str:
+    text = "loss -" if loss is None else f"loss {loss:.4g}"
+    return text + ("" if acc is None else f" accuracy {acc:.4f}")
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate, export
+# --------------------------------------------------------------------------------------------
+
+
+def _new_schedule(args: argparse.Namespace, config: RunConfig):
+    """The schedule asked for by evaluate's --schedule/--widths/--steps/-T/--rule (the missing
+    ones from the training run), or None when none of them is given."""
+    given = {
+        k: getattr(args, k)
+        for k in ("schedule", "widths", "steps", "T", "rule")
+        if getattr(args, k) is not None
+    }
+    if not given:
+        return None
+    old = dict(config.schedule_args)
+    spec = given.get("schedule", old.get("spec"))
+    if spec not in SCHEDULES and "schedule" not in given:
+        how = "on a schedule file" if spec else "on a schedule that names no builder"
+        raise ValueError(
+            f"--schedule: the run was trained {how}; name a builder "
+            f"({', '.join(SCHEDULES)}) or another schedule JSON file"
+        )
+    return make_schedule(
+        spec,
+        parse_widths(given.get("widths", old.get("widths", (16, 4)))),
+        int(given.get("steps", old.get("steps", 8))),
+        float(given.get("T", old.get("T", 1.0))),
+        given.get("rule", old.get("rule", "trapezoid")),
+        int(old.get("dim", 1)),
+        old.get("transfer", "linear"),
+    )
+
+
+def _run_data(config: RunConfig, split: str):
+    return getattr(config.load_data(), split)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..training import evaluate, resolve_device
+
+    _positive("--batch-size", args.batch_size)
+    run = _load_run(args.run, args.checkpoint)
+    model, config = run.model, run.config
+    sched = _new_schedule(args, config)
+    if sched is not None:
+        model = model.with_schedule(sched)
+    split = _run_data(config, args.split)
+    model.to(resolve_device(args.device))
+    res = evaluate(model, split, config.training.get("loss"), args.batch_size)
+    res.update(
+        {
+            "split": args.split,
+            "epoch": run.checkpoint["epoch"],
+            "widths": model.schedule.widths,
+            "steps": model.schedule.num_steps,
+        }
+    )
+    if args.json:
+        print(json.dumps(res))
+    else:
+        w = res["widths"]
+        shown = w if len(w) <= 10 else [*w[:3], "...", *w[-3:]]
+        print(
+            f"{args.split} ({res['n']} samples, epoch {res['epoch']}, {res['steps']} steps, "
+            f"widths {shown}): {_metrics(res['loss'], res['accuracy'])}"
+        )
+    return 0
+
+
+def _positive(name: str, v: int | None) -> None:
+    if v is not None and v < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {v}")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..export import to_resnet
+
+    _positive("--samples", args.samples)
+    if not (math.isfinite(args.tol) and args.tol >= 0):
+        raise ValueError(f"--tol: expected a finite number >= 0, got {args.tol!r}")
+    run = _load_run(args.run, args.checkpoint)
+    model = run.model
+    x = _run_data(run.config, args.split).x
+    if args.samples is not None:
+        x = x[: args.samples]
+    resnet = to_resnet(model).eval()
+    suffix = ".pt2" if args.format == "export" else ".ts.pt"
+    out = Path(args.out) if args.out else Path(args.run) / f"resnet{suffix}"
+    if out.is_dir():
+        raise ValueError(f"--out: {out} is a folder; name the file to write")
+    _writable(out.parent)
+    # written beside the target and moved over it only once the reloaded file matches
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = _write_and_reload(resnet, x, tmp, args.format)
+            ref, got = model(x), loaded(x)
+        diff = float((ref - got).abs().max())
+        if not diff <= args.tol:
+            print(
+                f"{PROG}: error: the exported network differs by {diff:.3e} > --tol "
+                f"{args.tol:g}; {out} was not written"
+                + (" (the previous file is kept)" if out.exists() else ""),
+                file=sys.stderr,
+            )
+            return 1
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    print(
+        f"wrote {out} ({args.format}, widths {resnet.widths}); max |diff| = {diff:.3e} "
+        f"against the space-time net on {x.shape[0]} {args.split} samples"
+    )
+    return 0
+
+
+def _write_and_reload(resnet, x, path: Path, fmt: str):
+    import torch
+
+    if fmt == "export":
+        batch = torch.export.Dim("batch", min=1)
+        try:
+            prog = torch.export.export(resnet, (x,), dynamic_shapes=({0: batch},))
+        except Exception:  # a static batch still exports the same network
+            prog = torch.export.export(resnet, (x,))
+        torch.export.save(prog, str(path))
+        return torch.export.load(str(path)).module()
+    traced = torch.jit.trace(resnet, (x,))
+    torch.jit.save(traced, str(path))
+    return torch.jit.load(str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# schedule, demo, experiments
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    sched = make_schedule(
+        args.spec, parse_widths(args.widths), args.steps, args.T, args.rule, args.dim, args.transfer
+    )
+    print(sched.summary())
+    print(f"widths: {sched.widths}")
+    if args.json:
+        _writable(Path(args.json).parent)
+        sched.to_json(args.json)
+        print(f"wrote {args.json}")
+    if args.out:
+        _writable(Path(args.out).parent)
+        fig = sched.plot()
+        fig.savefig(args.out, dpi=120)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    code = run_demo()
+    return 0 if code is None else int(code)

@@ -1,0 +1,327 @@
+"""The argument parser of ``spacetime-nets``: one sub-parser per command, each with examples,
+choices from the library's constants, and the guard of the experiments' ``--fast``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ..runs import BASES, DTYPES, KERNELS, LIFTS, RULES, SCHEDULES, TRANSFERS
+from . import commands
+from .commands import PROG
+
+EXPORT_FORMATS = ("export", "torchscript")
+SPLITS = ("train", "val", "test")
+LIFT_CHOICES = ("auto", *LIFTS)
+EXPERIMENTS = ("asymptotics", "turnpike")
+COMMANDS = ("train", "evaluate", "export", "schedule", *EXPERIMENTS, "demo")
+# the options the experiments' --fast replaces by its own sizes
+_FAST_SIZES = ("Ts", "n", "steps", "max_iter", "augment", "modes", "outer", "waist", "dt")
+
+
+class _UsageError(Exception):
+    """A command-line mistake found by argparse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error becomes one line and exit code 2 (raised to :func:`main`)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _Fmt(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where the help already names one or there is none; keeps the
+    line breaks of the examples."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return text
+        return super()._get_help_string(action)
+
+
+class _Unset:
+    """The default of an option --fast replaces, so that an explicit value can be told apart."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _fast_guard(parser: argparse.ArgumentParser, run) -> Any:
+    """Wrap an experiment's run function: --fast (or SPACETIME_FAST=1) together with an
+    explicit size option is refused instead of the size being silently replaced."""
+    dests = [d for d in _FAST_SIZES if parser.get_default(d) is not None]
+    parser.set_defaults(**{d: _Unset(parser.get_default(d)) for d in dests})
+
+    def guarded(args: argparse.Namespace) -> int:
+        explicit = [d for d in dests if not isinstance(getattr(args, d), _Unset)]
+        for d in dests:
+            if isinstance(getattr(args, d), _Unset):
+                setattr(args, d, getattr(args, d).value)
+        fast = getattr(args, "fast", False) or os.environ.get("SPACETIME_FAST", "") == "1"
+        if fast and explicit:
+            source = "--fast" if getattr(args, "fast", False) else "SPACETIME_FAST=1"
+            names = ", ".join("--" + d.replace("_", "-") for d in explicit)
+            raise ValueError(
+                f"{source} chooses its own sizes and would ignore {names}; drop {source} or "
+                "those options"
+            )
+        _check_experiment_args(args)
+        return int(run(args) or 0)
+
+    return guarded
+
+
+def _check_experiment_args(args: argparse.Namespace) -> None:
+    from ..validation import check_int, check_real
+
+    for name in ("n", "steps", "max_iter", "modes", "outer", "waist"):
+        if hasattr(args, name):
+            check_int("--" + name.replace("_", "-"), getattr(args, name), 1)
+    if hasattr(args, "augment"):
+        check_int("--augment", args.augment, 0)
+    for name in ("lam", "tol", "init_scale", "scaling_T"):
+        if getattr(args, name, None) is not None:
+            check_real("--" + name.replace("_", "-"), getattr(args, name))
+    for name in ("dt", "threshold"):
+        if getattr(args, name, None) is not None:
+            check_real("--" + name, getattr(args, name), positive=True)
+    for T in getattr(args, "Ts", None) or ():
+        check_real("--Ts", T, positive=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the parser
+# --------------------------------------------------------------------------------------------
+
+
+def _add_schedule_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    d = (lambda v: v) if defaults else (lambda v: None)
+    p.add_argument(
+        "--widths",
+        default=d("16,4"),
+        metavar="N_MAX,N_MIN",
+        help="widths of the schedule: n_max,n_min (per axis in 2-D: 16,4 means 16x16 -> 4x4)",
+    )
+    p.add_argument("--steps", type=int, default=d(8), help="number of time steps K (layers)")
+    p.add_argument("-T", "--horizon", dest="T", type=float, default=d(1.0), help="horizon T")
+    p.add_argument("--rule", default=d("trapezoid"), choices=RULES, help="quadrature rule")
+
+
+def _schedule_spec_help() -> str:
+    return f"a builder ({', '.join(SCHEDULES)}) or the path of a schedule JSON file"
+
+
+_EXAMPLES = {
+    "train": """examples:
+  spacetime-nets train --dataset circles --schedule hourglass --widths 16,4 --steps 8 \\
+      --epochs 20 --out runs/circles
+  spacetime-nets train --dataset circles --widths 16,4 --steps 8 --epochs 40 --lr 1e-3 \\
+      --out runs/circles --resume runs/circles      # continue with a lower learning rate""",
+    "evaluate": """examples:
+  spacetime-nets evaluate runs/circles                       # test split, last.pt
+  spacetime-nets evaluate runs/circles --split val --json
+  spacetime-nets evaluate runs/circles --widths 32,8 --steps 16   # finer grids (basis kernels)""",
+    "export": """examples:
+  spacetime-nets export runs/circles                         # runs/circles/resnet.pt2
+  spacetime-nets export runs/circles --format torchscript --out resnet.ts.pt --tol 1e-5""",
+    "schedule": """examples:
+  spacetime-nets schedule hourglass --widths 32,8 --steps 12 --out hourglass.png
+  spacetime-nets schedule pyramid --dim 2 --widths 16,4 --steps 6 --json pyramid.json""",
+    "asymptotics": """examples:
+  spacetime-nets asymptotics --out runs/asymptotics
+  spacetime-nets asymptotics --fast --out runs/asymptotics-quick   # a few seconds""",
+    "turnpike": """examples:
+  spacetime-nets turnpike --out runs/turnpike
+  spacetime-nets turnpike --Ts 5 10 --dt 0.25 --out runs/turnpike-short""",
+    "demo": """examples:
+  spacetime-nets demo                       # writes runs/demo/
+  SPACETIME_FAST=1 spacetime-nets demo      # two epochs only""",
+}
+
+
+def _add(sub, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name, help=help, description=description, epilog=_EXAMPLES[name], formatter_class=_Fmt
+    )
+
+
+def _train_parser(sub) -> None:
+    from ..datasets import DATASETS
+    from ..fields import ACTIVATIONS, FORMS
+    from ..integrate import METHODS
+    from ..objectives import LOSSES
+    from ..training import LR_SCHEDULES, OPTIMIZERS
+
+    p = _add(
+        sub,
+        "train",
+        "train a space-time net on a bundled data set",
+        "Train a SpaceTimeNet (lift -> flow on a grid schedule -> quadrature readout). "
+        "2-D point sets use the interval [0, 1] and a linear lift; the 8x8 digits use "
+        "[0, 1]^2 and the cells lift. Writes last.pt, model.json and history.{json,csv} "
+        "to --out. Run under torchrun for data-parallel training. With --resume, the model, "
+        "data set, schedule, dtype and optimiser must be those of the run (else exit 2); a "
+        "new --lr is applied.",
+    )
+    p.add_argument("--dataset", default="circles", choices=DATASETS, help="data set")
+    p.add_argument(
+        "--samples", type=int, help="number of samples of a synthetic data set (its default)"
+    )
+    p.add_argument("--schedule", default="hourglass", help=_schedule_spec_help())
+    _add_schedule_args(p)
+    p.add_argument("--transfer", default="linear", choices=TRANSFERS, help="Pi_k kind")
+    p.add_argument("--kernel", default="nodal", choices=KERNELS, help="kernel storage")
+    p.add_argument("--modes", type=int, default=8, help="basis functions per axis (basis)")
+    p.add_argument("--basis", default="legendre", choices=BASES, help="basis family")
+    p.add_argument("--form", default="inside", choices=FORMS, help="vector field form")
+    p.add_argument(
+        "--activation", default="tanh", choices=tuple(ACTIVATIONS), help="activation sigma"
+    )
+    p.add_argument("--method", default="euler", choices=METHODS, help="time stepper")
+    p.add_argument(
+        "--lift",
+        default="auto",
+        choices=LIFT_CHOICES,
+        help="input lift (auto: cells for digits and heat, linear otherwise)",
+    )
+    p.add_argument("--init-scale", type=float, default=1.0, help="scale of the initial kernel")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="floating type")
+    p.add_argument(
+        "--loss",
+        default="auto",
+        choices=("auto", *LOSSES),
+        help="auto: cross_entropy for classes, mse for regression",
+    )
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimiser")
+    p.add_argument("--epochs", type=int, default=20, help="number of epochs (in all, on resume)")
+    p.add_argument("--batch-size", type=int, default=64, help="global batch size")
+    p.add_argument("--lr", type=float, default=1e-2, help="learning rate")
+    p.add_argument(
+        "--lr-schedule", default="constant", choices=LR_SCHEDULES, help="learning-rate schedule"
+    )
+    p.add_argument("--lam", type=float, default=0.0, help="weight of int_0^T |u|^2 dt")
+    p.add_argument(
+        "--turnpike", type=float, default=None, help="weight of int_0^T E(x(t)) dt (turnpike)"
+    )
+    p.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", default=None, help="output folder (default runs/<dataset>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation, shuffling")
+    p.add_argument("--resume", default=None, help="checkpoint file or run folder to continue")
+    p.add_argument("--overwrite", action="store_true", help="start again in an existing --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=commands._cmd_train)
+
+
+def _evaluate_parser(sub) -> None:
+    p = _add(
+        sub,
+        "evaluate",
+        "evaluate a trained run on a data split",
+        "Evaluate the model of a run folder on a split of its data set. --schedule, "
+        "--widths, --steps, -T or --rule discretise it on another schedule (resolution "
+        "transfer; continuous kernels only); unset ones come from the training run.",
+    )
+    p.add_argument("run", help="run folder written by 'train'")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default <run>/last.pt)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="data split")
+    p.add_argument("--schedule", default=None, help=_schedule_spec_help())
+    _add_schedule_args(p, defaults=False)
+    p.add_argument("--batch-size", type=int, default=1024, help="evaluation batch size")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=commands._cmd_evaluate)
+
+
+def _export_parser(sub) -> None:
+    p = _add(
+        sub,
+        "export",
+        "export a trained run to a plain ResNet file and verify it",
+        "Write the trained model as a plain variable-width ResNet (torch.export program or "
+        "TorchScript), reload the file and compare it with the space-time net on a data "
+        "split. The file replaces --out only when max |diff| <= --tol; otherwise exit code 1 "
+        "and a previous file is kept.",
+    )
+    p.add_argument("run", help="run folder written by 'train'")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default <run>/last.pt)")
+    p.add_argument(
+        "--format",
+        default="export",
+        choices=EXPORT_FORMATS,
+        help="export: torch.export program (torch.export.save); torchscript: traced module",
+    )
+    p.add_argument(
+        "--out", default=None, help="output file (default <run>/resnet.pt2 or resnet.ts.pt)"
+    )
+    p.add_argument("--split", default="test", choices=SPLITS, help="comparison data")
+    p.add_argument("--samples", type=int, default=None, help="compare on the first N samples")
+    p.add_argument("--tol", type=float, default=1e-4, help="largest accepted max |diff| (>= 0)")
+    p.set_defaults(func=commands._cmd_export)
+
+
+def _schedule_parser(sub) -> None:
+    p = _add(
+        sub,
+        "schedule",
+        "print a grid schedule and draw it",
+        "Print the widths and a per-step summary of a schedule; save a picture.",
+    )
+    p.add_argument("spec", nargs="?", default="hourglass", help=_schedule_spec_help())
+    _add_schedule_args(p)
+    p.add_argument("--dim", type=int, default=1, choices=(1, 2), help="1: [0,1]; 2: [0,1]^2")
+    p.add_argument("--transfer", default="linear", choices=TRANSFERS, help="Pi_k kind")
+    p.add_argument("--out", default=None, help="PNG file for the picture")
+    p.add_argument("--json", default=None, help="also save the schedule JSON here")
+    p.set_defaults(func=commands._cmd_schedule)
+
+
+def _experiment_parser(sub, name: str, load: bool) -> None:
+    helps = {
+        "asymptotics": "large-time asymptotics: training error and control norms against T",
+        "turnpike": "turnpike experiment: exponential decay of the risk and controls in t",
+    }
+    p = _add(sub, name, helps[name], helps[name] + ". --fast (or SPACETIME_FAST=1) runs "
+             "tiny sizes and cannot be combined with explicit sizes.")  # fmt: skip
+    if not load:
+        return
+    try:
+        from .. import experiments
+    except Exception as exc:  # the experiments module is optional here
+        message = f"{name}: the experiments module is not available ({type(exc).__name__}: {exc})"
+
+        def unavailable(args: argparse.Namespace) -> int:
+            raise ValueError(message)
+
+        p.set_defaults(func=unavailable)
+        return
+    getattr(experiments, f"add_{name}_args")(p)
+    p.set_defaults(func=_fast_guard(p, getattr(experiments, f"run_{name}")))
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser. ``command`` names the sub-command about to run: only that one of
+    the experiment commands imports its module (so the others start fast)."""
+    parser = _Parser(
+        prog=PROG,
+        description="Continuous space-time neural networks and the variable-width ResNets "
+        "they define.",
+        epilog="'spacetime-nets <command> --help' describes each command, with examples.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    _export_parser(sub)
+    _schedule_parser(sub)
+    for name in EXPERIMENTS:
+        _experiment_parser(sub, name, load=command == name)
+    p = _add(sub, "demo", "run the built-in demo", "Run the built-in demo (as make demo).")
+    p.set_defaults(func=commands._cmd_demo)
+    return parser
