@@ -12,6 +12,10 @@ C++ compiler and is exact); one tiny model also goes through inductor, skipped o
 from __future__ import annotations
 
 import copy
+import importlib
+import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -307,6 +311,29 @@ def test_train_step_fp32_matches_a_hand_written_loop():
         torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-6, atol=0)
     for p, q in zip(model.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------------ benchmark plumbing
+def test_throughput_benchmark_roofline_and_compiled_columns(dynamo_reset, capsys):
+    """bench_throughput's roofline (a measured matmul peak) and its --compile column, traced
+    with aot_eager on one tiny case: the compiled loop is checked against eager there."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        mod = importlib.import_module("bench_throughput")
+        args = "--threads 1 --widths 16 --batches 8 --steps 2 --repeats 1 --inner 1"
+        args += " --peak-size 64 --compile --backend aot_eager"
+        rows = mod.main(args.split())
+    finally:
+        sys.path.remove(str(bench))
+    (row,) = rows
+    assert row["same"], row
+    for key in ("peak_gflops", "roofline", "compiled_s", "compiled_ratio", "compiled_roofline"):
+        assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+    # the roofline column is the step's rate over the peak printed in the same run
+    assert row["roofline"] == pytest.approx(row["gflops"] / row["peak_gflops"])
+    out = capsys.readouterr().out
+    assert "peak (roofline)" in out and "% of peak" in out and "compiled/eager" in out
 
 
 # ------------------------------------------------------------------------ on a GPU
