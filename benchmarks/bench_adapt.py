@@ -110,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=int, default=60, help="epochs of the reference training")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="2 epochs, a short sweep (plumbing)")
+    ap.add_argument(
+        "--quick", action="store_true", help="2 epochs, a short sweep on 256 samples (plumbing)"
+    )
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args(argv)
     epochs = 2 if args.quick else args.epochs
@@ -133,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
         # ---- 1. compression sweep
         rows, results = [], []
+        n_cal = 256 if args.quick else len(data.train)
+        calibration = (data.train.x[:n_cal], data.train.y[:n_cal])
         for metric, norm, tol in sweep:
-            small, info = adapt.compress(model, data.train, tol, metric=metric, norm=norm)
+            small, info = adapt.compress(model, calibration, tol, metric=metric, norm=norm)
             r = {
                 "metric": metric if metric != "output" else f"output/{norm}",
                 "tol": tol,
