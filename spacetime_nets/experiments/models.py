@@ -1,0 +1,96 @@
+"""The models of the large-time experiments: NeuralODEs and a SpaceTimeNet on a moving
+hourglass schedule, with the readout and the lift fixed at a seeded random draw."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from grids import GridSchedule
+
+from ..models import NeuralODE, SpaceTimeNet
+
+__all__ = ["MODELS", "hourglass_widths", "make_model"]
+
+MODELS = ("ode-inside-tanh", "ode-outside-relu", "st-basis-hourglass")
+
+
+def hourglass_widths(steps: int, outer: int, waist: int) -> list[int]:
+    """n_k = outer + (waist - outer) (1 - |2 k / K - 1|), k = 0..K (wide - narrow - wide)."""
+    return [round(outer + (waist - outer) * (1 - abs(2 * k / steps - 1))) for k in range(steps + 1)]
+
+
+def make_model(
+    name: str,
+    in_features: int,
+    out_features: int,
+    T: float,
+    steps: int,
+    *,
+    augment: int = 6,
+    modes: int = 8,
+    outer: int = 16,
+    waist: int = 10,
+    init_scale: float = 1.0,
+    seed: int = 0,
+) -> nn.Module:
+    """One of :data:`MODELS` on [0, T] with ``steps`` Euler steps, in float64.
+
+    NeuralODE: state R^{in + augment}, fixed random affine readout. SpaceTimeNet: Legendre
+    basis kernel with ``modes`` functions, coefficients piecewise constant on the steps,
+    moving hourglass schedule ``outer -> waist -> outer`` nodes, learned-function lift and
+    quadrature readout (both kept fixed by the experiments).
+    """
+    if name in ("ode-inside-tanh", "ode-outside-relu"):
+        form, act = ("inside", "tanh") if name == "ode-inside-tanh" else ("outside", "relu")
+        m = NeuralODE(
+            in_features,
+            T=T,
+            steps=steps,
+            form=form,
+            activation=act,
+            out_features=out_features,
+            augment=augment,
+            fixed_readout=True,
+            init_scale=init_scale,
+            seed=seed,
+        ).double()
+        return _fixed_parts(m, seed)
+    if name == "st-basis-hourglass":
+        sched = GridSchedule.moving(hourglass_widths(steps, outer, waist), T=T)
+        m = SpaceTimeNet(
+            sched,
+            in_features,
+            out_features,
+            kernel="basis",
+            form="inside",
+            activation="tanh",
+            lift="linear",
+            modes=modes,
+            init_scale=init_scale,
+            seed=seed,
+        ).double()
+        # rebuild the grid buffers from the float64 schedule (not float32 values cast up)
+        return _fixed_parts(m.rescale_horizon(m.T), seed)
+    raise ValueError(f"model: expected one of {', '.join(MODELS)}; got {name!r}")
+
+
+def _fixed_parts(model: nn.Module, seed: int) -> nn.Module:
+    """Redraw the parts that are not trained (readout, lift) from their own generator, so that
+    they are the same for every number of steps (every T of a sweep sees the same P)."""
+    g = torch.Generator().manual_seed(10_000 + int(seed))
+    with torch.no_grad():
+        if isinstance(model, NeuralODE):
+            W = model.readout_weight
+            bound = 1.0 / W.shape[1] ** 0.5
+            W.copy_((torch.rand(W.shape, generator=g, dtype=W.dtype) * 2 - 1) * bound)
+            b = model.readout_bias
+            b.copy_((torch.rand(b.shape, generator=g, dtype=b.dtype) * 2 - 1) * bound)
+        else:
+            L, R = model.lift_coeff, model.readout_coeff
+            vol = model.domain.volume
+            L.copy_(torch.randn(L.shape, generator=g, dtype=L.dtype) / (L.shape[0] * vol) ** 0.5)
+            model.lift_bias.zero_()
+            R.copy_(torch.randn(R.shape, generator=g, dtype=R.dtype) / R.shape[1] ** 0.5)
+            model.readout_bias.zero_()
+    return model
