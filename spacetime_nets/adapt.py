@@ -1,10 +1,10 @@
 """Schedules that choose themselves: error estimates, compression, targeted refinement and
 multilevel training for continuous space-time networks.
 
-A continuous :class:`~spacetime_nets.models.SpaceTimeNet` (basis, neural or function kernels)
-is a function of the continuum; its grid schedule is only a discretisation, and a cheaper or a
-more accurate one can be chosen after training, the way adaptive ODE and finite-element codes
-choose step sizes and meshes (docs/concepts.md, "Moving-grid discretisation"):
+A continuous :class:`~spacetime_nets.models.SpaceTimeNet` (basis, neural, function, conv or
+spectral kernels) is a function of the continuum; its grid schedule is only a discretisation,
+and a cheaper or a more accurate one can be chosen after training, the way adaptive ODE and
+finite-element codes choose step sizes and meshes (docs/concepts.md, sections 3 and 4):
 
 * :func:`estimate_errors`: per-grid space estimates (G_k against its refinement) and per-step
   time estimates (one step against two half steps), Richardson-scaled, in the output's units;
@@ -73,8 +73,8 @@ def _check_continuous(model: Any, what: str) -> SpaceTimeNet:
         raise ValueError(f"model: expected a SpaceTimeNet, got {type(model).__name__}")
     if not model.continuous:
         raise ValueError(
-            f"model: {what} needs a continuous kernel (basis, neural, function) that can be "
-            "discretised on other schedules; this model has a nodal kernel"
+            f"model: {what} needs a continuous kernel (basis, neural, function, conv, spectral) "
+            "that can be discretised on other schedules; this model has a nodal kernel"
         )
     return model
 
@@ -282,7 +282,11 @@ def _lists(s: GridSchedule) -> tuple[list[float], list[Grid]]:
 
 
 def _key(times: Sequence[float], grids: Sequence[Grid]) -> tuple:
-    return tuple(times), tuple(id(g) for g in grids)
+    """A schedule's identity: its times and, per grid, the uniform grid's size and rule (the
+    domain is the model's) or, for node grids (only the model's own), the object."""
+    return tuple(times), tuple(
+        (g.shape, g.rule) if g.is_uniform else ("nodes", id(g)) for g in grids
+    )
 
 
 def _shape_text(g: Grid) -> str:
@@ -598,17 +602,18 @@ def compress(
         metric="predictions": 100 mean(argmax y_new != argmax y) <= tol  (points of changed
                               predictions: no labels needed, and flips both ways count),
 
-    on the calibration batch, y being the model's own outputs. The search is greedy: from the
-    trained schedule, each round tries every move (coarsen one grid a rung, n -> ~0.85 n per
-    axis, or halve it, a jump past sizes that align badly with the data such as the pixels of
-    a cells lift; the same for a run of equal grids together; drop an interior time point;
-    never G_0 when the input is given on it) by a full
-    forward pass, keeps those within ``tol``, and applies the one that saves the most cost per
-    unit of output change added (the metric itself for ``"output"``; the RMS change of the
-    scores for the discrete metrics, which tie at zero while no sample flips); it stops when
-    no move saves cost within ``tol``. Greedy rather than
-    dynamic programming because the errors of different steps do not add: they are carried
-    and mixed by the nonlinear flow, so a DP over an additive per-step error model would need a
+    on the calibration batch, y being the model's own outputs.
+
+    The search is greedy. From the trained schedule, each round tries every move by a full
+    forward pass: one grid a rung coarser (n -> ~0.85 n per axis) or halved (a jump past sizes
+    that align badly with the data, such as the pixels of a cells lift), the same for a run of
+    equal grids together, an interior time point dropped (never G_0 when the input is given on
+    it; grids a kernel refuses are skipped). Among the moves within ``tol`` it applies the one
+    that saves the most cost per unit of output change added (the metric itself for
+    ``"output"``; the RMS change of the scores for the discrete metrics, which tie at zero
+    while no sample flips), and stops when no move saves cost within ``tol``. Greedy rather
+    than dynamic programming because the errors of different steps do not add: the nonlinear
+    flow carries and mixes them, so a DP over an additive per-step error model would need a
     posteriori repair, while every greedy state is a schedule whose true error was measured.
     The returned model is checked again by a full forward pass: the constraint holds on the
     calibration data whatever the estimates say.
