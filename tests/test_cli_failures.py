@@ -98,6 +98,14 @@ def test_an_interrupted_checkpoint_is_not_overwritten_by_accident(run_dir, capsy
     assert (run_dir / "interrupted.pt").is_file()
 
 
+def test_a_start_that_fails_its_checks_leaves_the_run_folder_as_it_was(run_dir, capsys):
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    argv = ["train", "--dataset", "heat", "--loss", "cross_entropy", *TINY, "--epochs", "1"]
+    assert main([*argv, "--out", str(run_dir), "--overwrite"]) == 2
+    assert "cross_entropy needs integer class labels" in one_error_line(capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
 def test_ctrl_c_during_start_up_promises_no_checkpoint(tmp_path, monkeypatch, capsys):
     def interrupted(*a, **k):
         raise KeyboardInterrupt

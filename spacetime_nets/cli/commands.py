@@ -184,15 +184,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 "it, --overwrite to start again, or another --out"
             )
     if _is_rank0():
-        if args.resume is None:  # starting again: a previous run's checkpoints no longer fit
-            for name in ("last.pt", "interrupted.pt"):
-                (out / name).unlink(missing_ok=True)
         _writable(out)
-        config.write(out)
+    start = _start_run(config, out, fresh=args.resume is None)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="resume: learning rate")
-            history = _fit_from_args(args, model, data, out, config.training["loss"], ckpt)
+            history = _fit_from_args(args, model, data, out, config.training["loss"], ckpt, start)
     except KeyboardInterrupt as exc:
         where = getattr(exc, "checkpoint", None)
         if where:
@@ -215,16 +212,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _writable(folder: Path) -> None:
+def _start_run(config: RunConfig, out: Path, fresh: bool):
+    """A callback ``fit`` calls once the data, the arguments and a resumed checkpoint have
+    been checked, before the first step: only then does the run folder change (model.json
+    written; when starting again, the previous run's checkpoints removed)."""
+    from ..training import Callback
+
+    class StartRun(Callback):
+        def on_train_start(self, state) -> None:
+            if state.rank != 0:
+                return
+            if fresh:
+                for name in ("last.pt", "interrupted.pt"):
+                    (out / name).unlink(missing_ok=True)
+            config.write(out)
+
+    return StartRun()
+
+
+def _writable(folder: Path, option: str = "--out") -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise ValueError(f"--out: cannot write to {folder} ({exc.strerror or exc})") from None
+        raise ValueError(f"{option}: cannot write to {folder} ({exc.strerror or exc})") from None
 
 
-def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | None):
+def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | None, start: Any):
     from ..training import fit
 
     return fit(
@@ -246,6 +261,7 @@ def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | 
         checkpoint_every=args.checkpoint_every,
         grad_clip=args.grad_clip,
         lr_schedule=args.lr_schedule,
+        callbacks=[start],
     )
 
 
@@ -405,7 +421,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     print(sched.summary())
     print(f"widths: {sched.widths}")
     if args.json:
-        _writable(Path(args.json).parent)
+        _writable(Path(args.json).parent, "--json")
         sched.to_json(args.json)
         print(f"wrote {args.json}")
     if args.out:
