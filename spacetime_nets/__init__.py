@@ -9,7 +9,18 @@ from .models import NeuralODE, SpaceTimeNet
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("objectives", "datasets", "theory", "training", "experiments", "plotting", "cli")
+_SUBMODULES = (
+    "objectives",
+    "datasets",
+    "theory",
+    "training",
+    "experiments",
+    "plotting",
+    "cli",
+    "adapt",
+    "accel",
+    "runs",
+)
 
 
 def __getattr__(name: str):

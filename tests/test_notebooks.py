@@ -18,6 +18,9 @@ NOTEBOOKS = [
     "03_large_time_asymptotics.ipynb",
     "04_turnpike.ipynb",
     "05_digits_variable_width.ipynb",
+    "06_continuous_cnn.ipynb",
+    "07_workloads.ipynb",
+    "08_compress.ipynb",
 ]
 CELL_TIMEOUT = 600  # seconds per cell; the fast mode needs well under a minute per notebook
 
