@@ -178,6 +178,27 @@ def test_cuda_graph_path_falls_back_to_eager_on_the_cpu():
     assert "CUDA graphs need a CUDA device" in graphed.fallback_reason
 
 
+def test_float64_models_stay_float64_and_refuse_bf16():
+    """dtype handling: the graph path and fp32 training steps keep a float64 model float64
+    (same numbers as the plain model); bf16 refuses it instead of silently doing nothing."""
+    model = _scalar_model(n=8, K=2).double()
+    x = torch.randn(4, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    graphed = accel.compile_model(model, "cuda-graphs")
+    assert graphed(x).dtype == torch.float64
+    assert torch.equal(graphed(x), model(x))
+    with pytest.raises(ValueError, match="x: expected dtype torch.float64"):
+        graphed(x.float())  # the model's own input check still applies
+    y = torch.zeros(4, 3, dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with torch.no_grad():
+        before = ((model(x) - y) ** 2).mean()  # the loss at the parameters before the step
+    loss = accel.train_step(model, F.mse_loss, opt)(x, y)
+    assert loss.dtype == torch.float64
+    torch.testing.assert_close(loss, before, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="bf16.*float32 model.*float64"):
+        accel.train_step(model, F.mse_loss, opt, precision="bf16")
+
+
 # ------------------------------------------------------------------------ torch.compile
 def test_compiled_channel_model_matches_eager(dynamo_reset):
     """A conv channel model with checkpoint=1 traced by dynamo + AOTAutograd: outputs and
