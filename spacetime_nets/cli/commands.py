@@ -135,12 +135,12 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
 
 
 def _resume_checkpoint(resume: str) -> Path:
-    p = Path(resume)
-    if p.is_dir():
-        p = p / "last.pt"
-    if not p.is_file():
-        raise FileNotFoundError(f"--resume: checkpoint not found: {p}")
-    return p
+    from ..training.checkpoint import checkpoint_path
+
+    try:
+        return checkpoint_path(resume)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"--resume: {exc}") from None
 
 
 def _check_resume(config: RunConfig, ckpt: Path, out: Path) -> None:

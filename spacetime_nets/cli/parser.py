@@ -1,11 +1,9 @@
 """The argument parser of ``spacetime-nets``: one sub-parser per command, each with examples,
-choices from the library's constants, and the guard of the experiments' ``--fast``."""
+choices from the library's constants."""
 
 from __future__ import annotations
 
 import argparse
-import os
-from typing import Any
 
 from ..runs import BASES, DTYPES, KERNELS, LIFTS, RULES, SCHEDULES, TRANSFERS
 from . import commands
@@ -16,8 +14,6 @@ SPLITS = ("train", "val", "test")
 LIFT_CHOICES = ("auto", *LIFTS)
 EXPERIMENTS = ("asymptotics", "turnpike")
 COMMANDS = ("train", "evaluate", "export", "schedule", *EXPERIMENTS, "demo")
-# the options the experiments' --fast replaces by its own sizes
-_FAST_SIZES = ("Ts", "n", "steps", "max_iter", "augment", "modes", "outer", "waist", "dt")
 
 
 class _UsageError(Exception):
@@ -40,56 +36,6 @@ class _Fmt(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFo
         if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
             return text
         return super()._get_help_string(action)
-
-
-class _Unset:
-    """The default of an option --fast replaces, so that an explicit value can be told apart."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _fast_guard(parser: argparse.ArgumentParser, run) -> Any:
-    """Wrap an experiment's run function: --fast (or SPACETIME_FAST=1) together with an
-    explicit size option is refused instead of the size being silently replaced."""
-    dests = [d for d in _FAST_SIZES if parser.get_default(d) is not None]
-    parser.set_defaults(**{d: _Unset(parser.get_default(d)) for d in dests})
-
-    def guarded(args: argparse.Namespace) -> int:
-        explicit = [d for d in dests if not isinstance(getattr(args, d), _Unset)]
-        for d in dests:
-            if isinstance(getattr(args, d), _Unset):
-                setattr(args, d, getattr(args, d).value)
-        fast = getattr(args, "fast", False) or os.environ.get("SPACETIME_FAST", "") == "1"
-        if fast and explicit:
-            source = "--fast" if getattr(args, "fast", False) else "SPACETIME_FAST=1"
-            names = ", ".join("--" + d.replace("_", "-") for d in explicit)
-            raise ValueError(
-                f"{source} chooses its own sizes and would ignore {names}; drop {source} or "
-                "those options"
-            )
-        _check_experiment_args(args)
-        return int(run(args) or 0)
-
-    return guarded
-
-
-def _check_experiment_args(args: argparse.Namespace) -> None:
-    from ..validation import check_int, check_real
-
-    for name in ("n", "steps", "max_iter", "modes", "outer", "waist"):
-        if hasattr(args, name):
-            check_int("--" + name.replace("_", "-"), getattr(args, name), 1)
-    if hasattr(args, "augment"):
-        check_int("--augment", args.augment, 0)
-    for name in ("lam", "tol", "init_scale", "scaling_T"):
-        if getattr(args, name, None) is not None:
-            check_real("--" + name.replace("_", "-"), getattr(args, name))
-    for name in ("dt", "threshold"):
-        if getattr(args, name, None) is not None:
-            check_real("--" + name, getattr(args, name), positive=True)
-    for T in getattr(args, "Ts", None) or ():
-        check_real("--Ts", T, positive=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +232,7 @@ def _experiment_parser(sub, name: str, load: bool) -> None:
         "turnpike": "turnpike experiment: exponential decay of the risk and controls in t",
     }
     p = _add(sub, name, helps[name], helps[name] + ". --fast (or SPACETIME_FAST=1) runs "
-             "tiny sizes and cannot be combined with explicit sizes.")  # fmt: skip
+             "tiny sizes and cannot be combined with other sizes.")  # fmt: skip
     if not load:
         return
     try:
@@ -300,7 +246,8 @@ def _experiment_parser(sub, name: str, load: bool) -> None:
         p.set_defaults(func=unavailable)
         return
     getattr(experiments, f"add_{name}_args")(p)
-    p.set_defaults(func=_fast_guard(p, getattr(experiments, f"run_{name}")))
+    run = getattr(experiments, f"run_{name}")  # checks its options, --fast included
+    p.set_defaults(func=lambda args: int(run(args) or 0))
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

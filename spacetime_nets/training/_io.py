@@ -6,43 +6,40 @@ import contextlib
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 
-def atomic_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: a reader
-    sees the old file or the new one, never a half-written one."""
+def _atomic(path: Path, mode: str, write: Callable[[IO], None], sync: bool) -> Path:
+    """Write through a temporary file in the same folder, then ``os.replace``: a reader sees
+    the old file or the new one, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            write(f)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` to ``path`` atomically (flushed to disk before the rename)."""
+    return _atomic(path, "wb", lambda f: torch.save(obj, f), sync=True)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``text`` to ``path`` atomically."""
+    return _atomic(path, "w", lambda f: f.write(text), sync=False)
 
 
 def json_safe(record: dict) -> dict:

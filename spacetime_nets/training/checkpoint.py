@@ -33,6 +33,7 @@ from .history import History
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "checkpoint_path",
     "load_checkpoint",
     "load_model_state",
     "save_checkpoint",
@@ -128,7 +129,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         ValueError: a truncated, tampered or foreign file, non-finite weights, or counters
             that disagree.
     """
-    p = _checkpoint_path(path)
+    p = checkpoint_path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. the unpickler's notes on foreign files
@@ -150,7 +151,7 @@ def load_model_state(model: nn.Module, path: str | os.PathLike) -> dict:
     """Load the parameters and buffers of a checkpoint into ``model`` (built with the same
     construction arguments and schedule); returns the validated checkpoint dict."""
     doc = load_checkpoint(path, map_location=model_device(model))
-    load_state_into(model, doc["model"], f"{_checkpoint_path(path)}")
+    load_state_into(model, doc["model"], f"{checkpoint_path(path)}")
     return doc
 
 
@@ -183,7 +184,9 @@ def check_state_dtypes(model: nn.Module, state: dict, where: str) -> None:
             )
 
 
-def _checkpoint_path(path: str | os.PathLike) -> Path:
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """The checkpoint file ``path`` names: the file itself, or a run folder's ``last.pt``
+    (FileNotFoundError when there is none)."""
     p = Path(path)
     if p.is_dir():
         p = p / "last.pt"
