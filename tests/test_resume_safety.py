@@ -151,6 +151,12 @@ def test_a_model_with_nan_weights_is_not_saved(tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_inconsistent_counters_are_not_saved(tmp_path):
+    with pytest.raises(ValueError, match="not written, inconsistent counters"):
+        save_checkpoint(tmp_path / "x.pt", make_model(), epoch=2, step=1)
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_a_flipped_bit_in_the_weights_is_refused(one_epoch):
     weight = load_checkpoint(one_epoch)["model"]["kernel.weight.0"]
     raw = weight.contiguous().view(torch.uint8).numpy().tobytes()

@@ -76,8 +76,9 @@ def save_checkpoint(
     (plain data), a digest of the weights and counters, a format tag and a version. Only
     tensors and plain data are stored.
 
-    A model with a NaN or infinite weight is refused (ValueError): a checkpoint is always a
-    state training can continue from.
+    A model with a NaN or infinite weight, or counters that disagree (``step`` fewer than
+    ``epoch + step_in_epoch``, a history of another length than ``epoch``), is refused with a
+    ValueError: a checkpoint is always a state training can continue from.
 
     Args:
         path: the file to write.
@@ -109,6 +110,7 @@ def save_checkpoint(
         "history": [json_safe(r) for r in records],
         "meta": dict(meta or {}),
     }
+    _check_counters(doc, Path(path), "not written")
     doc["digest"] = _digest(doc)
     return atomic_save(doc, Path(path))
 
@@ -234,7 +236,7 @@ def _validate_checkpoint(doc: Any, p: Path) -> None:
     _check_finite_state(state, f"{p}: refused")
 
 
-def _check_counters(doc: dict, p: Path) -> None:
+def _check_counters(doc: dict, p: Path, verdict: str = "damaged checkpoint") -> None:
     """Finished epochs = history records (numbered 1..epoch) when there is a history; steps
     only grow; the steps of
     the unfinished epoch = those its running sums count."""
@@ -255,7 +257,7 @@ def _check_counters(doc: dict, p: Path) -> None:
             f"{doc['partial']['steps']!r:.20} steps"
         )
     if problem:
-        raise ValueError(f"{p}: damaged checkpoint, inconsistent counters ({problem})")
+        raise ValueError(f"{p}: {verdict}, inconsistent counters ({problem})")
 
 
 def _check_finite_state(state: dict, where: str) -> None:
