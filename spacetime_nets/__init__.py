@@ -20,6 +20,8 @@ _SUBMODULES = (
     "adapt",
     "accel",
     "runs",
+    "fullbatch",
+    "tables",
 )
 
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from . import objectives
 from .fields import check_form, form_is_homogeneous, get_activation
-from .integrate import _field, _step
+from .integrate import field, step
 from .tables import format_arc, format_table, format_value, write_csv
 
 __all__ = [
@@ -95,17 +95,18 @@ def _kernels(model: nn.Module) -> list:
 
 def _increments(model: nn.Module, states: list[torch.Tensor]) -> list[torch.Tensor]:
     """f(X^k, u_k) for every step k: (X^{k+1} - Pi_k X^k) / dt_k of one Euler step from the
-    given states ``[B, n_k]``; Heun/RK4 models (square matrices on G_k) evaluate f directly."""
+    given states ``[B, n_k]``; steps on G_k (other steppers, stationary kernels) evaluate f
+    directly."""
     out = []
     mats = model.controls()
     disc = model.disc
     for k, sm in enumerate(mats):
         X = states[k]
-        if model.method == "euler":
-            X1 = _step(disc, k, sm, X, model.form, model.act, "euler")
+        if not sm.square:
+            X1 = step(disc, k, sm, X, model.form, model.act, model.method)
             out.append((X1 - disc.transfer(k, X)) / sm.dt)
         else:
-            out.append(_field(model.form, model.act, sm.layers, X))
+            out.append(field(model.form, model.act, sm.layers, X))
     return out
 
 

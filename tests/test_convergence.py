@@ -248,19 +248,6 @@ def test_resolution_independence(kernel, lift, form, min_ratio):
     assert diffs[-1] < 0.05 * float(outs[-1].abs().max())
 
 
-def test_refine_of_a_continuous_model_is_resampling():
-    sched = GridSchedule.moving([9, 12, 10, 11], T=1.0)
-    model = SpaceTimeNet(sched, 4, 2, kernel="basis", form="inside", activation="tanh")
-    model = model.double()
-    x = torch.randn(3, 4, dtype=torch.float64)
-    fine = model.refine(2, 2)
-    assert fine.schedule.same_as(sched.refine(2, 2))
-    with torch.no_grad():
-        torch.testing.assert_close(
-            fine(x), model.with_schedule(sched.refine(2, 2))(x), rtol=0, atol=0
-        )
-
-
 def smooth_nodal_model(sched: GridSchedule, form: str, act: str) -> SpaceTimeNet:
     """A nodal model whose samples come from smooth kernels (a continuous model, exported)."""
     cont = SpaceTimeNet(
