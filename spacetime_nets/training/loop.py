@@ -147,6 +147,28 @@ def fit(
     model is trained with DistributedDataParallel, each process taking
     batch_size // world_size samples per step; only rank 0 writes files and shows progress.
 
+    Args:
+        model: the model, trained in place (moved to ``device``).
+        train: training data, x ``[N, in]`` and y ``[N]`` (labels) or ``[N, m]`` (targets).
+        val: validation data of the same kind, evaluated after every epoch (or None).
+        epochs: the number of epochs in all (a resumed run counts those already done).
+        batch_size: the global mini-batch size.
+        optimizer: a name of :data:`OPTIMIZERS`, an Optimizer or a callable params -> Optimizer.
+        lr: the learning rate of a named optimiser (also applied on resume).
+        loss: a name of ``objectives.LOSSES`` (None: chosen from the targets).
+        p: the exponent of the ``lp`` loss.
+        lam: the weight of the control cost int_0^T |u|^2 dt (>= 0).
+        turnpike: the weight of int_0^T E(x(t)) dt, or None.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
+        out_dir: the run folder for checkpoints and history files (None: nothing written).
+        resume: a checkpoint file or run folder to continue.
+        callbacks: :class:`Callback` objects or callables (called after every epoch).
+        seed: the shuffling seed (epoch e uses seed + e).
+        progress: show a progress bar per epoch.
+        checkpoint_every: epochs between ``last.pt`` writes.
+        grad_clip: the largest gradient norm, or None.
+        lr_schedule: None / ``"constant"`` or ``"cosine"``.
+
     Returns:
         The :class:`History` (one record per epoch, including resumed ones).
     """
