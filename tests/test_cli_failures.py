@@ -148,6 +148,25 @@ def test_a_bad_model_json_is_one_line(run_dir, edit, named, capsys):
     assert named in one_error_line(capsys.readouterr().err)
 
 
+def test_model_json_round_trips_and_builds_the_model_described(trained):
+    from grids import GridSchedule
+    from spacetime_nets import SpaceTimeNet
+    from spacetime_nets.runs import build_model
+
+    config = RunConfig.read(trained)
+    assert RunConfig.from_dict(config.to_dict()) == config
+    doc = json.loads((trained / "model.json").read_text())
+    assert config.to_dict() == doc
+    # the same model built by hand from the documented construction arguments
+    sched = GridSchedule.hourglass(6, 3, 2, T=1.0, rule="trapezoid", transfer_kind="linear")
+    by_hand = SpaceTimeNet(sched, 2, 2, kernel="nodal", form="inside", activation="tanh",
+                           lift="linear", seed=0)  # fmt: skip
+    built = build_model(config)
+    x = torch.randn(7, 2)
+    with torch.no_grad():
+        assert torch.equal(built(x), by_hand(x))
+
+
 # ------------------------------------------------------------------------------ export
 
 

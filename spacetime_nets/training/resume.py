@@ -47,7 +47,7 @@ def check_compatible(old: dict, new: dict, model: nn.Module, state: dict, path: 
         )
 
 
-_SUMMARY_KEYS = ("form", "activation", "lift", "method")
+_SUMMARY_KEYS = ("form", "activation", "lift", "method", "K", "T")
 
 
 def model_summary(model: nn.Module) -> str:
