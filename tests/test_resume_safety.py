@@ -97,7 +97,7 @@ def test_another_optimizer_is_refused(data, one_epoch, optimizer):
     "kw, match",
     [
         ({"activation": "relu"}, "activation tanh -> relu"),
-        ({"T": 2.0}, "another schedule or horizon"),
+        ({"T": 2.0}, "T 1 -> 2"),
         ({"dtype": torch.float64}, "float32"),
     ],
 )
