@@ -17,14 +17,16 @@ matmul chain.
 ``--compile [MODE]`` also times the same step loop through
 :func:`spacetime_nets.accel.compile_model` (a torch.compile mode, or ``cuda-graphs``: the loop
 recorded as CUDA graphs, eager on the CPU), after checking that its outputs and gradients equal
-the eager ones.
+the eager ones. ``--precision bf16`` runs every forward pass (step loop, matmul chain,
+compiled loop) under :func:`spacetime_nets.accel.mixed_precision` and takes a bf16 matmul as
+the peak.
 
 n in {16, 64, 256, 1024}, B in {32, 256}. ``--device cuda`` synchronises around every timed
 block (CUDA kernels run asynchronously). The same script, unchanged, is the GPU benchmark.
 
 Run: python benchmarks/bench_throughput.py [--device cpu|cuda] [--repeats 15] [--quick]
          [--compile [default|reduce-overhead|max-autotune|cuda-graphs]] [--backend inductor]
-         [--peak-size 2048]
+         [--peak-size 2048] [--precision fp32|bf16]
 """
 
 from __future__ import annotations
@@ -120,7 +122,9 @@ def case(
     device: str,
     compile_mode: str | None = None,
     backend: str | None = None,
+    precision: str = "fp32",
 ) -> dict:
+    prec = accel.mixed_precision(precision, device)  # forward passes only, not backward()
     sched = grids.GridSchedule.constant(n, K, T=1.0)
     gen = torch.Generator().manual_seed(0)
     kernel = NodalKernel(sched, generator=gen).to(device)
@@ -136,15 +140,17 @@ def case(
 
     def steps():
         zero()
-        mats = disc.step_matrices(kernel, "outside", "euler")
-        y, _ = run_steps(disc, mats, x, "outside", torch.tanh, "euler")
+        with prec:
+            mats = disc.step_matrices(kernel, "outside", "euler")
+            y, _ = run_steps(disc, mats, x, "outside", torch.tanh, "euler")
         y.sum().backward()
 
     def matmuls():
         zero()
         h = x
-        for W, b in zip(Ws, bs):
-            h = F.linear(h, W, b)
+        with prec:
+            for W, b in zip(Ws, bs):
+                h = F.linear(h, W, b)
         h.sum().backward()
 
     fns = {"step": steps, "limit": matmuls}
@@ -155,14 +161,17 @@ def case(
         loop = StepLoop(disc, kernel)
         fast = accel.compile_model(loop, compile_mode, backend=backend, dynamic=False)
         t0 = time.perf_counter()
-        out_c = fast(x)
+        with prec:
+            out_c = fast(x)
         g_c = torch.autograd.grad(out_c.sum(), params)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         compiled_info["compile_s"] = time.perf_counter() - t0
-        out_e = loop(x)
+        with prec:
+            out_e = loop(x)
         g_e = torch.autograd.grad(out_e.sum(), params)
-        tol = {"rtol": 1e-4, "atol": 1e-5}
+        # bf16: fused and unfused kernels round at different places (unit roundoff 2^-8)
+        tol = {"rtol": 1e-4, "atol": 1e-5} if precision == "fp32" else {"rtol": 3e-2, "atol": 3e-2}
         compiled_info["same"] = bool(
             torch.allclose(out_c, out_e, **tol)
             and all(torch.allclose(a, b, **tol) for a, b in zip(g_c, g_e))
@@ -170,7 +179,9 @@ def case(
 
         def compiled_steps():
             zero()
-            fast(x).sum().backward()
+            with prec:
+                y = fast(x)
+            y.sum().backward()
 
         fns["compiled"] = compiled_steps
 
@@ -202,7 +213,8 @@ def case(
 def _run(args: argparse.Namespace) -> list[dict]:
     # the peak is sampled before the first case and after every case, and the best rate of
     # the run is the roofline: on a shared machine a single early sample can be a slow one
-    samples = [peak_matmul(args.peak_size, max(3, min(args.repeats, 7)), args.device)]
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    samples = [peak_matmul(args.peak_size, max(3, min(args.repeats, 7)), args.device, dtype)]
     rows = []
     for B in args.batches:
         for n in args.widths:
@@ -216,9 +228,10 @@ def _run(args: argparse.Namespace) -> list[dict]:
                     args.device,
                     args.compile,
                     args.backend,
+                    args.precision,
                 )
             )
-            samples.append(peak_matmul(args.peak_size, 2, args.device))
+            samples.append(peak_matmul(args.peak_size, 2, args.device, dtype))
     peak = max(samples, key=lambda p: p["gflops"])
     slowest = min(p["gflops"] for p in samples)
     for r in rows:
@@ -229,12 +242,13 @@ def _run(args: argparse.Namespace) -> list[dict]:
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(
         f"time per step, forward+backward (Euler, outside, tanh) vs F.linear alone; "
-        f"device={args.device} ({dev}), torch threads={torch.get_num_threads()}, K={args.steps} "
-        f"steps per call, medians of {args.repeats} interleaved repeats"
+        f"precision={args.precision}; device={args.device} ({dev}), torch threads="
+        f"{torch.get_num_threads()}, K={args.steps} steps per call, medians of {args.repeats} "
+        "interleaved repeats"
     )
     print(
         f"peak (roofline): {peak['gflops']:.1f} GFLOP/s, the fastest of a few "
-        f"{peak['size']}x{peak['size']} @ {peak['size']}x{peak['size']} float32 matmuls "
+        f"{peak['size']}x{peak['size']} @ {peak['size']}x{peak['size']} {args.precision} matmuls "
         f"({peak['seconds'] * 1e3:.2f} ms), sampled {len(samples)} times during this run "
         f"(slowest sample {slowest:.1f} GFLOP/s)"
     )
@@ -316,6 +330,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--backend",
         default=None,
         help="torch.compile backend for --compile (default inductor; aot_eager traces only)",
+    )
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=list(accel.PRECISIONS),
+        help="bf16: forward passes under accel.mixed_precision, the peak a bf16 matmul",
     )
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     args = ap.parse_args(argv)
