@@ -24,8 +24,10 @@ from spacetime_nets.training import (
 N, BATCH = 48, 16  # three steps per epoch
 
 
-def make_model(seed: int = 0, T: float = 1.0, activation: str = "tanh", dtype=torch.float32):
-    sched = GridSchedule.hourglass(6, 3, 2, T=T)
+def make_model(
+    seed: int = 0, T: float = 1.0, activation: str = "tanh", dtype=torch.float32, transfer="linear"
+):
+    sched = GridSchedule.hourglass(6, 3, 2, T=T, transfer_kind=transfer)
     model = SpaceTimeNet(sched, 2, 2, kernel="nodal", form="inside", activation=activation,
                          lift="linear", seed=seed)  # fmt: skip
     return model.to(dtype=dtype)
@@ -98,6 +100,7 @@ def test_another_optimizer_is_refused(data, one_epoch, optimizer):
     [
         ({"activation": "relu"}, "activation tanh -> relu"),
         ({"T": 2.0}, "T 1 -> 2"),
+        ({"transfer": "nearest"}, r"another schedule or horizon \(disc\.pi"),
         ({"dtype": torch.float64}, "float32"),
     ],
 )
