@@ -198,7 +198,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"(continue with --resume {where})"
             )
         else:
-            _note("interrupted before the first step; no checkpoint was written")
+            again = f" ({ckpt} is unchanged)" if ckpt else ""
+            _note(f"interrupted; no checkpoint was written{again}")
         return 130
     if _is_rank0():
         last = history.last or {}
