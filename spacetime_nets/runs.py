@@ -115,7 +115,7 @@ class ModelOptions:
         check_int("seed", self.seed, 0)
         check_real("init_scale", self.init_scale)
         if self.in_shape is not None:
-            self.in_shape = tuple(check_int("in_shape", int(v), 1) for v in self.in_shape)
+            self.in_shape = tuple(check_int("in_shape", v, 1) for v in self.in_shape)
         return self
 
 
