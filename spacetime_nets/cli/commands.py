@@ -29,13 +29,13 @@ from ..runs import load_run as _load_run
 PROG = "spacetime-nets"
 
 
-def build_model(config: dict | RunConfig, source: str | None = "model.json"):
+def build_model(config: dict | RunConfig, source: str | None = "model.json") -> Any:
     """The untrained model of a ``model.json`` document (see
     :func:`spacetime_nets.runs.build_model`)."""
     return _build_model(config, source)
 
 
-def load_run(run: str | os.PathLike, checkpoint: str | None = None):
+def load_run(run: str | os.PathLike, checkpoint: str | None = None) -> tuple[Any, dict, dict]:
     """(model with the checkpoint's weights, model.json as a dict, checkpoint dict) of a run
     folder; :func:`spacetime_nets.runs.load_run` returns the same as a ``Run``."""
     r = _load_run(run, checkpoint)
