@@ -91,7 +91,7 @@ def signals(
     n: int = 2000,
     grid_size: int | None = None,
     seed: int = 0,
-    noise: float = 0.5,
+    noise: float = 0.2,
     nodes: Sequence[float] | np.ndarray | torch.Tensor | None = None,
     splits: Sequence[float] = DEFAULT_SPLITS,
     dtype: torch.dtype = torch.float32,
