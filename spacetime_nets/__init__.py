@@ -22,6 +22,7 @@ _SUBMODULES = (
     "runs",
     "fullbatch",
     "tables",
+    "validation",
 )
 
 

@@ -29,6 +29,7 @@ from grids import Domain, GridSchedule
 from grids.domain import as_domain
 
 from ..ops import Dense
+from ..validation import check_int
 
 __all__ = [
     "Kernel",
@@ -273,10 +274,7 @@ class _BasisCache:
         return value
 
 
-def _check_int(name: str, v: object, low: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
-    return v
+_check_int = check_int
 
 
 def check_scale(init_scale: object) -> float:
