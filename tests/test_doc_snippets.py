@@ -61,22 +61,7 @@ def test_the_extractor_reads_blocks_markers_and_files(tmp_path):
 
 
 # Pages whose examples do not run as written yet, and why (each entry names what to change).
-KNOWN_GAPS = {
-    "getting-started.md": pytest.mark.xfail(
-        strict=True,
-        reason="modes=6 on GridSchedule.hourglass(16, 4, ...) is refused (the waist grid has 4 "
-        "nodes): use modes=4 or a waist of 6 or more",
-    ),
-    "custom-schedules.md": pytest.mark.xfail(
-        strict=True,
-        reason="the Python block reads my_schedule.json: put '<!-- doc-test: file "
-        "my_schedule.json -->' on the line before the JSON block it comes from",
-    ),
-    "compress.md": pytest.mark.skip(
-        reason="its examples train the digits for over ten minutes on two cores: fewer epochs, "
-        "or '# doc-test: skip (...)' on the training blocks"
-    ),
-}
+KNOWN_GAPS: dict = {}  # page name -> a pytest mark, for a page that cannot run here yet
 RUNNABLE = [
     pytest.param(p, id=p.name, marks=KNOWN_GAPS.get(p.name, ())) for p in PAGES if blocks(p)[0]
 ]
