@@ -313,7 +313,11 @@ class GraphedModule(nn.Module):
 
     Elsewhere (the CPU, or CUDA tensors without a CUDA runtime) every call runs ``model``
     eagerly, with the same results: ``captured`` is False and ``fallback_reason`` says why.
-    Positional tensor arguments only (keyword arguments raise a ValueError).
+    A model whose forward cannot be recorded (CUDA refuses an operation while capturing, e.g.
+    a copy from host memory) runs eagerly for that signature, with a RuntimeWarning and the
+    reason in ``fallback_reason``; any other error propagates. Positional tensor arguments
+    only (keyword arguments raise a ValueError). The wrapper's ``state_dict`` keys carry a
+    ``model.`` prefix: save ``model.state_dict()``.
     """
 
     def __init__(self, model: nn.Module, max_graphs: int = 8) -> None:
@@ -324,18 +328,18 @@ class GraphedModule(nn.Module):
             raise ValueError(f"max_graphs: expected a positive int, got {max_graphs!r}")
         self.model = model
         self.max_graphs = max_graphs
-        self._graphs: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._graphs: OrderedDict[tuple, _Entry | None] = OrderedDict()  # None: eager
         self.fallback_reason: str | None = None
 
     @property
     def captured(self) -> bool:
         """True once a call has been recorded as a CUDA graph."""
-        return bool(self._graphs)
+        return self.num_graphs > 0
 
     @property
     def num_graphs(self) -> int:
-        """The signatures recorded now."""
-        return len(self._graphs)
+        """The signatures recorded now (not counting those that run eagerly)."""
+        return sum(e is not None for e in self._graphs.values())
 
     def reset(self) -> None:
         """Drop every recording (after replacing parameters or changing the model)."""
@@ -368,25 +372,40 @@ class GraphedModule(nn.Module):
             _autocast_key(dev.type),
             tuple((tuple(a.shape), a.dtype, a.requires_grad, str(a.device)) for a in args),
         )
-        entry = self._graphs.get(key)
-        if entry is None:
+        if key in self._graphs:
+            entry = self._graphs[key]
+            self._graphs.move_to_end(key)
+        else:
             entry = self._record(args)
             self._graphs[key] = entry
             while len(self._graphs) > self.max_graphs:
                 self._graphs.popitem(last=False)
-        else:
-            self._graphs.move_to_end(key)
+        if entry is None:
+            return self.model(*args)
         out = entry(*args)
         # static output buffers are overwritten by the next replay: hand out copies
         return torch.utils._pytree.tree_map(
             lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out
         )
 
-    def _record(self, args: tuple) -> _Entry:
+    def _record(self, args: tuple) -> _Entry | None:
         entry = _Entry(self.model)
         entry.train(self.model.training)
         samples = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
-        return torch.cuda.make_graphed_callables(entry, samples)
+        try:
+            return torch.cuda.make_graphed_callables(entry, samples)
+        except RuntimeError as exc:
+            if "captur" not in str(exc).lower():
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.fallback_reason = f"the forward could not be recorded: {first}"
+            warnings.warn(
+                f"GraphedModule: running eagerly for input shapes "
+                f"{[tuple(a.shape) for a in args]}: {self.fallback_reason}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
 
     def extra_repr(self) -> str:
         return f"max_graphs={self.max_graphs}, recorded={len(self._graphs)}"

@@ -199,6 +199,36 @@ def test_float64_models_stay_float64_and_refuse_bf16():
         accel.train_step(model, F.mse_loss, opt, precision="bf16")
 
 
+def test_cuda_graph_path_runs_eagerly_where_recording_is_refused(monkeypatch):
+    """Where CUDA refuses an operation during capture, that signature runs eagerly (one
+    warning, same numbers); any other error of the recording propagates. Simulated on the CPU
+    by letting the wrapper try to record and making the recorder fail."""
+    model = _scalar_model(n=8, K=2)
+    graphed = accel.GraphedModule(model)
+    monkeypatch.setattr(graphed, "_why_eager", lambda args: None)
+    calls = []
+
+    def refuse(entry, samples):
+        calls.append(tuple(s.shape for s in samples))
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", refuse)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(10))
+    with pytest.warns(RuntimeWarning, match="running eagerly.*not permitted when stream"):
+        out = graphed(x)
+    assert torch.equal(out, model(x))
+    assert torch.equal(graphed(x), model(x))  # the same signature: no second attempt
+    assert calls == [((4, 8),)] and not graphed.captured
+    assert "could not be recorded" in graphed.fallback_reason
+
+    def broken(entry, samples):
+        raise RuntimeError("deliberate failure of the model")
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", broken)
+    with pytest.raises(RuntimeError, match="deliberate failure"):
+        graphed(torch.randn(5, 8))
+
+
 # ------------------------------------------------------------------------ torch.compile
 def test_compiled_channel_model_matches_eager(dynamo_reset):
     """A conv channel model with checkpoint=1 traced by dynamo + AOTAutograd: outputs and
