@@ -23,7 +23,16 @@ import torch.nn.functional as F
 
 from grids import Grid
 
-__all__ = ["GridInfo", "Dense", "ConvOp", "SpectralOp", "apply_op", "op_tensors", "op_rebuild"]
+__all__ = [
+    "GridInfo",
+    "Dense",
+    "ConvOp",
+    "SpectralOp",
+    "apply_op",
+    "op_tensors",
+    "op_rebuild",
+    "pointwise",
+]
 
 #: rules whose nodes are equally spaced on every axis
 EQUISPACED_RULES = ("trapezoid", "simpson", "boole", "midpoint", "periodic")
@@ -163,15 +172,22 @@ def conv_apply(
     B, c = x.shape[0], x.shape[1]
     xs = x * in_scale if in_scale is not None else x
     g = xs.reshape(B, c, *shape)
-    pads: list[int] = []
-    for R in reversed([(k - 1) // 2 for k in taps.shape[2:]]):
-        pads += [R, R]
-    g = F.pad(g, pads, mode="circular" if periodic else "constant")
+    half = [(k - 1) // 2 for k in taps.shape[2:]]
     conv = F.conv1d if len(shape) == 1 else F.conv2d
-    y = conv(g, taps, bias).reshape(B, c, -1)
-    if point is not None:
-        y = y + torch.einsum("oi,bin->bon", point, x)
-    return y
+    if periodic:
+        pads: list[int] = []
+        for R in reversed(half):
+            pads += [R, R]
+        y = conv(F.pad(g, pads, mode="circular"), taps, bias)
+    else:  # zero padding inside the convolution: no padded copy of the state
+        y = conv(g, taps, bias, padding=tuple(half))
+    y = y.reshape(B, c, -1)
+    return y if point is None else y + pointwise(x, point)
+
+
+def pointwise(x: torch.Tensor, A: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """A x_i (+ b) at every node: ``[B, c_in, n] -> [B, c_out, n]`` as a 1x1 convolution."""
+    return F.conv1d(x, A[..., None], b)
 
 
 class SpectralOp(_StationaryOp):
@@ -223,7 +239,8 @@ def spectral_apply(
 ) -> torch.Tensor:
     """The FFT path of :class:`SpectralOp`: ``x [B, c, n] -> [B, c, n]``."""
     B, c = x.shape[0], x.shape[1]
-    K = torch.view_as_complex(weight)  # [c, c, *modes]
+    # irfft divides by n; the quadrature weight of the input is prod(h): both in K
+    K = torch.view_as_complex(weight) * scale  # [c, c, *modes]
     g = x.reshape(B, c, *shape)
     if len(shape) == 1:
         M = K.shape[-1]
@@ -239,10 +256,9 @@ def spectral_apply(
         full[..., :M0, :M1] = yh[..., :M0, :]
         full[..., shape[0] - M0 + 1 :, :M1] = yh[..., M0:, :]
         y = torch.fft.irfft2(full, s=shape, dim=(-2, -1))
-    # irfft divides by n; the quadrature weight of the input is prod(h)
-    y = y.reshape(B, -1, x.shape[-1]) * scale
+    y = y.reshape(B, -1, x.shape[-1])
     if point is not None:
-        y = y + torch.einsum("oi,bin->bon", point, x)
+        return y + pointwise(x, point, bias)
     return y + bias[:, None]
 
 

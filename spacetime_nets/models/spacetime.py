@@ -21,6 +21,7 @@ from ..kernels import (
     SpectralKernel,
     tensor_basis,
 )
+from ..ops import pointwise
 from .base import _check_dtype, _check_features, _check_finite, _FlowModel, _generator
 from .resample import _refine_nodal, _rescaled_schedule
 
@@ -380,7 +381,7 @@ class SpaceTimeNet(_FlowModel):
             x = self._as_state(x)
             if self.lift_kind == "cells":
                 x = x[..., self.lift_index]
-            return torch.einsum("oi,bin->bon", self.lift_weight, x) + self.lift_bias[:, None]
+            return pointwise(x, self.lift_weight, self.lift_bias)
         if self.lift_kind == "cells":
             return x[:, self.lift_index]
         if self.lift_kind == "identity":
@@ -494,7 +495,7 @@ class SpaceTimeNet(_FlowModel):
         """The readout of a state on G_k (k = K by default): quadrature ``[B, out]``, mean
         ``[B, out]``, function ``[B, out, n_k]``."""
         if self.readout_kind == "function":
-            return torch.einsum("oc,bcn->bon", self.readout_weight, xT) + self.readout_bias[:, None]
+            return pointwise(xT, self.readout_weight, self.readout_bias)
         if self.readout_kind == "mean":
             _, w = self.disc.grid(self.disc.num_steps if k is None else k)
             means = (xT * w).sum(-1) / self.domain.volume
