@@ -216,7 +216,7 @@ def compile_model(
     dynamic: bool | None = None,
     backend: str | None = None,
     fullgraph: bool = False,
-    max_graphs: int = 8,
+    max_graphs: int | None = None,
     strict: bool = False,
 ) -> nn.Module:
     """A faster drop-in for ``model`` that shares its parameters (build optimisers from either).
@@ -236,7 +236,8 @@ def compile_model(
         backend: ``torch.compile`` backend (default: inductor); ``"aot_eager"`` traces without
             generating code (a check of the capture). Not allowed with ``"cuda-graphs"``.
         fullgraph: make a graph break an error instead of a split.
-        max_graphs: ``"cuda-graphs"`` only: the most input signatures kept recorded.
+        max_graphs: ``"cuda-graphs"`` only: the most input signatures kept recorded
+            (default 8).
         strict: when torch.compile cannot run here (:func:`compile_unavailable`), raise a
             RuntimeError instead of warning and returning ``model`` unchanged.
 
@@ -256,9 +257,16 @@ def compile_model(
     if mode is None:
         return model
     if mode == GRAPH_MODE:
-        if backend is not None:
-            raise ValueError("backend: the 'cuda-graphs' mode uses no compiler backend")
-        return GraphedModule(model, max_graphs=max_graphs)
+        for name, value, unset in (
+            ("backend", backend, None),
+            ("dynamic", dynamic, None),
+            ("fullgraph", fullgraph, False),
+        ):
+            if value != unset:
+                raise ValueError(f"{name}: the 'cuda-graphs' mode uses no compiler; got {value!r}")
+        return GraphedModule(model, max_graphs=8 if max_graphs is None else max_graphs)
+    if max_graphs is not None:
+        raise ValueError(f"max_graphs: only for mode='cuda-graphs', got mode={mode!r}")
     why = compile_unavailable(backend if isinstance(backend, str) else None, _device_of(model))
     if why is not None:
         if strict:

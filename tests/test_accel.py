@@ -99,7 +99,15 @@ def dynamo_reset():
         (lambda: accel.compile_model(torch.nn.Linear(2, 2), dynamic="yes"), "dynamic"),
         (
             lambda: accel.compile_model(torch.nn.Linear(2, 2), "cuda-graphs", backend="eager"),
-            "cuda-graphs.*no compiler backend",
+            "backend: the 'cuda-graphs' mode uses no compiler",
+        ),
+        (
+            lambda: accel.compile_model(torch.nn.Linear(2, 2), "cuda-graphs", dynamic=True),
+            "dynamic: the 'cuda-graphs' mode uses no compiler",
+        ),
+        (
+            lambda: accel.compile_model(torch.nn.Linear(2, 2), "default", max_graphs=2),
+            "max_graphs: only for mode='cuda-graphs'",
         ),
         (lambda: accel.GraphedModule(torch.nn.Linear(2, 2), max_graphs=0), "max_graphs"),
         (lambda: accel.mixed_precision("bf16", "not-a-device"), "device"),
