@@ -433,6 +433,34 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from ..adapt import compress_run
+
+    if args.tol is None or not (args.tol >= 0 and args.tol != float("inf")):
+        raise ValueError(f"--tol: expected a finite number >= 0, got {args.tol}")
+    _positive("--samples", args.samples)
+    if not Path(args.run).is_dir():
+        raise ValueError(f"run: no such run folder: {args.run}")
+    if args.out:
+        _writable(Path(args.out).parent, "--out")
+    summary = compress_run(
+        args.run,
+        args.tol,
+        args.out,
+        metric=args.metric,
+        split=args.split,
+        samples=args.samples,
+        checkpoint=args.checkpoint,
+        norm=args.norm,
+        fewer_steps=not args.keep_steps,
+        export_format=args.format,
+    )
+    print(summary.summary())
+    for what, path in summary.files.items():
+        print(f"wrote {what}: {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 

@@ -13,7 +13,9 @@ EXPORT_FORMATS = ("export", "torchscript")
 SPLITS = ("train", "val", "test")
 LIFT_CHOICES = ("auto", *LIFTS)
 EXPERIMENTS = ("asymptotics", "turnpike")
-COMMANDS = ("train", "evaluate", "export", "schedule", *EXPERIMENTS, "demo")
+COMMANDS = ("train", "evaluate", "export", "compress", "schedule", *EXPERIMENTS, "demo")
+METRICS = ("auto", "accuracy", "predictions", "output")
+NORMS = ("max", "rms")
 
 
 class _UsageError(Exception):
@@ -73,6 +75,10 @@ _EXAMPLES = {
     "export": """examples:
   spacetime-nets export runs/circles                         # runs/circles/resnet.pt2
   spacetime-nets export runs/circles --format torchscript --out resnet.ts.pt --tol 1e-5""",
+    "compress": """examples:
+  spacetime-nets compress runs/digits --tol 0.5            # lose at most 0.5 accuracy points
+  spacetime-nets compress runs/heat --metric output --tol 1e-2 --out runs/heat-small
+  spacetime-nets evaluate runs/digits --schedule runs/digits/compressed/schedule.json""",
     "schedule": """examples:
   spacetime-nets schedule hourglass --widths 32,8 --steps 12 --out hourglass.png
   spacetime-nets schedule pyramid --dim 2 --widths 16,4 --steps 6 --json pyramid.json""",
@@ -210,6 +216,31 @@ def _export_parser(sub) -> None:
     p.set_defaults(func=commands._cmd_export)
 
 
+def _compress_parser(sub) -> None:
+    p = _add(
+        sub,
+        "compress",
+        "the cheapest schedule within a tolerance, and its exported ResNet",
+        "Rediscretise a trained continuous model (basis, neural, conv or spectral kernel) on "
+        "the schedule with the fewest multiply-adds whose change on the calibration data "
+        "stays within --tol (accuracy points, or output units), then write schedule.json, "
+        "the exported plain ResNet and compress.json to --out (default <run>/compressed). "
+        "The weights do not change.",
+    )
+    p.add_argument("run", help="run folder written by 'train'")
+    p.add_argument("--tol", type=float, required=True, help="allowed change (>= 0)")
+    p.add_argument("--metric", default="auto", choices=METRICS,
+                   help="auto: accuracy for classification, output otherwise")  # fmt: skip
+    p.add_argument("--norm", default="max", choices=NORMS, help="output change: max or rms")
+    p.add_argument("--split", default="val", choices=SPLITS, help="calibration data")
+    p.add_argument("--samples", type=int, default=None, help="calibrate on the first N rows")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default <run>/last.pt)")
+    p.add_argument("--keep-steps", action="store_true", help="never merge time steps")
+    p.add_argument("--format", default="export", choices=EXPORT_FORMATS, help="ResNet file")
+    p.add_argument("--out", default=None, help="output folder (default <run>/compressed)")
+    p.set_defaults(func=commands._cmd_compress)
+
+
 def _schedule_parser(sub) -> None:
     p = _add(
         sub,
@@ -266,6 +297,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _train_parser(sub)
     _evaluate_parser(sub)
     _export_parser(sub)
+    _compress_parser(sub)
     _schedule_parser(sub)
     for name in EXPERIMENTS:
         _experiment_parser(sub, name, load=command == name)
