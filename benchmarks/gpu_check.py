@@ -1,7 +1,8 @@
 """GPU readiness: the test suite's CUDA tests, then the throughput (and memory) tables on CUDA.
 
 1. ``pytest -m cuda`` over the test files that use the ``cuda`` marker;
-2. ``bench_throughput.py --device cuda`` (the same table as on CPU);
+2. ``bench_throughput.py --device cuda`` (the same table as on CPU), then again with
+   ``--compile reduce-overhead``, ``--compile cuda-graphs`` and ``--precision bf16``;
 3. ``bench_memory.py --device cuda`` (peak ``torch.cuda.max_memory_allocated``), unless
    ``--skip-memory``.
 
@@ -78,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     import bench_throughput
 
     tp_args = ["--device", "cuda", "--repeats", str(args.repeats)]
-    bench_throughput.main(tp_args + (["--quick"] if args.quick else []))
+    tp_args += ["--quick"] if args.quick else []
+    for extra in ([], ["--compile", "reduce-overhead"], ["--compile", "cuda-graphs"],
+                  ["--precision", "bf16"]):  # fmt: skip
+        print(f"gpu_check: bench_throughput {' '.join(tp_args + extra)}", flush=True)
+        bench_throughput.main(tp_args + extra)
     if not args.skip_memory:
         import bench_memory
 

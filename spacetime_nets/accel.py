@@ -79,14 +79,17 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def check_compile_mode(mode: str | bool | None) -> str | None:
-    """None / False (eager), True (``"default"``) or one of :data:`COMPILE_MODES`."""
+def check_compile_mode(mode: str | bool | None, name: str = "mode") -> str | None:
+    """None / False (eager), True (``"default"``) or one of :data:`COMPILE_MODES`; the
+    ValueError names the argument ``name``."""
     if mode is None or mode is False:
         return None
     if mode is True:
         return "default"
     if not isinstance(mode, str) or mode not in COMPILE_MODES:
-        raise ValueError(f"mode: expected None or one of {', '.join(COMPILE_MODES)}; got {mode!r}")
+        raise ValueError(
+            f"{name}: expected None or one of {', '.join(COMPILE_MODES)}; got {mode!r}"
+        )
     return mode
 
 

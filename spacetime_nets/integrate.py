@@ -247,6 +247,11 @@ class Discretization(nn.Module):
         G_k -> H_k -> G_{k+1} (or H_k -> G_k)."""
         square = method != "euler" or getattr(kernel, "stationary", False)
         two = FORMS[form].operators == 2
+        # the controls are built in the parameters' precision, also under bf16 autocast
+        with torch.autocast(self.weights[0].device.type, enabled=False):
+            return self._step_ops(kernel, kernel2, square, two)
+
+    def _step_ops(self, kernel, kernel2, square: bool, two: bool) -> list[StepMatrices]:
         if not two and isinstance(kernel, NodalKernel):
             shift = 0 if square else 1
             w = [self.weights[i] for i in self.grid_index]

@@ -440,3 +440,57 @@ def test_bf16_train_step_with_cuda_graphs_on_cuda():
         ref_opt.step()
         torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-3, atol=1e-5)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("kernel", ["basis", "neural"])
+def test_step_operators_stay_float32_under_bf16(kernel):
+    """The controls W^k are assembled in the parameters' precision even under autocast."""
+    from spacetime_nets.ops import op_tensors
+
+    model = st.SpaceTimeNet(
+        grids.GridSchedule.constant(9, 2),
+        9,
+        2,
+        kernel=kernel,
+        form="inside",
+        activation="tanh",
+        lift="identity",
+        modes=4,
+        seed=0,
+    )
+    with accel.mixed_precision("bf16", model, model):
+        for sm in model.controls():
+            for op in sm.layers:
+                assert all(t.dtype == torch.float32 for t in op_tensors(op))
+
+
+def test_fit_in_bf16_matches_float32_within_the_stated_tolerance():
+    """fit(..., precision="bf16"): each epoch's training loss within BF16_LOSS_RTOL (relative) of
+    the float32 run, and the parameters stay float32."""
+    from spacetime_nets import datasets
+    from spacetime_nets.training import fit
+
+    data = datasets.load("circles", seed=0)
+    losses = {}
+    for prec in ("fp32", "bf16"):
+        model = st.SpaceTimeNet(
+            grids.GridSchedule.constant(16, 4),
+            2,
+            2,
+            kernel="basis",
+            form="inside",
+            activation="tanh",
+            lift="linear",
+            modes=4,
+            seed=0,
+        )
+        hist = fit(model, data.train, epochs=2, batch_size=64, precision=prec, progress=False)
+        losses[prec] = hist.column("loss")
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    for a, b in zip(losses["fp32"], losses["bf16"]):
+        assert abs(a - b) <= BF16_LOSS_RTOL * abs(a)
+    assert losses["fp32"] != losses["bf16"]  # autocast did run
+    with pytest.raises(ValueError, match="precision"):
+        fit(model, data.train, epochs=1, batch_size=64, precision="fp16", progress=False)
+    with pytest.raises(ValueError, match="compile"):
+        fit(model, data.train, epochs=1, batch_size=64, compile="fastest", progress=False)

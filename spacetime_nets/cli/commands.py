@@ -262,6 +262,8 @@ def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | 
         checkpoint_every=args.checkpoint_every,
         grad_clip=args.grad_clip,
         lr_schedule=args.lr_schedule,
+        compile=args.compile,
+        precision=args.precision,
         callbacks=[start],
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..accel import COMPILE_MODES, PRECISIONS
 from ..runs import BASES, DTYPES, KERNELS, LIFTS, RULES, SCHEDULES, TRANSFERS
 from . import commands
 from .commands import PROG
@@ -161,6 +162,20 @@ def _train_parser(sub) -> None:
     p.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
     p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        choices=COMPILE_MODES,
+        help="compile or graph-capture the training step (see docs/how-to/gpu.md)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="bf16: products in bfloat16 under autocast; parameters and grids stay float32",
+    )
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation, shuffling")
     p.add_argument("--resume", default=None, help="checkpoint file or run folder to continue")

@@ -230,9 +230,8 @@ def basis_functions(
             cols.append(u)
         for m in range(1, modes - 1):
             cols.append(((2 * m + 1) * u * cols[m] - m * cols[m - 1]) / (m + 1))
-        scale = torch.tensor(
-            [math.sqrt((2 * m + 1) / L) for m in range(modes)], dtype=x.dtype, device=x.device
-        )
+        # computed where x lives: no host-to-device copy (CUDA graphs can record it)
+        scale = torch.sqrt((2 * torch.arange(modes, dtype=x.dtype, device=x.device) + 1) / L)
         return torch.stack(cols, dim=-1) * scale
     if basis == "fourier":
         s = 2.0 * math.pi * (x - a) / L
@@ -378,12 +377,13 @@ class BasisKernel(Kernel):
             C = self.coeff[p]
             c = self.bias_coeff[p] if self.bias_coeff is not None else None
         else:
+            # Legendre values in t as Python floats: no tensor is moved to the device
             L = basis_functions(
                 torch.tensor([tau], dtype=torch.float64), 0.0, 1.0, self.pieces, "legendre"
-            )[0].to(device=self.coeff.device, dtype=self.coeff.dtype)
-            C = torch.einsum("m,m...->...", L, self.coeff)
+            )[0].tolist()
+            C = sum(li * self.coeff[m] for m, li in enumerate(L))
             c = (
-                torch.einsum("m,m...->...", L, self.bias_coeff)
+                sum(li * self.bias_coeff[m] for m, li in enumerate(L))
                 if self.bias_coeff is not None
                 else None
             )

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..accel import GRAPH_MODE, check_compile_mode, check_precision, compile_model, mixed_precision
 from ..objectives import l2_control
 from ..validation import check_choice, check_int, check_real
 from ._io import first_line
@@ -95,6 +96,8 @@ class _Options:
     checkpoint_every: int
     grad_clip: float | None
     lr_schedule: str
+    compile: str | None = None
+    precision: str = "fp32"
 
 
 def fit(
@@ -119,6 +122,8 @@ def fit(
     checkpoint_every: int = 1,
     grad_clip: float | None = None,
     lr_schedule: str | None = None,
+    compile: str | bool | None = None,
+    precision: str = "fp32",
 ) -> History:
     """Train ``model`` in place on ``train`` (x ``[N, in]``, y ``[N]`` class labels or
     ``[N, m]`` targets: a pair of tensors, a ``datasets.Split`` or a torch Dataset) for
@@ -168,6 +173,12 @@ def fit(
         checkpoint_every: epochs between ``last.pt`` writes.
         grad_clip: the largest gradient norm, or None.
         lr_schedule: None / ``"constant"`` or ``"cosine"``.
+        compile: None (eager), a ``torch.compile`` mode (``"default"``, ``"reduce-overhead"``
+            ...) or ``"cuda-graphs"`` (forward and backward recorded per input shape on CUDA;
+            eager elsewhere), for the objective's forward and backward
+            (:func:`spacetime_nets.accel.compile_model`).
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; parameters and grids stay float32,
+            :func:`spacetime_nets.accel.mixed_precision`).
 
     Returns:
         The :class:`History` (one record per epoch, including resumed ones).
@@ -189,6 +200,8 @@ def fit(
         lr_schedule=check_choice(
             "lr_schedule", "constant" if lr_schedule is None else lr_schedule, LR_SCHEDULES
         ),
+        compile=check_compile_mode(compile, "compile"),
+        precision=check_precision(precision),
     )
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -285,6 +298,10 @@ class _Trainer:
         self.objective = wrap_data_parallel(
             Objective(model, opts.loss, opts.p, opts.lam, opts.turnpike), dev, world
         )
+        if opts.compile == GRAPH_MODE and world > 1:
+            raise ValueError("compile: 'cuda-graphs' is for one process; use 'reduce-overhead'")
+        self.objective = compile_model(self.objective, opts.compile)
+        self.precision = mixed_precision(opts.precision, dev, model)
         self.classify = is_class_labels(train.peek_targets())
 
     # ---------------------------------------------------------------------------- resume
@@ -410,7 +427,8 @@ class _Trainer:
         opts, opt, model = self.opts, self.opt, self.model
         x, y = self.train.batch(idx, self.dev, self.dtype)
         opt.zero_grad(set_to_none=True)
-        total, risk, pen, tp, out = self.objective(x, y)
+        with self.precision:
+            total, risk, pen, tp, out = self.objective(x, y)
         classify = is_class_labels(y) and out.dim() == 2
         correct = (out.argmax(-1) == y).sum() if classify else risk.new_zeros(())
         stats = torch.stack(
