@@ -253,10 +253,25 @@ class VariableWidthResNet(nn.Module):
         for k, b in enumerate(self.blocks):
             shapes = " + ".join(_describe_layer(m) for m in b.layers)
             sc = "Pi (fixed)" if b.has_shortcut else "identity"
+            if b.channels_out is not None and k < len(self.blocks):
+                c_in = _channels_in(b)
+                if c_in is not None and c_in != b.channels_out:
+                    how = "pad" if b.channels_out > c_in else "cut"
+                    sc += f" + {how} {c_in}->{b.channels_out}ch"
             n = sum(p.numel() for p in b.parameters())
             rows.append(f"block {k:3d}  {shapes:34s} dt={b.dt:.4g}  shortcut={sc:10s} params={n}")
         rows.append(f"head   {self.head}".replace("\n", " "))
         return "\n".join(rows)
+
+
+def _channels_in(b: ResidualBlock) -> int | None:
+    """The channel count a block's operators act on (None for scalar blocks)."""
+    m = b.layers[0]
+    if isinstance(m, ConvLayer):
+        return m.conv.in_channels
+    if isinstance(m, SpectralLayer):
+        return m.weight.shape[1]
+    return None
 
 
 def _describe_layer(m: nn.Module) -> str:
