@@ -1,0 +1,244 @@
+"""Shared parts of the adaptive tools: argument checks, the calibration batch, outputs and
+distances, multiply-add counts, and schedules as (times, grids) lists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from grids import Grid, GridSchedule
+from grids.quadrature import check_n
+
+from ..integrate import multiply_adds
+from ..models import SpaceTimeNet
+from ..steppers import STEPPERS
+from ..validation import check_int, check_real
+
+#: global order p of each time stepper (the error of a step of size dt is O(dt^(p+1)))
+ORDERS = {name: tab.order for name, tab in STEPPERS.items()}
+#: order of the spatial discretisation: trapezoid/midpoint quadrature and linear transfers
+SPACE_ORDER = 2
+NORMS = ("max", "rms")
+METRICS = ("output", "accuracy", "predictions")
+
+
+# --------------------------------------------------------------------------------------------
+# validation and small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_continuous(model: Any, what: str) -> SpaceTimeNet:
+    if not isinstance(model, SpaceTimeNet):
+        raise ValueError(f"model: expected a SpaceTimeNet, got {type(model).__name__}")
+    if not model.continuous:
+        raise ValueError(
+            f"model: {what} needs a continuous kernel (basis, neural, function, conv, spectral) "
+            "that can be discretised on other schedules; this model has a nodal kernel"
+        )
+    return model
+
+
+def _check_norm(norm: object) -> str:
+    if norm not in NORMS:
+        raise ValueError(f"norm: expected one of {', '.join(NORMS)}; got {norm!r}")
+    return str(norm)
+
+
+_check_real = check_real
+_check_int = check_int
+
+
+def _calibration(
+    model: SpaceTimeNet, data: Any, need_labels: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(x [N, in], labels [N] or None) from a tensor, an (x, y) pair or an object with .x/.y,
+    on the model's device and in its dtype."""
+    y = None
+    if isinstance(data, torch.Tensor):
+        x = data
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    elif isinstance(getattr(data, "x", None), torch.Tensor):
+        x, y = data.x, getattr(data, "y", None)
+    else:
+        raise ValueError(
+            "data: expected a tensor x [N, in_features], a pair (x, y) or a Split with .x and "
+            f".y, got {type(data).__name__}"
+        )
+    channels = getattr(model, "channel_mode", False)
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 1:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"data: expected x with a batch of N >= 1 samples, got {got}")
+    if not channels and (x.dim() != 2 or x.shape[1] != model.in_features):
+        raise ValueError(
+            f"data: the model reads {model.in_features} features, x has shape {tuple(x.shape)}"
+        )
+    ref = next(model.parameters())
+    x = x.to(device=ref.device, dtype=ref.dtype)
+    if channels:  # the accepted layouts depend on the lift: let the model check one sample
+        try:
+            with torch.no_grad():
+                model(x[:1])
+        except ValueError as exc:
+            raise ValueError(f"data: {exc}") from None
+    if y is not None:
+        if not isinstance(y, torch.Tensor) or y.shape[:1] != x.shape[:1]:
+            raise ValueError(
+                f"data: labels must be a tensor with {x.shape[0]} rows, got "
+                f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}"
+            )
+        y = y.to(ref.device)
+    if need_labels:
+        if y is None or y.dim() != 1 or y.is_floating_point():
+            raise ValueError(
+                "data: metric='accuracy' needs integer class labels y [N] with x (a pair "
+                "(x, y) or a Split)"
+            )
+    return x, y
+
+
+@torch.no_grad()
+def _outputs(
+    model: SpaceTimeNet, x: torch.Tensor, batch: int = 1024, grid: Grid | None = None
+) -> torch.Tensor:
+    """The model's outputs ``[N, ...]`` in batches; a function readout answers on ``grid``
+    (the reference model's last grid), so that outputs of different schedules compare."""
+    was = model.training
+    model.eval()
+    kw = {"output_grid": grid} if grid is not None and _function_readout(model) else {}
+    try:
+        return torch.cat([model(x[s : s + batch], **kw) for s in range(0, x.shape[0], batch)])
+    finally:
+        model.train(was)
+
+
+def _function_readout(model: SpaceTimeNet) -> bool:
+    return getattr(model, "readout_kind", "quadrature") == "function"
+
+
+def _input_on_first_grid(model: SpaceTimeNet) -> bool:
+    """True when the input is given as values on G_0 (identity lift): G_0 is then fixed."""
+    return model.lift_kind == "identity"
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor, norm: str) -> float:
+    d = (a - b).double()
+    if norm == "max":
+        return float(d.abs().max())
+    return float(d.square().mean().sqrt())
+
+
+def model_macs(model: SpaceTimeNet) -> int:
+    """Multiply-adds per sample of ``model``: the flow (operators and the stencils of the
+    transfers Pi_k, as :func:`spacetime_nets.integrate.multiply_adds` counts them), the
+    readout (``out_features * n_K``, times c_K with channels) and the lift (scalar model:
+    ``in_features * n_0`` for the linear lift, none for the cells and identity lifts, which
+    are gathers; with channels the pointwise ``n_0 * c_0 * c_in``)."""
+    if not isinstance(model, SpaceTimeNet):
+        raise ValueError(f"model: expected a SpaceTimeNet, got {type(model).__name__}")
+    w = model.schedule.widths
+    with torch.no_grad():
+        try:  # each operator counts its own work (dense, conv taps, spectral modes and FFTs)
+            flow = multiply_adds(model.disc, model.form, model.method, 1, model.controls())
+        except TypeError:  # an integrate without per-operator counts
+            flow = multiply_adds(model.disc, model.form, model.method, 1)
+    if getattr(model, "channel_mode", False):
+        ch = model.schedule.channels
+        lift = w[0] * ch[0] * model.in_channels  # the pointwise c_0 x c_in map
+        if model.readout_kind == "mean":
+            readout = ch[-1] * w[-1] + model.out_features * ch[-1]
+        else:  # quadrature per channel, or the pointwise function readout
+            readout = model.out_features * ch[-1] * w[-1]
+        return int(flow + lift + readout)
+    lift = model.in_features * w[0] if model.lift_kind == "linear" else 0
+    return int(flow + model.out_features * w[-1] + lift)
+
+
+def _cost_fn(cost: object) -> Callable[[SpaceTimeNet], float]:
+    if cost == "macs":
+        return model_macs
+    if callable(cost):
+        return lambda m: float(cost(m))
+    raise ValueError(f"cost: expected 'macs' or a callable model -> float, got {cost!r}")
+
+
+# ---- schedules as (times, grids) lists --------------------------------------------------------
+
+_GRID_CACHE: dict[tuple, Grid] = {}
+
+
+def _uniform(shape: tuple[int, ...], g: Grid) -> Grid:
+    """A uniform grid of ``shape`` on g's domain with g's rule (trapezoid for node grids);
+    cached so that equal grids are one object (the discretisation shares their buffers)."""
+    rule = g.rule if g.is_uniform else "trapezoid"
+    key = (shape, rule, tuple(g.domain.bounds))
+    if key not in _GRID_CACHE:
+        if len(_GRID_CACHE) > 512:
+            _GRID_CACHE.clear()
+        n = shape[0] if len(shape) == 1 else shape
+        _GRID_CACHE[key] = Grid.uniform(n, g.domain, rule)
+    return _GRID_CACHE[key]
+
+
+def _valid(rule: str, n: int) -> bool:
+    try:
+        check_n(rule, n)
+    except ValueError:
+        return False
+    return True
+
+
+def _coarser(g: Grid, floor: int, factor: float = 0.85) -> Grid | None:
+    """The next rung down of the ladder n -> min(n - 1, round(factor n)) per axis (the nearest
+    size the rule accepts, never below ``floor`` nodes per axis); None at the bottom."""
+    rule = g.rule if g.is_uniform else "trapezoid"
+    shape = []
+    for n in g.shape:
+        m = min(n - 1, round(factor * n))
+        while m >= floor and not _valid(rule, m):
+            m -= 1
+        if m < floor:
+            return None
+        shape.append(m)
+    return _uniform(tuple(shape), g)
+
+
+def _finer(g: Grid) -> Grid:
+    """The next rung up: n -> max(n + 1, round(1.25 n)) per axis (the nearest valid size above)."""
+    rule = g.rule if g.is_uniform else "trapezoid"
+    shape = []
+    for n in g.shape:
+        m = max(n + 1, round(1.25 * n))
+        while not _valid(rule, m):
+            m += 1
+        shape.append(m)
+    return _uniform(tuple(shape), g)
+
+
+def _refined(g: Grid) -> Grid:
+    """g with every gap halved (the refinement of :meth:`GridSchedule.refine`, width 2)."""
+    return GridSchedule([0.0, 1.0], [g, g]).refine(width=2, depth=1).grids[0]
+
+
+def _schedule(times: Sequence[float], grids: Sequence[Grid], like: GridSchedule) -> GridSchedule:
+    return GridSchedule(
+        torch.tensor(list(times), dtype=torch.float64), list(grids), like.transfer_kind
+    )
+
+
+def _lists(s: GridSchedule) -> tuple[list[float], list[Grid]]:
+    return [float(t) for t in s.times.cpu().double()], list(s.grids)
+
+
+def _key(times: Sequence[float], grids: Sequence[Grid]) -> tuple:
+    """A schedule's identity: its times and, per grid, the uniform grid's size and rule (the
+    domain is the model's) or, for node grids (only the model's own), the object."""
+    return tuple(times), tuple(
+        (g.shape, g.rule) if g.is_uniform else ("nodes", id(g)) for g in grids
+    )
+
+
+def _shape_text(g: Grid) -> str:
+    return "x".join(str(s) for s in g.shape)

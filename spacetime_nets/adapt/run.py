@@ -1,0 +1,131 @@
+"""The library side of ``spacetime-nets compress RUN``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ._common import (
+    METRICS,
+    _check_continuous,
+    _check_int,
+    _check_real,
+)
+from .search import (
+    AdaptSummary,
+    compress,
+)
+
+# --------------------------------------------------------------------------------------------
+# the command line's library function
+# --------------------------------------------------------------------------------------------
+
+
+def compress_run(
+    run_dir: str | os.PathLike,
+    tol: float,
+    out: str | os.PathLike | None = None,
+    *,
+    metric: str = "auto",
+    split: str = "val",
+    samples: int | None = None,
+    checkpoint: str | None = None,
+    norm: str = "max",
+    fewer_steps: bool = True,
+    export_format: str = "export",
+) -> AdaptSummary:
+    """Compress a trained run folder (``model.json`` + checkpoint, as written by
+    ``spacetime-nets train``) and write the result.
+
+    Loads the run, takes the calibration batch from its data set (``split``, the first
+    ``samples`` rows), runs :func:`compress` with ``tol`` and writes into ``out`` (default
+    ``RUN/compressed``): ``schedule.json`` (the new grid schedule), ``resnet.pt2``
+    (``torch.export``; ``resnet.ts.pt`` for TorchScript), the exported plain ResNet, and
+    ``compress.json`` (the summary, with the test metrics before and after). The trained
+    parameters do not change: ``spacetime-nets evaluate RUN --schedule OUT/schedule.json``
+    evaluates the compressed model.
+
+    Args:
+        run_dir: the run folder.
+        tol: allowed change: accuracy points (``metric="accuracy"``) or output units.
+        out: output folder (created).
+        metric: ``"accuracy"``, ``"predictions"``, ``"output"``, or ``"auto"`` (accuracy
+            for classification, output otherwise).
+        split: calibration split of the run's data set: ``"train"``, ``"val"`` or ``"test"``.
+        samples: use only the first ``samples`` rows of the split (None: all).
+        checkpoint: checkpoint file in the run (default ``last.pt``).
+        norm: ``"max"`` or ``"rms"`` for ``metric="output"``.
+        fewer_steps: allow merging steps.
+        export_format: ``"export"`` (torch.export, .pt2) or ``"torchscript"`` (.ts.pt).
+
+    Returns:
+        The :class:`AdaptSummary`, with ``files`` naming what was written.
+    """
+    import warnings
+
+    from .. import datasets
+    from ..export import to_resnet
+    from ..runs import load_run
+    from ..training import evaluate
+
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split: expected 'train', 'val' or 'test', got {split!r}")
+    if export_format not in ("export", "torchscript"):
+        raise ValueError(
+            f"export_format: expected 'export' or 'torchscript', got {export_format!r}"
+        )
+    if samples is not None:
+        _check_int("samples", samples)
+    if metric not in (*METRICS, "auto"):
+        raise ValueError(f"metric: expected 'auto' or one of {', '.join(METRICS)}; got {metric!r}")
+    tol = _check_real("tol", tol)
+    run = load_run(run_dir, checkpoint)
+    model, config = run.model, run.config
+    _check_continuous(model, "compress_run")
+    ds = config.dataset or {}
+    dtype = getattr(torch, str(config.dtype))
+    name = ds.get("name")
+    if name not in datasets.DATASETS:
+        raise ValueError(f"{run_dir}: model.json names no known data set ({name!r})")
+    data = datasets.load(name, seed=int(ds.get("seed", 0)), dtype=dtype, **(ds.get("kwargs") or {}))
+    cal = getattr(data, split)
+    x, y = cal.x, cal.y
+    if samples is not None:
+        x, y = x[:samples], y[:samples]
+    classify = y.dim() == 1 and not y.is_floating_point()
+    if metric == "auto":
+        metric = "accuracy" if classify else "output"
+    small, summary = compress(model, (x, y), tol, metric=metric, norm=norm, fewer_steps=fewer_steps)
+    dest = Path(out) if out is not None else Path(run_dir) / "compressed"
+    dest.mkdir(parents=True, exist_ok=True)
+    files = {}
+    files["schedule"] = str(dest / "schedule.json")
+    small.schedule.to_json(files["schedule"])
+    resnet = to_resnet(small).eval()
+    suffix = ".pt2" if export_format == "export" else ".ts.pt"
+    files["resnet"] = str(dest / f"resnet{suffix}")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xs = x[:8]
+        if export_format == "export":
+            try:
+                batch = torch.export.Dim("batch", min=1)
+                prog = torch.export.export(resnet, (xs,), dynamic_shapes=({0: batch},))
+            except Exception:  # a static batch still exports the same network
+                prog = torch.export.export(resnet, (xs,))
+            torch.export.save(prog, files["resnet"])
+        else:
+            torch.jit.save(torch.jit.trace(resnet, (xs,)), files["resnet"])
+    loss = (config.training or {}).get("loss")
+    test_before = evaluate(model, data.test, loss)
+    test_after = evaluate(small, data.test, loss)
+    summary.files = files
+    info = summary.to_dict()
+    info["test_before"], info["test_after"] = test_before, test_after
+    files["summary"] = str(dest / "compress.json")
+    info["files"] = files
+    Path(files["summary"]).write_text(json.dumps(info, indent=1, default=str))
+    return summary
