@@ -289,13 +289,16 @@ def _ours_schedule(task: Task, size: int, steps: int):
     )
 
 
-#: Our model per task: kernel, state channels, steps, kernel modes, and for the conv kernel
-#: the physical radius in grid spacings of the training resolution (the same physical radius
-#: at 2x and 4x, where it spans two and four times as many taps) and the pointwise channel mix.
+#: Our model per task: kernel, vector-field form ("bottleneck": two kernels per step, like a
+#: CNN's residual block; default "inside"), state channels, steps, kernel modes, and for the
+#: conv kernel the physical radius in grid spacings of the training resolution (the same
+#: physical radius at 2x and 4x, where it spans two and four times as many taps) and the
+#: pointwise channel mix.
 OURS: dict[str, dict] = {
     "burgers": {"kernel": "spectral", "channels": 32, "steps": 4, "modes": 16},
     "darcy": {
         "kernel": "conv",
+        "form": "bottleneck",
         "channels": 24,
         "steps": 4,
         "modes": 3,
@@ -304,6 +307,7 @@ OURS: dict[str, dict] = {
     },
     "signals": {
         "kernel": "conv",
+        "form": "bottleneck",
         "channels": 32,
         "steps": 4,
         "modes": 3,
@@ -312,6 +316,7 @@ OURS: dict[str, dict] = {
     },
     "digits": {
         "kernel": "conv",
+        "form": "bottleneck",
         "channels": 24,
         "steps": 4,
         "modes": 3,
@@ -332,7 +337,7 @@ def build_ours(task: Task, quick: bool) -> nn.Module:
     kw = {
         "in_features": None,
         "out_features": _out(task),
-        "form": "inside",
+        "form": opts.get("form", "inside"),
         "activation": "gelu",
         "lift": "identity",
         "readout": "function" if task.kind == "operator" else "quadrature",
