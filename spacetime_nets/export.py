@@ -116,13 +116,13 @@ class ResidualBlock(nn.Module):
             self.register_buffer("shortcut", shortcut)
 
     @staticmethod
-    def _apply(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if isinstance(layer, nn.Linear) and x.dim() == 3:
             return layer(x.flatten(1)).view(x.shape[0], x.shape[1], -1)
         return layer(x)
 
     def field(self, x: torch.Tensor) -> torch.Tensor:
-        return FORMS[self.form].field(self.activation, self._apply, self.layers, x)
+        return FORMS[self.form].field(self.activation, self._run_layer, self.layers, x)
 
     def _pi(self, x: torch.Tensor) -> torch.Tensor:
         return self._channels(x @ self.shortcut.T if self.has_shortcut else x)

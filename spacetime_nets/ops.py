@@ -118,7 +118,7 @@ class ConvOp(_StationaryOp):
     """Discrete convolution with a stationary kernel on an equispaced grid (square: G -> G).
 
     y_i = sum_j kappa(xi_i - xi_j) x_j omega_j (+ A x_i) + b, run as one ``conv1d`` /
-    ``conv2d``: taps kappa(m h) prod(h) for |m h| <= r (``taps [c, c, *k]``, flipped for torch's
+    ``conv2d``: taps kappa(m h) prod(h) for |m h| < r (``taps [c, c, *k]``, flipped for torch's
     cross-correlation), zero padding (circular on periodic grids), and the input multiplied by
     omega_j / prod(h) when the rule's weights are not all equal (``in_scale [n]``, e.g. the
     halved end weights of the trapezoid rule). ``bias [c]``, ``point [c, c]`` or None.

@@ -102,19 +102,24 @@ def test_conv_operator_equals_dense_formula(n, rule, domain, radius):
         )
 
 
-def test_conv_taps_vanish_at_the_radius_and_refinement_adds_taps_not_parameters():
+def test_conv_taps_cover_the_open_support_and_refinement_adds_taps_not_parameters():
+    """Taps at |m h| < r only (the window is zero at |m h| = r), every one of them nonzero."""
+    from spacetime_nets.integrate import Discretization
+
     k = ConvKernel((0.0, 1.0), channels=2, radius=0.25, modes=3, generator=gen())
     n_params = sum(p.numel() for p in k.parameters())
     sizes = []
     for n in (17, 33, 65):
         s = GridSchedule.constant(n, 1).with_channels(2)
-        from spacetime_nets.integrate import Discretization
-
         p = Discretization(s)._point(0)
         op = k.step_op(0, 0.0, p, p)
         sizes.append(op.taps.shape[-1])
-        assert float(op.taps[..., 0].detach().abs().max()) == 0.0  # |delta| = r: the window is zero
-    assert sizes == [9, 17, 33]
+        assert float(op.taps[..., 0].detach().abs().max()) > 0.0
+        h = 1.0 / (n - 1)
+        edge = torch.tensor([[0.25], [-0.25]], dtype=torch.float64)
+        assert float(k.kernel_values(0.0, edge).detach().abs().max()) == 0.0
+        assert (op.taps.shape[-1] - 1) // 2 * h < 0.25
+    assert sizes == [7, 15, 31]
     assert sum(p.numel() for p in k.parameters()) == n_params
 
 
@@ -621,6 +626,12 @@ def test_conv_model_exports_and_torch_exports():
     ep = torch.export.export(r, (x,))
     torch.testing.assert_close(ep.module()(x), m(x), rtol=1e-5, atol=1e-5)
     assert "Conv1d" in r.layer_table()
+    # an exported network moves like any module (dtype and device)
+    r64 = r.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in r64.parameters())
+    y64 = r64(x.double())
+    assert y64.dtype == torch.float64
+    torch.testing.assert_close(y64.float(), m(x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel", ["conv", "spectral", "nodal"])

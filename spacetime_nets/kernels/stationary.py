@@ -197,12 +197,13 @@ class ConvKernel(_PiecewiseKernel):
         return out
 
     def _taps_basis(self, h: tuple[float, ...], r: tuple[float, ...], like: torch.Tensor):
-        """Basis values at the taps m h, |m h| <= r, flipped for cross-correlation:
+        """Basis values at the taps m h, |m h| < r, flipped for cross-correlation:
         ``[*k, M]`` (cached per spacing, radius, device and dtype)."""
         key = (h, r, like.device, like.dtype)
         hit = self._tap_cache.get(key)
         if hit is None:
-            R = [int(math.floor(ri / hi + 1e-9)) for ri, hi in zip(r, h)]
+            # taps at |m h| < r: the window vanishes at |m h| = r, so that ring is left out
+            R = [max(int(math.ceil(ri / hi - 1e-9)) - 1, 0) for ri, hi in zip(r, h)]
             axes = [torch.arange(Ri, -Ri - 1, -1, dtype=torch.float64) * hi for Ri, hi in zip(R, h)]
             mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
             hit = self.profile(mesh, r).to(device=like.device, dtype=like.dtype)
