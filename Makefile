@@ -41,7 +41,6 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]" "$(TORCH_PIN)" 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python benchmarks/run_all.py
-	$(BIN)/python benchmarks/bench_workloads.py
 
 clean:
 	rm -rf $(VENV) site runs .pytest_cache build *.egg-info

@@ -27,6 +27,9 @@ BENCHMARKS = {
     "compile": ("bench_compile.py", None),
     "throughput": ("bench_throughput.py", None),
     "peers": ("bench_peers.py", None),
+    "conv": ("bench_conv.py", None),
+    "adapt": ("bench_adapt.py", None),
+    "workloads": ("bench_workloads.py", None),
 }
 
 

@@ -104,7 +104,17 @@ def test_peers_quick(bench):
 def test_run_all_plan(bench):
     mod = bench("run_all")
     steps = dict(mod.plan(list(mod.BENCHMARKS), quick=True, threads=1))
-    assert list(steps) == ["grids", "core", "memory", "compile", "throughput", "peers"]
+    assert list(steps) == [
+        "grids",
+        "core",
+        "memory",
+        "compile",
+        "throughput",
+        "peers",
+        "conv",
+        "adapt",
+        "workloads",
+    ]
     for cmd in steps.values():
         assert Path(cmd[1]).exists(), cmd
         assert cmd[-2:] == ["--threads", "1"]
