@@ -220,14 +220,24 @@ class VariableWidthResNet(nn.Module):
     export.
     """
 
-    def __init__(self, lift: nn.Module, blocks: list[ResidualBlock], head: nn.Module) -> None:
+    def __init__(
+        self,
+        lift: nn.Module,
+        blocks: list[ResidualBlock],
+        head: nn.Module,
+        grid_widths: list[int] | None = None,
+    ) -> None:
         super().__init__()
         self.lift = lift
         self.blocks = nn.ModuleList(blocks)
         self.head = head
+        self.grid_widths = None if grid_widths is None else [int(n) for n in grid_widths]
 
     @property
     def widths(self) -> list[int]:
+        """Nodes per layer [n_0, ..., n_K] (the schedule's widths; channels not counted)."""
+        if self.grid_widths is not None:
+            return list(self.grid_widths)
         w = [self.lift.out_features]
         for b in self.blocks:
             if b.has_shortcut:
@@ -384,7 +394,7 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
                 c_out,
             )
         )
-    return VariableWidthResNet(lift, blocks, head)
+    return VariableWidthResNet(lift, blocks, head, list(disc.widths))
 
 
 def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):

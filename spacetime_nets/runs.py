@@ -42,6 +42,7 @@ __all__ = [
     "MAX_MODEL_BYTES",
     "MODEL_FORMAT",
     "MODEL_VERSION",
+    "READOUTS",
     "RULES",
     "SCHEDULES",
     "TRANSFERS",
@@ -58,11 +59,12 @@ __all__ = [
 MODEL_FORMAT = "spacetime-nets/model"
 MODEL_VERSION = 1
 SCHEDULES = ("constant", "ramp", "hourglass", "pyramid", "moving")
-KERNELS = ("nodal", "basis", "neural")
+KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
+READOUTS = ("quadrature", "mean", "function")
 BASES = ("legendre", "fourier")
 LIFTS = ("cells", "linear", "identity")
 TRANSFERS = ("linear", "nearest", "l2")
-RULES = ("trapezoid", "simpson", "boole", "gauss_legendre", "midpoint")
+RULES = ("trapezoid", "simpson", "boole", "gauss_legendre", "midpoint", "periodic")
 DTYPES = ("float32", "float64")
 #: The largest model :func:`build_model` allocates (its nodal weights, estimated from the
 #: widths before anything is allocated); raise it as a module attribute for bigger models.
@@ -95,10 +97,15 @@ class ModelOptions:
     lift: str = "linear"
     method: str = "euler"
     in_shape: tuple[int, ...] | None = None
-    modes: int = 8
+    modes: int | None = 8
     basis: str = "legendre"
     init_scale: float = 1.0
     seed: int = 0
+    readout: str = "quadrature"
+    channels: int | list[int] | None = None
+    in_channels: int = 1
+    radius: float | list[float] | None = None
+    pointwise: bool | None = None
 
     def check(self) -> ModelOptions:
         """Refuse names outside the library's lists and non-finite or negative numbers."""
@@ -111,8 +118,23 @@ class ModelOptions:
         check_choice("lift", self.lift, LIFTS)
         check_choice("method", self.method, METHODS)
         check_choice("basis", self.basis, BASES)
-        check_int("modes", self.modes, 1)
+        if self.modes is not None:
+            check_int("modes", self.modes, 1)
         check_int("seed", self.seed, 0)
+        check_choice("readout", self.readout, READOUTS)
+        check_int("in_channels", self.in_channels, 1)
+        if isinstance(self.channels, (list, tuple)):
+            self.channels = [check_int("channels", c, 1) for c in self.channels]
+        elif self.channels is not None:
+            check_int("channels", self.channels, 1)
+        if self.kernel in ("conv", "spectral") and self.channels is None:
+            raise ValueError(f"channels: a {self.kernel} kernel needs --channels")
+        if isinstance(self.radius, (list, tuple)):
+            self.radius = [check_real("radius", r, positive=True) for r in self.radius]
+        elif self.radius is not None:
+            check_real("radius", self.radius, positive=True)
+        if self.pointwise is not None and not isinstance(self.pointwise, bool):
+            raise ValueError(f"pointwise: expected true, false or null, got {self.pointwise!r}")
         check_real("init_scale", self.init_scale)
         if self.in_shape is not None:
             self.in_shape = tuple(check_int("in_shape", v, 1) for v in self.in_shape)
@@ -274,7 +296,7 @@ class RunConfig:
         """The description of a run on a bundled data set, and the data set itself.
 
         Args:
-            name: a name of ``datasets.DATASETS``.
+            name: a name of ``datasets.REGISTRY``.
             schedule: the :class:`grids.GridSchedule` of the model.
             model: the construction options (default :class:`ModelOptions()`).
             seed: the seed of the data set (and of the model's initialisation, unless
@@ -323,8 +345,8 @@ def load_dataset(dataset: dict, dtype: str = "float32") -> Any:
     from . import datasets
 
     name = dataset.get("name")
-    if name not in datasets.DATASETS:
-        raise ValueError(f"--dataset: expected one of {', '.join(datasets.DATASETS)}; got {name!r}")
+    if name not in datasets.REGISTRY:
+        raise ValueError(f"--dataset: expected one of {', '.join(datasets.REGISTRY)}; got {name!r}")
     kwargs = dataset.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise ValueError(f"dataset kwargs: expected an object, got {kwargs!r:.60}")
@@ -459,6 +481,8 @@ def build_model(config: RunConfig | dict, source: str | None = "model.json") -> 
     kwargs = dataclasses.asdict(config.model)
     if kwargs["in_shape"] is not None:
         kwargs["in_shape"] = tuple(kwargs["in_shape"])
+    if kwargs["radius"] is None:
+        del kwargs["radius"]  # the constructor's default
     try:
         model = SpaceTimeNet(schedule, config.in_features, config.out_features, **kwargs)
         return model.to(dtype=getattr(torch, config.dtype))

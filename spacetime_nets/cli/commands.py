@@ -42,8 +42,12 @@ def load_run(run: str | os.PathLike, checkpoint: str | None = None) -> tuple[Any
     return r.model, r.config.to_dict(), r.checkpoint
 
 
+#: data sets whose samples are functions on a grid (the model reads them with lift="identity")
+FUNCTION_DATASETS = ("burgers", "darcy", "signals")
+
+
 def _dataset_dim(name: str) -> int:
-    return 2 if name == "digits" else 1
+    return 2 if name in ("digits", "darcy") else 1
 
 
 def _load_data(dataset: dict, dtype: str = "float32"):
@@ -80,16 +84,43 @@ def _dataset_of(args: argparse.Namespace) -> dict:
 
 def _train_config(args: argparse.Namespace, data) -> RunConfig:
     dim = _dataset_dim(args.dataset)
-    widths = parse_widths(args.widths)
-    schedule = make_schedule(
-        args.schedule, widths, args.steps, args.T, args.rule, dim, args.transfer
-    )
+    function_data = args.dataset in FUNCTION_DATASETS
+    rule, widths = args.rule, args.widths
+    if function_data:
+        # the model's first grid is the grid the data live on
+        shape = tuple(data.meta.get("grid_shape", (data.in_features,)))
+        rule = data.meta.get("rule", rule)
+        if args.rule is not None and args.rule != rule:
+            raise ValueError(
+                f"--rule: the {args.dataset} data live on a {rule!r} grid, got {args.rule!r}"
+            )
+        if widths is None:  # n_max on the data's grid, n_min one coarsening below it
+            half = shape[0] // 2 if rule == "periodic" else (shape[0] - 1) // 2 + 1
+            widths = f"{shape[0]},{max(half, 2)}"
+        n0 = parse_widths(widths)[0]
+        if n0 != shape[0]:
+            raise ValueError(
+                f"--widths: the {args.dataset} data have {shape[0]} nodes per axis, so n_max "
+                f"must be {shape[0]}, got {widths}"
+            )
+    widths = parse_widths(widths if widths is not None else "16,4")
+    rule = rule if rule is not None else "trapezoid"
+    schedule = make_schedule(args.schedule, widths, args.steps, args.T, rule, dim, args.transfer)
     lift = args.lift
     if lift == "auto":
-        lift = "cells" if args.dataset in ("digits", "heat") else "linear"
+        lift = (
+            "identity"
+            if function_data
+            else "cells"
+            if args.dataset in ("digits", "heat")
+            else "linear"
+        )
     in_shape = None
     if lift == "cells" and args.dataset == "digits":
         in_shape = tuple(data.meta.get("image_shape", (8, 8)))
+    readout = args.readout
+    if readout == "auto":
+        readout = "function" if function_data and data.task == "regression" else "quadrature"
     options = ModelOptions(
         kernel=args.kernel,
         form=args.form,
@@ -101,11 +132,14 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
         basis=args.basis,
         init_scale=args.init_scale,
         seed=args.seed,
+        readout=readout,
+        channels=args.channels,
+        radius=args.radius,
     )
     options.check()
     return RunConfig(
         in_features=data.in_features,
-        out_features=data.out_features,
+        out_features=1 if readout == "function" else data.out_features,
         schedule=json.loads(schedule.to_json()),
         model=options,
         task=data.task,
@@ -116,7 +150,7 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
             "widths": list(widths),
             "steps": args.steps,
             "T": args.T,
-            "rule": args.rule,
+            "rule": rule,
             "transfer": args.transfer,
             "dim": dim,
         },

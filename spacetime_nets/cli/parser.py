@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..accel import COMPILE_MODES, PRECISIONS
-from ..runs import BASES, DTYPES, KERNELS, LIFTS, RULES, SCHEDULES, TRANSFERS
+from ..runs import BASES, DTYPES, KERNELS, LIFTS, READOUTS, RULES, SCHEDULES, TRANSFERS
 from . import commands
 from .commands import PROG
 
@@ -68,7 +68,11 @@ _EXAMPLES = {
   spacetime-nets train --dataset circles --schedule hourglass --widths 16,4 --steps 8 \\
       --epochs 20 --out runs/circles
   spacetime-nets train --dataset circles --widths 16,4 --steps 8 --epochs 40 --lr 1e-3 \\
-      --out runs/circles --resume runs/circles      # continue with a lower learning rate""",
+      --out runs/circles --resume runs/circles      # continue with a lower learning rate
+  spacetime-nets train --dataset burgers --schedule constant --kernel spectral --channels 24 \\
+      --form inside --activation gelu --epochs 20 --lr 1e-3 --out runs/burgers
+  spacetime-nets train --dataset signals --schedule pyramid --kernel conv --channels 32 \\
+      --radius 0.25 --form inside --activation gelu --epochs 20 --lr 1e-3 --out runs/signals""",
     "evaluate": """examples:
   spacetime-nets evaluate runs/circles                       # test split, last.pt
   spacetime-nets evaluate runs/circles --split val --json
@@ -102,7 +106,7 @@ def _add(sub, name: str, help: str, description: str) -> argparse.ArgumentParser
 
 
 def _train_parser(sub) -> None:
-    from ..datasets import DATASETS
+    from ..datasets import REGISTRY
     from ..fields import ACTIVATIONS, FORMS
     from ..integrate import METHODS
     from ..objectives import LOSSES
@@ -119,15 +123,34 @@ def _train_parser(sub) -> None:
         "data set, schedule, dtype and optimiser must be those of the run (else exit 2); a "
         "new --lr is applied.",
     )
-    p.add_argument("--dataset", default="circles", choices=DATASETS, help="data set")
+    p.add_argument("--dataset", default="circles", choices=tuple(REGISTRY), help="data set")
     p.add_argument(
         "--samples", type=int, help="number of samples of a synthetic data set (its default)"
     )
     p.add_argument("--schedule", default="hourglass", help=_schedule_spec_help())
     _add_schedule_args(p)
+    # burgers, darcy and signals live on their own grid: it fixes n_max and the rule
+    p.set_defaults(widths=None, rule=None)
     p.add_argument("--transfer", default="linear", choices=TRANSFERS, help="Pi_k kind")
     p.add_argument("--kernel", default="nodal", choices=KERNELS, help="kernel storage")
-    p.add_argument("--modes", type=int, default=8, help="basis functions per axis (basis)")
+    p.add_argument(
+        "--modes",
+        type=int,
+        default=None,
+        help="basis functions per axis (basis 8, conv 3), or spectral modes per axis (8)",
+    )
+    p.add_argument(
+        "--channels", type=int, default=None, help="features per node (conv and spectral kernels)"
+    )
+    p.add_argument(
+        "--radius", type=float, default=None, help="physical radius of a conv kernel (0.1)"
+    )
+    p.add_argument(
+        "--readout",
+        default="auto",
+        choices=("auto", *READOUTS),
+        help="auto: function for burgers/darcy, quadrature otherwise",
+    )
     p.add_argument("--basis", default="legendre", choices=BASES, help="basis family")
     p.add_argument("--form", default="inside", choices=FORMS, help="vector field form")
     p.add_argument(
@@ -138,7 +161,8 @@ def _train_parser(sub) -> None:
         "--lift",
         default="auto",
         choices=LIFT_CHOICES,
-        help="input lift (auto: cells for digits and heat, linear otherwise)",
+        help="input lift (auto: identity for burgers, darcy and signals, cells for digits and "
+        "heat, linear otherwise)",
     )
     p.add_argument("--init-scale", type=float, default=1.0, help="scale of the initial kernel")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="floating type")

@@ -125,6 +125,15 @@ def _where(index: tuple[int, ...], first_row: int) -> str:
     return f"row {row}{rest}"
 
 
+def model_outputs(model: object) -> int | None:
+    """The number of outputs per sample a model's targets must have, or None when it is not
+    fixed (a function readout answers on the input's grid)."""
+    if getattr(model, "readout_kind", None) == "function":
+        return None
+    out = getattr(model, "out_features", None)
+    return out if isinstance(out, int) and not isinstance(out, bool) else None
+
+
 def check_data(data: Data, dtype: torch.dtype, out_features: int | None, loss: str) -> None:
     """Check every row of ``data`` once, before any update (see the module docstring).
 

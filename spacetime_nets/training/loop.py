@@ -31,7 +31,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .data import Data, check_data, is_class_labels, resolve_loss
+from .data import Data, check_data, is_class_labels, model_outputs, resolve_loss
 from .distributed import (
     all_reduce_sum,
     epoch_order,
@@ -214,8 +214,7 @@ def fit(
     val_data = Data(val, "val") if val is not None else None
     loss = resolve_loss(loss, train_data.peek_targets(), p)
     opts = _replace(opts, loss=loss)
-    out_features = getattr(model, "out_features", None)
-    out_features = out_features if isinstance(out_features, int) else None
+    out_features = model_outputs(model)
     for d in (train_data, val_data):
         if d is not None:
             check_data(d, model_dtype(model), out_features, loss)

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..objectives import empirical_risk, l2_control, turnpike_cost
 from ..validation import check_int
-from .data import Data, check_data, is_class_labels, resolve_loss
+from .data import Data, check_data, is_class_labels, model_outputs, resolve_loss
 from .distributed import model_device, model_dtype
 
 __all__ = ["LR_SCHEDULES", "OPTIMIZERS", "evaluate"]
@@ -118,8 +118,7 @@ def evaluate(
     batch_size = check_int("batch_size", batch_size, 1)
     loss = resolve_loss(loss, data.peek_targets(), p)
     dtype = model_dtype(model)
-    out_features = getattr(model, "out_features", None)
-    check_data(data, dtype, out_features if isinstance(out_features, int) else None, loss)
+    check_data(data, dtype, model_outputs(model), loss)
     return evaluate_checked(model, data, loss, batch_size, device, p)
 
 
