@@ -202,20 +202,7 @@ def xor(
 
         xs.append(_draw_exact(sample, valid, count, dtype))
         ys.append(np.full(count, int(signs[0] != signs[1]), dtype=np.int64))
-    x, y = _shuffle(np.concatenate(xs), np.concatenate(ys), rng)
-    x = _add_noise(x, noise, rng)
-    counts = (int((y == 0).sum()), int((y == 1).sum()))
-    return _package(
-        "xor",
-        x,
-        y,
-        task="classification",
-        num_classes=2,
-        splits=splits,
-        seed=seed,
-        dtype=dtype,
-        meta={"margin": margin, "noise": noise, "class_counts": counts},
-    )
+    return _two_classes("xor", xs, ys, rng, noise, splits, seed, dtype, {"margin": margin})
 
 
 def chess(
@@ -257,20 +244,7 @@ def chess(
         pts = _draw_exact(sample, valid, count, dtype)
         xs.append(pts)
         ys.append(np.full(count, label, dtype=np.int64))
-    x, y = _shuffle(np.concatenate(xs), np.concatenate(ys), rng)
-    x = _add_noise(x, noise, rng)
-    counts = (int((y == 0).sum()), int((y == 1).sum()))
-    return _package(
-        "chess",
-        x,
-        y,
-        task="classification",
-        num_classes=2,
-        splits=splits,
-        seed=seed,
-        dtype=dtype,
-        meta={"squares": squares, "noise": noise, "class_counts": counts},
-    )
+    return _two_classes("chess", xs, ys, rng, noise, splits, seed, dtype, {"squares": squares})
 
 
 def moons(
@@ -304,4 +278,23 @@ def moons(
         seed=seed,
         dtype=dtype,
         meta={"noise": noise, "class_counts": counts},
+    )
+
+
+def _two_classes(name, xs, ys, rng, noise, splits, seed, dtype, meta: dict) -> DatasetSplits:
+    """Shuffle the per-class blocks ``xs``/``ys``, add the input noise and package a binary
+    classification set (the class counts go into ``meta``)."""
+    x, y = _shuffle(np.concatenate(xs), np.concatenate(ys), rng)
+    x = _add_noise(x, noise, rng)
+    counts = (int((y == 0).sum()), int((y == 1).sum()))
+    return _package(
+        name,
+        x,
+        y,
+        task="classification",
+        num_classes=2,
+        splits=splits,
+        seed=seed,
+        dtype=dtype,
+        meta={**meta, "noise": noise, "class_counts": counts},
     )
