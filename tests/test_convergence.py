@@ -1,6 +1,6 @@
 """Convergence of the discrete flow to independent references, and resolution independence.
 
-1. A linear problem with a closed-form solution (MATH section 3, inside form, identity
+1. A linear problem with a closed-form solution (docs/concepts.md (section 3), inside form, identity
    activation, w = a cos(pi xi) cos(pi zeta), b = c cos(pi xi)): the projection
    p(t) = int cos(pi zeta) x(t, zeta) dzeta obeys p' = (a p + c) / 2, so with q = a p + c,
    q(t) = q(0) e^{a t / 2} and x(T, xi) = x0(xi) + cos(pi xi) q(0) (2 / a) (e^{a T / 2} - 1);
@@ -8,7 +8,7 @@
    RK4 ~4 (Gauss-Legendre nodes, so the quadrature error is negligible).
 2. A nonlinear problem (tanh, inside and outside forms) against ``scipy.integrate.solve_ivp``
    (rtol 1e-10) of the semi-discrete ODE on the same Gauss-Legendre grid; Euler ~1, Heun ~2.
-   Controls are piecewise constant in time (frozen at t_k for every stage, MATH section 1), so
+   Controls are piecewise constant in time (frozen at t_k for every stage, docs/concepts.md (section 1)), so
    the higher-order check uses a time-independent kernel.
 3. A schedule whose grid changes size at every step (alternating widths, trapezoid rule, linear
    transfer) under ``refine(width=2, depth=2)``, against a Nystrom extension of a fine solve_ivp

@@ -1,6 +1,6 @@
 """Checks of the time stepping (``spacetime_nets.integrate``) on moving grid schedules.
 
-The Euler, Heun and RK4 schemes of MATH section 4 are re-implemented here in NumPy (kernel
+The Euler, Heun and RK4 schemes of docs/concepts.md (section 4) are re-implemented here in NumPy (kernel
 matrices assembled from the analytic w, b at the right nodes and times, transfers built here
 from their definitions with ``numpy.interp``, not from the library's) and compared for every
 form. The Trajectory result is checked
@@ -67,7 +67,7 @@ def transfer_np(g_in: Grid, g_out: Grid, kind: str) -> np.ndarray:
 
 
 def reference(x0, sched, form, method, hidden=None, kind="linear"):
-    """NumPy re-implementation of MATH section 4 with sigma = tanh."""
+    """NumPy re-implementation of docs/concepts.md (section 4) with sigma = tanh."""
     X = x0.numpy().copy()
     times = sched.times.numpy()
     for k in range(sched.num_steps):

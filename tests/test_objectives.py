@@ -1,4 +1,4 @@
-"""Objectives of MATH section 2 against hand-written sums on tiny models."""
+"""Objectives of docs/concepts.md (section 2) against hand-written sums on tiny models."""
 
 from __future__ import annotations
 
