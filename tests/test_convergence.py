@@ -8,8 +8,8 @@
    RK4 ~4 (Gauss-Legendre nodes, so the quadrature error is negligible).
 2. A nonlinear problem (tanh, inside and outside forms) against ``scipy.integrate.solve_ivp``
    (rtol 1e-10) of the semi-discrete ODE on the same Gauss-Legendre grid; Euler ~1, Heun ~2.
-   Controls are piecewise constant in time (frozen at t_k for every stage, docs/concepts.md (section 1)), so
-   the higher-order check uses a time-independent kernel.
+   Controls are piecewise constant in time (frozen at t_k for every stage, docs/concepts.md
+   section 1), so the higher-order check uses a time-independent kernel.
 3. A schedule whose grid changes size at every step (alternating widths, trapezoid rule, linear
    transfer) under ``refine(width=2, depth=2)``, against a Nystrom extension of a fine solve_ivp
    reference evaluated at the final grid's nodes: the error falls at about first order.

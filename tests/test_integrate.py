@@ -1,9 +1,9 @@
 """Checks of the time stepping (``spacetime_nets.integrate``) on moving grid schedules.
 
-The Euler, Heun and RK4 schemes of docs/concepts.md (section 4) are re-implemented here in NumPy (kernel
-matrices assembled from the analytic w, b at the right nodes and times, transfers built here
-from their definitions with ``numpy.interp``, not from the library's) and compared for every
-form. The Trajectory result is checked
+The Euler, Heun and RK4 schemes of docs/concepts.md (section 4) are re-implemented here in
+NumPy (kernel matrices assembled from the analytic w, b at the right nodes and times,
+transfers built here from their definitions with ``numpy.interp``, not from the library's)
+and compared for every form. The Trajectory result is checked
 (shapes follow the widths, times equal the schedule's, multiply-add counts worked out by hand
 for tiny cases), checkpointing is checked to change neither outputs nor gradients, and every
 bad argument must raise a ValueError that names it.

@@ -5,8 +5,8 @@ loops from an independent evaluation of w: NumPy's Legendre polynomials for the 
 (orthonormality and |w|_{L^2} = |C|_F checked by Gauss-Legendre quadrature), a hand-written
 MLP for the neural kernel, the callables themselves for the function kernel, and the stored
 matrices for the nodal kernel. The fields part checks the activations against their formulas,
-the homogeneity rule of docs/concepts.md (section 1), and f(x, a u) = a f(x, u) numerically through one Euler
-step of a model (and its failure for outside + tanh and for the bottleneck).
+the homogeneity rule of docs/concepts.md (section 1), and f(x, a u) = a f(x, u) numerically
+through one Euler step of a model (and its failure for outside + tanh and for the bottleneck).
 """
 
 import copy
