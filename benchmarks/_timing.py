@@ -1,4 +1,5 @@
-"""Side-by-side timing helpers for the benchmark scripts: interleaved repeats, medians."""
+"""Side-by-side timing helpers for the benchmark scripts: interleaved repeats, medians, and the
+process's resident memory read from /proc (Linux)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,25 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def proc_status_kib(field: str) -> int | None:
+    """A field of /proc/self/status in KiB (``VmRSS``, ``VmHWM``), or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

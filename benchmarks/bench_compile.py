@@ -19,8 +19,6 @@ Run: python benchmarks/bench_compile.py [--backend inductor] [--repeats 15] [--q
 from __future__ import annotations
 
 import argparse
-import importlib
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,23 +32,7 @@ from _timing import compare, table, torch_threads  # noqa: E402
 
 import grids  # noqa: E402
 import spacetime_nets as st  # noqa: E402
-
-
-def compile_unavailable(backend: str, device: str) -> str | None:
-    """Why torch.compile cannot run here, or None."""
-    if not hasattr(torch, "compile"):
-        return f"torch {torch.__version__} has no torch.compile"
-    try:
-        importlib.import_module("torch._dynamo")
-    except (ImportError, RuntimeError) as e:  # pragma: no cover - broken install, new Python
-        return f"torch._dynamo unavailable: {type(e).__name__}: {e}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        return f"no CUDA device (torch {torch.__version__})"
-    if backend == "inductor" and device == "cpu":
-        if not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cc", "gcc")):
-            return "no C/C++ compiler on PATH (inductor needs one for CPU code)"
-    return None
-
+from spacetime_nets.accel import compile_unavailable  # noqa: E402
 
 #: exception class names (torch._inductor.exc) that mean a missing capability of the machine,
 #: not a failure of the library: anything else is re-raised

@@ -40,6 +40,9 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from grids import RULES, TRANSFER_KINDS, Grid, GridSchedule
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import proc_status_kib, reset_peak_rss  # noqa: E402
+
 GOAL_S = 1.0
 GOAL_MB = 50.0
 GRID_SIZES = (1001, 10001, 100001)
@@ -189,24 +192,8 @@ def _run(steps: int, max_width: int, repeats: int) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- wide grids
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def _can_reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return _status_kib("VmHWM") is not None
+    return reset_peak_rss() and proc_status_kib("VmHWM") is not None
 
 
 def _release_free_memory() -> None:
@@ -225,11 +212,11 @@ def peak_memory_mb(build: Callable[[], object]) -> tuple[float, str]:
     """Peak memory (MB, 10^6 bytes) that ``build()`` adds while it runs, and how it was read."""
     _release_free_memory()
     if _can_reset_peak():
-        before = _status_kib("VmRSS")
+        before = proc_status_kib("VmRSS")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # VmHWM := VmRSS
         out = build()
-        peak = _status_kib("VmHWM")
+        peak = proc_status_kib("VmHWM")
         del out
         return max(0, peak - before) * 1024 / 1e6, "rss"
     import tracemalloc

@@ -49,36 +49,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from _timing import proc_status_kib, reset_peak_rss, table  # noqa: E402
 
 MEM_GOAL = 0.15
 TIME_GOAL = 1.5
 
 
 # --------------------------------------------------------------------------- child process
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _rss_kib() -> tuple[int, int]:
     """(current RSS, peak RSS) in KiB."""
-    rss, hwm = _proc_status_kib("VmRSS"), _proc_status_kib("VmHWM")
+    rss, hwm = proc_status_kib("VmRSS"), proc_status_kib("VmHWM")
     if rss is None or hwm is None:  # not Linux: psutil for the current value, rusage for peak
         import resource
 
@@ -155,7 +136,7 @@ def run_case(
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     rss0, hwm0 = _rss_kib()
     out = fwd_bwd()
     if cuda:
@@ -329,9 +310,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 goal,
             )
         )
-    sys.path.insert(0, str(HERE))
-    from _timing import table
-
     print(
         table(
             table_rows,
