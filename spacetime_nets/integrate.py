@@ -247,8 +247,11 @@ class Discretization(nn.Module):
         G_k -> H_k -> G_{k+1} (or H_k -> G_k)."""
         square = method != "euler" or getattr(kernel, "stationary", False)
         two = FORMS[form].operators == 2
+        device_type = self.weights[0].device.type
+        if _autocast_state(device_type) is None:
+            return self._step_ops(kernel, kernel2, square, two)
         # the controls are built in the parameters' precision, also under bf16 autocast
-        with torch.autocast(self.weights[0].device.type, enabled=False):
+        with torch.autocast(device_type, enabled=False):
             return self._step_ops(kernel, kernel2, square, two)
 
     def _step_ops(self, kernel, kernel2, square: bool, two: bool) -> list[StepMatrices]:
@@ -335,10 +338,6 @@ def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, meth
         return disc.change_channels(k, y)
     y = rk_step(lambda z: field(form, act, sm.layers, z), x, sm.dt, get_stepper(method))
     return disc.transfer(k, y)
-
-
-# the names other modules used before the public ones existed
-_field, _step = field, step
 
 
 def run_steps(

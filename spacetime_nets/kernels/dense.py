@@ -154,7 +154,7 @@ class NodalKernel(Kernel):
         if isinstance(channels, int) and not isinstance(channels, bool):
             channels = [channels] * K
         if channels is not None:
-            channels = [_check_int("channels", c) for c in channels]
+            channels = [check_int("channels", c) for c in channels]
             if len(channels) != K:
                 raise ValueError(f"channels: need one count per step ({K}), got {len(channels)}")
         self.step_channels = channels
@@ -273,9 +273,6 @@ class _BasisCache:
         return value
 
 
-_check_int = check_int
-
-
 def check_scale(init_scale: object) -> float:
     """``init_scale`` must be a finite real number."""
     if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
@@ -288,7 +285,7 @@ def check_scale(init_scale: object) -> float:
 def check_channels_arg(channels: object) -> int | None:
     if channels is None:
         return None
-    return _check_int("channels", channels)
+    return check_int("channels", channels)
 
 
 class BasisKernel(Kernel):
@@ -318,14 +315,12 @@ class BasisKernel(Kernel):
         init_scale = check_scale(init_scale)
         self.channels = check_channels_arg(channels)
         self.domain = as_domain(domain)
-        self.modes = _check_int("modes", modes)
+        self.modes = check_int("modes", modes)
         if basis not in BASES:
             raise ValueError(f"basis: expected one of {', '.join(BASES)}; got {basis!r}")
         self.basis = basis
-        self.time_degree = (
-            None if time_degree is None else _check_int("time_degree", time_degree, 0)
-        )
-        self.pieces = _check_int("pieces", pieces) if time_degree is None else time_degree + 1
+        self.time_degree = None if time_degree is None else check_int("time_degree", time_degree, 0)
+        self.pieces = check_int("pieces", pieces) if time_degree is None else time_degree + 1
         A = self.modes**self.domain.dim
         self.num_functions = A
         c = self.channels
@@ -439,8 +434,8 @@ class NeuralKernel(Kernel):
         self.channels = check_channels_arg(channels)
         self.domain = as_domain(domain)
         d = self.domain.dim
-        _check_int("hidden", hidden)
-        _check_int("depth", depth)
+        check_int("hidden", hidden)
+        check_int("depth", depth)
         c = self.channels or 1
         self.net = _mlp(1 + 2 * d, hidden, depth, generator, init_scale / math.sqrt(c), c * c)
         self.bias_net = _mlp(1 + d, hidden, depth, generator, init_scale, c) if bias else None

@@ -18,7 +18,8 @@ from grids import Domain, GridSchedule
 from grids.domain import as_domain
 
 from ..ops import ConvOp, Dense, GridInfo, SpectralOp
-from .dense import Kernel, _check_int, basis_functions, check_scale
+from ..validation import check_int
+from .dense import Kernel, basis_functions, check_scale
 
 __all__ = ["ConvKernel", "SpectralKernel", "window"]
 
@@ -35,16 +36,16 @@ class _PiecewiseKernel(Kernel):
 
     def _setup_pieces(self, channels, pieces, time_degree) -> None:
         if time_degree is not None:
-            self.time_degree = _check_int("time_degree", time_degree, 0)
+            self.time_degree = check_int("time_degree", time_degree, 0)
             self.pieces = self.time_degree + 1
         else:
             self.time_degree = None
-            self.pieces = _check_int("pieces", pieces)
+            self.pieces = check_int("pieces", pieces)
         if isinstance(channels, int) and not isinstance(channels, bool):
             channels = [channels] * self.pieces
         if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
             raise ValueError(f"channels: expected an int or one int per piece, got {channels!r}")
-        channels = [_check_int("channels", c) for c in channels]
+        channels = [check_int("channels", c) for c in channels]
         if len(channels) != self.pieces:
             raise ValueError(
                 f"channels: need one count per piece ({self.pieces}), got {len(channels)}"
@@ -159,7 +160,7 @@ class ConvKernel(_PiecewiseKernel):
         init_scale = check_scale(init_scale)
         self.domain = as_domain(domain)
         self._setup_pieces(channels, pieces, time_degree)
-        self.modes = _check_int("modes", modes)
+        self.modes = check_int("modes", modes)
         d = self.domain.dim
         if isinstance(radius, list) and len(radius) == self.pieces and self.pieces > 1:
             self.radii = [_per_axis("radius", r, d) for r in radius]
@@ -190,9 +191,8 @@ class ConvKernel(_PiecewiseKernel):
         out = None
         for a in range(d):
             u = delta[..., a] / r[a]
-            inside = u.abs() < 1
             psi = basis_functions(u.clamp(-1, 1).reshape(-1), -1.0, 1.0, self.modes)
-            psi = psi.reshape(*u.shape, self.modes) * (window(u) * inside / r[a])[..., None]
+            psi = psi.reshape(*u.shape, self.modes) * (window(u) / r[a])[..., None]
             out = psi if out is None else (out[..., :, None] * psi[..., None, :]).flatten(-2)
         return out
 
@@ -315,7 +315,7 @@ class SpectralKernel(_PiecewiseKernel):
         ms = modes if isinstance(modes, (tuple, list)) else (modes,) * d
         if len(ms) != d:
             raise ValueError(f"modes: expected one int or {d}, got {modes!r}")
-        self.modes = tuple(_check_int("modes", m) for m in ms)
+        self.modes = tuple(check_int("modes", m) for m in ms)
         shape = self.modes if d == 1 else (2 * self.modes[0] - 1, self.modes[1])
         vol = self.domain.volume
         self.weight = nn.ParameterList()
