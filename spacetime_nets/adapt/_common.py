@@ -14,7 +14,6 @@ from grids.quadrature import check_n
 from ..integrate import multiply_adds
 from ..models import SpaceTimeNet
 from ..steppers import STEPPERS
-from ..validation import check_int, check_real
 
 #: global order p of each time stepper (the error of a step of size dt is O(dt^(p+1)))
 ORDERS = {name: tab.order for name, tab in STEPPERS.items()}
@@ -44,10 +43,6 @@ def _check_norm(norm: object) -> str:
     if norm not in NORMS:
         raise ValueError(f"norm: expected one of {', '.join(NORMS)}; got {norm!r}")
     return str(norm)
-
-
-_check_real = check_real
-_check_int = check_int
 
 
 def _calibration(

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 
 from ..models import SpaceTimeNet
+from ..validation import check_int
 from ._common import (
     ORDERS,
     SPACE_ORDER,
     _calibration,
     _check_continuous,
-    _check_int,
     _check_norm,
     _distance,
     _input_on_first_grid,
@@ -161,7 +161,7 @@ def estimate_errors(
     """
     _check_continuous(model, "estimate_errors")
     norm = _check_norm(norm)
-    batch_size = _check_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size)
     x, _ = _calibration(model, data, need_labels=False)
     sched = model.schedule
     times, grids = _lists(sched)

@@ -13,9 +13,7 @@ from typing import Any
 from grids import GridSchedule
 
 from ..models import SpaceTimeNet
-from ._common import (
-    _check_int,
-)
+from ..validation import check_int
 
 # --------------------------------------------------------------------------------------------
 # multilevel training
@@ -111,7 +109,7 @@ def multilevel_fit(
             f"epochs: expected {len(levels)} entries (one per level), got {len(per_level)}"
         )
     for i, e in enumerate(per_level):
-        _check_int(f"epochs[{i}]", e)
+        check_int(f"epochs[{i}]", e)
     if "resume" in fit_kwargs:
         raise ValueError(
             "resume: multilevel_fit starts from the given model; resume is not supported"

@@ -9,11 +9,10 @@ from pathlib import Path
 import torch
 
 from ..models import SpaceTimeNet
+from ..validation import check_int, check_real
 from ._common import (
     METRICS,
     _check_continuous,
-    _check_int,
-    _check_real,
     _function_readout,
 )
 from .search import (
@@ -80,10 +79,10 @@ def compress_run(
             f"export_format: expected 'export' or 'torchscript', got {export_format!r}"
         )
     if samples is not None:
-        _check_int("samples", samples)
+        check_int("samples", samples)
     if metric not in (*METRICS, "auto"):
         raise ValueError(f"metric: expected 'auto' or one of {', '.join(METRICS)}; got {metric!r}")
-    tol = _check_real("tol", tol)
+    tol = check_real("tol", tol)
     run = load_run(run_dir, checkpoint)
     model, config = run.model, run.config
     _check_continuous(model, "compress_run")

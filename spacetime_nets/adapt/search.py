@@ -14,13 +14,12 @@ import torch
 from grids import Grid, GridSchedule
 
 from ..models import SpaceTimeNet
+from ..validation import check_int, check_real
 from ._common import (
     METRICS,
     _calibration,
     _check_continuous,
-    _check_int,
     _check_norm,
-    _check_real,
     _coarser,
     _cost_fn,
     _distance,
@@ -192,14 +191,14 @@ def compress(
     """
     start = time.perf_counter()
     _check_continuous(model, "compress")
-    tol = _check_real("tol", tol)
+    tol = check_real("tol", tol)
     cost_fn = _cost_fn(cost)
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {', '.join(METRICS)}; got {metric!r}")
     norm = _check_norm(norm)
-    min_nodes = _check_int("min_nodes", min_nodes)
-    max_evaluations = _check_int("max_evaluations", max_evaluations)
-    batch_size = _check_int("batch_size", batch_size)
+    min_nodes = check_int("min_nodes", min_nodes)
+    max_evaluations = check_int("max_evaluations", max_evaluations)
+    batch_size = check_int("batch_size", batch_size)
     if not isinstance(fewer_steps, bool):
         raise ValueError(f"fewer_steps: expected True or False, got {fewer_steps!r}")
     x, labels = _calibration(model, data, need_labels=metric == "accuracy")
@@ -365,9 +364,9 @@ def refine_where(
     start = time.perf_counter()
     _check_continuous(model, "refine_where")
     norm = _check_norm(norm)
-    budget = _check_real("budget", budget)
-    max_moves = _check_int("max_moves", max_moves, 0)
-    batch_size = _check_int("batch_size", batch_size)
+    budget = check_real("budget", budget)
+    max_moves = check_int("max_moves", max_moves, 0)
+    batch_size = check_int("batch_size", batch_size)
     macs0 = model_macs(model)
     if budget < macs0:
         raise ValueError(

@@ -225,7 +225,6 @@ class SpaceTimeNet(_FlowModel):
                 (torch.rand(*shape, nK, generator=gen) * 2 - 1) * math.sqrt(nK / cK) / vol
             )
         self.readout_bias = nn.Parameter(torch.zeros(out_features))
-        self._out_transfers: dict = {}
         self._bind(schedule)
 
     @property
