@@ -27,6 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grids import RULES as _RULES
+from grids import TRANSFER_KINDS
+
+from . import kernels as _kernels
+from . import models as _models
 from .validation import check_choice, check_int, check_real
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,12 +64,10 @@ __all__ = [
 MODEL_FORMAT = "spacetime-nets/model"
 MODEL_VERSION = 1
 SCHEDULES = ("constant", "ramp", "hourglass", "pyramid", "moving")
-KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
-READOUTS = ("quadrature", "mean", "function")
-BASES = ("legendre", "fourier")
-LIFTS = ("cells", "linear", "identity")
-TRANSFERS = ("linear", "nearest", "l2")
-RULES = ("trapezoid", "simpson", "boole", "gauss_legendre", "midpoint", "periodic")
+# the library's own lists (one home each), re-exported for the command line's choices
+KERNELS, READOUTS, LIFTS = _models.KERNELS, _models.READOUTS, _models.LIFTS
+BASES = _kernels.BASES
+TRANSFERS, RULES = TRANSFER_KINDS, _RULES
 DTYPES = ("float32", "float64")
 #: The largest model :func:`build_model` allocates (its nodal weights, estimated from the
 #: widths before anything is allocated); raise it as a module attribute for bigger models.
