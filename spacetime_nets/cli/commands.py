@@ -42,14 +42,6 @@ def load_run(run: str | os.PathLike, checkpoint: str | None = None) -> tuple[Any
     return r.model, r.config.to_dict(), r.checkpoint
 
 
-#: data sets whose samples are functions on a grid (the model reads them with lift="identity")
-FUNCTION_DATASETS = ("burgers", "darcy", "signals")
-
-
-def _dataset_dim(name: str) -> int:
-    return 2 if name in ("digits", "darcy") else 1
-
-
 def _load_data(dataset: dict, dtype: str = "float32"):
     return load_dataset(dataset, dtype)
 
@@ -83,8 +75,10 @@ def _dataset_of(args: argparse.Namespace) -> dict:
 
 
 def _train_config(args: argparse.Namespace, data) -> RunConfig:
-    dim = _dataset_dim(args.dataset)
-    function_data = args.dataset in FUNCTION_DATASETS
+    # the data set says where it lives: a box (digits, heat, PDE fields) and, for functions
+    # sampled on a grid of their own (burgers, darcy, signals), that grid's rule
+    dim = len(data.meta.get("domain", [(0.0, 1.0)]))
+    function_data = "rule" in data.meta
     rule, widths = args.rule, args.widths
     if function_data:
         # the model's first grid is the grid the data live on
