@@ -14,7 +14,7 @@ from grids import GridSchedule
 
 from .fields import FORMS, activation_module
 from .kernels import NodalKernel
-from .ops import ConvOp, SpectralOp, spectral_apply
+from .ops import ConvOp, LowRankOp, SpectralOp, spectral_apply
 from .steppers import get_stepper, rk_step
 
 __all__ = [
@@ -304,6 +304,8 @@ def _linear(W: torch.Tensor, b: torch.Tensor) -> nn.Linear:
 
 
 def _layer(op) -> nn.Module:
+    if isinstance(op, LowRankOp):
+        op = op.dense()
     if isinstance(op, tuple):
         return _linear(*op)
     if isinstance(op, ConvOp):

@@ -29,7 +29,7 @@ from grids import Grid, GridSchedule
 
 from .fields import FORMS, check_form, get_activation
 from .kernels import Kernel, NodalKernel
-from .ops import ConvOp, GridInfo, SpectralOp, apply_op, op_rebuild, op_tensors
+from .ops import ConvOp, GridInfo, LowRankOp, SpectralOp, apply_op, op_rebuild, op_tensors
 from .steppers import STEPPERS, get_stepper, rk_step
 
 __all__ = [
@@ -69,9 +69,10 @@ class Trajectory:
 @dataclass
 class StepMatrices:
     """The discrete controls of one step: ``layers`` is a list of step operators (two for the
-    bottleneck form): ``Dense`` pairs ``(W [c n_out, c n_in], beta [c n_out])``, ``ConvOp`` or
-    ``SpectralOp``, with the quadrature weights of the output and input grids of each (for
-    control costs). ``square``: the operators map G_k to itself and the step transfers after."""
+    bottleneck form): ``Dense`` pairs ``(W [c n_out, c n_in], beta [c n_out])``, ``LowRankOp``,
+    ``ConvOp`` or ``SpectralOp``, with the quadrature weights of the output and input grids of
+    each (for control costs). ``square``: the operators map G_k to itself and the step
+    transfers after."""
 
     dt: float
     layers: list
@@ -480,6 +481,8 @@ def multiply_adds(
 def _op_macs(op, n: int) -> int:
     if isinstance(op, tuple):
         return op[0].numel()
+    if isinstance(op, LowRankOp):
+        return op.multiply_adds()
     if isinstance(op, ConvOp):
         return op.taps.numel() * n
     if isinstance(op, SpectralOp):

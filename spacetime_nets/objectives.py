@@ -75,15 +75,15 @@ def control_norms(model: nn.Module) -> list[torch.Tensor]:
     """|u_k|^2 per step: sum over the step's layers of
     |w|^2_{L2(Omega x Omega)} ~ sum_ij omega_out_i omega_in_j (W_ij / omega_in_j)^2 and
     |b|^2_{L2(Omega)} ~ sum_i omega_out_i beta_i^2 (unit weights: the Frobenius norms).
-    With channels the sums run over the channel pairs too; stationary operators (conv,
-    spectral) compute the same quadrature of |kappa(xi - zeta)|^2 (see :mod:`.ops`), their
-    pointwise mix A counting |A|^2 |Omega|."""
+    With channels the sums run over the channel pairs too; factored operators (basis kernels)
+    and stationary operators (conv, spectral) compute the same quadrature (see :mod:`.ops`),
+    the pointwise mix A of the stationary ones counting |A|^2 |Omega|."""
     out = []
     for sm in model.controls():
         total = 0.0
         for op, (w_out, w_in) in zip(sm.layers, sm.grids):
             if not isinstance(op, tuple):
-                total = total + op.control_norm_sq(w_in)
+                total = total + op.control_norm_sq(w_out, w_in)
                 continue
             W, b = op
             c = W.shape[0] // w_out.shape[0]

@@ -5,9 +5,10 @@ omega_j) to an output grid G' (nodes xi_i):
 
     (K x)_i = sum_j w(t_k, xi_i, zeta_j) x_j omega_j + A x_i + b
 
-``Dense`` holds the matrix itself (``W [c n_out, c n_in]``, channel-major); ``ConvOp`` applies a
+``Dense`` holds the matrix itself (``W [c n_out, c n_in]``, channel-major); ``LowRankOp`` applies
+a separable kernel (a basis expansion) in factored form, without forming W; ``ConvOp`` applies a
 stationary kernel of finite radius as ``F.conv1d`` / ``F.conv2d`` on uniform grids; ``SpectralOp``
-applies a periodic stationary kernel by FFT. All three are plain torch, used both by the step loop
+applies a periodic stationary kernel by FFT. All are plain torch, used both by the step loop
 and by exported ResNets.
 """
 
@@ -26,6 +27,7 @@ from grids import Grid
 __all__ = [
     "GridInfo",
     "Dense",
+    "LowRankOp",
     "ConvOp",
     "SpectralOp",
     "apply_op",
@@ -89,6 +91,77 @@ class Dense(NamedTuple):
     b: torch.Tensor
 
 
+class LowRankOp:
+    """A separable kernel w(xi, zeta) = sum_ab M_ab phi_a(xi) phi_b(zeta) and bias
+    b(xi) = sum_a c_a phi_a(xi) in factored form:
+
+        y = U (M (V^T x) + c),   V = Phi_in * omega:   W = U M V^T, beta = U c never formed
+
+    ``U [n_out, A]`` (basis at the output nodes), ``phi_in [n_in, A]``, ``omega [n_in]`` (input
+    quadrature weights), ``M [A, A]`` and ``c [A]``; with channels ``M [c A, c A]`` in blocks
+    (o, a), (p, b) and ``c [c A]``. A step costs c A (n_in + n_out) + (c A)^2 multiply-adds
+    per sample instead of c^2 n_in n_out, and no kernel matrix is built.
+    """
+
+    def __init__(
+        self,
+        U: torch.Tensor,
+        M: torch.Tensor,
+        c: torch.Tensor,
+        phi_in: torch.Tensor,
+        V: torch.Tensor,
+        channels: int | None = None,
+    ) -> None:
+        self.U, self.M, self.c, self.phi_in, self.V = U, M, c, phi_in, V
+        self.channels = channels
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.M, self.c]
+
+    def rebuild(self, tensors: list[torch.Tensor]) -> LowRankOp:
+        new = copy.copy(self)
+        new.M, new.c = tensors
+        return new
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, n_in] -> [B, n_out]``, or ``[B, c, n_in] -> [B, c, n_out]``."""
+        B = x.shape[0]
+        u = torch.addmm(self.c, (x @ self.V).reshape(B, -1), self.M.T)  # [B, c A]
+        if x.dim() == 2:
+            return u @ self.U.T
+        return (u.view(-1, self.U.shape[1]) @ self.U.T).view(B, x.shape[1], -1)
+
+    def dense(self) -> Dense:
+        """The same operator as a :class:`Dense` pair ``(W [c n_out, c n_in], beta [c n_out])``."""
+        beta = (self.c.view(-1, self.U.shape[1]) @ self.U.T).reshape(-1)
+        if self.channels is None:
+            return Dense((self.U @ self.M) @ self.V.T, beta)
+        ch = self.channels
+        n_out, n_in = self.U.shape[0], self.V.shape[0]
+        W = ((self.U @ self._blocks()) @ self.V.T).transpose(1, 2).reshape(ch * n_out, ch * n_in)
+        return Dense(W, beta)
+
+    def _blocks(self) -> torch.Tensor:
+        """M as ``[c, c, A, A]`` (output channel, input channel, a, b)."""
+        ch, A = self.channels or 1, self.U.shape[1]
+        return self.M.view(ch, A, ch, A).permute(0, 2, 1, 3)
+
+    def multiply_adds(self) -> int:
+        """Multiply-adds per sample."""
+        ch, A = self.channels or 1, self.U.shape[1]
+        return ch * A * (self.U.shape[0] + self.V.shape[0]) + (ch * A) ** 2
+
+    def control_norm_sq(self, w_out: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
+        """The :class:`Dense` quadrature sum_ij w_out_i w_in_j (W_ij / omega_j)^2 + sum_i w_out_i
+        beta_i^2 in closed form: sum over channel blocks of tr(M^T G_out M G_in) + c^T G_out c,
+        with the Gram matrices G_out = U^T diag(w_out) U, G_in = Phi_in^T diag(w_in) Phi_in."""
+        g_out = self.U.T @ (self.U * w_out[:, None])
+        g_in = self.phi_in.T @ (self.phi_in * w_in[:, None])
+        blocks = self._blocks()
+        cv = self.c.view(-1, self.U.shape[1])  # [c, A]
+        return ((g_out @ blocks) * (blocks @ g_in)).sum() + ((cv @ g_out) * cv).sum()
+
+
 class _StationaryOp:
     """Shared parts of the stationary operators: their trainable tensors (the main one named
     by ``_MAIN``, the bias, the optional pointwise mix) and a copy made of other tensors."""
@@ -144,10 +217,10 @@ class ConvOp(_StationaryOp):
             x, self.taps, self.bias, self.point, self.shape, self.periodic, self.in_scale
         )
 
-    def control_norm_sq(self, weights: torch.Tensor) -> torch.Tensor:
-        """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this grid:
-        sum_ij omega_i omega_j |kappa(xi_i - xi_j)|_F^2 by one convolution of the weights with
-        sum_oc kappa_oc^2 (kappa(m h) = taps / prod(h))."""
+    def control_norm_sq(self, w_out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this grid (``w_out`` is
+        ``weights``: the operator is square): sum_ij omega_i omega_j |kappa(xi_i - xi_j)|_F^2 by
+        one convolution of the weights with sum_oc kappa_oc^2 (kappa(m h) = taps / prod(h))."""
         k2 = (self.taps**2).sum(dim=(0, 1))[None, None] / self.cell**2
         g = weights.reshape(1, 1, *self.shape)
         pads: list[int] = []
@@ -215,10 +288,11 @@ class SpectralOp(_StationaryOp):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return spectral_apply(x, self.weight, self.bias, self.point, self.shape, self.scale)
 
-    def control_norm_sq(self, weights: torch.Tensor) -> torch.Tensor:
-        """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this periodic grid:
-        |Omega| sum_j omega_j |kappa(xi_j - xi_0)|_F^2 (translation invariance), kappa on the
-        grid from the operator applied to unit impulses at node 0."""
+    def control_norm_sq(self, w_out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this periodic grid
+        (square: ``w_out`` is ``weights``): |Omega| sum_j omega_j |kappa(xi_j - xi_0)|_F^2
+        (translation invariance), kappa on the grid from the operator applied to unit impulses
+        at node 0."""
         c, n = self.weight.shape[1], weights.shape[0]
         e = weights.new_zeros(c, c, n)
         e[torch.arange(c), torch.arange(c), 0] = 1.0 / weights[0]

@@ -28,7 +28,7 @@ from torch import nn
 from grids import Domain, GridSchedule
 from grids.domain import as_domain
 
-from ..ops import Dense
+from ..ops import Dense, LowRankOp
 from ..validation import check_int
 
 __all__ = [
@@ -261,8 +261,15 @@ class _BasisCache:
     def __init__(self) -> None:
         self._store: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
 
-    def get(self, nodes: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        key = id(nodes)
+    def get(
+        self,
+        nodes: torch.Tensor,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        key: object = None,
+    ) -> torch.Tensor:
+        """``fn(nodes)``, computed once per tensor (and ``key``, when the value also depends on
+        other fixed tensors)."""
+        key = id(nodes) if key is None else key
         hit = self._store.get(key)
         if hit is not None and hit[0]() is nodes:
             return hit[1]
@@ -296,6 +303,11 @@ class BasisKernel(Kernel):
     intervals of [0, T] (``time_degree=None``), or Legendre polynomials of degree
     ``time_degree`` in t (smooth in t). Because the basis is orthonormal,
     |w(t)|^2_{L^2(Omega x Omega)} = |C(t)|_F^2.
+
+    A step applies W = Phi_out C (Phi_in * omega)^T in factored form (:class:`~spacetime_nets.ops.
+    LowRankOp`, O(A (n_in + n_out)) per sample) when that takes fewer multiply-adds than the
+    dense matrix (O(n_in n_out)); ``factored=True`` / ``False`` forces one form. Both give the
+    same operator up to rounding.
     """
 
     def __init__(
@@ -310,10 +322,14 @@ class BasisKernel(Kernel):
         bias: bool = True,
         generator: torch.Generator | None = None,
         channels: int | None = None,
+        factored: bool | None = None,
     ) -> None:
         super().__init__(T)
         init_scale = check_scale(init_scale)
         self.channels = check_channels_arg(channels)
+        if factored not in (None, True, False):
+            raise ValueError(f"factored: expected None, True or False, got {factored!r}")
+        self.factored = factored
         self.domain = as_domain(domain)
         self.modes = check_int("modes", modes)
         if basis not in BASES:
@@ -387,19 +403,38 @@ class BasisKernel(Kernel):
             c = c * self.output_scale if c is not None else None
         return C, c
 
-    def forward(self, k, t, out_nodes, in_nodes, in_weights):
+    def low_rank(self, t: float, out_nodes, in_nodes, in_weights) -> LowRankOp:
+        """The operator at time t between two grids in factored form (``Phi_out [n_out, A]``,
+        ``M [c A, c A]`` and ``c [c A]`` from C(t), c(t), ``Phi_in * omega [n_in, A]``)."""
         C, c = self.coefficients(t)
-        phi_out = self.phi(out_nodes)
-        phi_in = self.phi(in_nodes) * in_weights[:, None]
-        if self.channels is None:
-            W = (phi_out @ C) @ phi_in.T
-            beta = phi_out @ c if c is not None else W.new_zeros(W.shape[0])
-            return W, beta
-        n_out, n_in, ch = phi_out.shape[0], phi_in.shape[0], self.channels
-        W = ((phi_out @ C) @ phi_in.T).transpose(1, 2).reshape(ch * n_out, ch * n_in)
+        ch = self.channels
+        A = self.num_functions
+        if ch is not None:
+            C = C.permute(0, 2, 1, 3).reshape(ch * A, ch * A)  # rows (o, a), columns (p, b)
         if c is None:
-            return W, W.new_zeros(W.shape[0])
-        return W, (phi_out @ c.T).T.reshape(-1)
+            c = C.new_zeros(C.shape[0])
+        phi_in = self.phi(in_nodes)
+        V = self._cache.get(
+            in_weights, lambda w: phi_in * w[:, None], key=(id(in_nodes), id(in_weights))
+        )
+        return LowRankOp(self.phi(out_nodes), C, c.reshape(-1), phi_in, V, ch)
+
+    def use_factored(self, n_out: int, n_in: int) -> bool:
+        """Whether a step between grids of these sizes runs in factored form."""
+        if self.factored is not None:
+            return self.factored
+        c, A = self.channels or 1, self.num_functions
+        return c * A * (n_in + n_out) + (c * A) ** 2 < c * c * n_in * n_out
+
+    def step_op(self, k: int, t: float, out, inp):
+        """A :class:`~spacetime_nets.ops.LowRankOp`, or the ``Dense`` matrix (see the class)."""
+        op = self.low_rank(t, out[0], inp[0], inp[1])
+        if self.use_factored(out[0].shape[0], inp[0].shape[0]):
+            return op
+        return op.dense()
+
+    def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        return self.low_rank(t, out_nodes, in_nodes, in_weights).dense()
 
     def extra_repr(self) -> str:
         t = (
@@ -428,10 +463,14 @@ class NeuralKernel(Kernel):
         bias: bool = True,
         generator: torch.Generator | None = None,
         channels: int | None = None,
+        factored: bool | None = None,
     ) -> None:
         super().__init__(T)
         init_scale = check_scale(init_scale)
         self.channels = check_channels_arg(channels)
+        if factored not in (None, True, False):
+            raise ValueError(f"factored: expected None, True or False, got {factored!r}")
+        self.factored = factored
         self.domain = as_domain(domain)
         d = self.domain.dim
         check_int("hidden", hidden)
