@@ -4,9 +4,14 @@
    hand-written PyTorch ResNet loop with the same widths and weights (goal <= 1.05);
 2. NeuralODE forward+backward against torchdiffeq.odeint(method="euler") with the same steps
    and weights (goal <= 0.8);
-3. a moving (hourglass) schedule against its fixed maximum-width schedule: time ratio against
-   multiply-add ratio (goal: within 1.2x);
-4. the exported ResNet against the space-time net (goal: at least as fast, ratio <= 1).
+3. a moving schedule against its fixed maximum-width schedule: time ratio over multiply-add
+   ratio (goals: hourglass <= 1.2, pyramid <= 1.1). Beside each, the same ratio for hand-written
+   loops with the same widths whose transfers cost nothing (a slice or a zero pad, not the
+   same function): the floor that the matrix products and the activation of those widths
+   leave on this machine, whatever the transfer costs;
+4. the exported ResNet against the space-time net (goal: at least as fast, ratio <= 1);
+5. a basis kernel applied in factored form against its dense matrices (n=1024, 8 modes; goal:
+   at least 4x faster).
 
 Run: python benchmarks/bench_core.py [--threads N] [--repeats R]
 """
@@ -120,14 +125,35 @@ def case_torchdiffeq(repeats: int, device: str) -> tuple:
     )
 
 
-def case_moving(repeats: int, device: str, shape: str = "hourglass") -> tuple:
+def _free_transfer_loop(model, x):
+    """forward+backward of a hand-written Euler loop (outside form, tanh) with the model's
+    widths and matrices, whose transfers are a slice or a zero pad (they cost nothing)."""
+    mats = [sm.layers[0] for sm in model.controls()]
+    Ws = [W.detach().clone().requires_grad_() for W, _ in mats]
+    bs = [b.detach().clone().requires_grad_() for _, b in mats]
+    dts = model.disc.dts
+
+    def run():
+        for p in (*Ws, *bs):
+            p.grad = None
+        h = x
+        for W, b, dt in zip(Ws, bs, dts):
+            m, n = h.shape[1], W.shape[0]
+            short = h if m == n else (h[:, :n] if n < m else F.pad(h, (0, n - m)))
+            h = torch.add(short, torch.tanh(F.linear(h, W, b)), alpha=dt)
+        h.sum().backward()
+
+    return run
+
+
+def case_moving(repeats: int, device: str, shape: str = "hourglass") -> list[tuple]:
     B, K, n_max, n_min = 256, 20, 256, 32
     if shape == "hourglass":  # the width changes at every step
         moving = grids.GridSchedule.hourglass(n_max, n_min, K)
-        label = f"hourglass {n_max}->{n_min}->{n_max}"
+        label, goal = f"hourglass {n_max}->{n_min}->{n_max}", 1.2
     else:  # three stages: the width changes twice
         moving = grids.GridSchedule.pyramid(n_max, n_min, K, levels=3)
-        label = f"pyramid {n_max}->{n_min} (3 levels)"
+        label, goal = f"pyramid {n_max}->{n_min} (3 levels)", 1.1
     fixed = grids.GridSchedule.constant(n_max, K)
     m_mov = st.SpaceTimeNet(
         moving,
@@ -143,22 +169,37 @@ def case_moving(repeats: int, device: str, shape: str = "hourglass") -> tuple:
         fixed, n_max, 10, kernel="nodal", form="outside", activation="tanh", lift="identity", seed=0
     ).to(device)
     x = torch.randn(B, n_max, device=device)
-    t = compare({"moving": _fwd_bwd(m_mov, x), "fixed": _fwd_bwd(m_fix, x)}, repeats=repeats)
+    fns = {
+        "moving": _fwd_bwd(m_mov, x),
+        "fixed": _fwd_bwd(m_fix, x),
+        "floor moving": _free_transfer_loop(m_mov, x),
+        "floor fixed": _free_transfer_loop(m_fix, x),
+    }
+    t = compare(fns, repeats=repeats)
     macs = multiply_adds(m_mov.disc, "outside", "euler", B) / multiply_adds(
         m_fix.disc, "outside", "euler", B
     )
-    r = t["moving"] / t["fixed"]
-    q = r / macs
-    return _row(
-        f"{label} / constant {n_max} (time ratio / MAC ratio {macs:.3f})",
-        t["moving"],
-        t["fixed"],
-        q,
-        1.2,
-    )
+    q = t["moving"] / t["fixed"] / macs
+    q_floor = t["floor moving"] / t["floor fixed"] / macs
+    return [
+        _row(
+            f"{label} / constant {n_max} (time ratio / MAC ratio {macs:.3f})",
+            t["moving"],
+            t["fixed"],
+            q,
+            goal,
+        ),
+        _row(
+            f"  floor: hand loops, transfers free ({label} / constant)",
+            t["floor moving"],
+            t["floor fixed"],
+            q_floor,
+            goal,
+        ),
+    ]
 
 
-def case_pyramid(repeats: int, device: str) -> tuple:
+def case_pyramid(repeats: int, device: str) -> list[tuple]:
     return case_moving(repeats, device, shape="pyramid")
 
 
@@ -181,6 +222,33 @@ def case_export(repeats: int, device: str) -> tuple:
     )
 
 
+def case_factored(repeats: int, device: str) -> tuple:
+    B, K, n = 256, 20, 1024
+    sched = grids.GridSchedule.constant(n, K)
+    x = torch.randn(B, n, device=device)
+    fns = {}
+    for factored in (True, False):
+        kern = st.BasisKernel(
+            sched.domain,
+            modes=8,
+            pieces=K,
+            factored=factored,
+            generator=torch.Generator().manual_seed(0),
+        )
+        model = st.SpaceTimeNet(
+            sched, n, 10, kernel=kern, form="inside", activation="tanh", lift="identity", seed=0
+        ).to(device)
+        fns["factored" if factored else "dense"] = _fwd_bwd(model, x)
+    t = compare(fns, repeats=max(3, repeats // 3))
+    return _row(
+        f"basis kernel, factored / dense matrices (B={B},n={n},K={K},8 modes)",
+        t["factored"],
+        t["dense"],
+        t["factored"] / t["dense"],
+        0.25,
+    )
+
+
 def main(argv: list[str] | None = None) -> list[tuple]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
@@ -188,10 +256,17 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     with torch_threads(args.threads):
-        rows = [
-            case(args.repeats, args.device)
-            for case in (case_hand_resnet, case_torchdiffeq, case_moving, case_pyramid, case_export)
-        ]
+        rows = []
+        for case in (
+            case_hand_resnet,
+            case_torchdiffeq,
+            case_moving,
+            case_pyramid,
+            case_export,
+            case_factored,
+        ):
+            got = case(args.repeats, args.device)
+            rows += got if isinstance(got, list) else [got]
         threads = torch.get_num_threads()
     print(
         f"device={args.device}, torch threads={threads}, "

@@ -48,8 +48,9 @@ __all__ = [
 METHODS = tuple(STEPPERS)
 
 #: transfers with at most this many entries n_{k+1} n_k are also kept as a dense matrix and
-#: applied as one product (narrow layers are bound by the number of kernels, not by flops)
-DENSE_TRANSFER_MAX = 4096
+#: applied as one product, fused with the residual (Pi x + dt f): up to about 128 x 128 that
+#: beats the stencil's gathers and scatters forward and backward (bench_core's hourglass)
+DENSE_TRANSFER_MAX = 16384
 
 
 @dataclass

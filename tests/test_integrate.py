@@ -9,12 +9,16 @@ for tiny cases), checkpointing is checked to change neither outputs nor gradient
 bad argument must raise a ValueError that names it.
 """
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 from grids import Grid, GridSchedule
 from spacetime_nets import FORMS, FunctionKernel, NodalKernel, integrate
+
+integrate_module = importlib.import_module("spacetime_nets.integrate")
 
 
 # analytic controls, in torch (for the library) and in NumPy (for the reference)
@@ -110,9 +114,14 @@ def reference(x0, sched, form, method, hidden=None, kind="linear"):
     return X
 
 
+@pytest.mark.parametrize("stencil", [False, True], ids=["dense-shortcut", "stencil-shortcut"])
 @pytest.mark.parametrize("method", ["euler", "heun", "rk4"])
 @pytest.mark.parametrize("form", FORMS)
-def test_stepping_matches_numpy_reference(form, method):
+def test_stepping_matches_numpy_reference(form, method, stencil, monkeypatch):
+    """Both ways of applying Pi_k: as one dense product on narrow layers (these grids) and as
+    the gather stencil of wide ones (forced here by a zero size limit)."""
+    if stencil:
+        monkeypatch.setattr(integrate_module, "DENSE_TRANSFER_MAX", 0)
     for kind in ("linear", "l2"):
         sched = GridSchedule.moving([7, 10, 6, 9, 8], T=1.4, transfer_kind=kind)
         x0 = torch.randn(3, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -120,6 +129,8 @@ def test_stepping_matches_numpy_reference(form, method):
         extra = {}
         if form == "bottleneck":
             extra = {"kernel2": kernel2(), "hidden": [hidden] * sched.num_steps}
+        dense = integrate_module.Discretization(sched).pi_dense
+        assert all((d is None) == stencil for d in dense)
         tr = integrate(x0, sched, kernel1(), form=form, activation="tanh", method=method, **extra)
         ref = reference(x0, sched, form, method, hidden, kind)
         np.testing.assert_allclose(tr.final.numpy(), ref, rtol=0, atol=1e-12)
