@@ -264,20 +264,22 @@ class Discretization(nn.Module):
                 StepMatrices(dt, [wb], [(w[k + shift], w[k])], square)
                 for k, (dt, wb) in enumerate(zip(self.dts, kernel.all_steps()))
             ]
-        out = []
-        for k, dt in enumerate(self.dts):
-            t = self.times[k]
+        first, second = [], []  # (k, t, out, in) of each operator of each step
+        for k, t in enumerate(self.times[:-1]):
             p_in = self._point(k)
             p_out = p_in if square else self._point(k + 1)
             if two:
                 p_h = self._point(k, hidden=True)
-                op1 = kernel.step_op(k, t, p_h, p_in)
-                op2 = kernel2.step_op(k, t, p_out, p_h)
-                grids = [(p_h[1], p_in[1]), (p_out[1], p_h[1])]
-                out.append(StepMatrices(dt, [op1, op2], grids, square))
+                first.append((k, t, p_h, p_in))
+                second.append((k, t, p_out, p_h))
             else:
-                op = kernel.step_op(k, t, p_out, p_in)
-                out.append(StepMatrices(dt, [op], [(p_out[1], p_in[1])], square))
+                first.append((k, t, p_out, p_in))
+        ops = [kernel.step_ops(first)] + ([kernel2.step_ops(second)] if two else [])
+        where = [first, second] if two else [first]
+        out = []
+        for k, dt in enumerate(self.dts):
+            grids = [(w[k][2][1], w[k][3][1]) for w in where]  # (out weights, in weights)
+            out.append(StepMatrices(dt, [o[k] for o in ops], grids, square))
         return out
 
     def check_kernel(self, kernel: Kernel, form: str, method: str, kernel2: Kernel | None):

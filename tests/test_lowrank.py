@@ -200,3 +200,33 @@ def test_multiply_adds_of_a_factored_step():
 def test_factored_argument_is_checked():
     with pytest.raises(ValueError, match=r"^factored: expected None, True or False, got 'yes'"):
         BasisKernel(factored="yes")
+
+
+@pytest.mark.parametrize("time_degree", [None, 2])
+def test_coefficient_gradients_match_finite_differences(time_degree):
+    """The step operators take the coefficient pieces from one split per forward pass; the
+    gradient of every piece must still be the derivative of the loss (central differences)."""
+    sched = GridSchedule.constant(12, 3).with_channels(2)
+    kern = BasisKernel(
+        modes=2,
+        pieces=3,
+        time_degree=time_degree,
+        channels=2,
+        generator=torch.Generator().manual_seed(5),
+    )
+    m = st.SpaceTimeNet(sched, 12, 1, kernel=kern, activation="tanh", channels=2).double()
+    x = torch.randn(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    m(x).square().sum().backward()
+    assert kern._split is None  # the split lives only while the operators are built
+    for param in (kern.coeff, kern.bias_coeff):
+        flat = param.detach().view(-1)
+        for i in range(0, flat.numel(), max(1, flat.numel() // 7)):
+            old = float(flat[i])
+            with torch.no_grad():
+                flat[i] = old + 1e-6
+                up = float(m(x).square().sum())
+                flat[i] = old - 1e-6
+                down = float(m(x).square().sum())
+                flat[i] = old
+            fd = (up - down) / 2e-6
+            assert float(param.grad.view(-1)[i]) == pytest.approx(fd, rel=1e-6, abs=1e-9)

@@ -90,6 +90,11 @@ class Kernel(nn.Module):
         W, b = self.forward(k, t, out[0], inp[0], inp[1])
         return Dense(W, b)
 
+    def step_ops(self, steps: Sequence[tuple]) -> list:
+        """The operators of several steps at once, ``steps`` holding ``(k, t, out, inp)``
+        (what :meth:`step_op` takes); kernels may share work between the steps here."""
+        return [self.step_op(k, t, out, inp) for k, t, out, inp in steps]
+
     def check_discretisation(self, out_widths: Sequence[int], in_widths: Sequence[int]) -> None:
         """Raise ValueError when the kernel cannot be evaluated on these step shapes."""
 
@@ -378,26 +383,34 @@ class BasisKernel(Kernel):
             lambda x: tensor_basis(x.double(), self.domain, self.modes, self.basis).to(x.dtype),
         )
 
+    def step_ops(self, steps: Sequence[tuple]) -> list:
+        """Every step's operator, with the coefficient pieces split off once: indexing C per
+        step would give each step's backward a zero-filled gradient of all the pieces."""
+        bias = self.bias_coeff.unbind(0) if self.bias_coeff is not None else None
+        self._split = (self.coeff.unbind(0), bias)
+        try:
+            return super().step_ops(steps)
+        finally:
+            self._split = None
+
     def coefficients(self, t: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(C(t) [A, A], c(t) [A]) including ``output_scale``."""
         tau = min(max(t / self.T, 0.0), 1.0)
+        split = getattr(self, "_split", None)
+        C_pieces, c_pieces = split if split is not None else (self.coeff, self.bias_coeff)
         if self.time_degree is None:
             # at a piece boundary tau * pieces is an integer up to rounding (t_k = k T / K can
             # come out a few ulps low): without the tolerance step k would use piece k - 1
             p = min(int(tau * self.pieces + 1e-9), self.pieces - 1)
-            C = self.coeff[p]
-            c = self.bias_coeff[p] if self.bias_coeff is not None else None
+            C = C_pieces[p]
+            c = c_pieces[p] if c_pieces is not None else None
         else:
             # Legendre values in t as Python floats: no tensor is moved to the device
             L = basis_functions(
                 torch.tensor([tau], dtype=torch.float64), 0.0, 1.0, self.pieces, "legendre"
             )[0].tolist()
-            C = sum(li * self.coeff[m] for m, li in enumerate(L))
-            c = (
-                sum(li * self.bias_coeff[m] for m, li in enumerate(L))
-                if self.bias_coeff is not None
-                else None
-            )
+            C = sum(li * C_pieces[m] for m, li in enumerate(L))
+            c = sum(li * c_pieces[m] for m, li in enumerate(L)) if c_pieces is not None else None
         if self.output_scale != 1.0:
             C = C * self.output_scale
             c = c * self.output_scale if c is not None else None
