@@ -18,6 +18,7 @@ from .ops import ConvOp, LowRankOp, SpectralOp, spectral_apply
 from .steppers import get_stepper, rk_step
 
 __all__ = [
+    "MAX_EXPORT_BYTES",
     "ResidualBlock",
     "VariableWidthResNet",
     "ConvLayer",
@@ -27,6 +28,12 @@ __all__ = [
     "to_resnet",
     "from_resnet",
 ]
+
+
+#: the largest exported network (bytes of its dense matrices: the Linear layers, the factored
+#: basis operators made dense, the shortcuts Pi_k) that ``to_resnet`` builds; above it, it
+#: raises ValueError before allocating anything (raise the bound to export anyway)
+MAX_EXPORT_BYTES = 4 * 2**30
 
 
 class ConvLayer(nn.Module):
@@ -315,6 +322,29 @@ def _layer(op) -> nn.Module:
     raise ValueError(f"op: cannot export a step operator of type {type(op).__name__}")
 
 
+def _check_export_size(disc, mats, itemsize: int) -> None:
+    """ValueError when the dense matrices of the export would exceed MAX_EXPORT_BYTES."""
+    entries = 0
+    for k, sm in enumerate(mats):
+        for op in sm.layers:
+            if isinstance(op, LowRankOp):
+                c = op.channels or 1
+                entries += c * c * op.U.shape[0] * op.V.shape[0]
+            elif isinstance(op, tuple):
+                entries += op[0].numel()
+        if disc.pi[k] is not None:
+            entries += disc.widths[k] * disc.widths[k + 1]
+    need = entries * itemsize
+    if need > MAX_EXPORT_BYTES:
+        raise ValueError(
+            f"model: the exported ResNet would hold {need / 2**30:,.1f} GiB of dense matrices "
+            f"(its Linear layers, the basis operators made dense, the shortcuts Pi_k), above "
+            f"spacetime_nets.export.MAX_EXPORT_BYTES = {MAX_EXPORT_BYTES / 2**30:g} GiB; export "
+            "a coarser discretisation (model.at_resolution(n) or model.with_schedule(...)) or "
+            "raise the bound"
+        )
+
+
 def _channel_parts(model) -> tuple[nn.Module, nn.Module]:
     index = model.lift_index if model.lift_kind == "cells" else None
     lift = ChannelLift(model.lift_weight, model.lift_bias, index)
@@ -379,8 +409,10 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
     else:
         raise ValueError(f"model: expected a SpaceTimeNet or NeuralODE, got {type(model).__name__}")
     disc = model.disc
+    mats = model.controls()
+    _check_export_size(disc, mats, disc.weights[0].element_size())
     blocks = []
-    for k, sm in enumerate(model.controls()):
+    for k, sm in enumerate(mats):
         layers = [_layer(op) for op in sm.layers]
         shortcut = None if disc.pi[k] is None else disc.transfer_matrix(k).clone()
         c_out = None if disc.channels is None else disc.channels[k + 1]

@@ -336,3 +336,21 @@ def test_from_resnet_rejects_what_does_not_fit():
         from_resnet(bottle, sched)
     with pytest.raises(ValueError, match="SpaceTimeNet or NeuralODE"):
         to_resnet(torch.nn.Linear(2, 2))
+
+
+def test_export_refuses_a_network_above_the_memory_bound(monkeypatch):
+    """The bound counts the dense matrices the export would build: here 4 factored basis
+    operators of 64 x 64 and 4 shortcuts, 8 bytes each in float64."""
+    import spacetime_nets.export as export_module
+
+    sched = GridSchedule.hourglass(64, 40, 4)
+    model = SpaceTimeNet(sched, 64, 2, kernel="basis", modes=4, lift="identity").double()
+    assert all(type(sm.layers[0]).__name__ == "LowRankOp" for sm in model.controls())
+    w = sched.widths
+    need = 8 * sum(2 * w[k] * w[k + 1] for k in range(4))
+    monkeypatch.setattr(export_module, "MAX_EXPORT_BYTES", need - 1)
+    with pytest.raises(ValueError, match=r"^model: the exported ResNet would hold .*GiB"):
+        to_resnet(model)
+    monkeypatch.setattr(export_module, "MAX_EXPORT_BYTES", need)
+    x = torch.randn(3, 64, dtype=torch.float64)
+    torch.testing.assert_close(to_resnet(model)(x), model(x))
