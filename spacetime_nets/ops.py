@@ -97,10 +97,11 @@ class LowRankOp:
 
         y = U (M (V^T x) + c),   V = Phi_in * omega:   W = U M V^T, beta = U c never formed
 
-    ``U [n_out, A]`` (basis at the output nodes), ``phi_in [n_in, A]``, ``omega [n_in]`` (input
-    quadrature weights), ``M [A, A]`` and ``c [A]``; with channels ``M [c A, c A]`` in blocks
-    (o, a), (p, b) and ``c [c A]``. A step costs c A (n_in + n_out) + (c A)^2 multiply-adds
-    per sample instead of c^2 n_in n_out, and no kernel matrix is built.
+    ``U [n_out, A]`` (basis at the output nodes), ``phi_in [n_in, A]`` (basis at the input
+    nodes), ``V [n_in, A]`` (it times the input quadrature weights omega), ``M [A, A]`` and
+    ``c [A]``; with channels ``M [c A, c A]`` in blocks (o, a), (p, b) and ``c [c A]``. A step
+    costs c A (n_in + n_out) + (c A)^2 multiply-adds per sample instead of c^2 n_in n_out, and
+    no kernel matrix is built.
     """
 
     def __init__(

@@ -476,14 +476,10 @@ class NeuralKernel(Kernel):
         bias: bool = True,
         generator: torch.Generator | None = None,
         channels: int | None = None,
-        factored: bool | None = None,
     ) -> None:
         super().__init__(T)
         init_scale = check_scale(init_scale)
         self.channels = check_channels_arg(channels)
-        if factored not in (None, True, False):
-            raise ValueError(f"factored: expected None, True or False, got {factored!r}")
-        self.factored = factored
         self.domain = as_domain(domain)
         d = self.domain.dim
         check_int("hidden", hidden)
