@@ -249,11 +249,8 @@ class Discretization(nn.Module):
         G_k -> H_k -> G_{k+1} (or H_k -> G_k)."""
         square = method != "euler" or getattr(kernel, "stationary", False)
         two = FORMS[form].operators == 2
-        device_type = self.weights[0].device.type
-        if _autocast_state(device_type) is None:
-            return self._step_ops(kernel, kernel2, square, two)
         # the controls are built in the parameters' precision, also under bf16 autocast
-        with torch.autocast(device_type, enabled=False):
+        with without_autocast(self.weights[0].device.type):
             return self._step_ops(kernel, kernel2, square, two)
 
     def _step_ops(self, kernel, kernel2, square: bool, two: bool) -> list[StepMatrices]:
@@ -444,6 +441,14 @@ def _autocast_state(device_type: str):
     except (AttributeError, TypeError, RuntimeError):  # torch < 2.4, or no autocast there
         pass
     return None
+
+
+def without_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device_type`` where it is on (a no-op context otherwise):
+    the controls and their costs are computed in the parameters' precision."""
+    if _autocast_state(device_type) is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, enabled=False)
 
 
 def _autocast(state):

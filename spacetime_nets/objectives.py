@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .integrate import without_autocast
+
 __all__ = [
     "LOSSES",
     "loss_per_sample",
@@ -77,21 +79,24 @@ def control_norms(model: nn.Module) -> list[torch.Tensor]:
     |b|^2_{L2(Omega)} ~ sum_i omega_out_i beta_i^2 (unit weights: the Frobenius norms).
     With channels the sums run over the channel pairs too; factored operators (basis kernels)
     and stationary operators (conv, spectral) compute the same quadrature (see :mod:`.ops`),
-    the pointwise mix A of the stationary ones counting |A|^2 |Omega|."""
-    out = []
-    for sm in model.controls():
-        total = 0.0
-        for op, (w_out, w_in) in zip(sm.layers, sm.grids):
-            if not isinstance(op, tuple):
-                total = total + op.control_norm_sq(w_out, w_in)
-                continue
-            W, b = op
-            c = W.shape[0] // w_out.shape[0]
-            if c > 1:
-                w_out, w_in = w_out.repeat(c), w_in.repeat(c)
-            total = total + (W**2 * w_out[:, None] / w_in[None, :]).sum() + (w_out * b**2).sum()
-        out.append(total)
-    return out
+    the pointwise mix A of the stationary ones counting |A|^2 |Omega|. Computed in the
+    parameters' precision, also under bf16 autocast."""
+    with without_autocast(model.disc.weights[0].device.type):
+        return [_control_norm(sm) for sm in model.controls()]
+
+
+def _control_norm(sm) -> torch.Tensor:
+    total = 0.0
+    for op, (w_out, w_in) in zip(sm.layers, sm.grids):
+        if not isinstance(op, tuple):
+            total = total + op.control_norm_sq(w_out, w_in)
+            continue
+        W, b = op
+        c = W.shape[0] // w_out.shape[0]
+        if c > 1:
+            w_out, w_in = w_out.repeat(c), w_in.repeat(c)
+        total = total + (W**2 * w_out[:, None] / w_in[None, :]).sum() + (w_out * b**2).sum()
+    return total
 
 
 def l2_control(model: nn.Module) -> torch.Tensor:

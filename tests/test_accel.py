@@ -464,6 +464,26 @@ def test_step_operators_stay_float32_under_bf16(kernel):
                 assert all(t.dtype == torch.float32 for t in op_tensors(op))
 
 
+@pytest.mark.parametrize("kernel", ["basis", "conv", "nodal"])
+def test_control_cost_is_float32_under_bf16(kernel):
+    """The L2 control penalty (Gram products of factored basis operators, a convolution of
+    the weights for conv kernels) is the float32 value also inside bf16 autocast."""
+    from spacetime_nets.objectives import l2_control
+
+    sched = grids.GridSchedule.constant(40, 3)
+    extra = {"channels": 4, "radius": 0.2} if kernel == "conv" else {"lift": "identity"}
+    if kernel == "conv":
+        sched = sched.with_channels(4)
+    model = st.SpaceTimeNet(sched, 40, 2, kernel=kernel, seed=0, **extra)
+    if kernel == "basis":
+        assert type(model.controls()[0].layers[0]).__name__ == "LowRankOp"
+    ref = l2_control(model).detach()
+    with accel.mixed_precision("bf16", model, model):
+        got = l2_control(model).detach()
+    assert got.dtype == torch.float32
+    assert torch.equal(got, ref)
+
+
 def test_fit_in_bf16_matches_float32_within_the_stated_tolerance():
     """fit(..., precision="bf16"): each epoch's training loss within BF16_LOSS_RTOL (relative) of
     the float32 run, and the parameters stay float32."""
