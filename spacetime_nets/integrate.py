@@ -209,9 +209,9 @@ class Discretization(nn.Module):
 
     def grid_transfer(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Pi_k alone, on the last dimension of ``x`` (a matrix product on narrow layers, the
-        stencil on wide ones)."""
+        stencil on wide ones and under autocast, where a product would round the state)."""
         dense = self.pi_dense[k]
-        if dense is not None:
+        if dense is not None and _autocast_state(x.device.type) is None:
             return x @ dense
         p = self.pi[k]
         return x if p is None else apply_stencil(x, *p)
@@ -327,8 +327,9 @@ def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, meth
     if not sm.square:
         f = field(form, act, sm.layers, x)
         dense = disc.pi_dense[k]
-        if dense is not None:
-            # Pi x + dt f in one kernel: addmm(f, x, Pi^T, beta=dt)
+        if dense is not None and _autocast_state(x.device.type) is None:
+            # Pi x + dt f in one kernel: addmm(f, x, Pi^T, beta=dt) (not under autocast: the
+            # state, a residual sum, stays in the parameters' precision)
             if x.dim() == 2:
                 return torch.addmm(f, x, dense, beta=sm.dt)
             B, c = x.shape[0], x.shape[1]

@@ -484,6 +484,23 @@ def test_control_cost_is_float32_under_bf16(kernel):
     assert torch.equal(got, ref)
 
 
+@pytest.mark.parametrize("n", [32, 300])
+def test_states_stay_float32_under_bf16(n):
+    """Narrow changing layers (the shortcut as a dense product) and wide ones (the stencil)
+    both keep the state, a residual sum, in float32 under bf16 autocast, with the same
+    shortcut values as without autocast."""
+    sched = grids.GridSchedule.hourglass(n, n // 2, 4)
+    model = st.SpaceTimeNet(sched, n, 2, kernel="nodal", lift="identity", seed=0)
+    x = torch.randn(3, n)
+    with accel.mixed_precision("bf16", model, model):
+        traj = model.trajectory(x)
+    assert [s.dtype for s in traj.states] == [torch.float32] * 5
+    disc = model.disc
+    with accel.mixed_precision("bf16", model, model):
+        got = disc.grid_transfer(0, x)
+    torch.testing.assert_close(got, x @ disc.transfer_matrix(0).T, rtol=1e-6, atol=1e-6)
+
+
 def test_fit_in_bf16_matches_float32_within_the_stated_tolerance():
     """fit(..., precision="bf16"): each epoch's training loss within BF16_LOSS_RTOL (relative) of
     the float32 run, and the parameters stay float32."""
