@@ -352,7 +352,11 @@ def run_steps(
     checkpoint: int | None = None,
     keep_states: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The step loop shared by every model. Returns (final state, states if kept)."""
+    """The step loop shared by every model. Returns (final state, states if kept). Under
+    autocast the state, a residual sum, is kept in the grids' precision (a lift's product may
+    hand it over in bf16)."""
+    if _autocast_state(x.device.type) is not None:
+        x = x.to(disc.weights[0].dtype)
     states = [x] if keep_states else []
     K = len(mats)
     if checkpoint is None or not torch.is_grad_enabled():

@@ -501,6 +501,25 @@ def test_states_stay_float32_under_bf16(n):
     torch.testing.assert_close(got, x @ disc.transfer_matrix(0).T, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["linear-lift", "conv-channels"])
+def test_states_after_a_lift_stay_float32_under_bf16(kind):
+    """A lift's product hands the first state over in bf16; the step loop keeps the residual
+    sums in float32 from there on (constant grids: no shortcut would promote them)."""
+    sched = grids.GridSchedule.constant(16, 3)
+    if kind == "linear-lift":
+        model = st.SpaceTimeNet(sched, 5, 2, kernel="nodal", lift="linear", seed=0)
+        x = torch.randn(3, 5)
+    else:
+        sched = sched.with_channels(4)
+        model = st.SpaceTimeNet(sched, 16, 2, kernel="conv", channels=4, radius=0.2, seed=0)
+        x = torch.randn(3, 16)
+    with accel.mixed_precision("bf16", model, model):
+        traj = model.trajectory(x)
+        y = model(x)
+    assert [s.dtype for s in traj.states] == [torch.float32] * 4
+    torch.testing.assert_close(y.float(), model(x), rtol=2e-2, atol=2e-2)
+
+
 def test_fit_in_bf16_matches_float32_within_the_stated_tolerance():
     """fit(..., precision="bf16"): each epoch's training loss within BF16_LOSS_RTOL (relative) of
     the float32 run, and the parameters stay float32."""
