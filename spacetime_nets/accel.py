@@ -120,10 +120,10 @@ class mixed_precision(contextlib.ContextDecorator):  # noqa: N801 - used like to
     ``precision="bf16"`` enters ``torch.autocast(device.type, torch.bfloat16,
     cache_enabled=False)``: eligible products ``y = W x`` take bf16 operands (8 significant
     bits, unit roundoff 2^-8) and accumulate in float32 inside the kernel; the parameters, the
-    grid buffers and the residual update X + dt f(X) stay float32 (a float32 state plus a bf16
-    increment promotes to float32). The step matrices W^k of basis and neural kernels are
-    assembled from the float32 parameters by products too, so autocast rounds them to bf16
-    where they are built as well as where they are applied. Use it around the forward pass and
+    grid buffers and the residual update X + dt f(X) stay float32 (the step loop keeps the state
+    in float32; a float32 state plus a bf16 increment promotes to float32). The step operators
+    W^k and the L2 control penalty are computed with autocast off, in float32, and rounded to
+    bf16 only where an operator is applied. Use it around the forward pass and
     the loss, not around ``backward()`` (autograd replays the casts itself). Works as a
     decorator too.
 
