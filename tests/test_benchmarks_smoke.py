@@ -127,6 +127,45 @@ def test_gpu_check_without_cuda(bench, capsys):
     assert "no CUDA device" in capsys.readouterr().out
 
 
+def test_gpu_check_verdicts(bench):
+    """The target verdicts read the right rows: B=256 only, the worst value of the widths a
+    target covers, bf16 against float32 at the same width; "not measured" without rows."""
+    mod = bench("gpu_check")
+
+    def row(n, B=256, **kw):
+        return {"n": n, "B": B, **kw}
+
+    tables = {
+        "cuda-graphs": [
+            row(64, compiled_s=20e-6),
+            row(256, compiled_s=28e-6),
+            row(1024, compiled_s=90e-6),  # wider than the target covers
+            row(16, B=32, compiled_s=99e-6),  # another batch size
+        ],
+        "float32": [
+            row(1024, roofline=0.3, step_s=4e-3),
+            row(2048, roofline=0.62, step_s=10e-3),
+            row(4096, roofline=0.55, step_s=40e-3),
+        ],
+        "bf16": [row(1024, step_s=2e-3), row(2048, step_s=8e-3), row(4096, step_s=20e-3)],
+    }
+    got = {t: (m, ok) for t, m, ok in mod.verdicts(tables)}
+    assert list(got.values()) == [
+        ("worst 28.0 us at n=256", "yes"),
+        ("worst 55.0% at n=4096", "yes"),
+        ("worst 1.25x at n=2048", "no"),  # 10 / 8 ms
+    ]
+    assert [ok for _, _, ok in mod.verdicts({})] == ["not measured"] * 3
+    # the key names of real rows (the cuda-graphs mode runs eagerly on the CPU)
+    real = bench("bench_throughput").main(
+        ["--quick", "--threads", "1", "--widths", "16", "--batches", "256", "--compile",
+         "cuda-graphs"]
+    )  # fmt: skip
+    (target, measured, ok), *_ = mod.verdicts({"cuda-graphs": real})
+    assert measured == f"worst {real[0]['compiled_s'] * 1e6:.1f} us at n=16"
+    assert ok == ("yes" if real[0]["compiled_s"] <= 30e-6 else "no")
+
+
 # --------------------------------------------------------------------------- on a GPU
 @pytest.mark.cuda
 @cuda
