@@ -210,11 +210,20 @@ class Discretization(nn.Module):
     def grid_transfer(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Pi_k alone, on the last dimension of ``x`` (a matrix product on narrow layers, the
         stencil on wide ones and under autocast, where a product would round the state)."""
-        dense = self.pi_dense[k]
-        if dense is not None and _autocast_state(x.device.type) is None:
+        dense = self.dense_shortcut(k, x)
+        if dense is not None:
             return x @ dense
         p = self.pi[k]
         return x if p is None else apply_stencil(x, *p)
+
+    def dense_shortcut(self, k: int, x: torch.Tensor) -> torch.Tensor | None:
+        """Pi_k^T ``[n_k, n_{k+1}]`` where Pi_k runs as a product on ``x`` (narrow layers), None
+        where it runs as the stencil (wide layers, and under autocast, where a product would
+        round the state to the low precision)."""
+        dense = self.pi_dense[k]
+        if dense is None or _autocast_state(x.device.type) is not None:
+            return None
+        return dense
 
     def change_channels(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """c_k -> c_{k+1} channels on dimension 1: new channels zero, or the first kept."""
@@ -262,6 +271,7 @@ class Discretization(nn.Module):
                 for k, (dt, wb) in enumerate(zip(self.dts, kernel.all_steps()))
             ]
         first, second = [], []  # (k, t, out, in) of each operator of each step
+        grids = []  # (out weights, in weights) of each operator of each step
         for k, t in enumerate(self.times[:-1]):
             p_in = self._point(k)
             p_out = p_in if square else self._point(k + 1)
@@ -269,15 +279,14 @@ class Discretization(nn.Module):
                 p_h = self._point(k, hidden=True)
                 first.append((k, t, p_h, p_in))
                 second.append((k, t, p_out, p_h))
+                grids.append([(p_h[1], p_in[1]), (p_out[1], p_h[1])])
             else:
                 first.append((k, t, p_out, p_in))
+                grids.append([(p_out[1], p_in[1])])
         ops = [kernel.step_ops(first)] + ([kernel2.step_ops(second)] if two else [])
-        where = [first, second] if two else [first]
-        out = []
-        for k, dt in enumerate(self.dts):
-            grids = [(w[k][2][1], w[k][3][1]) for w in where]  # (out weights, in weights)
-            out.append(StepMatrices(dt, [o[k] for o in ops], grids, square))
-        return out
+        return [
+            StepMatrices(dt, [o[k] for o in ops], grids[k], square) for k, dt in enumerate(self.dts)
+        ]
 
     def check_kernel(self, kernel: Kernel, form: str, method: str, kernel2: Kernel | None):
         if not isinstance(kernel, Kernel):
@@ -326,10 +335,9 @@ def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, meth
     """One step X^k -> X^{k+1} (see the module docstring)."""
     if not sm.square:
         f = field(form, act, sm.layers, x)
-        dense = disc.pi_dense[k]
-        if dense is not None and _autocast_state(x.device.type) is None:
-            # Pi x + dt f in one kernel: addmm(f, x, Pi^T, beta=dt) (not under autocast: the
-            # state, a residual sum, stays in the parameters' precision)
+        dense = disc.dense_shortcut(k, x)
+        if dense is not None:
+            # Pi x + dt f in one kernel: addmm(f, x, Pi^T, beta=dt)
             if x.dim() == 2:
                 return torch.addmm(f, x, dense, beta=sm.dt)
             B, c = x.shape[0], x.shape[1]

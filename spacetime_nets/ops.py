@@ -134,13 +134,10 @@ class LowRankOp:
 
     def dense(self) -> Dense:
         """The same operator as a :class:`Dense` pair ``(W [c n_out, c n_in], beta [c n_out])``."""
-        beta = (self.c.view(-1, self.U.shape[1]) @ self.U.T).reshape(-1)
-        if self.channels is None:
-            return Dense((self.U @ self.M) @ self.V.T, beta)
-        ch = self.channels
+        ch = self.channels or 1
         n_out, n_in = self.U.shape[0], self.V.shape[0]
         W = ((self.U @ self._blocks()) @ self.V.T).transpose(1, 2).reshape(ch * n_out, ch * n_in)
-        return Dense(W, beta)
+        return Dense(W, (self.c.view(ch, -1) @ self.U.T).reshape(-1))
 
     def _blocks(self) -> torch.Tensor:
         """M as ``[c, c, A, A]`` (output channel, input channel, a, b)."""
