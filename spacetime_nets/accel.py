@@ -312,15 +312,16 @@ class GraphedModule(nn.Module):
     """``model`` replayed from CUDA graphs, one recording per input signature.
 
     On a CUDA device the first call with a new signature (argument shapes, dtypes and
-    ``requires_grad``, ``.train()``/``.eval()``, grad mode, autocast state) records the
-    model's forward and, with grad enabled, its backward through
+    ``requires_grad``, ``.train()``/``.eval()``, grad and inference mode, autocast state)
+    records the model's forward and, with grad enabled, its backward through
     :func:`torch.cuda.make_graphed_callables` (a few warm-up passes on a side stream first);
     later calls copy the arguments into the recorded inputs and replay: one launch for the
     whole lift -> K steps -> readout, one for its backward. The outputs are copied out of the
     graph's static buffers, so a result survives the next call. At most ``max_graphs``
     signatures are kept (the least recently used is dropped). The parameters are the graph's
-    inputs by address: an optimiser may update them in place, but replacing a parameter
-    tensor (``load_state_dict(assign=True)``, ``.to(...)``) needs :meth:`reset`.
+    inputs by address: an optimiser may update them in place, and ``.to(...)`` through the
+    wrapper records again, but replacing a parameter tensor of the wrapped model itself
+    (``model.load_state_dict(..., assign=True)``, ``model.to(...)``) needs :meth:`reset`.
 
     Elsewhere (the CPU, or CUDA tensors without a CUDA runtime) every call runs ``model``
     eagerly, with the same results: ``captured`` is False and ``fallback_reason`` says why.
@@ -356,6 +357,12 @@ class GraphedModule(nn.Module):
         """Drop every recording (after replacing parameters or changing the model)."""
         self._graphs.clear()
 
+    def _apply(self, fn, recurse=True):
+        # .to() / .double() / .cuda() through the wrapper give the parameters new addresses:
+        # a recording would replay the old ones, so every signature is recorded again
+        self.reset()
+        return super()._apply(fn, recurse)
+
     def _why_eager(self, args: tuple) -> str | None:
         dev = args[0].device if args else _device_of(self.model)
         if dev.type != "cuda":
@@ -380,6 +387,7 @@ class GraphedModule(nn.Module):
         key = (
             self.model.training,
             torch.is_grad_enabled(),
+            torch.is_inference_mode_enabled(),
             _autocast_key(dev.type),
             tuple((tuple(a.shape), a.dtype, a.requires_grad, str(a.device)) for a in args),
         )
@@ -404,7 +412,9 @@ class GraphedModule(nn.Module):
         entry.train(self.model.training)
         samples = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
         try:
-            return torch.cuda.make_graphed_callables(entry, samples)
+            # unused parameters (a frozen piece, a kernel the schedule never reaches) get no
+            # gradient instead of failing the recording
+            return torch.cuda.make_graphed_callables(entry, samples, allow_unused_input=True)
         except RuntimeError as exc:
             if "captur" not in str(exc).lower():
                 raise

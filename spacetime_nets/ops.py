@@ -293,7 +293,8 @@ class SpectralOp(_StationaryOp):
         at node 0."""
         c, n = self.weight.shape[1], weights.shape[0]
         e = weights.new_zeros(c, c, n)
-        e[torch.arange(c), torch.arange(c), 0] = 1.0 / weights[0]
+        diag = torch.arange(c, device=weights.device)  # no host index on an accelerator
+        e[diag, diag, 0] = 1.0 / weights[0]
         zero = weights.new_zeros(self.weight.shape[0])
         kap = spectral_apply(e, self.weight, zero, None, self.shape, self.scale)  # [c_in, c, n]
         vol = weights.sum()

@@ -216,7 +216,7 @@ def test_cuda_graph_path_runs_eagerly_where_recording_is_refused(monkeypatch):
     monkeypatch.setattr(graphed, "_why_eager", lambda args: None)
     calls = []
 
-    def refuse(entry, samples):
+    def refuse(entry, samples, **kwargs):
         calls.append(tuple(s.shape for s in samples))
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
 
@@ -229,12 +229,43 @@ def test_cuda_graph_path_runs_eagerly_where_recording_is_refused(monkeypatch):
     assert calls == [((4, 8),)] and not graphed.captured
     assert "could not be recorded" in graphed.fallback_reason
 
-    def broken(entry, samples):
+    def broken(entry, samples, **kwargs):
         raise RuntimeError("deliberate failure of the model")
 
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", broken)
     with pytest.raises(RuntimeError, match="deliberate failure"):
         graphed(torch.randn(5, 8))
+
+
+def test_cuda_graph_signatures_separate_inference_mode_and_moves_record_again(monkeypatch):
+    """The recording bookkeeping, with a recorder that runs the model eagerly: no_grad and
+    inference_mode get separate recordings (a tensor recorded in inference mode cannot be
+    written outside it), and moving the wrapper drops every recording (the parameters then
+    live at new addresses, which a replay would not see)."""
+    model = _scalar_model(n=8, K=2)
+    graphed = accel.GraphedModule(model)
+    monkeypatch.setattr(graphed, "_why_eager", lambda args: None)
+    recorded = []
+
+    def record(entry, samples, **kwargs):
+        recorded.append((torch.is_inference_mode_enabled(), kwargs))
+        return entry
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", record)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        graphed(x)
+        graphed(x)
+    with torch.inference_mode():
+        out = graphed(x)
+    assert [r[0] for r in recorded] == [False, True] and graphed.num_graphs == 2
+    assert all(r[1].get("allow_unused_input") for r in recorded)
+    graphed.double()
+    assert graphed.num_graphs == 0
+    with torch.no_grad():
+        again = graphed(x.double())
+    assert len(recorded) == 3
+    torch.testing.assert_close(again, out.double(), rtol=1e-6, atol=1e-6)
 
 
 # ------------------------------------------------------------------------ torch.compile

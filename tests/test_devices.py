@@ -3,8 +3,11 @@
 ``.to(torch.float64)`` must convert every floating parameter and buffer (integer index buffers
 keep their dtype), give float64-exact grids and transfers (the schedule's own values, not
 widened float32 roundings), and a forward pass must produce and leave everything in the
-model's dtype and device. The ``cuda`` test (skipped without a GPU) moves models to the GPU
-and checks every tensor, the outputs and the export equivalence there.
+model's dtype and device. On the ``meta`` device (shapes, no values) every model kind runs its
+forward, backward and control penalty: the proof without a GPU that none of them reads a value
+back to the host or mixes a host tensor in (both raise there). The ``cuda`` test (skipped
+without a GPU) moves models to the GPU and checks every tensor, the outputs and the export
+equivalence there.
 """
 
 import pytest
@@ -12,6 +15,7 @@ import torch
 
 from grids import GridSchedule
 from spacetime_nets import FunctionKernel, NeuralODE, SpaceTimeNet, to_resnet
+from spacetime_nets.objectives import l2_control
 
 BOX = [(0.0, 1.0), (0.0, 2.0)]
 
@@ -122,6 +126,42 @@ def test_float32_and_float64_models_agree_to_float32_accuracy():
     x = inputs(double, torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(single(x.float()).double(), double(x), rtol=0, atol=1e-5)
+
+
+def accelerator_models():
+    """all_models() and the models with channels: stationary kernels on periodic grids,
+    factored basis kernels, checkpointed steps."""
+    periodic = GridSchedule.constant(16, 3, rule="periodic")
+    moving = GridSchedule.hourglass(16, 8, 4)
+    return {
+        **all_models(),
+        "conv-channels": SpaceTimeNet(
+            periodic, 16, 2, kernel="conv", channels=3, radius=0.2, seed=0
+        ),
+        "spectral-channels": SpaceTimeNet(
+            periodic, 16, 2, kernel="spectral", modes=3, channels=3, seed=0
+        ),
+        "basis-channels-checkpoint": SpaceTimeNet(
+            moving, 16, 2, kernel="basis", modes=3, channels=2, checkpoint=2, seed=0
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(accelerator_models()))
+def test_forward_backward_and_penalty_never_read_values_back(name):
+    """GPU-ready without a GPU: on the meta device a host read (``.item()``, ``bool(t)``) or a
+    host tensor mixed into the computation raises, so the whole training computation of each
+    model kind runs there and gives the CPU run's shapes and dtypes."""
+    model = accelerator_models()[name]
+    x = inputs(model, torch.float32)
+    y_cpu = model(x)
+    meta = model.to("meta")
+    y = meta(x.to("meta"))
+    assert y.device.type == "meta" and y.shape == y_cpu.shape and y.dtype == y_cpu.dtype
+    (y.sum() + l2_control(meta)).backward()
+    for pname, prm in meta.named_parameters():
+        assert prm.grad is not None and prm.grad.device.type == "meta", pname
+        assert prm.grad.shape == prm.shape, pname
 
 
 @pytest.mark.cuda
