@@ -446,7 +446,7 @@ def test_grid_and_schedule_of_a_neural_ode_have_unit_weights():
     assert node.schedule.widths == [4, 4, 4]
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_input_is_refused(bad):
     sched = GridSchedule.constant(5, 3)
     models = [
@@ -460,3 +460,13 @@ def test_non_finite_input_is_refused(bad):
             m(x)
         with pytest.raises(ValueError, match="x: input must be finite"):
             m.trajectory(x)
+
+
+def test_extreme_finite_inputs_are_accepted():
+    """Finite inputs at the ends of the float32 range (whose plain sum overflows) pass the
+    finiteness check."""
+    model = NeuralODE(3, T=1.0, steps=2, out_features=2, seed=0)
+    big = torch.finfo(torch.float32).max
+    tiny = torch.finfo(torch.float32).smallest_normal / 4  # subnormal
+    x = torch.tensor([[big, big, -big], [tiny, -tiny, 0.0]])
+    assert model(x).shape == (2, 2)
