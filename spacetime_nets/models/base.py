@@ -152,7 +152,8 @@ def _check_finite(x: torch.Tensor) -> None:
     if x.device.type == "cpu" and not torch.compiler.is_compiling():
         # x - x is +0 at every finite entry and NaN at inf / NaN, so one subtraction and one
         # sum tell whether anything is bad (isfinite's comparisons cost several times more)
-        if bool(torch.sum(x - x) != 0):
+        d = x.detach()  # no autograd record of the check
+        if bool(torch.sum(d - d) != 0):
             bad = ~torch.isfinite(x)
             idx = tuple(int(v) for v in bad.nonzero()[0])
             where = ", ".join(map(str, idx))
