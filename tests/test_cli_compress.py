@@ -3,42 +3,31 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "spacetime_nets", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(cli, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    p = _cli("train", "--dataset", "digits", "--kernel", "basis", "--modes", "4", "--schedule",
-             "pyramid", "--widths", "16,8", "--steps", "4", "--epochs", "4", "--out", str(out),
-             "--quiet")  # fmt: skip
+    p = cli("train", "--dataset", "digits", "--kernel", "basis", "--modes", "4", "--schedule",
+            "pyramid", "--widths", "16,8", "--steps", "4", "--epochs", "4", "--out", str(out),
+            "--quiet")  # fmt: skip
     assert p.returncode == 0, p.stderr
     return out
 
 
-def test_compress_stays_within_tol_on_the_calibration_split(run):
-    p = _cli("compress", str(run), "--tol", "2", "--split", "val")
+def test_compress_stays_within_tol_on_the_calibration_split(cli, run):
+    p = cli("compress", str(run), "--tol", "2", "--split", "val")
     assert p.returncode == 0, p.stderr
     folder = run / "compressed"
     summary = json.loads((folder / "compress.json").read_text())
     assert summary["macs_after"] <= summary["macs_before"]
     # independent check: the evaluate command on the written schedule, against the original
-    before = _cli("evaluate", str(run), "--split", "val", "--json")
-    after = _cli("evaluate", str(run), "--split", "val", "--json", "--schedule",
-                 str(folder / "schedule.json"))  # fmt: skip
+    before = cli("evaluate", str(run), "--split", "val", "--json")
+    after = cli("evaluate", str(run), "--split", "val", "--json", "--schedule",
+                str(folder / "schedule.json"))  # fmt: skip
     assert before.returncode == 0 and after.returncode == 0, after.stderr
     acc0 = json.loads(before.stdout)["accuracy"]
     acc1 = json.loads(after.stdout)["accuracy"]
@@ -47,14 +36,14 @@ def test_compress_stays_within_tol_on_the_calibration_split(run):
     assert resnet(torch.zeros(3, 64)).shape == (3, 10)
 
 
-def test_compress_refuses_bad_arguments_in_one_line(run, tmp_path):
+def test_compress_refuses_bad_arguments_in_one_line(cli, run, tmp_path):
     for args, text in [
         (["--tol", "-1"], "--tol: expected a finite number >= 0"),
         (["--tol", "nan"], "--tol: expected a finite number >= 0"),
         (["--tol", "1", "--samples", "0"], "--samples: expected a positive integer"),
     ]:
-        p = _cli("compress", str(run), *args)
+        p = cli("compress", str(run), *args)
         assert p.returncode == 2 and text in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
-    p = _cli("compress", str(tmp_path / "missing"), "--tol", "1")
+    p = cli("compress", str(tmp_path / "missing"), "--tol", "1")
     assert p.returncode == 2 and "no such run folder" in p.stderr

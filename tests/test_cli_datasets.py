@@ -5,24 +5,12 @@ and compresses like any other."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from spacetime_nets import datasets
 from spacetime_nets.runs import load_run
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "spacetime_nets", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"OMP_NUM_THREADS": "1", **__import__("os").environ},
-    )
 
 
 @pytest.mark.parametrize(
@@ -36,18 +24,18 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                      "--channels", "6", "--radius", "0.25"]),
     ],
 )  # fmt: skip
-def test_train_evaluate_export_on_function_data(dataset, options, tmp_path):
+def test_train_evaluate_export_on_function_data(cli, dataset, options, tmp_path):
     out = tmp_path / dataset
-    p = _cli("train", "--dataset", dataset, "--samples", "80", *options, "--form", "inside",
-             "--activation", "gelu", "--epochs", "1", "--lr", "1e-3", "--out", str(out),
-             "--quiet")  # fmt: skip
+    p = cli("train", "--dataset", dataset, "--samples", "80", *options, "--form", "inside",
+            "--activation", "gelu", "--epochs", "1", "--lr", "1e-3", "--out", str(out),
+            "--quiet")  # fmt: skip
     assert p.returncode == 0, p.stderr
     run = load_run(out)
     data = datasets.load(dataset, n=80, seed=0)
     assert run.model.schedule.widths[0] == data.in_features  # the data's own grid
     assert run.model.lift_kind == "identity"
     # the CLI's test metric is the library's, recomputed here on the same split
-    ev = _cli("evaluate", str(out), "--json")
+    ev = cli("evaluate", str(out), "--json")
     assert ev.returncode == 0, ev.stderr
     res = json.loads(ev.stdout)
     with torch.no_grad():
@@ -59,17 +47,17 @@ def test_train_evaluate_export_on_function_data(dataset, options, tmp_path):
     else:
         acc = float((pred.argmax(-1) == data.test.y).float().mean())
         assert res["accuracy"] == pytest.approx(acc, abs=1e-9)
-    ex = _cli("export", str(out))
+    ex = cli("export", str(out))
     assert ex.returncode == 0, ex.stderr
 
 
-def test_function_data_refuse_a_grid_other_than_their_own(tmp_path):
-    p = _cli("train", "--dataset", "burgers", "--samples", "20", "--widths", "64",
-             "--kernel", "spectral", "--channels", "4", "--out", str(tmp_path / "b"))  # fmt: skip
+def test_function_data_refuse_a_grid_other_than_their_own(cli, tmp_path):
+    p = cli("train", "--dataset", "burgers", "--samples", "20", "--widths", "64",
+            "--kernel", "spectral", "--channels", "4", "--out", str(tmp_path / "b"))  # fmt: skip
     assert p.returncode == 2 and "n_max must be 128" in p.stderr, p.stderr
-    p = _cli("train", "--dataset", "burgers", "--samples", "20", "--rule", "trapezoid",
-             "--kernel", "spectral", "--channels", "4", "--out", str(tmp_path / "b"))  # fmt: skip
+    p = cli("train", "--dataset", "burgers", "--samples", "20", "--rule", "trapezoid",
+            "--kernel", "spectral", "--channels", "4", "--out", str(tmp_path / "b"))  # fmt: skip
     assert p.returncode == 2 and "live on a 'periodic' grid" in p.stderr, p.stderr
-    p = _cli("train", "--dataset", "signals", "--samples", "80", "--kernel", "conv",
-             "--out", str(tmp_path / "s"))  # fmt: skip
+    p = cli("train", "--dataset", "signals", "--samples", "80", "--kernel", "conv",
+            "--out", str(tmp_path / "s"))  # fmt: skip
     assert p.returncode == 2 and "needs --channels" in p.stderr, p.stderr
