@@ -236,9 +236,10 @@ class GridSchedule:
         T: float = 1.0,
         domain: Domain | Sequence = (0.0, 1.0),
         rule: str = "trapezoid",
-        transfer_kind: str = "linear",
+        transfer_kind: str = "galerkin",
     ) -> GridSchedule:
-        """Wide - narrow - wide: ``n_outer`` at t = 0 and T, ``n_waist`` at t = T / 2."""
+        """Wide - narrow - wide: ``n_outer`` at t = 0 and T, ``n_waist`` at t = T / 2. The
+        default transfer filters where it coarsens and interpolates where it refines."""
         return cls._shape(
             lambda s: 1.0 - abs(2.0 * s - 1.0),
             n_outer,
@@ -260,9 +261,10 @@ class GridSchedule:
         domain: Domain | Sequence = (0.0, 1.0),
         rule: str = "trapezoid",
         levels: int = 3,
-        transfer_kind: str = "linear",
+        transfer_kind: str = "galerkin",
     ) -> GridSchedule:
-        """Coarsening in ``levels`` equal stages from ``n_base`` to ``n_top`` (widths geometric)."""
+        """Coarsening in ``levels`` equal stages from ``n_base`` to ``n_top`` (widths geometric);
+        the default transfer integrates each finer state exactly against the coarse hats."""
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
             raise ValueError(f"levels: expected a positive int, got {levels!r}")
         return cls._shape(

@@ -16,7 +16,7 @@ from .grid import Grid, parse_to_args
 
 __all__ = ["Transfer", "make_transfer", "TRANSFER_KINDS"]
 
-TRANSFER_KINDS = ("linear", "nearest", "l2")
+TRANSFER_KINDS = ("linear", "nearest", "l2", "galerkin")
 
 
 class Transfer:
@@ -84,7 +84,12 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
     extrapolation outside the source's node range. ``nearest``: the value of the nearest source
     node. ``l2``: conservative transfer P = D_dst^{-1} L^T D_src, where L interpolates linearly
     from the target grid to the source grid and D holds quadrature weights; it preserves the
-    quadrature integral, sum_i w_dst_i (P x)_i = sum_j w_src_j x_j. When both grids use the
+    quadrature integral, sum_i w_dst_i (P x)_i = sum_j w_src_j x_j. ``galerkin``: per axis,
+    where the target is coarser, (P x)_i = int phi_i x_h / int phi_i, computed exactly, with
+    x_h the piecewise-linear interpolant of the source values (constant past the end nodes)
+    and phi_i the target's hats: a filter that gives the same numbers for the same function
+    on any source grid; where the target is as fine or finer, linear interpolation (exact
+    for a nested refinement). When both grids use the
     ``periodic`` rule, ``linear`` and ``nearest`` wrap around (the node past the last one is
     the first node shifted by the period b - a) instead of extrapolating.
     """
@@ -102,6 +107,8 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
         )
     if kind == "l2":
         idx, coeff = _l2(source, target)
+    elif kind == "galerkin":
+        idx, coeff = _tensor_stencil(source, target, kind)
     else:
         idx, coeff = _tensor_stencil(source, target, kind)
     return Transfer(
@@ -123,6 +130,8 @@ def _axis_stencil(
     n = src.size
     if n == 1:
         return np.zeros((dst.size, 1), dtype=np.int64), np.ones((dst.size, 1))
+    if kind == "galerkin":
+        return _axis_galerkin(src, dst, period)
     if period is not None:
         # one more node, x_n = x_0 + period, standing for node 0
         i, c = _axis_stencil(np.append(src, src[0] + period), dst, kind)
@@ -135,6 +144,48 @@ def _axis_stencil(
     x0, x1 = src[j - 1], src[j]
     theta = np.clip((dst - x0) / (x1 - x0), 0.0, 1.0)  # clip = constant extrapolation
     return np.stack([j - 1, j], axis=1), np.stack([1.0 - theta, theta], axis=1)
+
+
+def _axis_galerkin(
+    src: np.ndarray, dst: np.ndarray, period: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """1-D Galerkin restriction (see :func:`make_transfer`); linear interpolation when ``dst``
+    has at least as many nodes as ``src``. Integrals over [min node, max node] of both grids
+    (the interpolants are constant beyond their end nodes), by 2-point Gauss-Legendre on every
+    cell of the merged nodes, where both hats are linear: exact. With ``period``, both node
+    sets repeat: one period from the first node, the node past the end standing for node 0."""
+    if dst.size >= src.size:
+        return _axis_stencil(src, dst, "linear", period)
+    n_src, n_dst = src.size, dst.size
+    src_map, dst_map = np.arange(n_src), np.arange(n_dst)
+    lo_end, hi_end = min(src[0], dst[0]), max(src[-1], dst[-1])
+    if period is not None:  # one period from the first node; neighbours wrap around
+        hi_end = lo_end + period
+        src = np.concatenate([src[-1:] - period, src, src[:1] + period])
+        dst = np.concatenate([dst[-1:] - period, dst, dst[:1] + period])
+        src_map = np.concatenate([[n_src - 1], src_map, [0]])
+        dst_map = np.concatenate([[n_dst - 1], dst_map, [0]])
+    cuts = np.unique(np.concatenate([src, dst, [lo_end, hi_end]]))
+    cuts = cuts[(cuts >= lo_end) & (cuts <= hi_end)]
+    lo, hi = cuts[:-1], cuts[1:]
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    g = 1.0 / np.sqrt(3.0)
+    rows, cols, vals = [], [], []
+    for pt in (mid - g * half, mid + g * half):
+        si, sc = _axis_stencil(src, pt, "linear")  # [cells, 2]
+        di, dc = _axis_stencil(dst, pt, "linear")
+        for a in range(di.shape[1]):
+            for b in range(si.shape[1]):
+                rows.append(dst_map[di[:, a]])
+                cols.append(src_map[si[:, b]])
+                vals.append(dc[:, a] * sc[:, b] * half)
+    rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    key, inv = np.unique(rows * n_src + cols, return_inverse=True)
+    total = np.bincount(inv, weights=vals)
+    rows, cols = key // n_src, key % n_src
+    norm = np.bincount(rows, weights=total, minlength=n_dst)  # int phi_i
+    keep = total != 0.0
+    return _pad_rows(rows[keep], cols[keep], total[keep] / norm[rows[keep]], n_dst)
 
 
 def _tensor_stencil(source: Grid, target: Grid, kind: str) -> tuple[np.ndarray, np.ndarray]:

@@ -386,6 +386,12 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
     from .models import NeuralODE, SpaceTimeNet
 
     if isinstance(model, SpaceTimeNet):
+        if model.input_grid is not None:
+            raise ValueError(
+                "model: its inputs arrive on another grid than G_0 (at_resolution below the "
+                "schedule's resolution); export the model on its own schedule, or call "
+                "at_resolution with a size its first grid takes"
+            )
         if model.channel_mode:
             lift, head = _channel_parts(model)
         else:

@@ -461,3 +461,21 @@ def test_bad_arguments(call, pattern):
 def test_unknown_name():
     with pytest.raises(ValueError, match=r"name must be one of circles, annuli.*got name='mnist'"):
         D.load("mnist")
+
+
+def test_signals_white_noise_is_independent_per_node_with_the_given_deviation():
+    """white_noise adds N(0, s^2) per node on top of the same smooth functions: the difference
+    to the noiseless set has standard deviation s, no correlation between neighbours, and the
+    same draw for the same seed; a negative or non-finite value is refused."""
+    base = D.signals(n=400, grid_size=65, seed=3)
+    noisy = D.signals(n=400, grid_size=65, seed=3, white_noise=0.5)
+    again = D.signals(n=400, grid_size=65, seed=3, white_noise=0.5)
+    e = (noisy.train.x - base.train.x).double().numpy()
+    assert abs(e.std() - 0.5) < 0.01 and abs(e.mean()) < 0.01
+    corr = np.corrcoef(e[:, 1:].ravel(), e[:, :-1].ravel())[0, 1]
+    assert abs(corr) < 0.02
+    assert torch.equal(noisy.train.x, again.train.x)
+    assert noisy.meta["white_noise"] == 0.5
+    for bad in (-0.1, float("inf"), "0.1"):
+        with pytest.raises(ValueError, match="white_noise must be a finite number"):
+            D.signals(n=100, white_noise=bad)

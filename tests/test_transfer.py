@@ -1,4 +1,5 @@
-"""Checks of the transfers Pi between grids (``grids.make_transfer``: linear, nearest, l2).
+"""Checks of the transfers Pi between grids (``grids.make_transfer``: linear, nearest, l2,
+galerkin).
 
 Properties checked against independent references: hand-built matrices, exact reproduction of
 (multi)linear functions on hypothesis-generated node sets, constant extrapolation, a
@@ -464,7 +465,7 @@ def test_l2_padding_checked_against_the_memory_bound(monkeypatch):
 @pytest.mark.parametrize("kind", ["cubic", "Linear", "", None])
 def test_bad_kind(kind):
     with pytest.raises(
-        ValueError, match=rf"^kind: expected one of linear, nearest, l2; got {kind!r}$"
+        ValueError, match=rf"^kind: expected one of linear, nearest, l2, galerkin; got {kind!r}$"
     ):
         make_transfer(Grid.uniform(5), Grid.uniform(7), kind)
 
@@ -478,3 +479,90 @@ def test_different_domains():
         make_transfer(Grid.uniform(5, (0, 1)), Grid.uniform(5, (0, 2)))
     with pytest.raises(ValueError, match=r"target: grids must share a domain"):
         make_transfer(Grid.uniform(5, (0, 1)), Grid.uniform((5, 5), [(0, 1), (0, 1)]))
+
+
+# --------------------------------------------------------------------------- galerkin
+
+
+def _np_hat_integrals(src: np.ndarray, dst: np.ndarray, x: np.ndarray, fine: int = 400001):
+    """int phi_i x_h dxi / int phi_i by a fine trapezoid sum of np.interp interpolants (an
+    independent reference; both interpolants constant past their end nodes)."""
+    lo, hi = min(src[0], dst[0]), max(src[-1], dst[-1])
+    z = np.linspace(lo, hi, fine)
+    xh = np.interp(z, src, x)
+    out = []
+    for i in range(dst.size):
+        e = np.zeros(dst.size)
+        e[i] = 1.0
+        phi = np.interp(z, dst, e)
+        out.append(np.trapezoid(phi * xh, z) / np.trapezoid(phi, z))
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    "src, dst",
+    [
+        (Grid.uniform(17, (-1.5, 2.0)), Grid.uniform(6, (-1.5, 2.0))),
+        (Grid.uniform(9, (-1.5, 2.0), "midpoint"), Grid.uniform(5, (-1.5, 2.0))),
+        (
+            Grid.from_nodes([-1.5, -1.0, 0.1, 0.2, 1.7, 2.0], (-1.5, 2.0)),
+            Grid.from_nodes([-1.2, 0.0, 1.9], (-1.5, 2.0)),
+        ),
+    ],
+)
+def test_galerkin_restriction_is_the_exact_hat_average(src, dst):
+    x = np.random.default_rng(0).standard_normal(src.n)
+    p = make_transfer(src, dst, "galerkin")
+    got = p(torch.as_tensor(x)).numpy()
+    ref = _np_hat_integrals(src.axes[0].double().numpy(), dst.axes[0].double().numpy(), x)
+    np.testing.assert_allclose(got, ref, atol=1e-8)
+    assert np.abs(got - make_transfer(src, dst, "l2")(torch.as_tensor(x)).numpy()).max() > 1e-3
+
+
+def test_galerkin_gives_the_same_numbers_for_the_same_function_on_any_source_grid():
+    """A rough function on 17 nodes, moved to nested refinements by linear interpolation (the
+    same piecewise-linear function): restricted to 9 and 5 nodes, the galerkin transfer gives
+    the same values from every source grid; the lumped l2 transfer does not."""
+    x = torch.randn(3, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    g17 = Grid.uniform(17).to(torch.float64)
+    for coarse in (Grid.uniform(9), Grid.uniform(5), Grid.uniform(6)):
+        coarse = coarse.to(torch.float64)
+        ref = make_transfer(g17, coarse, "galerkin")(x)
+        for n in (33, 65, 129):
+            g = Grid.uniform(n).to(torch.float64)
+            xf = make_transfer(g17, g, "linear")(x)
+            torch.testing.assert_close(make_transfer(g, coarse, "galerkin")(xf), ref)
+        l2 = make_transfer(Grid.uniform(65).to(torch.float64), coarse, "l2")
+        xf = make_transfer(g17, Grid.uniform(65).to(torch.float64), "linear")(x)
+        assert float((l2(xf) - make_transfer(g17, coarse, "l2")(x)).abs().max()) > 1e-2
+
+
+def test_galerkin_interpolates_onto_finer_grids_and_keeps_constants():
+    src, dst = Grid.uniform(9, BOX[0]), Grid.uniform(17, BOX[0])
+    torch.testing.assert_close(
+        make_transfer(src, dst, "galerkin").matrix(), make_transfer(src, dst, "linear").matrix()
+    )
+    for s, d in [(Grid.uniform((9, 11), BOX), Grid.uniform((5, 4), BOX))] + [
+        (Grid.uniform(32, rule="periodic"), Grid.uniform(n, rule="periodic")) for n in (8, 13)
+    ]:
+        p = make_transfer(s, d, "galerkin")
+        torch.testing.assert_close(p(torch.ones(s.n)), torch.ones(d.n))
+
+
+def test_galerkin_periodic_wraps_and_2d_is_the_product_of_the_axes():
+    """Periodic: the coarse hat of node 0 takes mass from both ends of the fine grid, and
+    the values match a three-period unrolled reference; 2-D: the matrix is the Kronecker
+    product of the two 1-D matrices."""
+    s, d = Grid.uniform(16, rule="periodic"), Grid.uniform(4, rule="periodic")
+    x = np.random.default_rng(1).standard_normal(16)
+    got = make_transfer(s, d, "galerkin")(torch.as_tensor(x)).numpy()
+    zs, zd = s.axes[0].double().numpy(), d.axes[0].double().numpy()
+    big_s = np.concatenate([zs - 1, zs, zs + 1])
+    big_d = np.concatenate([zd - 1, zd, zd + 1])
+    ref = _np_hat_integrals(big_s, big_d, np.tile(x, 3))[4:8]
+    np.testing.assert_allclose(got, ref, atol=1e-8)
+    a, b = Grid.uniform((9, 7), BOX), Grid.uniform((4, 5), BOX)
+    m = make_transfer(a, b, "galerkin").matrix()
+    m0 = make_transfer(Grid.uniform(9, BOX[0]), Grid.uniform(4, BOX[0]), "galerkin").matrix()
+    m1 = make_transfer(Grid.uniform(7, BOX[1]), Grid.uniform(5, BOX[1]), "galerkin").matrix()
+    torch.testing.assert_close(m, torch.kron(m0, m1))

@@ -92,6 +92,7 @@ def signals(
     grid_size: int | None = None,
     seed: int = 0,
     noise: float = 0.2,
+    white_noise: float = 0.0,
     nodes: Sequence[float] | np.ndarray | torch.Tensor | None = None,
     splits: Sequence[float] = DEFAULT_SPLITS,
     dtype: torch.dtype = torch.float32,
@@ -103,7 +104,10 @@ def signals(
     U(0.6, 1.4)``, trend ``b ~ U(-1, 1)``, offset ``e ~ U(-0.5, 0.5)``, and noise ``g(t) =
     noise * sum_{k=1}^{12} w_k (p_k cos 2 pi k t + q_k sin 2 pi k t)``, ``p, q ~ N(0, 1)``, ``w_k
     proportional to 1 / (1 + (k / 4)^2)`` with ``sum w_k^2 = 1`` (so ``g(t)`` has standard
-    deviation ``noise``). Classes are balanced (counts differ by at most one).
+    deviation ``noise``). With ``white_noise > 0`` every sample value also gets independent
+    Gaussian measurement noise of that standard deviation, as a sensor gives at its sampling
+    rate (drawn per node, so it is not the same function at another resolution: to compare
+    resolutions, resample one set). Classes are balanced (counts differ by at most one).
 
     Args:
         n: number of samples.
@@ -111,6 +115,7 @@ def signals(
             included; 65 when neither ``grid_size`` nor ``nodes`` is given).
         seed: seeds every random number and the split.
         noise: standard deviation of the smooth noise (``>= 0``).
+        white_noise: standard deviation of the white measurement noise per node (``>= 0``).
         nodes: explicit evaluation points in ``[0, 1]`` (1-D); then ``grid_size`` is left out
             or equals ``len(nodes)``.
         splits: train / val / test fractions.
@@ -122,6 +127,7 @@ def signals(
     n = _check_int(n, "n", 1)
     seed = _check_seed(seed)
     noise = _check_real(noise, "noise", low=0.0)
+    white_noise = _check_real(white_noise, "white_noise", low=0.0)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
     if nodes is None:
@@ -155,6 +161,9 @@ def signals(
     phase = 2 * np.pi * np.outer(pts, k)  # [m, K]
     g = (pq[:, 0] * w) @ np.cos(phase).T + (pq[:, 1] * w) @ np.sin(phase).T  # [n, m]
     x = amp[:, None] * x + trend[:, None] * (pts[None, :] - 0.5) + offset[:, None] + noise * g
+    if white_noise > 0:
+        # its own stream: the smooth part stays the same whatever white_noise is
+        x = x + white_noise * np.random.default_rng([seed, 1]).standard_normal(x.shape)
     return _package(
         "signals",
         x,
@@ -169,6 +178,7 @@ def signals(
             "rule": rule,
             "domain": [(0.0, 1.0)],
             "noise": noise,
+            "white_noise": white_noise,
             "class_names": SIGNAL_CLASSES,
             "class_counts": tuple(int(c) for c in np.bincount(y, minlength=classes)),
         },

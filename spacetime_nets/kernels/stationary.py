@@ -21,13 +21,71 @@ from ..ops import ConvOp, Dense, GridInfo, SpectralOp
 from ..validation import check_int
 from .dense import Kernel, basis_functions, check_scale
 
-__all__ = ["ConvKernel", "SpectralKernel", "window"]
+__all__ = ["ConvKernel", "SpectralKernel", "window", "TAPS"]
+
+#: how a conv kernel's discrete operator is made: ``galerkin`` integrates the kernel exactly
+#: against the piecewise-linear interpolant of the input (the same operator on every grid, for
+#: rough inputs too); ``sampled`` takes the point values kappa(xi_i - zeta_j) omega_j
+TAPS = ("galerkin", "sampled")
 
 
 def window(u: torch.Tensor) -> torch.Tensor:
     """The window (1 - u^2)^2 on |u| < 1, 0 outside: smooth inside, vanishing with its first
     derivative at |u| = 1, so the trapezoid rule on a windowed kernel is O(h^2) accurate."""
     return torch.clamp(1.0 - u * u, min=0.0) ** 2
+
+
+def _gauss(q: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import numpy as np
+
+    x, w = np.polynomial.legendre.leggauss(q)
+    return torch.from_numpy(x), torch.from_numpy(w)
+
+
+def hat_average(
+    delta: torch.Tensor, hl: torch.Tensor, hr: torch.Tensor, r: float, modes: int
+) -> torch.Tensor:
+    """The windowed Legendre profile g_m(delta) = window(delta / r) psi_m(delta / r) / r
+    averaged against a hat of half-widths ``hl`` (left) and ``hr`` (right):
+
+        (2 / (hl + hr)) int g_m(delta - s) hat(s) ds,   hat(s) = 1 + s/hl on [-hl, 0],
+                                                         1 - s/hr on [0, hr]
+
+    ``delta``, ``hl``, ``hr`` broadcast to ``[N]`` -> ``[N, modes]`` (float64). The integrand is
+    a polynomial on each half-cell cut to the support |delta - s| < r, so Gauss-Legendre with
+    ``modes // 2 + 4`` points per piece is exact. As hl, hr -> 0 it tends to g_m(delta)."""
+    delta, hl, hr = torch.broadcast_tensors(delta.double(), hl.double(), hr.double())
+    x, w = _gauss(modes // 2 + 4)
+    x, w = x.to(delta.device), w.to(delta.device)
+    total = delta.new_zeros(*delta.shape, modes)
+    for lo, hi, sign, half in (
+        (torch.maximum(-hl, delta - r), torch.minimum(torch.zeros_like(delta), delta + r), 1, hl),
+        (torch.maximum(torch.zeros_like(delta), delta - r), torch.minimum(hr, delta + r), -1, hr),
+    ):
+        length = (hi - lo).clamp(min=0.0)
+        s = (lo + hi)[..., None] / 2 + length[..., None] / 2 * x  # [N, q]
+        u = ((delta[..., None] - s) / r).clamp(-1.0, 1.0)
+        psi = basis_functions(u.reshape(-1), -1.0, 1.0, modes).reshape(*u.shape, modes)
+        f = psi * (window(u) / r * (1.0 + sign * s / half[..., None]))[..., None]
+        total = total + (f * w[:, None]).sum(-2) * (length / 2)[..., None]
+    return total * (2.0 / (hl + hr))[..., None]
+
+
+def _hat_widths(nodes: torch.Tensor, lengths: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    """Per node and axis, the half-widths (left, right) of its hat in the piecewise-linear
+    interpolant over the distinct coordinates of that axis (mirrored at the ends; a single
+    coordinate takes the box length): two ``[n, d]`` tensors."""
+    hl, hr = torch.empty_like(nodes), torch.empty_like(nodes)
+    for a in range(nodes.shape[1]):
+        u, inv = torch.unique(nodes[:, a], sorted=True, return_inverse=True)
+        if u.numel() == 1:
+            hl[:, a] = hr[:, a] = lengths[a]
+            continue
+        gaps = u[1:] - u[:-1]
+        left = torch.cat([gaps[:1], gaps])
+        right = torch.cat([gaps, gaps[-1:]])
+        hl[:, a], hr[:, a] = left[inv], right[inv]
+    return hl, hr
 
 
 class _PiecewiseKernel(Kernel):
@@ -121,9 +179,16 @@ class ConvKernel(_PiecewiseKernel):
 
     ``psi_m`` the tensor Legendre polynomials of degree < ``modes`` per axis, ``C_m(t)`` the
     ``c x c`` coefficient matrices (one set per piece), plus a bias b(t) ``[c]`` and an optional
-    pointwise channel mix A(t) ``[c, c]``. On equispaced grids a step is one ``conv1d`` /
-    ``conv2d`` with taps kappa(m h) for |m h| <= r (refining h adds taps, never parameters);
-    on other grids the same formula is evaluated densely.
+    pointwise channel mix A(t) ``[c, c]``.
+
+    The discrete operator (``taps``): ``galerkin`` (default) integrates kappa exactly against
+    the piecewise-linear interpolant of the input, T_ij = int kappa(xi_i - zeta) phi_j(zeta)
+    dzeta with phi_j the hat of node j (per axis on tensor grids), so a rough input gives the
+    same output on a grid and on its nested refinements; ``sampled`` takes kappa(xi_i - zeta_j)
+    omega_j, a quadrature that is accurate only for inputs smooth at the grid scale. End nodes
+    keep their quadrature weight times the average over their (mirrored) full hat. On
+    equispaced grids a step is one ``conv1d`` / ``conv2d`` (refining h adds taps, never
+    parameters); on other grids the same operator is built densely.
 
     Args:
         domain: the box Omega.
@@ -138,6 +203,7 @@ class ConvKernel(_PiecewiseKernel):
         init_scale: scale of the initial coefficients (the operator's norm is O(init_scale)).
         bias: add b(t).
         generator: random generator of the initialisation.
+        taps: ``galerkin`` or ``sampled`` (see above).
     """
 
     stationary = True
@@ -155,15 +221,26 @@ class ConvKernel(_PiecewiseKernel):
         init_scale: float = 1.0,
         bias: bool = True,
         generator: torch.Generator | None = None,
+        taps: str = "galerkin",
     ) -> None:
         super().__init__(T)
         init_scale = check_scale(init_scale)
         self.domain = as_domain(domain)
         self._setup_pieces(channels, pieces, time_degree)
         self.modes = check_int("modes", modes)
+        if taps not in TAPS:
+            raise ValueError(f"taps: expected one of {', '.join(TAPS)}; got {taps!r}")
+        self.taps = taps
         d = self.domain.dim
-        if isinstance(radius, list) and len(radius) == self.pieces and self.pieces > 1:
+        per_piece = isinstance(radius, list) and len(radius) == self.pieces
+        if per_piece and (self.pieces > 1 or isinstance(radius[0], (tuple, list))):
             self.radii = [_per_axis("radius", r, d) for r in radius]
+        elif isinstance(radius, list) and len(radius) != d:
+            raise ValueError(
+                f"radius: a list gives one radius per piece (one per step of the schedule): "
+                f"expected {self.pieces} entries, got {len(radius)}; or give one float for "
+                f"every step, or a tuple of {d} (one per axis)"
+            )
         else:
             self.radii = [_per_axis("radius", radius, d)] * self.pieces
         M = self.modes**d
@@ -196,42 +273,70 @@ class ConvKernel(_PiecewiseKernel):
             out = psi if out is None else (out[..., :, None] * psi[..., None, :]).flatten(-2)
         return out
 
+    def galerkin_profile(
+        self,
+        delta: torch.Tensor,
+        hl: torch.Tensor,
+        hr: torch.Tensor,
+        r: tuple[float, ...],
+    ) -> torch.Tensor:
+        """The profile of :meth:`profile` averaged against the input node's hat, per axis
+        (:func:`hat_average`): ``delta [..., d]``, half-widths ``hl``, ``hr`` broadcastable
+        to it -> ``[..., M]`` (float64)."""
+        delta, hl, hr = torch.broadcast_tensors(delta.double(), hl.double(), hr.double())
+        out = None
+        for a in range(len(r)):
+            psi = hat_average(
+                delta[..., a].reshape(-1),
+                hl[..., a].reshape(-1),
+                hr[..., a].reshape(-1),
+                r[a],
+                self.modes,
+            ).reshape(*delta.shape[:-1], self.modes)
+            out = psi if out is None else (out[..., :, None] * psi[..., None, :]).flatten(-2)
+        return out
+
     def _taps_basis(self, h: tuple[float, ...], r: tuple[float, ...], like: torch.Tensor):
-        """Basis values at the taps m h, |m h| < r, flipped for cross-correlation:
-        ``[*k, M]`` (cached per spacing, radius, device and dtype)."""
+        """Basis values at the taps m h, flipped for cross-correlation: ``[*k, M]`` (cached
+        per spacing, radius, device and dtype). Sampled: point values at |m h| < r (the
+        window vanishes at |m h| = r); Galerkin: hat averages, nonzero for |m h| < r + h."""
         key = (h, r, like.device, like.dtype)
         hit = self._tap_cache.get(key)
         if hit is None:
-            # taps at |m h| < r: the window vanishes at |m h| = r, so that ring is left out
-            R = [max(int(math.ceil(ri / hi - 1e-9)) - 1, 0) for ri, hi in zip(r, h)]
+            off = 1 if self.taps == "sampled" else 0
+            R = [max(int(math.ceil(ri / hi - 1e-9)) - off, 0) for ri, hi in zip(r, h)]
             axes = [torch.arange(Ri, -Ri - 1, -1, dtype=torch.float64) * hi for Ri, hi in zip(R, h)]
             mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-            hit = self.profile(mesh, r).to(device=like.device, dtype=like.dtype)
+            if self.taps == "sampled":
+                prof = self.profile(mesh, r)
+            else:
+                hh = torch.tensor(h, dtype=torch.float64)
+                prof = self.galerkin_profile(mesh, hh, hh, r)
+            hit = prof.to(device=like.device, dtype=like.dtype)
             if len(self._tap_cache) > 256:
                 self._tap_cache.clear()
             self._tap_cache[key] = hit
         return hit
 
     def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
+        """Every grid resolves the radius: r >= h (Galerkin taps: the kernel spans a cell on
+        each side) or r >= 2 h (sampled taps: a nonzero tap beside the centre)."""
         if allow_underresolved:
             return
+        need = 1.0 if self.taps == "galerkin" else 2.0
         for k, (t, g) in enumerate(steps):
             r = self.radius_at(t)
-            if True:
-                for a, (ra, ha) in enumerate(zip(r, g.h)):
-                    if ra < 2 * ha:
-                        raise ValueError(
-                            f"radius: {ra:g} on axis {a} is under-resolved by grid {k} "
-                            f"(spacing "
-                            f"{ha:.4g}): a windowed kernel needs radius >= 2 h to have a "
-                            "nonzero tap beside the centre; use a larger radius, a finer grid, "
-                            "or allow_underresolved=True"
-                        )
-                    if g.periodic and 2 * ra >= g.lengths[a]:
-                        raise ValueError(
-                            f"radius: {ra:g} must be below half the period {g.lengths[a]:g} "
-                            f"on axis {a}"
-                        )
+            for a, (ra, ha) in enumerate(zip(r, g.h)):
+                if ra < need * ha * (1 - 1e-9):
+                    raise ValueError(
+                        f"radius: {ra:g} on axis {a} is under-resolved by grid {k} (spacing "
+                        f"{ha:.4g}): {self.taps} taps need radius >= {need:g} h; use a larger "
+                        "radius, a finer grid, or allow_underresolved=True"
+                    )
+                if g.periodic and 2 * ra >= g.lengths[a]:
+                    raise ValueError(
+                        f"radius: {ra:g} must be below half the period {g.lengths[a]:g} on axis {a}"
+                    )
 
     def kernel_values(self, t: float, delta: torch.Tensor) -> torch.Tensor:
         """kappa(t, delta) ``[c, c, *delta.shape[:-1]]`` at offsets ``delta`` ``[..., d]``."""
@@ -253,8 +358,15 @@ class ConvKernel(_PiecewiseKernel):
             taps = torch.einsum("oim,...m->oi...", C, basis) * math.prod(info.h)
             scale = None if info.equal_weights else w / math.prod(info.h)
             return ConvOp(taps, b, A, info.shape, info.periodic, scale, math.prod(info.h))
-        delta = nodes.double()[:, None, :] - nodes.double()[None, :, :]
-        W = self.kernel_values(t, delta).to(C.dtype).permute(0, 2, 1, 3) * w  # [c, n, c, n]
+        nd = nodes.double()
+        delta = nd[:, None, :] - nd[None, :, :]
+        if self.taps == "sampled":
+            W = self.kernel_values(t, delta)
+        else:
+            hl, hr = _hat_widths(nd, info.lengths)
+            prof = self.galerkin_profile(delta, hl[None], hr[None], r).to(C.dtype)
+            W = torch.einsum("oim,...m->oi...", C, prof)
+        W = W.to(C.dtype).permute(0, 2, 1, 3) * w  # [c, n, c, n]
         if A is not None:
             eye = torch.eye(nodes.shape[0], dtype=C.dtype, device=C.device)
             W = W + A[:, None, :, None] * eye[None, :, None, :]
@@ -265,7 +377,7 @@ class ConvKernel(_PiecewiseKernel):
         return (
             f"channels={self.piece_channels if self.channels is None else self.channels}, "
             f"radius={self.radii[0] if len(set(self.radii)) == 1 else self.radii}, "
-            f"modes={self.modes}, pieces={self.pieces}, T={self.T:g}"
+            f"modes={self.modes}, pieces={self.pieces}, T={self.T:g}, taps={self.taps}"
         )
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from grids import Grid, GridSchedule, make_transfer
+from grids import Grid, GridSchedule, make_transfer, nearest_valid_n
 
 from ..kernels import NodalKernel
 
@@ -18,18 +18,49 @@ if TYPE_CHECKING:
     from .spacetime import SpaceTimeNet
 
 
-def _rescaled_schedule(sched: GridSchedule, n: int | Sequence[int]) -> GridSchedule:
-    from fractions import Fraction
+#: how ``at_resolution`` treats the grids of a schedule
+STAGES = ("keep", "scale")
 
-    g0 = sched.grids[0]
+
+def _target_shape(g0: Grid, n: int | Sequence[int]) -> tuple[int, ...]:
     target = tuple(n) if isinstance(n, (tuple, list)) else (n,) * g0.dim
     if len(target) != g0.dim or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in target
+        isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in target
     ):
-        raise ValueError(f"n: expected {g0.dim} positive int(s), got {n!r}")
-    ends = {"trapezoid", "simpson", "boole"}
+        raise ValueError(f"n: expected {g0.dim} int(s) >= 2 (nodes per axis), got {n!r}")
+    return target
+
+
+def _uniform(shape: Sequence[int], like: Grid, k: int | str) -> Grid:
+    """A uniform grid of ``shape`` nodes with ``like``'s rule, each count rounded to the
+    nearest size the rule accepts."""
+    shape = [nearest_valid_n(like.rule, int(v)) for v in shape]
+    try:
+        return Grid.uniform(shape[0] if like.dim == 1 else tuple(shape), like.domain, like.rule)
+    except ValueError as exc:
+        raise ValueError(f"n: grid {k}: {exc}") from None
+
+
+def input_grid_for(g0: Grid, n: int | Sequence[int]) -> Grid:
+    """The grid of inputs sampled at ``n`` nodes per axis, laid out like G_0: G_0's rule when
+    it accepts ``n``, else the trapezoid rule (the same end-point nodes) or the midpoint rule
+    (the same cell centres)."""
+    target = _target_shape(g0, n)
+    rule = g0.rule
+    if any(nearest_valid_n(rule, v) != v for v in target):
+        rule = "midpoint" if rule in ("midpoint", "gauss") else "trapezoid"
+    return Grid.uniform(target[0] if g0.dim == 1 else target, g0.domain, rule)
+
+
+def _resolution_schedule(sched: GridSchedule, n: int | Sequence[int], stages: str) -> GridSchedule:
+    """The schedule of ``at_resolution``: see :meth:`SpaceTimeNet.at_resolution`."""
+    if stages not in STAGES:
+        raise ValueError(f"stages: expected one of {', '.join(STAGES)}; got {stages!r}")
+    g0 = sched.grids[0]
+    target = _target_shape(g0, n)
     made: dict[int, Grid] = {}
     grids = []
+    ends = {"trapezoid", "simpson", "boole"}
     for k, g in enumerate(sched.grids):
         if id(g) in made:
             grids.append(made[id(g)])
@@ -39,20 +70,20 @@ def _rescaled_schedule(sched: GridSchedule, n: int | Sequence[int]) -> GridSched
                 f"n: grid {k} is not a uniform grid; build the schedule at the new resolution "
                 "and use with_schedule"
             )
-        shape = []
-        for a, (s0, sk, t) in enumerate(zip(g0.shape, g.shape, target)):
+        if stages == "keep":
+            # input-resolution stages follow a finer input; every other stage is a function
+            # space (its cell size in Omega), kept
+            if g.shape == g0.shape and all(t >= s for t, s in zip(target, g0.shape)):
+                new = _uniform(target, g, k)
+            else:
+                new = g
+        else:
             off = 1 if g.rule in ends else 0
-            v = Fraction(sk - off) * Fraction(t - off, max(s0 - off, 1)) + off
-            if v.denominator != 1 or v < 1:
-                raise ValueError(
-                    f"n: resolution {t} on axis {a} maps grid {k} ({sk} nodes) to {float(v):g} "
-                    f"nodes, not an integer; choose n so that every grid scales exactly"
-                )
-            shape.append(int(v))
-        try:
-            new = Grid.uniform(shape[0] if g.dim == 1 else tuple(shape), g.domain, g.rule)
-        except ValueError as exc:
-            raise ValueError(f"n: grid {k}: {exc}") from None
+            shape = [
+                max(round((sk - off) * (t - off) / max(s0 - off, 1)) + off, 1)
+                for s0, sk, t in zip(g0.shape, g.shape, target)
+            ]
+            new = _uniform(shape, g, k)
         made[id(g)] = new
         grids.append(new)
     return GridSchedule(sched.times, grids, sched.transfer_kind, sched.channels)

@@ -23,9 +23,9 @@ from ..kernels import (
 )
 from ..ops import pointwise
 from .base import _check_dtype, _check_features, _check_finite, _FlowModel, _generator
-from .resample import _refine_nodal, _rescaled_schedule
+from .resample import STAGES, _refine_nodal, _resolution_schedule, input_grid_for
 
-__all__ = ["SpaceTimeNet", "LIFTS", "KERNELS", "READOUTS"]
+__all__ = ["SpaceTimeNet", "LIFTS", "KERNELS", "READOUTS", "STAGES"]
 
 LIFTS = ("cells", "linear", "identity")
 KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
@@ -33,6 +33,32 @@ KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
 #: function: y(xi) = Q x(T, xi) + q pointwise (operator learning)
 READOUTS = ("quadrature", "mean", "function")
 _DEFAULT_MODES = {"conv": 3}
+
+
+def _radius(schedule: GridSchedule, radius, spacings, kernel) -> float | Sequence:
+    """The conv kernel's radius argument: ``radius`` as given, or ``spacings`` times each
+    step grid's spacing per axis (a list, one per step)."""
+    if spacings is None:
+        return 0.1 if radius is None else radius
+    if radius is not None:
+        raise ValueError("radius_spacings: give radius or radius_spacings, not both")
+    if kernel != "conv":
+        raise ValueError(f"radius_spacings: applies to conv kernels only, got kernel={kernel!r}")
+    if isinstance(spacings, bool) or not isinstance(spacings, (int, float)):
+        raise ValueError(f"radius_spacings: expected a positive number, got {spacings!r}")
+    if not (math.isfinite(spacings) and spacings > 0):
+        raise ValueError(f"radius_spacings: expected a positive finite number, got {spacings!r}")
+    out = []
+    for k, g in enumerate(schedule.grids[:-1]):
+        if not g.is_uniform:
+            raise ValueError(
+                f"radius_spacings: grid {k} is not uniform (no single spacing); give radius"
+            )
+        lengths = [b - a for a, b in g.domain.bounds]
+        off = 1 if g.rule in ("trapezoid", "simpson", "boole") else 0
+        h = tuple(L / max(n - off, 1) for L, n in zip(lengths, g.shape))
+        out.append(tuple(spacings * v for v in h) if g.dim > 1 else spacings * h[0])
+    return out
 
 
 class SpaceTimeNet(_FlowModel):
@@ -79,7 +105,11 @@ class SpaceTimeNet(_FlowModel):
         seed: seed of the initialisation (None: torch's global generator).
         channels: an int or ``[c_0, ..., c_K]`` (see :meth:`GridSchedule.with_channels`).
         in_channels: input features per node (channel models).
-        radius: conv kernels: physical radius (float, per-axis tuple, or a list per step).
+        radius: conv kernels: physical radius (float, per-axis tuple, or a list with one
+            entry per step). Default 0.1.
+        radius_spacings: conv kernels: the radius in grid spacings of each step's grid
+            instead (r_k = radius_spacings * h_k per axis, fixed as a physical radius from
+            then on, so a refined model keeps it).
         pointwise: stationary kernels: add the pointwise channel mix A(t) (default: spectral
             yes, conv no).
         allow_underresolved: skip the check that every grid resolves the kernel.
@@ -107,11 +137,13 @@ class SpaceTimeNet(_FlowModel):
         seed: int | None = None,
         channels: int | Sequence[int] | None = None,
         in_channels: int = 1,
-        radius: float | Sequence = 0.1,
+        radius: float | Sequence | None = None,
+        radius_spacings: float | None = None,
         pointwise: bool | None = None,
         allow_underresolved: bool = False,
     ) -> None:
         super().__init__()
+        self.input_grid: Grid | None = None
         if not isinstance(schedule, GridSchedule):
             raise ValueError(
                 f"schedule: expected a grids.GridSchedule, got {type(schedule).__name__}"
@@ -149,7 +181,10 @@ class SpaceTimeNet(_FlowModel):
         gen = _generator(seed)
         hidden = self._hidden_grids(schedule)
         hw = [g.n for g in hidden] if hidden is not None else schedule.widths[:-1]
-        kopts = {"radius": radius, "pointwise": pointwise}
+        kopts = {
+            "radius": _radius(schedule, radius, radius_spacings, kernel),
+            "pointwise": pointwise,
+        }
         self.kernel = self._make_kernel(
             kernel, schedule, hw, "kernel", modes, basis, init_scale, gen, True, kopts
         )
@@ -392,12 +427,33 @@ class SpaceTimeNet(_FlowModel):
         """An input in any accepted layout -> ``[B, c_in, n]`` (cells: n = number of cells)."""
         return x.reshape(x.shape[0], self.in_channels, -1)
 
-    def forward(self, x: torch.Tensor, output_grid: Grid | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor | Sequence[torch.Tensor],
+        output_grid: Grid | None = None,
+        input_grid: Grid | None = None,
+    ) -> torch.Tensor | list[torch.Tensor]:
         """lift -> flow -> readout. Scalar: ``[B, in_features] -> [B, out_features]``.
         Channels: the input ``[B, n_0]``, ``[B, c_in, n_0]`` or ``[B, c_in, *grid_shape]``
         (or ``[B, in_features]`` cell values); the function readout answers in the same layout
         (``[B, n_K]`` for ``[B, n_0]`` and one output channel), on ``output_grid`` if given
-        (the final state transferred there by linear interpolation)."""
+        (the final state transferred there by linear interpolation).
+
+        Inputs sampled elsewhere (``lift="identity"``): ``input_grid`` (or the grid that
+        :meth:`at_resolution` set, :attr:`input_grid`) says where, and the input is moved to
+        G_0 by the ``galerkin`` transfer (linear interpolation onto a finer G_0, the exact
+        hat average onto a coarser one); a function readout then answers on that grid when
+        G_K has G_0's shape. A list of series ``[c_in, n_b]`` (or ``[n_b]``) of any lengths,
+        each on the uniform grid of its length laid out like G_0, is one batch: ``[B, out]``,
+        or a list of ``[out, n_b]`` functions for the function readout."""
+        if isinstance(x, (list, tuple)):
+            return self._forward_list(x, output_grid, input_grid)
+        grid_in = input_grid if input_grid is not None else self.input_grid
+        if grid_in is not None:
+            x = self._to_first_grid(x, grid_in)
+            if output_grid is None and self.readout_kind == "function":
+                if self.schedule.grids[-1].shape == self.schedule.grids[0].shape:
+                    output_grid = grid_in
         if not self.channel_mode:
             if output_grid is not None:
                 raise ValueError("output_grid: needs readout='function'")
@@ -419,6 +475,72 @@ class SpaceTimeNet(_FlowModel):
             return y.reshape(y.shape[0], y.shape[1], *grid.shape)
         return y
 
+    def _forward_list(self, xs, output_grid, input_grid) -> torch.Tensor | list[torch.Tensor]:
+        """A batch of series of their own lengths (see :meth:`forward`)."""
+        if input_grid is not None or output_grid is not None:
+            raise ValueError("x: a list of series takes neither input_grid nor output_grid")
+        if self.lift_kind != "identity" or self.schedule.dim != 1:
+            raise ValueError(
+                "x: a list of series of any length needs lift='identity' on a 1-D domain"
+            )
+        if len(xs) == 0:
+            raise ValueError("x: expected a non-empty list of series, got an empty list")
+        g0 = self.schedule.grids[0]
+        cin = self.in_channels
+        rows = []
+        for b, s in enumerate(xs):
+            ok = isinstance(s, torch.Tensor) and (
+                (s.dim() == 1 and cin == 1) or (s.dim() == 2 and s.shape[0] == cin)
+            )
+            if not ok or s.shape[-1] < 2:
+                got = f"shape {tuple(s.shape)}" if isinstance(s, torch.Tensor) else type(s)
+                want = f"[{cin}, n]" + (" or [n]" if cin == 1 else "")
+                raise ValueError(f"x[{b}]: expected a series {want} with n >= 2, got {got}")
+            grid = input_grid_for(g0, int(s.shape[-1]))
+            rows.append(self._to_first_grid(s.reshape(1, cin, -1), grid))
+        out = self.forward(torch.cat(rows))
+        if self.readout_kind != "function":
+            return out
+        out = out.reshape(len(xs), self.out_features, -1)
+        return [
+            self._output_transfer(input_grid_for(g0, int(s.shape[-1])), out[b : b + 1])[0]
+            for b, s in enumerate(xs)
+        ]
+
+    def _to_first_grid(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """An input on ``grid`` -> the same function on G_0 ``[B, c_in, *shape of G_0]`` (or
+        ``[B, n_0]`` for a scalar model / one channel given as ``[B, n]``)."""
+        if self.lift_kind != "identity":
+            raise ValueError(
+                f"input_grid: needs lift='identity' (inputs are functions), got {self.lift_kind!r}"
+            )
+        if not isinstance(grid, Grid) or grid.domain != self.domain:
+            raise ValueError(f"input_grid: expected a grids.Grid on {self.domain}, got {grid!r}")
+        g0 = self.schedule.grids[0]
+        if grid.same_as(g0):
+            return x
+        cin = self.in_channels
+        ok = isinstance(x, torch.Tensor) and (
+            (x.dim() == 2 and cin == 1 and x.shape[1] == grid.n)
+            or (x.dim() == 3 and tuple(x.shape[1:]) == (cin, grid.n))
+            or (x.dim() == 2 + grid.dim and tuple(x.shape[1:]) == (cin, *grid.shape))
+        )
+        if not ok:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"x: expected [B, {cin}, {grid.n}] (values on input_grid {grid!r}), got {got}"
+            )
+        _check_dtype(x, self)
+        key = ("in", id(grid), x.device, x.dtype)
+        hit = self._out_transfers.get(key)
+        if hit is None or hit[0] is not grid:
+            p = make_transfer(grid, g0, "galerkin").to(device=x.device, dtype=x.dtype)
+            hit = self._out_transfers[key] = (grid, p)
+        y = hit[1](x.reshape(x.shape[0], cin, grid.n))
+        if x.dim() == 2:
+            return y[:, 0]
+        return y if x.dim() == 3 else y.reshape(y.shape[0], cin, *g0.shape)
+
     def _output_transfer(self, grid: Grid, y: torch.Tensor) -> torch.Tensor:
         if not isinstance(grid, Grid) or grid.domain != self.domain:
             raise ValueError(f"output_grid: expected a grids.Grid on {self.domain}, got {grid!r}")
@@ -434,6 +556,8 @@ class SpaceTimeNet(_FlowModel):
     def trajectory(self, x: torch.Tensor) -> Trajectory:
         """The states X^k ``[B, n_k]`` (``[B, c_k, n_k]`` with channels) at every time t_k,
         after the lift."""
+        if self.input_grid is not None:
+            x = self._to_first_grid(x, self.input_grid)
         if not self.channel_mode:
             return super().trajectory(x)
         self._check_channel_input(x)
@@ -536,14 +660,35 @@ class SpaceTimeNet(_FlowModel):
             raise ValueError("schedule: has channels, but this is a scalar model")
         new = copy.deepcopy(self)
         new._bind(schedule)
+        new._set_input_grid(None)
         return new
 
-    def at_resolution(self, n: int | Sequence[int]) -> SpaceTimeNet:
-        """The same continuous model with every grid of its schedule refined or coarsened in
-        space by the factor that takes G_0 to ``n`` nodes (per axis on 2-D grids): n_k - 1 ->
-        (n_k - 1) n' / n_0' for rules with end points, n_k -> n_k n / n_0 otherwise. Times and
-        channels are kept. Every new size must come out an integer."""
-        return self.with_schedule(_rescaled_schedule(self.schedule, n))
+    def at_resolution(self, n: int | Sequence[int], stages: str = "keep") -> SpaceTimeNet:
+        """The same continuous model for inputs of ``n`` nodes per axis (any n >= 2), laid
+        out like G_0 (its rule, or the trapezoid / midpoint rule with the same nodes when the
+        rule does not take n).
+
+        ``stages="keep"`` (default): a stage is a function space. Grids of G_0's resolution
+        become the n-node grid when it is at least as fine; every other grid (a coarse stage
+        of a pyramid or hourglass) keeps its nodes, so a coarsening transfer that filters
+        (``galerkin``) gives it the same state at every input resolution. A coarser input is
+        interpolated onto G_0 (:attr:`input_grid`). ``stages="scale"``: every grid is scaled
+        by the factor that takes G_0 to n (n_k - 1 -> (n_k - 1)(n - 1) / (n_0 - 1) for rules
+        with end points, n_k -> n_k n / n_0 otherwise), each rounded to the nearest size its
+        rule accepts. Times and channels are kept in both."""
+        sched = _resolution_schedule(self.schedule, n, stages)
+        new = self.with_schedule(sched)
+        grid = input_grid_for(self.schedule.grids[0], n)
+        if not grid.same_as(sched.grids[0]):
+            new._set_input_grid(grid)
+        return new
+
+    def _set_input_grid(self, grid: Grid | None) -> None:
+        """Inputs arrive on ``grid`` (None: on G_0)."""
+        self.input_grid = grid
+        if self.lift_kind == "identity":
+            n = (grid or self.schedule.grids[0]).n
+            self.in_features = self.input_size = n * self.in_channels
 
     def refine(self, width: int = 2, depth: int = 2) -> SpaceTimeNet:
         """The model on ``schedule.refine(width, depth)``: exact resampling for continuous
