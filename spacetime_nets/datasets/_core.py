@@ -127,7 +127,7 @@ def _check_real(
     hi = ")" if high_open else "]"
     interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
     msg = f"{name} must be a finite number in {interval}, got {name}={value!r}"
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):  # no silent parsing of text
         raise ValueError(msg)
     try:
         v = float(value)  # type: ignore[arg-type]
