@@ -1,6 +1,8 @@
 """Export to plain PyTorch: a ResNet of ``nn.Linear(n_k -> n_{k+1})`` (dense kernels),
 ``nn.Conv1d`` / ``nn.Conv2d`` (conv kernels) or FFT blocks (spectral kernels), with the fixed
-shortcuts Pi_k (and channel changes) as buffers, and back (``from_resnet``)."""
+shortcuts Pi_k (and channel changes) as buffers, and back (``from_resnet``). A channel
+normalisation becomes a :class:`QuadratureNorm` before each block's activation (its grid's
+weights omega / |Omega| a buffer), an MLP head on the channel means an ``nn.Sequential``."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import nn
 
 from grids import GridSchedule
 
-from .fields import FORMS, activation_module
+from .fields import FORMS, NormOp, activation_module, quadrature_norm
 from .kernels import NodalKernel
 from .ops import ConvOp, LowRankOp, SpectralOp, spectral_apply
 from .steppers import get_stepper, rk_step
@@ -25,6 +27,7 @@ __all__ = [
     "SpectralLayer",
     "ChannelLift",
     "ChannelHead",
+    "QuadratureNorm",
     "to_resnet",
     "from_resnet",
 ]
@@ -87,6 +90,27 @@ class SpectralLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return spectral_apply(x, self.weight, self.bias, self.point, self.shape, self.scale)
+
+
+class QuadratureNorm(nn.Module):
+    """One step's channel normalisation by quadrature, ``[B, c, n] -> [B, c, n]``: per sample
+    and group of c / ``groups`` channels, mean and variance sum_j p_j (.)_j with the fixed
+    weights ``p = omega / |Omega|`` (buffer) of the grid, then ``gamma_c (z - mu) /
+    sqrt(s^2 + eps) + beta_c`` (parameters); see :func:`spacetime_nets.fields.quadrature_norm`.
+    In an exported block it precedes the activation: ``nn.Sequential(QuadratureNorm, act)``."""
+
+    def __init__(self, op: NormOp) -> None:
+        super().__init__()
+        self.groups, self.eps = int(op.groups), float(op.eps)
+        self.register_buffer("p", op.p.detach().clone())
+        self.gamma = nn.Parameter(op.gamma.detach().clone())
+        self.beta = nn.Parameter(op.beta.detach().clone())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return quadrature_norm(z, self.p, self.gamma, self.beta, self.groups, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.gamma.shape[0]}, groups={self.groups}, n={self.p.shape[0]}"
 
 
 class ResidualBlock(nn.Module):
@@ -185,7 +209,8 @@ class ChannelLift(nn.Module):
 class ChannelHead(nn.Module):
     """Readouts of a state ``[B, c_K, n_K]``: ``quadrature`` (an ``nn.Linear`` on the flattened
     state, quadrature weights folded in), ``mean`` (fixed weights omega / |Omega| per node,
-    then ``nn.Linear(c_K, out)``), ``function`` (a 1x1 convolution, in the input's layout)."""
+    then ``nn.Linear(c_K, out)``, or the MLP ``nn.Sequential(Linear(c_K, H), GELU,
+    Linear(H, out))``), ``function`` (a 1x1 convolution, in the input's layout)."""
 
     def __init__(
         self,
@@ -203,7 +228,7 @@ class ChannelHead(nn.Module):
 
     @property
     def out_features(self) -> int:
-        m = self.linear
+        m = self.linear[-1] if isinstance(self.linear, nn.Sequential) else self.linear
         return m.out_features if isinstance(m, nn.Linear) else m.out_channels
 
     def forward(self, h: torch.Tensor, in_dim: int) -> torch.Tensor:
@@ -269,6 +294,8 @@ class VariableWidthResNet(nn.Module):
         rows = [f"lift   {self.lift}".replace("\n", " ")]
         for k, b in enumerate(self.blocks):
             shapes = " + ".join(_describe_layer(m) for m in b.layers)
+            if _block_norm(b) is not None:
+                shapes += f" + norm(g={_block_norm(b).groups})"
             sc = "Pi (fixed)" if b.has_shortcut else "identity"
             if b.channels_out is not None and k < len(self.blocks):
                 c_in = _channels_in(b)
@@ -279,6 +306,14 @@ class VariableWidthResNet(nn.Module):
             rows.append(f"block {k:3d}  {shapes:34s} dt={b.dt:.4g}  shortcut={sc:10s} params={n}")
         rows.append(f"head   {self.head}".replace("\n", " "))
         return "\n".join(rows)
+
+
+def _block_norm(b: ResidualBlock) -> QuadratureNorm | None:
+    """The block's channel normalisation (None: none)."""
+    act = b.activation
+    if isinstance(act, nn.Sequential) and isinstance(act[0], QuadratureNorm):
+        return act[0]
+    return None
 
 
 def _channels_in(b: ResidualBlock) -> int | None:
@@ -353,11 +388,10 @@ def _channel_parts(model) -> tuple[nn.Module, nn.Module]:
         head = ChannelHead("quadrature", _linear(model.readout_matrix(), model.readout_bias))
     elif model.readout_kind == "mean":
         _, w = model.disc.grid(sched.num_steps)
-        head = ChannelHead(
-            "mean",
-            _linear(model.readout_weight, model.readout_bias),
-            pool=(w / model.domain.volume).clone(),
-        )
+        mlp = _linear(model.readout_weight, model.readout_bias)
+        if getattr(model, "head_hidden", None) is not None:
+            mlp = nn.Sequential(_linear(model.head_weight, model.head_bias), nn.GELU(), mlp)
+        head = ChannelHead("mean", mlp, pool=(w / model.domain.volume).clone())
     else:
         W = model.readout_weight
         conv = nn.Conv1d(W.shape[1], W.shape[0], 1, device=W.device, dtype=W.dtype)
@@ -422,12 +456,15 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
         layers = [_layer(op) for op in sm.layers]
         shortcut = None if disc.pi[k] is None else disc.transfer_matrix(k).clone()
         c_out = None if disc.channels is None else disc.channels[k + 1]
+        act = activation_module(model.activation)
+        if sm.norm is not None:  # sigma o N_k: the norm before the activation
+            act = nn.Sequential(QuadratureNorm(sm.norm), act)
         blocks.append(
             ResidualBlock(
                 layers,
                 sm.dt,
                 model.form,
-                activation_module(model.activation),
+                act,
                 shortcut,
                 model.method,
                 sm.square,
@@ -458,6 +495,14 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
     methods = {b.method for b in blocks}
     if len(forms) != 1 or methods != {"euler"} or forms & {"bottleneck"}:
         raise ValueError(f"module: needs euler blocks of one form (outside/inside), got {forms}")
+    if any(_block_norm(b) is not None for b in blocks) or (
+        isinstance(module.head, ChannelHead) and isinstance(module.head.linear, nn.Sequential)
+    ):
+        raise ValueError(
+            "module: has a channel normalisation or an MLP head (exported from a SpaceTimeNet "
+            "with norm= or head_hidden=); from_resnet rebuilds plain nodal blocks and linear "
+            "heads only: keep the SpaceTimeNet it came from"
+        )
     if not all(isinstance(m, nn.Linear) for b in blocks for m in b.layers):
         raise ValueError(
             "module: needs nn.Linear blocks (a nodal export); conv and FFT blocks "

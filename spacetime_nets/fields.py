@@ -6,11 +6,21 @@ bottleneck:  f(x, u) = W2 sigma(W1 x + beta1) + beta2
 
 with the integral operators folded into the step operators W (quadrature weights included).
 :data:`FORMS` is a registry: a form is one :class:`Form` entry (its field, how many operators
-a step needs, and its homogeneity rule), used by the step loop and by exported ResNets alike.
+a step needs, its homogeneity rule, and where its activation's argument lives), used by the
+step loop and by exported ResNets alike.
+
+Channel normalisation by quadrature (:class:`ChannelNorm`, :func:`quadrature_norm`) acts on the
+argument of sigma in every form, so a normalised field is the same formula with sigma replaced
+by sigma o N_k:
+
+outside:     f(x, u) = sigma(N_k(W x + beta))
+inside:      f(x, u) = W sigma(N_k(x)) + beta
+bottleneck:  f(x, u) = W2 sigma(N_k(W1 x + beta1)) + beta2
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +38,14 @@ __all__ = [
     "activation_module",
     "form_is_homogeneous",
     "check_form",
+    "NORMS",
+    "NORM_EPS",
+    "ChannelNorm",
+    "NormOp",
+    "quadrature_norm",
+    "quadrature_stats",
+    "check_norm",
+    "normed",
 ]
 
 Apply = Callable[[object, torch.Tensor], torch.Tensor]
@@ -39,13 +57,17 @@ class Form:
 
     ``field(act, apply, ops, x)`` evaluates it, ``apply(op, x)`` applying one operator (so the
     same formula serves the step loop and exported blocks). ``homogeneous(activation)`` is the
-    exact rule for f(x, a u) = a f(x, u), a > 0.
+    exact rule for f(x, a u) = a f(x, u), a > 0. ``act_reads`` says which tensor the
+    activation reads, so that a channel normalisation of that tensor knows its grid: -1 the
+    state x itself (on the step's input grid), i >= 0 the output of operator i (on that
+    operator's output grid); None (not declared) leaves the form without normalisation.
     """
 
     name: str
     operators: int
     field: Callable[[Callable, Apply, Sequence, torch.Tensor], torch.Tensor]
     homogeneous: Callable[[str | Callable], bool]
+    act_reads: int | None = None
 
 
 #: the registered forms, by name
@@ -73,15 +95,25 @@ register_form(
         1,
         lambda act, apply, ops, x: act(apply(ops[0], x)),
         _sigma_is_homogeneous,
+        act_reads=0,
     )
 )
-register_form(Form("inside", 1, lambda act, apply, ops, x: apply(ops[0], act(x)), lambda a: True))
+register_form(
+    Form(
+        "inside",
+        1,
+        lambda act, apply, ops, x: apply(ops[0], act(x)),
+        lambda a: True,
+        act_reads=-1,
+    )
+)
 register_form(
     Form(
         "bottleneck",
         2,
         lambda act, apply, ops, x: apply(ops[1], act(apply(ops[0], x))),
         lambda a: False,  # degree 2 in (W1, W2)
+        act_reads=0,
     )
 )
 
@@ -165,3 +197,197 @@ def _probe_positive_homogeneity(fn: Callable, trials: int = 5) -> bool:
         if not torch.allclose(lhs, rhs, rtol=1e-9, atol=1e-12):
             return False
     return True
+
+
+# --------------------------------------------------------------------------- normalisation
+#: channel normalisations of ``SpaceTimeNet(norm=...)`` (None: no normalisation)
+NORMS = ("instance", "group")
+
+#: added to the variance before the square root (a resolution-free number: s^2 is an integral)
+NORM_EPS = 1e-5
+
+
+def quadrature_norm(
+    z: torch.Tensor,
+    p: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    groups: int,
+    eps: float = NORM_EPS,
+) -> torch.Tensor:
+    """Channel normalisation by quadrature, ``z [B, c, n] -> [B, c, n]``.
+
+    For each sample b and each of the ``groups`` groups G of c / groups consecutive channels,
+    with p = omega / sum(omega) ``[n]`` (the grid's quadrature weights over |Omega|; every rule
+    integrates constants exactly, so sum(omega) = |Omega|):
+
+        mu_bG     = (1/|G|) sum_{c in G} sum_j p_j z_bcj
+                  ~ (1/|G|) sum_{c in G} (1/|Omega|) int_Omega z_bc,
+        s^2_bG    = (1/|G|) sum_{c in G} sum_j p_j (z_bcj - mu_bG)^2
+                  ~ (1/|G|) sum_{c in G} (1/|Omega|) int_Omega (z_bc - mu_bG)^2,
+        N(z)_bcj  = gamma_c (z_bcj - mu_bG) / sqrt(s^2_bG + eps) + beta_c,
+
+    gamma, beta ``[c]``. The statistics are integrals over Omega, so the same numbers (to the
+    quadrature error) on every grid that resolves z. Tensor operations only (no host
+    synchronisation); the weighted sums are elementwise products, so under autocast they are
+    taken in p's precision, not rounded like a matrix product."""
+    d, _, var = _centred(z, p, groups)
+    y = (d * torch.rsqrt(var + eps)).reshape(z.shape[0], z.shape[1], z.shape[-1])
+    return torch.addcmul(beta[:, None], y, gamma[:, None])
+
+
+def quadrature_stats(
+    z: torch.Tensor, p: torch.Tensor, groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu ``[B, groups]``, s^2 ``[B, groups]``) of :func:`quadrature_norm` for ``z [B, c, n]``
+    and ``p = omega / sum(omega) [n]``: the group means of (1/|Omega|) int z_c and of
+    (1/|Omega|) int (z_c - mu)^2 by the grid's quadrature."""
+    _, mu, var = _centred(z, p, groups)
+    return mu[..., 0, 0], var[..., 0, 0]
+
+
+def _centred(z: torch.Tensor, p: torch.Tensor, groups: int):
+    """(z - mu ``[B, g, c / g, n]``, mu, s^2 ``[B, g, 1, 1]``), two passes (the variance of
+    the centred values, no cancellation)."""
+    B, c, n = z.shape[0], z.shape[1], z.shape[-1]
+    zg = z.reshape(B, groups, c // groups, n)
+    mu = (zg * p).sum(-1).mean(-1)[..., None, None]
+    d = zg - mu
+    var = (d * d * p).sum(-1).mean(-1)[..., None, None]
+    return d, mu, var
+
+
+@dataclass
+class NormOp:
+    """One step's normalisation: ``p [n]`` (omega / sum(omega) of the grid sigma's argument
+    lives on), ``gamma``, ``beta`` ``[c]``, the number of groups and eps. Calling it applies
+    :func:`quadrature_norm`; ``tensors`` / ``rebuild`` serve checkpointed recomputation like
+    the step operators'."""
+
+    p: torch.Tensor
+    gamma: torch.Tensor
+    beta: torch.Tensor
+    groups: int
+    eps: float = NORM_EPS
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return quadrature_norm(z, self.p, self.gamma, self.beta, self.groups, self.eps)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.gamma, self.beta]
+
+    def rebuild(self, tensors: Sequence[torch.Tensor]) -> NormOp:
+        return NormOp(self.p, tensors[0], tensors[1], self.groups, self.eps)
+
+
+def normed(act: Callable[[torch.Tensor], torch.Tensor], norm: NormOp | None) -> Callable:
+    """sigma o N (sigma itself when ``norm`` is None): the activation of a normalised field."""
+    if norm is None:
+        return act
+    return lambda z: act(norm(z))
+
+
+def check_norm(
+    norm: str | None, norm_groups: int | None, channels: Sequence[int] | None
+) -> int | None:
+    """Validate ``norm`` / ``norm_groups`` against the steps' channel counts ``[c_0, ...,
+    c_{K-1}]`` (None: the scalar model). Returns the number of groups (None: per channel, or
+    no normalisation); raises ValueError naming the argument, what was expected and what came."""
+    if norm is None:
+        if norm_groups is not None:
+            raise ValueError(
+                f"norm_groups: applies to norm='group' only, got norm=None and "
+                f"norm_groups={norm_groups!r}"
+            )
+        return None
+    if not isinstance(norm, str) or norm not in NORMS:
+        raise ValueError(f"norm: expected None or one of {', '.join(NORMS)}; got {norm!r}")
+    if channels is None:
+        raise ValueError(
+            f"norm: {norm!r} normalises channels and needs a state with channels "
+            "(channels=...); got the scalar model (channels=None)"
+        )
+    if norm == "instance":
+        if norm_groups is not None:
+            raise ValueError(
+                f"norm_groups: applies to norm='group' only, got norm='instance' and "
+                f"norm_groups={norm_groups!r}"
+            )
+        return None
+    chans = sorted(set(channels))
+    ok = isinstance(norm_groups, int) and not isinstance(norm_groups, bool) and norm_groups >= 1
+    if not ok or any(c % norm_groups for c in chans):
+        raise ValueError(
+            f"norm_groups: norm='group' needs a positive int dividing every channel count of "
+            f"the steps {list(channels)} (a divisor of {math.gcd(*chans)}); got {norm_groups!r}"
+        )
+    return norm_groups
+
+
+class ChannelNorm(nn.Module):
+    """The learned channel normalisation of a flow: on a grid with weights omega at time t,
+    N_t(z) = :func:`quadrature_norm` (z, omega / sum(omega), gamma(t), beta(t), g).
+
+    gamma(t), beta(t) in R^{c(t)} are piecewise constant on ``pieces`` equal intervals of
+    [0, T] (one per step of the schedule the model is built on, like the stationary kernels'
+    coefficients): a model moved to another schedule (``with_schedule``, ``at_resolution``,
+    ``refine``) keeps them, step k using the piece that holds t_k. Initially gamma = 1,
+    beta = 0. ``T`` follows the horizon in ``rescale_horizon`` (the pieces are stretched in
+    time; gamma and beta are not controls and are not scaled).
+
+    Args:
+        kind: ``instance`` (g = c_k groups: each channel its own) or ``group`` (``groups``
+            groups of c_k / g consecutive channels; g = 1 is a layer norm).
+        channels: c of each piece ``[c_0, ..., c_{P-1}]``.
+        groups: the number of groups (``group`` only).
+        T: the horizon the pieces span.
+        eps: added to the variance.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        channels: Sequence[int],
+        groups: int | None = None,
+        T: float = 1.0,
+        eps: float = NORM_EPS,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self.groups = check_norm(kind, groups, list(channels))
+        self.piece_channels = [int(c) for c in channels]
+        self.pieces = len(self.piece_channels)
+        self.T = float(T)
+        self.eps = float(eps)
+        self.gamma = nn.ParameterList([nn.Parameter(torch.ones(c)) for c in self.piece_channels])
+        self.beta = nn.ParameterList([nn.Parameter(torch.zeros(c)) for c in self.piece_channels])
+
+    def piece(self, t: float) -> int:
+        """The piece holding time t (t_k = k T / K may come out a few ulps low)."""
+        tau = min(max(t / self.T, 0.0), 1.0)
+        return min(int(tau * self.pieces + 1e-9), self.pieces - 1)
+
+    def channels_at(self, t: float) -> int:
+        return self.piece_channels[self.piece(t)]
+
+    def groups_for(self, c: int) -> int:
+        """Groups of a c-channel state: c (instance) or the fixed g (group)."""
+        return c if self.groups is None else self.groups
+
+    def step_op(self, t: float, weights: torch.Tensor) -> NormOp:
+        """The normalisation at time t on a grid with weights ``omega [n]``."""
+        j = self.piece(t)
+        c = self.piece_channels[j]
+        return NormOp(
+            weights / weights.sum(), self.gamma[j], self.beta[j], self.groups_for(c), self.eps
+        )
+
+    def get_extra_state(self) -> dict:
+        return {"T": self.T}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.T = float(state["T"])
+
+    def extra_repr(self) -> str:
+        g = "" if self.groups is None else f", groups={self.groups}"
+        return f"kind={self.kind}{g}, pieces={self.pieces}, T={self.T:g}, eps={self.eps:g}"

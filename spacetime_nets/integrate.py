@@ -9,7 +9,9 @@ Euler (the canonical scheme, a ResNet block per step, integral at the new nodes)
 The other steppers (a registry of Butcher tableaux, :mod:`spacetime_nets.steppers`) and every
 stationary kernel (conv, spectral) take the step on G_k, then transfer: X^{k+1} = Pi_k(RK step).
 With channels the state is ``[B, c_k, n_k]``; where c_{k+1} != c_k the shortcut also pads the
-new channels with zeros (or keeps the first c_{k+1}).
+new channels with zeros (or keeps the first c_{k+1}). A channel normalisation N_k (see
+:class:`spacetime_nets.fields.ChannelNorm`) replaces sigma by sigma o N_k in the field, with
+the weights of the grid sigma's argument lives on (:attr:`Form.act_reads`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from grids import Grid, GridSchedule
 
-from .fields import FORMS, check_form, get_activation
+from .fields import FORMS, ChannelNorm, NormOp, check_form, get_activation, normed
 from .kernels import Kernel, NodalKernel
 from .ops import ConvOp, GridInfo, LowRankOp, SpectralOp, apply_op, op_rebuild, op_tensors
 from .steppers import STEPPERS, get_stepper, rk_step
@@ -73,12 +75,27 @@ class StepMatrices:
     bottleneck form): ``Dense`` pairs ``(W [c n_out, c n_in], beta [c n_out])``, ``LowRankOp``,
     ``ConvOp`` or ``SpectralOp``, with the quadrature weights of the output and input grids of
     each (for control costs). ``square``: the operators map G_k to itself and the step
-    transfers after."""
+    transfers after. ``norm``: the step's channel normalisation N_k (None: none), applied to
+    the argument of sigma."""
 
     dt: float
     layers: list
     grids: list[tuple[torch.Tensor, torch.Tensor]]  # (out_weights, in_weights) per layer
     square: bool = False
+    norm: NormOp | None = None
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The step's tensors (operators, then the normalisation's gamma and beta), for
+        checkpointed recomputation."""
+        out = [t for op in self.layers for t in op_tensors(op)]
+        return out + (self.norm.tensors() if self.norm is not None else [])
+
+    def rebuild(self, tensors: Sequence[torch.Tensor]) -> StepMatrices:
+        """The same step made of other tensors (in the order of :meth:`tensors`)."""
+        it = iter(tensors)
+        layers = [op_rebuild(op, [next(it) for _ in op_tensors(op)]) for op in self.layers]
+        norm = None if self.norm is None else self.norm.rebuild([next(it), next(it)])
+        return StepMatrices(self.dt, layers, self.grids, self.square, norm)
 
 
 def check_method(method: str) -> str:
@@ -252,15 +269,30 @@ class Discretization(nn.Module):
         form: str,
         method: str,
         kernel2: Kernel | None = None,
+        norm: ChannelNorm | None = None,
     ) -> list[StepMatrices]:
         """Evaluate the kernel(s) on every step: dense kernels with Euler map G_k -> G_{k+1};
         other steppers and stationary kernels act on G_k (square). The bottleneck maps
-        G_k -> H_k -> G_{k+1} (or H_k -> G_k)."""
+        G_k -> H_k -> G_{k+1} (or H_k -> G_k). With ``norm``, each step also gets N_k at t_k
+        with the weights of the grid sigma reads on: the step's input grid (``inside``: the
+        state) or the output grid of the operator sigma follows (``outside``: G_{k+1}, or G_k
+        when square; ``bottleneck``: H_k)."""
         square = method != "euler" or getattr(kernel, "stationary", False)
         two = FORMS[form].operators == 2
         # the controls are built in the parameters' precision, also under bf16 autocast
         with without_autocast(self.weights[0].device.type):
-            return self._step_ops(kernel, kernel2, square, two)
+            mats = self._step_ops(kernel, kernel2, square, two)
+            if norm is not None:
+                reads = FORMS[form].act_reads
+                if reads is None:
+                    raise ValueError(
+                        f"norm: the form {form!r} does not say which grid its activation's "
+                        "argument lives on (Form.act_reads), so it cannot be normalised"
+                    )
+                for t, sm in zip(self.times, mats):
+                    w = sm.grids[0][1] if reads < 0 else sm.grids[reads][0]
+                    sm.norm = norm.step_op(t, w)
+            return mats
 
     def _step_ops(self, kernel, kernel2, square: bool, two: bool) -> list[StepMatrices]:
         if not two and isinstance(kernel, NodalKernel):
@@ -325,16 +357,20 @@ def apply_stencil(x: torch.Tensor, index: torch.Tensor, coeff: torch.Tensor) -> 
     return y
 
 
-def field(form: str, act: Callable, layers, x: torch.Tensor) -> torch.Tensor:
+def field(
+    form: str, act: Callable, layers, x: torch.Tensor, norm: NormOp | None = None
+) -> torch.Tensor:
     """The vector field f(X) of ``form`` with the step operators ``layers``:
-    outside sigma(K X + b), inside K sigma(X) + b, bottleneck K2 sigma(K1 X + b1) + b2."""
-    return FORMS[form].field(act, apply_op, layers, x)
+    outside sigma(K X + b), inside K sigma(X) + b, bottleneck K2 sigma(K1 X + b1) + b2; with
+    ``norm`` N, sigma o N in place of sigma (outside sigma(N(K X + b)), inside
+    K sigma(N(X)) + b, bottleneck K2 sigma(N(K1 X + b1)) + b2)."""
+    return FORMS[form].field(normed(act, norm), apply_op, layers, x)
 
 
 def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, method: str):
     """One step X^k -> X^{k+1} (see the module docstring)."""
     if not sm.square:
-        f = field(form, act, sm.layers, x)
+        f = field(form, act, sm.layers, x, sm.norm)
         dense = disc.dense_shortcut(k, x)
         if dense is not None:
             # Pi x + dt f in one kernel: addmm(f, x, Pi^T, beta=dt)
@@ -346,7 +382,7 @@ def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, meth
         # the canonical Euler step: one fused kernel for "+ dt *" (alpha), forward and backward
         y = torch.add(disc.grid_transfer(k, x), f, alpha=sm.dt)
         return disc.change_channels(k, y)
-    y = rk_step(lambda z: field(form, act, sm.layers, z), x, sm.dt, get_stepper(method))
+    y = rk_step(lambda z: field(form, act, sm.layers, z, sm.norm), x, sm.dt, get_stepper(method))
     return disc.transfer(k, y)
 
 
@@ -376,21 +412,13 @@ def run_steps(
     for s in range(0, K, checkpoint):
         e = min(s + checkpoint, K)
         seg = mats[s:e]
-        params = [t for sm in seg for op in sm.layers for t in op_tensors(op)]
+        params = [t for sm in seg for t in sm.tensors()]
 
         def segment(x, *tensors, s=s, seg=seg):
             it = iter(tensors)  # the step tensors as passed (detached copies when recomputed)
             for j, sm in enumerate(seg):
-                layers = [op_rebuild(op, [next(it) for _ in op_tensors(op)]) for op in sm.layers]
-                x = step(
-                    disc,
-                    s + j,
-                    StepMatrices(sm.dt, layers, sm.grids, sm.square),
-                    x,
-                    form,
-                    act,
-                    method,
-                )
+                own = sm.rebuild([next(it) for _ in sm.tensors()])
+                x = step(disc, s + j, own, x, form, act, method)
             return x
 
         if keep_states:
@@ -399,7 +427,7 @@ def run_steps(
                 x = _checkpoint(
                     lambda x, *_p, k=s + j, sm=sm: step(disc, k, sm, x, form, act, method),
                     x,
-                    *[t for op in sm.layers for t in op_tensors(op)],
+                    *sm.tensors(),
                     use_reentrant=False,
                 )
                 states.append(x)

@@ -116,7 +116,7 @@ def test_factored_and_dense_models_agree_with_a_numpy_loop():
     """A moving schedule (every step changes width) with the factored form forced on and off:
     both match an Euler loop written with NumPy's matrices, np.interp transfers, and the
     quadrature readout."""
-    sched = GridSchedule.hourglass(33, 17, 4, T=1.0)
+    sched = GridSchedule.hourglass(33, 17, 4, T=1.0, transfer_kind="linear")
     x = torch.randn(5, 33, dtype=torch.float64)
     outs, grads = {}, {}
     for fac in (True, False):

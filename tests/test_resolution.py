@@ -182,3 +182,19 @@ def test_a_trained_pyramid_on_noisy_signals_keeps_its_outputs_under_refinement()
             keep = float((m.at_resolution(n)(xn) - y1).norm() / y1.norm())
             scale = float((m.at_resolution(n, stages="scale")(xn) - y1).norm() / y1.norm())
             assert keep < 0.02 and scale > 0.1, (n, keep, scale)
+
+
+def test_a_padded_batch_with_lengths_is_the_list_of_its_series():
+    m = pyramid_model(channels=2)
+    lengths = [9, 17, 30]
+    xs = [rough(n, batch=1, seed=i)[0] for i, n in enumerate(lengths)]
+    padded = torch.zeros(3, 1, 30, dtype=F64)
+    for b, x in enumerate(xs):
+        padded[b, 0, : len(x)] = x
+        padded[b, 0, len(x) :] = 99.0  # padding must not matter
+    want = m(xs)
+    np.testing.assert_allclose(m(padded, lengths=torch.tensor(lengths)).detach(), want.detach())
+    np.testing.assert_allclose(m(padded[:, 0], lengths=lengths).detach(), want.detach())
+    for bad in ([9, 17], [9, 17, 31], [1, 2, 3], [9.0, 17, 30]):
+        with pytest.raises(ValueError, match="lengths: expected 3 ints in"):
+            m(padded, lengths=bad)

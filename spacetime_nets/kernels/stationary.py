@@ -298,9 +298,10 @@ class ConvKernel(_PiecewiseKernel):
 
     def _taps_basis(self, h: tuple[float, ...], r: tuple[float, ...], like: torch.Tensor):
         """Basis values at the taps m h, flipped for cross-correlation: ``[*k, M]`` (cached
-        per spacing, radius, device and dtype). Sampled: point values at |m h| < r (the
-        window vanishes at |m h| = r); Galerkin: hat averages, nonzero for |m h| < r + h."""
-        key = (h, r, like.device, like.dtype)
+        per kind of taps, spacing, radius, device and dtype). Sampled: point values at
+        |m h| < r (the window vanishes at |m h| = r); Galerkin: hat averages, nonzero for
+        |m h| < r + h."""
+        key = (self.taps, h, r, like.device, like.dtype)
         hit = self._tap_cache.get(key)
         if hit is None:
             off = 1 if self.taps == "sampled" else 0

@@ -58,12 +58,19 @@ class _FlowModel(nn.Module):
         return list(self.disc.times)
 
     def is_homogeneous(self) -> bool:
-        """The exact homogeneity rule of this form and activation (docs/concepts.md)."""
+        """The exact homogeneity rule of this form and activation (docs/concepts.md). With a
+        channel normalisation only the inside form stays homogeneous (W sigma(N(x)) + b is
+        linear in (W, b)); N(a z) ~ N(z) makes the outside form scale-invariant instead."""
+        if getattr(self, "norm_layer", None) is not None and self.form != "inside":
+            return False
         return form_is_homogeneous(self.form, self.activation)
 
     def controls(self) -> list[StepMatrices]:
-        """The per-step matrices (W, beta) of the flow with their grids' weights."""
-        return self.disc.step_matrices(self.kernel, self.form, self.method, self.kernel2)
+        """The per-step matrices (W, beta) of the flow with their grids' weights (and each
+        step's channel normalisation N_k, where the model has one)."""
+        return self.disc.step_matrices(
+            self.kernel, self.form, self.method, self.kernel2, getattr(self, "norm_layer", None)
+        )
 
     def _flow(self, x0: torch.Tensor, keep_states: bool):
         mats = self.controls()
@@ -114,6 +121,8 @@ class _FlowModel(nn.Module):
                 if not kern.continuous:
                     kern.T = T  # a nodal kernel has no time variable: it spans the model's [0, T]
                 kern.rescale_horizon_(T_new)
+        if getattr(new, "norm_layer", None) is not None:
+            new.norm_layer.T = float(T_new)  # gamma(t), beta(t) stretched in time, not scaled
         new._rebind(scaled)
         return new
 

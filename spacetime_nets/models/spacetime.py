@@ -11,6 +11,7 @@ from torch import nn
 
 from grids import Grid, GridSchedule, make_transfer
 
+from ..fields import FORMS, ChannelNorm, check_norm
 from ..integrate import Discretization, Trajectory
 from ..kernels import (
     BasisKernel,
@@ -29,7 +30,8 @@ __all__ = ["SpaceTimeNet", "LIFTS", "KERNELS", "READOUTS", "STAGES"]
 
 LIFTS = ("cells", "linear", "identity")
 KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
-#: quadrature: (P x)_o = sum_c int p_oc x_c + beta_o; mean: a linear map of the channel means;
+#: quadrature: (P x)_o = sum_c int p_oc x_c + beta_o; mean: a linear map (or, with
+#: head_hidden, a one-hidden-layer GELU MLP) of the channel means;
 #: function: y(xi) = Q x(T, xi) + q pointwise (operator learning)
 READOUTS = ("quadrature", "mean", "function")
 _DEFAULT_MODES = {"conv": 3}
@@ -74,9 +76,24 @@ class SpaceTimeNet(_FlowModel):
     is ``[B, c_k, n_k]``: the input (``cells`` or ``identity``, ``in_channels`` features per
     node: ``[B, n_0]``, ``[B, c_in, n_0]`` or ``[B, c_in, *grid_shape]``) is lifted pointwise
     to c_0 channels by a learned ``c_0 x c_in`` map. Readouts: ``quadrature`` (per channel),
-    ``mean`` (a linear map of the channel means) or ``function`` (y(xi) = Q x(T, xi) + q with
-    ``out_features`` output channels, returned on G_K in the input's layout, or on another grid
-    with ``forward(x, output_grid=...)``).
+    ``mean`` (a linear map of the channel means m_c = (1/|Omega|) int_Omega x_c(T), or with
+    ``head_hidden=H`` the MLP Linear(c_K, H) -> GELU -> Linear(H, out) of them) or ``function``
+    (y(xi) = Q x(T, xi) + q with ``out_features`` output channels, returned on G_K in the
+    input's layout, or on another grid with ``forward(x, output_grid=...)``).
+
+    Channel normalisation (``norm="instance"`` or ``"group"``): the argument z ``[B, c_k, n]``
+    of sigma is normalised in every form, sigma replaced by sigma o N_k: ``inside``
+    W sigma(N_k(x)) + b (pre-activation, as in pre-activation ResNets), ``outside``
+    sigma(N_k(W x + b)) (conv-norm-activation), ``bottleneck`` W2 sigma(N_k(W1 x + b1)) + b2.
+    Per sample and group of channels (a group per channel for ``instance``),
+    N_k(z)_c = gamma_c(t_k) (z_c - mu) / sqrt(s^2 + eps) + beta_c(t_k) with the mean
+    mu = (1/|Omega|) int_Omega z and variance s^2 = (1/|Omega|) int_Omega (z - mu)^2 (both also
+    averaged over the group's channels) taken by the quadrature of the grid z lives on (G_k
+    for stationary kernels and for ``inside``; G_{k+1} for dense Euler ``outside``; H_k for the
+    bottleneck): the same numbers on every grid that resolves the state. gamma, beta
+    ``[c_k]`` are piecewise constant in t, one pair per step of the schedule the model is built
+    on (like the stationary kernels' coefficients), so :meth:`with_schedule` and
+    :meth:`at_resolution` keep them (see :class:`spacetime_nets.fields.ChannelNorm`).
 
     Kernels: ``nodal`` (a plain ResNet on this schedule), ``basis``, ``neural`` (dense,
     continuous), ``conv`` (a windowed continuous convolution of physical ``radius``) and
@@ -94,6 +111,13 @@ class SpaceTimeNet(_FlowModel):
         activation: a name of :data:`spacetime_nets.fields.ACTIVATIONS` or a callable.
         lift: ``cells``, ``linear`` (scalar model only) or ``identity``.
         readout: ``quadrature``, ``mean`` or ``function`` (the last two need channels).
+        head_hidden: ``readout="mean"`` only: hidden width H of the MLP head on the channel
+            means ``[B, c_K] -> Linear(c_K, H) -> GELU -> Linear(H, out) -> [B, out]``
+            (None: the linear map ``Linear(c_K, out)``).
+        norm: None (no normalisation), ``instance`` or ``group`` (needs channels): the
+            channel normalisation by quadrature of sigma's argument described above.
+        norm_groups: ``norm="group"`` only: the number of groups g, dividing every c_k
+            (g = 1: one group of all channels, a layer norm).
         method: a registered stepper (:data:`spacetime_nets.steppers.STEPPERS`).
         checkpoint: recompute segments of this many steps in the backward pass.
         kernel2: the second kernel of the bottleneck form (default: one like ``kernel``).
@@ -141,6 +165,9 @@ class SpaceTimeNet(_FlowModel):
         radius_spacings: float | None = None,
         pointwise: bool | None = None,
         allow_underresolved: bool = False,
+        head_hidden: int | None = None,
+        norm: str | None = None,
+        norm_groups: int | None = None,
     ) -> None:
         super().__init__()
         self.input_grid: Grid | None = None
@@ -170,6 +197,23 @@ class SpaceTimeNet(_FlowModel):
             raise ValueError(f"readout: expected one of {', '.join(READOUTS)}; got {readout!r}")
         if readout != "quadrature" and not self.channel_mode:
             raise ValueError(f"readout: {readout!r} needs a state with channels (channels=...)")
+        if head_hidden is not None:
+            if readout != "mean":
+                raise ValueError(
+                    f"head_hidden: applies to readout='mean' only (an MLP on the channel "
+                    f"means); got head_hidden={head_hidden!r} with readout={readout!r}"
+                )
+            _check_features("head_hidden", head_hidden)
+        self.head_hidden = head_hidden
+        norm_groups = check_norm(
+            norm, norm_groups, schedule.channels[:-1] if self.channel_mode else None
+        )
+        if norm is not None and FORMS[self.form].act_reads is None:
+            raise ValueError(
+                f"norm: the form {self.form!r} does not declare which tensor its activation "
+                "reads (Form.act_reads), so it cannot be normalised; use a registered form "
+                "that does (outside, inside, bottleneck)"
+            )
         if lift == "linear" and self.channel_mode:
             raise ValueError(
                 "lift: 'linear' is for the scalar model; with channels use "
@@ -245,7 +289,16 @@ class SpaceTimeNet(_FlowModel):
         # ---- readout: p_c in the basis (continuous) or as nodal values on G_K (nodal)
         cK = schedule.channels[-1] if self.channel_mode else 1
         shape = (out_features, cK) if self.channel_mode else (out_features,)
-        if readout in ("mean", "function"):
+        if head_hidden is not None:  # mean readout: Linear(c_K, H) -> GELU -> Linear(H, out)
+            self.head_weight = nn.Parameter(
+                (torch.rand(head_hidden, cK, generator=gen) * 2 - 1) / math.sqrt(cK)
+            )
+            self.head_bias = nn.Parameter(torch.zeros(head_hidden))
+            self.readout_weight = nn.Parameter(
+                (torch.rand(out_features, head_hidden, generator=gen) * 2 - 1)
+                / math.sqrt(head_hidden)
+            )
+        elif readout in ("mean", "function"):
             self.readout_weight = nn.Parameter(
                 (torch.rand(out_features, cK, generator=gen) * 2 - 1) / math.sqrt(cK)
             )
@@ -260,6 +313,13 @@ class SpaceTimeNet(_FlowModel):
                 (torch.rand(*shape, nK, generator=gen) * 2 - 1) * math.sqrt(nK / cK) / vol
             )
         self.readout_bias = nn.Parameter(torch.zeros(out_features))
+        # ---- channel normalisation: gamma, beta per step of this schedule (pieces in t)
+        self.norm = norm
+        self.norm_layer: ChannelNorm | None = None
+        if norm is not None:
+            self.norm_layer = ChannelNorm(
+                norm, schedule.channels[:-1], norm_groups, T=float(schedule.T)
+            )
         self._bind(schedule)
 
     @property
@@ -374,6 +434,7 @@ class SpaceTimeNet(_FlowModel):
         disc = Discretization(schedule, hidden, self.allow_underresolved)
         disc = disc.to(device=ref.device, dtype=ref.dtype)
         disc.check_kernel(self.kernel, self.form, self.method, self.kernel2)
+        self._check_norm_channels(disc)
         self.disc = disc
         self._out_transfers = {}
         if hasattr(self, "readout_values") and schedule.widths[-1] != self.readout_values.shape[-1]:
@@ -388,6 +449,19 @@ class SpaceTimeNet(_FlowModel):
         if self.lift_kind == "identity":
             # the input is a function on G_0: it follows the grid
             self.in_features = self.input_size = schedule.widths[0] * self.in_channels
+
+    def _check_norm_channels(self, disc: Discretization) -> None:
+        """The normalisation's channels at every step time must be the schedule's c_k."""
+        norm = getattr(self, "norm_layer", None)
+        if norm is None:
+            return
+        for k, t in enumerate(disc.times[:-1]):
+            mine, theirs = norm.channels_at(t), disc.channels[k]
+            if mine != theirs:
+                raise ValueError(
+                    f"schedule: step {k} (t={t:.4g}) has {theirs} channels, the channel "
+                    f"normalisation has {mine} there"
+                )
 
     # ------------------------------------------------------------------ the three parts
     def lift_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -432,6 +506,7 @@ class SpaceTimeNet(_FlowModel):
         x: torch.Tensor | Sequence[torch.Tensor],
         output_grid: Grid | None = None,
         input_grid: Grid | None = None,
+        lengths: torch.Tensor | Sequence[int] | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """lift -> flow -> readout. Scalar: ``[B, in_features] -> [B, out_features]``.
         Channels: the input ``[B, n_0]``, ``[B, c_in, n_0]`` or ``[B, c_in, *grid_shape]``
@@ -445,7 +520,11 @@ class SpaceTimeNet(_FlowModel):
         hat average onto a coarser one); a function readout then answers on that grid when
         G_K has G_0's shape. A list of series ``[c_in, n_b]`` (or ``[n_b]``) of any lengths,
         each on the uniform grid of its length laid out like G_0, is one batch: ``[B, out]``,
-        or a list of ``[out, n_b]`` functions for the function readout."""
+        or a list of ``[out, n_b]`` functions for the function readout; so is a padded
+        tensor ``[B, c_in, N]`` (or ``[B, N]``) with ``lengths`` ``[B]``, series b being its
+        first ``lengths[b]`` values."""
+        if lengths is not None:
+            x = self._unpad(x, lengths)
         if isinstance(x, (list, tuple)):
             return self._forward_list(x, output_grid, input_grid)
         grid_in = input_grid if input_grid is not None else self.input_grid
@@ -474,6 +553,28 @@ class SpaceTimeNet(_FlowModel):
         if x.dim() > 3 or (x.dim() == 2 and self.lift_kind == "cells" and grid.dim > 1):
             return y.reshape(y.shape[0], y.shape[1], *grid.shape)
         return y
+
+    def _unpad(self, x: torch.Tensor, lengths) -> list[torch.Tensor]:
+        """A padded batch ``[B, c_in, N]`` / ``[B, N]`` and its lengths -> a list of series."""
+        if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"x: with lengths, expected a padded [B, c_in, N] or [B, N], got {got}"
+            )
+        if isinstance(lengths, torch.Tensor):
+            lengths = lengths.tolist()  # host values: the lengths decide shapes
+        lengths = list(lengths) if isinstance(lengths, (list, tuple)) else lengths
+        ok = isinstance(lengths, list) and len(lengths) == x.shape[0]
+        ok = ok and all(
+            isinstance(n, int) and not isinstance(n, bool) and 2 <= n <= x.shape[-1]
+            for n in lengths
+        )
+        if not ok:
+            raise ValueError(
+                f"lengths: expected {x.shape[0]} ints in [2, {x.shape[-1]}] (one per series of "
+                f"the padded batch), got {lengths!r}"
+            )
+        return [x[b, ..., :n] for b, n in enumerate(lengths)]
 
     def _forward_list(self, xs, output_grid, input_grid) -> torch.Tensor | list[torch.Tensor]:
         """A batch of series of their own lengths (see :meth:`forward`)."""
@@ -615,13 +716,19 @@ class SpaceTimeNet(_FlowModel):
         return R.reshape(R.shape[0], -1)
 
     def readout(self, xT: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        """The readout of a state on G_k (k = K by default): quadrature ``[B, out]``, mean
-        ``[B, out]``, function ``[B, out, n_k]``."""
+        """The readout of a state ``[B, c, n_k]`` on G_k (k = K by default): quadrature
+        ``[B, out]``; mean ``[B, out]``: the channel means m = (1/|Omega|) sum_j omega_j x_j
+        ``[B, c]`` through ``Linear(c, out)``, or with ``head_hidden`` H through
+        ``Linear(c, H) -> GELU -> Linear(H, out)``; function ``[B, out, n_k]``."""
         if self.readout_kind == "function":
             return pointwise(xT, self.readout_weight, self.readout_bias)
         if self.readout_kind == "mean":
             _, w = self.disc.grid(self.disc.num_steps if k is None else k)
             means = (xT * w).sum(-1) / self.domain.volume
+            if getattr(self, "head_hidden", None) is not None:
+                means = torch.nn.functional.gelu(
+                    torch.nn.functional.linear(means, self.head_weight, self.head_bias)
+                )
             return torch.nn.functional.linear(means, self.readout_weight, self.readout_bias)
         return torch.nn.functional.linear(xT.flatten(1), self.readout_matrix(k), self.readout_bias)
 
@@ -705,7 +812,11 @@ class SpaceTimeNet(_FlowModel):
         self._bind(schedule)
 
     def extra_repr(self) -> str:
+        norm, hidden = getattr(self, "norm", None), getattr(self, "head_hidden", None)
+        extra = "" if norm is None else f", norm={norm}"
+        if hidden is not None:
+            extra += f", head_hidden={hidden}"
         return (
             f"form={self.form}, activation={self.activation_name}, lift={self.lift_kind}, "
-            f"widths={self.schedule!r}"
+            f"widths={self.schedule!r}{extra}"
         )
