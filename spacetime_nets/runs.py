@@ -260,7 +260,8 @@ class RunConfig:
     def resume_conflicts(self, new: RunConfig) -> list[str]:
         """What differs between this (stored) run and ``new`` and may not change on resume:
         the model (every construction option but ``init_scale``), the features, dtype,
-        schedule, data set and optimiser. Each item reads ``"--option old -> new"``."""
+        schedule, data set, optimiser and the scales of ``--multires`` (``resolutions``,
+        absent = None = off). Each item reads ``"--option old -> new"``."""
         out = []
         a, b = dataclasses.asdict(self.model), dataclasses.asdict(new.model)
         for k in a:
@@ -283,6 +284,9 @@ class RunConfig:
         old_opt, new_opt = self.training.get("optimizer"), new.training.get("optimizer")
         if old_opt is not None and new_opt is not None and old_opt != new_opt:
             out.append(f"--optimizer {old_opt} -> {new_opt}")
+        old_res, new_res = self.training.get("resolutions"), new.training.get("resolutions")
+        if old_res != new_res:
+            out.append(f"--multires {_scales(old_res)} -> {_scales(new_res)}")
         return out
 
     @classmethod
@@ -356,6 +360,15 @@ def load_dataset(dataset: dict, dtype: str = "float32") -> Any:
     return datasets.load(
         name, seed=int(dataset.get("seed", 0)), dtype=getattr(torch, dtype), **kwargs
     )
+
+
+def _scales(res: Any) -> str:
+    """``--multires`` as typed (``0.5,1,2``), or ``off``."""
+    if res is None:
+        return "off"
+    if isinstance(res, list) and all(isinstance(s, (int, float)) for s in res):
+        return ",".join(f"{s:g}" for s in res)
+    return repr(res)
 
 
 def _short(d: dict) -> str:

@@ -158,6 +158,7 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
             "lam": args.lam,
             "turnpike": args.turnpike,
             "seed": args.seed,
+            "resolutions": args.multires,
         },
     )
 
@@ -292,6 +293,7 @@ def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | 
         lr_schedule=args.lr_schedule,
         compile=args.compile,
         precision=args.precision,
+        resolutions=args.multires,
         callbacks=[start],
     )
 

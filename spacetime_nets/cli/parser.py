@@ -59,6 +59,23 @@ def _add_schedule_args(p: argparse.ArgumentParser, defaults: bool = True) -> Non
     p.add_argument("--rule", default=d("trapezoid"), choices=RULES, help="quadrature rule")
 
 
+def parse_multires(text: str) -> list[float]:
+    """``"0.5,1,2"`` -> [0.5, 1.0, 2.0]: the scales of ``--multires`` (positive finite
+    numbers, comma-separated); bad text raises ``argparse.ArgumentTypeError``, which argparse
+    reports as a usage error naming the flag."""
+    from ..training.multires import check_resolutions
+
+    parts = [t.strip() for t in text.split(",")]
+    try:
+        values = [float(t) for t in parts]
+        return check_resolutions(values)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive finite scales of the input size such as "
+            f"0.5,1,2, got {text!r}"
+        ) from None
+
+
 def _schedule_spec_help() -> str:
     return f"a builder ({', '.join(SCHEDULES)}) or the path of a schedule JSON file"
 
@@ -72,7 +89,9 @@ _EXAMPLES = {
   spacetime-nets train --dataset burgers --schedule constant --kernel spectral --channels 24 \\
       --form inside --activation gelu --epochs 20 --lr 1e-3 --out runs/burgers
   spacetime-nets train --dataset signals --schedule pyramid --kernel conv --channels 32 \\
-      --radius 0.25 --form inside --activation gelu --epochs 20 --lr 1e-3 --out runs/signals""",
+      --radius 0.25 --form inside --activation gelu --epochs 20 --lr 1e-3 --out runs/signals
+  spacetime-nets train --dataset signals --schedule pyramid --kernel conv --channels 32 \\
+      --form inside --activation gelu --multires 0.5,1,2 --out runs/signals-multires""",
     "evaluate": """examples:
   spacetime-nets evaluate runs/circles                       # test split, last.pt
   spacetime-nets evaluate runs/circles --split val --json
@@ -184,6 +203,15 @@ def _train_parser(sub) -> None:
         "--turnpike", type=float, default=None, help="weight of int_0^T E(x(t)) dt (turnpike)"
     )
     p.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
+    p.add_argument(
+        "--multires",
+        type=parse_multires,
+        default=None,
+        metavar="S1,S2,...",
+        help="train across input resolutions: each batch resampled (linear interpolation) to "
+        "one of these scales of the input size, drawn per batch (lift identity: burgers, "
+        "darcy, signals)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument(

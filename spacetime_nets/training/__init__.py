@@ -12,7 +12,8 @@ The package has one module per concern: ``loop`` (:func:`fit` and the small trai
 behind it), ``objective`` (the objective, optimisers, learning-rate schedules,
 :func:`evaluate`), ``data`` (the check of a whole data set before the first update),
 ``checkpoint`` (atomic, digest-checked checkpoint files), ``history`` (:class:`History`,
-:class:`TrainState`, :class:`Callback`) and ``distributed`` (devices, ``torchrun`` processes).
+:class:`TrainState`, :class:`Callback`), ``distributed`` (devices, ``torchrun`` processes)
+and ``multires`` (training across input resolutions, ``fit(resolutions=...)``).
 Everything public is importable from ``spacetime_nets.training``.
 
 Reproducibility: the samples are shuffled with a ``torch.Generator`` seeded with

@@ -118,7 +118,8 @@ class History:
 class TrainState:
     """What callbacks see. ``epoch`` is the current (1-based) epoch, ``step`` the number of
     optimiser steps taken so far, ``step_in_epoch`` those of the current epoch; ``batch``
-    holds the last batch's ``loss`` (objective), ``risk``, ``size``. Set ``stop = True`` to end
+    holds the last batch's ``loss`` (objective), ``risk``, ``size`` (and ``scale``, its input
+    resolution, when ``fit`` trains across ``resolutions``). Set ``stop = True`` to end
     training after the current epoch."""
 
     model: nn.Module

@@ -4,7 +4,8 @@ running sums, history) with one method per stage: restore, epoch, step, checkpoi
 
 Each step minimises J = E(x(T)) + lam * int_0^T |u(t)|^2 dt [+ weight * int_0^T E(x(t)) dt]
 (docs/concepts.md) on one mini-batch. The samples are shuffled with a generator seeded with
-``seed + epoch``, so a resumed run takes exactly the steps of an uninterrupted one.
+``seed + epoch``, so a resumed run takes exactly the steps of an uninterrupted one; with
+``resolutions`` the same generator then draws each batch's input resolution (:mod:`.multires`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .distributed import (
     wrap_data_parallel,
 )
 from .history import Callback, History, TrainState, as_callbacks
+from .multires import MultiResolution, check_model, check_resolutions, epoch_scales
 from .objective import LR_SCHEDULES, Objective, evaluate_checked, make_optimizer, set_lr
 from .progress import (
     defer_sigint,
@@ -98,6 +100,7 @@ class _Options:
     lr_schedule: str
     compile: str | None = None
     precision: str = "fp32"
+    resolutions: list[float] | None = None
 
 
 def fit(
@@ -124,6 +127,7 @@ def fit(
     lr_schedule: str | None = None,
     compile: str | bool | None = None,
     precision: str = "fp32",
+    resolutions: Sequence[float] | None = None,
 ) -> History:
     """Train ``model`` in place on ``train`` (x ``[N, in]``, y ``[N]`` class labels or
     ``[N, m]`` targets: a pair of tensors, a ``datasets.Split`` or a torch Dataset) for
@@ -152,6 +156,22 @@ def fit(
     model is trained with DistributedDataParallel, each process taking
     batch_size // world_size samples per step; only rank 0 writes files and shows progress.
 
+    ``resolutions`` (scales of the input size, e.g. ``[0.5, 1, 2]``; None: off) trains one
+    model across input resolutions, for a ``SpaceTimeNet`` with ``lift="identity"`` whose
+    inputs are functions sampled on its input grid G (G_0, or the grid ``at_resolution``
+    set) of n nodes per axis. Each batch gets a scale s drawn from the list (uniformly, by
+    the epoch's shuffling generator after its permutation: reproducible, and exact on
+    resume); its inputs are resampled by linear interpolation to the uniform grid G_s of
+    n_s = round(s (n - 1)) + 1 nodes per axis (trapezoid, simpson, boole; round(s n) for the
+    other rules) and the model is called as ``model(x_s, input_grid=G_s)``, which moves them
+    back onto G_0 (the ``galerkin`` transfer). The parameters are the model's own, trained in
+    place (``at_resolution`` would train a copy): what is trained across resolutions is the
+    input side. A scale < 1 gives the model inputs that lost detail, which is what makes it
+    robust at low resolution; a scale > 1 gives finer samples of the same interpolant, averaged back
+    onto G_0. The targets, the loss and the validation pass are those at the training
+    resolution. ``callbacks`` see the scale of the last batch as ``state.batch["scale"]``.
+    Not with ``turnpike`` or ``compile="cuda-graphs"``.
+
     Args:
         model: the model, trained in place (moved to ``device``).
         train: training data, x ``[N, in]`` and y ``[N]`` (labels) or ``[N, m]`` (targets).
@@ -179,6 +199,8 @@ def fit(
             (:func:`spacetime_nets.accel.compile_model`).
         precision: ``"fp32"`` or ``"bf16"`` (autocast; parameters and grids stay float32,
             :func:`spacetime_nets.accel.mixed_precision`).
+        resolutions: a non-empty list of positive scales of the input size, one drawn per
+            batch (None: every batch as it is stored).
 
     Returns:
         The :class:`History` (one record per epoch, including resumed ones).
@@ -202,6 +224,7 @@ def fit(
         ),
         compile=check_compile_mode(compile, "compile"),
         precision=check_precision(precision),
+        resolutions=check_resolutions(resolutions),
     )
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -209,6 +232,18 @@ def fit(
         raise ValueError("turnpike: the model needs trajectory(x) and readout(final)")
     if lam and not hasattr(model, "controls"):
         raise ValueError("lam: the control penalty needs a model with controls() (a flow model)")
+    if opts.resolutions is not None:
+        check_model(model)
+        if turnpike is not None:
+            raise ValueError(
+                "resolutions: not with turnpike (the turnpike cost reads the trajectory of "
+                "inputs on the model's first grid)"
+            )
+        if opts.compile == GRAPH_MODE:
+            raise ValueError(
+                "resolutions: not with compile='cuda-graphs' (its graphs take tensors only); "
+                "use a torch.compile mode or none"
+            )
     cbs = as_callbacks(callbacks)
     train_data = Data(train, "train")
     val_data = Data(val, "val") if val is not None else None
@@ -285,6 +320,7 @@ class _Trainer:
             "model_summary": model_summary(model),
             "data_rows": len(train),
             "data_digest": digest,
+            "resolutions": opts.resolutions,
         }
         self.history = History()
         self.done_epochs, self.step, self.skip, self.partial = 0, 0, 0, empty_partial()
@@ -302,6 +338,11 @@ class _Trainer:
         self.objective = compile_model(self.objective, opts.compile)
         self.precision = mixed_precision(opts.precision, dev, model)
         self.classify = is_class_labels(train.peek_targets())
+        self.multires: MultiResolution | None = None
+        self.scales: torch.Tensor | None = None  # the scale index of each step of the epoch
+        if opts.resolutions is not None:
+            self.multires = MultiResolution(model, opts.resolutions, dev, self.dtype)
+            self.multires.check_input(train.raw(torch.arange(1))[0])
 
     # ---------------------------------------------------------------------------- resume
 
@@ -325,11 +366,13 @@ class _Trainer:
                 f"resume: learning rate {old['lr']:g} -> {new['lr']:g} (the new rate is applied)",
                 stacklevel=4,
             )
-        for key in ("seed", "batch_size", "loss", "lam", "turnpike"):
-            if key in old and old[key] != new[key]:
+        for key in ("seed", "batch_size", "loss", "lam", "turnpike", "resolutions"):
+            # a checkpoint written before resolutions existed was trained without them
+            known = key in old or key == "resolutions"
+            if known and old.get(key) != new[key]:
                 warnings.warn(
-                    f"resume: {key} was {old[key]!r} in the checkpoint and is {new[key]!r} now; "
-                    "the run will not match an uninterrupted one",
+                    f"resume: {key} was {old.get(key)!r} in the checkpoint and is {new[key]!r} "
+                    "now; the run will not match an uninterrupted one",
                     stacklevel=4,
                 )
         epoch, step, skip = doc["epoch"], doc["step"], doc["step_in_epoch"]
@@ -390,6 +433,9 @@ class _Trainer:
         order = epoch_order(len(self.train), opts.seed, e, self.rank, self.world)
         lb = self.local_batch
         batches = [order[i : i + lb] for i in range(0, len(order), lb)]
+        if self.multires is not None:  # the same on every process: drawn after randperm(N)
+            n_scales = len(self.multires.levels)
+            self.scales = epoch_scales(len(self.train), opts.seed, e, len(batches), n_scales)
         state.epoch, state.steps_per_epoch, state.step_in_epoch = e + 1, len(batches), self.skip
         for cb in self.callbacks:
             cb.on_epoch_start(state)
@@ -425,9 +471,13 @@ class _Trainer:
         """One optimiser step on the rows ``idx``; nothing changes when J is not finite."""
         opts, opt, model = self.opts, self.opt, self.model
         x, y = self.train.batch(idx, self.dev, self.dtype)
+        grids: dict = {}
+        if self.multires is not None:
+            level = int(self.scales[j])
+            x, grids = self.multires.resample(x, level)
         opt.zero_grad(set_to_none=True)
         with self.precision:
-            total, risk, pen, tp, out = self.objective(x, y)
+            total, risk, pen, tp, out = self.objective(x, y, **grids)
         classify = is_class_labels(y) and out.dim() == 2
         correct = (out.argmax(-1) == y).sum() if classify else risk.new_zeros(())
         stats = torch.stack(
@@ -462,6 +512,8 @@ class _Trainer:
         state = self.state
         state.step, state.step_in_epoch = self.step, self.skip
         state.batch = {"loss": value, "risk": float(stats[1] / stats[2]), "size": len(y)}
+        if self.multires is not None:
+            state.batch["scale"] = self.multires.resolutions[level]
         if bar is not None:
             bar.update(1)
             bar.set_postfix(postfix(partial, classify=is_class_labels(y)), refresh=False)

@@ -31,7 +31,9 @@ class Objective(nn.Module):
         self.model = model
         self.loss, self.p, self.lam, self.turnpike = loss, p, lam, turnpike
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor):
+    def forward(self, x: torch.Tensor, y: torch.Tensor, **grids: Any):
+        """``grids``: ``input_grid`` (and ``output_grid``) of a batch sampled on another grid
+        than the model's first one, passed to the model call (not with a turnpike weight)."""
         model = self.model
         zero = x.new_zeros(())
         if self.turnpike is not None:
@@ -39,7 +41,7 @@ class Objective(nn.Module):
             out = model.readout(traj.final)
             tp = self.turnpike * turnpike_cost(model, x, y, self.loss, self.p, trajectory=traj)
         else:
-            out = model(x)
+            out = model(x, **grids) if grids else model(x)
             tp = zero
         risk = empirical_risk(out, y, self.loss, self.p)
         pen = self.lam * l2_control(model) if self.lam else zero
