@@ -210,7 +210,8 @@ class ChannelHead(nn.Module):
     """Readouts of a state ``[B, c_K, n_K]``: ``quadrature`` (an ``nn.Linear`` on the flattened
     state, quadrature weights folded in), ``mean`` (fixed weights omega / |Omega| per node,
     then ``nn.Linear(c_K, out)``, or the MLP ``nn.Sequential(Linear(c_K, H), GELU,
-    Linear(H, out))``), ``function`` (a 1x1 convolution, in the input's layout)."""
+    Linear(H, out))``; with ``act`` the activation is applied before the pooling: the
+    ``pool`` readout), ``function`` (a 1x1 convolution, in the input's layout)."""
 
     def __init__(
         self,
@@ -219,9 +220,10 @@ class ChannelHead(nn.Module):
         pool: torch.Tensor | None = None,
         grid_shape: tuple[int, ...] = (),
         cells: bool = False,
+        act: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.kind, self.linear = kind, linear
+        self.kind, self.linear, self.act = kind, linear, act
         self.grid_shape, self.cells = tuple(grid_shape), cells
         if pool is not None:
             self.register_buffer("pool", pool)
@@ -235,7 +237,7 @@ class ChannelHead(nn.Module):
         if self.kind == "quadrature":
             return self.linear(h.flatten(1))
         if self.kind == "mean":
-            return self.linear(h @ self.pool)
+            return self.linear((h if self.act is None else self.act(h)) @ self.pool)
         y = self.linear(h)
         if in_dim == 2 and y.shape[1] == 1:
             return y[:, 0]
@@ -386,12 +388,13 @@ def _channel_parts(model) -> tuple[nn.Module, nn.Module]:
     sched = model.schedule
     if model.readout_kind == "quadrature":
         head = ChannelHead("quadrature", _linear(model.readout_matrix(), model.readout_bias))
-    elif model.readout_kind == "mean":
+    elif model.readout_kind in ("mean", "pool"):
         _, w = model.disc.grid(sched.num_steps)
         mlp = _linear(model.readout_weight, model.readout_bias)
         if getattr(model, "head_hidden", None) is not None:
             mlp = nn.Sequential(_linear(model.head_weight, model.head_bias), nn.GELU(), mlp)
-        head = ChannelHead("mean", mlp, pool=(w / model.domain.volume).clone())
+        act = activation_module(model.activation) if model.readout_kind == "pool" else None
+        head = ChannelHead("mean", mlp, pool=(w / model.domain.volume).clone(), act=act)
     else:
         W = model.readout_weight
         conv = nn.Conv1d(W.shape[1], W.shape[0], 1, device=W.device, dtype=W.dtype)
@@ -495,13 +498,16 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
     methods = {b.method for b in blocks}
     if len(forms) != 1 or methods != {"euler"} or forms & {"bottleneck"}:
         raise ValueError(f"module: needs euler blocks of one form (outside/inside), got {forms}")
+    head = module.head
     if any(_block_norm(b) is not None for b in blocks) or (
-        isinstance(module.head, ChannelHead) and isinstance(module.head.linear, nn.Sequential)
+        isinstance(head, ChannelHead)
+        and (isinstance(head.linear, nn.Sequential) or head.act is not None)
     ):
         raise ValueError(
-            "module: has a channel normalisation or an MLP head (exported from a SpaceTimeNet "
-            "with norm= or head_hidden=); from_resnet rebuilds plain nodal blocks and linear "
-            "heads only: keep the SpaceTimeNet it came from"
+            "module: has a channel normalisation, an MLP head or a pooled activation "
+            "(exported from a SpaceTimeNet with norm=, head_hidden= or readout='pool'); "
+            "from_resnet rebuilds plain nodal blocks and linear heads only: keep the "
+            "SpaceTimeNet it came from"
         )
     if not all(isinstance(m, nn.Linear) for b in blocks for m in b.layers):
         raise ValueError(

@@ -108,7 +108,11 @@ class ModelOptions:
     channels: int | list[int] | None = None
     in_channels: int = 1
     radius: float | list[float] | None = None
+    radius_spacings: float | None = None
     pointwise: bool | None = None
+    norm: str | None = None
+    norm_groups: int | None = None
+    head_hidden: int | None = None
 
     def check(self) -> ModelOptions:
         """Refuse names outside the library's lists and non-finite or negative numbers."""
@@ -136,6 +140,16 @@ class ModelOptions:
             self.radius = [check_real("radius", r, positive=True) for r in self.radius]
         elif self.radius is not None:
             check_real("radius", self.radius, positive=True)
+        if self.radius_spacings is not None:
+            check_real("radius_spacings", self.radius_spacings, positive=True)
+        if self.norm is not None:
+            from .fields import NORMS
+
+            check_choice("norm", self.norm, NORMS)
+        if self.norm_groups is not None:
+            check_int("norm_groups", self.norm_groups, 1)
+        if self.head_hidden is not None:
+            check_int("head_hidden", self.head_hidden, 1)
         if self.pointwise is not None and not isinstance(self.pointwise, bool):
             raise ValueError(f"pointwise: expected true, false or null, got {self.pointwise!r}")
         check_real("init_scale", self.init_scale)
@@ -497,8 +511,6 @@ def build_model(config: RunConfig | dict, source: str | None = "model.json") -> 
     kwargs = dataclasses.asdict(config.model)
     if kwargs["in_shape"] is not None:
         kwargs["in_shape"] = tuple(kwargs["in_shape"])
-    if kwargs["radius"] is None:
-        del kwargs["radius"]  # the constructor's default
     try:
         model = SpaceTimeNet(schedule, config.in_features, config.out_features, **kwargs)
         return model.to(dtype=getattr(torch, config.dtype))

@@ -125,7 +125,7 @@ def test_schedule_command_and_resolution_transfer(tmp_path, capsys):
     trained = SpaceTimeNet(sched, 2, 2, kernel="basis", form="inside", activation="tanh",
                            lift="linear", modes=3, seed=123)  # fmt: skip
     trained.load_state_dict(state)
-    finer = GridSchedule.ramp(16, 8, 2, T=1.0, rule="trapezoid", transfer_kind="linear")
+    finer = GridSchedule.ramp(16, 8, 2, T=1.0, rule="trapezoid", transfer_kind="galerkin")
     assert finer.widths == fine["widths"]
     test = load("circles", seed=0, n=60).test
     for model, got in ((trained, same), (trained.with_schedule(finer), fine)):
@@ -220,3 +220,33 @@ def test_experiment_commands_help(command, capsys):
         main([command, "--help"])
     assert info.value.code == 0
     assert f"spacetime-nets {command}" in capsys.readouterr().out
+
+
+def test_train_takes_radius_spacings_norm_and_head(tmp_path):
+    """The new model options reach model.json and the model load_run rebuilds, which equals
+    one built by hand with the same arguments; a bad value is refused before training."""
+    out = tmp_path / "conv"
+    code = main(["train", "--dataset", "signals", "--schedule", "pyramid", "--widths", "65,17",
+                 "--kernel", "conv", "--channels", "4", "--radius-spacings", "2.5",
+                 "--norm", "group", "--norm-groups", "2", "--readout", "mean",
+                 "--head-hidden", "8", "--out", str(out), *TINY, "--samples", "80"])  # fmt: skip
+    assert code == 0
+    cfg = json.loads((out / "model.json").read_text())["kwargs"]
+    assert cfg["radius_spacings"] == 2.5 and cfg["norm"] == "group"
+    assert cfg["norm_groups"] == 2 and cfg["head_hidden"] == 8
+    model, config, _ = load_run(out)
+    sched = GridSchedule.from_json(json.dumps(config["schedule"]))
+    assert sched.transfer_kind == "galerkin"  # the default now: coarsening filters
+    hand = SpaceTimeNet(sched, None, 10, kernel="conv", form="inside", activation="tanh",
+                        lift="identity", readout="mean",
+                        channels=4, radius_spacings=2.5, norm="group", norm_groups=2,
+                        head_hidden=8)  # fmt: skip
+    assert [r[0] for r in model.kernel.radii] == pytest.approx([r[0] for r in hand.kernel.radii])
+    hand.load_state_dict(load_checkpoint(out / "last.pt")["model"])
+    x = load("signals", seed=0, n=80).test.x
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), hand(x))
+    code = main(["train", "--dataset", "signals", "--kernel", "conv", "--channels", "4",
+                 "--norm", "group", "--norm-groups", "3", "--out", str(tmp_path / "bad"),
+                 *TINY, "--samples", "80"])  # fmt: skip
+    assert code != 0 and not (tmp_path / "bad" / "last.pt").exists()

@@ -158,7 +158,7 @@ def test_model_json_round_trips_and_builds_the_model_described(trained):
     doc = json.loads((trained / "model.json").read_text())
     assert config.to_dict() == doc
     # the same model built by hand from the documented construction arguments
-    sched = GridSchedule.hourglass(6, 3, 2, T=1.0, rule="trapezoid", transfer_kind="linear")
+    sched = GridSchedule.hourglass(6, 3, 2, T=1.0, rule="trapezoid")
     by_hand = SpaceTimeNet(sched, 2, 2, kernel="nodal", form="inside", activation="tanh",
                            lift="linear", seed=0)  # fmt: skip
     built = build_model(config)

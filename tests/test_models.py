@@ -387,7 +387,9 @@ def test_model_errors_are_value_errors_naming_the_argument():
         SpaceTimeNet(sched, 4, 2, method="leapfrog")
     with pytest.raises(ValueError, match="checkpoint: expected None or a positive int"):
         SpaceTimeNet(sched, 4, 2, checkpoint=0)
-    with pytest.raises(ValueError, match="readout: expected one of quadrature, mean, function"):
+    with pytest.raises(
+        ValueError, match="readout: expected one of quadrature, mean, pool, function"
+    ):
         SpaceTimeNet(sched, 4, 2, readout="max")
     with pytest.raises(ValueError, match="in_features: expected a positive int"):
         SpaceTimeNet(sched, 0, 2)

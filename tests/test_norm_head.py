@@ -303,6 +303,31 @@ def test_mlp_head_equals_a_hand_computation():
     assert np.abs(ref).max() > 1e-2
 
 
+def test_pool_readout_averages_the_activated_state_and_exports():
+    """readout="pool": the MLP of the channel means of sigma(x(T)) (NumPy GELU, trapezoid
+    weights by hand); to_resnet applies the same activation before its pooling, and
+    from_resnet refuses it."""
+    sched = GridSchedule.pyramid(33, 9, steps=3)
+    m = SpaceTimeNet(
+        sched, None, 4, kernel="conv", form="inside", activation="gelu", lift="identity",
+        readout="pool", channels=[3, 3, 5, 5], radius=[0.2, 0.3, 0.4], head_hidden=6, seed=1,
+    ).double()  # fmt: skip
+    x = torch.randn(3, 33, generator=gen(2), dtype=F64)
+    final = m.trajectory(x).final.detach().numpy()
+    wK = np_trapezoid_weights(sched.grids[-1].nodes.double().numpy())
+    ref = np_mean_head(m, np_gelu(final), wK, 1.0)
+    np.testing.assert_allclose(m(x).detach().numpy(), ref, rtol=1e-12, atol=1e-13)
+    assert np.abs(ref - np_mean_head(m, final, wK, 1.0)).max() > 1e-3  # sigma matters
+    r = to_resnet(m)
+    torch.testing.assert_close(r(x), m(x), rtol=1e-10, atol=1e-10)
+    plain = SpaceTimeNet(
+        GridSchedule.constant(9, 2), None, 2, kernel="nodal", lift="identity", readout="pool",
+        channels=2,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="module: has a channel normalisation, an MLP head"):
+        from_resnet(to_resnet(plain), GridSchedule.constant(9, 2))
+
+
 # --------------------------------------------------------------------------- resolution
 @pytest.mark.parametrize(
     "norm, groups, form",
@@ -460,7 +485,7 @@ def test_norm_and_head_models_export_exactly(form):
         sched, None, 2, kernel=NodalKernel(sched.with_channels(2)), lift="identity",
         readout="mean", channels=2, norm="instance",
     )  # fmt: skip
-    with pytest.raises(ValueError, match="module: has a channel normalisation or an MLP head"):
+    with pytest.raises(ValueError, match="module: has a channel normalisation, an MLP head"):
         from_resnet(to_resnet(nodal), sched)
 
 
@@ -485,7 +510,7 @@ def test_bad_norm_and_head_arguments_raise_naming_the_argument():
     with pytest.raises(ValueError, match=r"norm_groups: applies to norm='group' only"):
         SpaceTimeNet(s, None, 2, channels=4, norm_groups=2, **kw)
     with pytest.raises(
-        ValueError, match=r"head_hidden: applies to readout='mean' only .*'quadrature'"
+        ValueError, match=r"head_hidden: applies to readout='mean' or 'pool' only .*'quadrature'"
     ):
         SpaceTimeNet(s, None, 2, channels=4, head_hidden=8, **kw)
     with pytest.raises(ValueError, match=r"head_hidden: expected a positive int, got 0"):

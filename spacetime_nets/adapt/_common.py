@@ -142,7 +142,7 @@ def model_macs(model: SpaceTimeNet) -> int:
     if getattr(model, "channel_mode", False):
         ch = model.schedule.channels
         lift = w[0] * ch[0] * model.in_channels  # the pointwise c_0 x c_in map
-        if model.readout_kind == "mean":
+        if model.readout_kind in ("mean", "pool"):
             readout = ch[-1] * w[-1] + model.out_features * ch[-1]
         else:  # quadrature per channel, or the pointwise function readout
             readout = model.out_features * ch[-1] * w[-1]

@@ -129,6 +129,10 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
         readout=readout,
         channels=args.channels,
         radius=args.radius,
+        radius_spacings=args.radius_spacings,
+        norm=args.norm,
+        norm_groups=args.norm_groups,
+        head_hidden=args.head_hidden,
     )
     options.check()
     return RunConfig(

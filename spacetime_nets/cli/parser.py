@@ -126,7 +126,7 @@ def _add(sub, name: str, help: str, description: str) -> argparse.ArgumentParser
 
 def _train_parser(sub) -> None:
     from ..datasets import REGISTRY
-    from ..fields import ACTIVATIONS, FORMS
+    from ..fields import ACTIVATIONS, FORMS, NORMS
     from ..integrate import METHODS
     from ..objectives import LOSSES
     from ..training import LR_SCHEDULES, OPTIMIZERS
@@ -150,7 +150,12 @@ def _train_parser(sub) -> None:
     _add_schedule_args(p)
     # burgers, darcy and signals live on their own grid: it fixes n_max and the rule
     p.set_defaults(widths=None, rule=None)
-    p.add_argument("--transfer", default="linear", choices=TRANSFERS, help="Pi_k kind")
+    p.add_argument(
+        "--transfer",
+        default="galerkin",
+        choices=TRANSFERS,
+        help="Pi_k kind (galerkin: filters where a grid coarsens, interpolates where it refines)",
+    )
     p.add_argument("--kernel", default="nodal", choices=KERNELS, help="kernel storage")
     p.add_argument(
         "--modes",
@@ -163,6 +168,25 @@ def _train_parser(sub) -> None:
     )
     p.add_argument(
         "--radius", type=float, default=None, help="physical radius of a conv kernel (0.1)"
+    )
+    p.add_argument(
+        "--radius-spacings",
+        type=float,
+        default=None,
+        help="the conv radius in grid spacings of each step's grid instead of --radius",
+    )
+    p.add_argument(
+        "--norm",
+        default=None,
+        choices=NORMS,
+        help="channel normalisation by quadrature inside the field",
+    )
+    p.add_argument("--norm-groups", type=int, default=None, help="groups of --norm group")
+    p.add_argument(
+        "--head-hidden",
+        type=int,
+        default=None,
+        help="hidden width of an MLP head after the mean readout",
     )
     p.add_argument(
         "--readout",
@@ -318,7 +342,12 @@ def _schedule_parser(sub) -> None:
     p.add_argument("spec", nargs="?", default="hourglass", help=_schedule_spec_help())
     _add_schedule_args(p)
     p.add_argument("--dim", type=int, default=1, choices=(1, 2), help="1: [0,1]; 2: [0,1]^2")
-    p.add_argument("--transfer", default="linear", choices=TRANSFERS, help="Pi_k kind")
+    p.add_argument(
+        "--transfer",
+        default="galerkin",
+        choices=TRANSFERS,
+        help="Pi_k kind (galerkin: filters where a grid coarsens, interpolates where it refines)",
+    )
     p.add_argument("--out", default=None, help="PNG file for the picture")
     p.add_argument("--json", default=None, help="also save the schedule JSON here")
     p.set_defaults(func=commands._cmd_schedule)

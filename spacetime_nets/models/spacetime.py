@@ -31,9 +31,10 @@ __all__ = ["SpaceTimeNet", "LIFTS", "KERNELS", "READOUTS", "STAGES"]
 LIFTS = ("cells", "linear", "identity")
 KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
 #: quadrature: (P x)_o = sum_c int p_oc x_c + beta_o; mean: a linear map (or, with
-#: head_hidden, a one-hidden-layer GELU MLP) of the channel means;
+#: head_hidden, a one-hidden-layer GELU MLP) of the channel means; pool: the same of the
+#: channel means of sigma(x) (global average pooling after the activation, as in CNNs);
 #: function: y(xi) = Q x(T, xi) + q pointwise (operator learning)
-READOUTS = ("quadrature", "mean", "function")
+READOUTS = ("quadrature", "mean", "pool", "function")
 _DEFAULT_MODES = {"conv": 3}
 
 
@@ -77,7 +78,9 @@ class SpaceTimeNet(_FlowModel):
     node: ``[B, n_0]``, ``[B, c_in, n_0]`` or ``[B, c_in, *grid_shape]``) is lifted pointwise
     to c_0 channels by a learned ``c_0 x c_in`` map. Readouts: ``quadrature`` (per channel),
     ``mean`` (a linear map of the channel means m_c = (1/|Omega|) int_Omega x_c(T), or with
-    ``head_hidden=H`` the MLP Linear(c_K, H) -> GELU -> Linear(H, out) of them) or ``function``
+    ``head_hidden=H`` the MLP Linear(c_K, H) -> GELU -> Linear(H, out) of them), ``pool`` (the
+    same of the means of sigma(x_c(T)), global average pooling after the activation) or
+    ``function``
     (y(xi) = Q x(T, xi) + q with ``out_features`` output channels, returned on G_K in the
     input's layout, or on another grid with ``forward(x, output_grid=...)``).
 
@@ -110,8 +113,9 @@ class SpaceTimeNet(_FlowModel):
         form: ``outside`` sigma(W x + b), ``inside`` W sigma(x) + b, ``bottleneck``.
         activation: a name of :data:`spacetime_nets.fields.ACTIVATIONS` or a callable.
         lift: ``cells``, ``linear`` (scalar model only) or ``identity``.
-        readout: ``quadrature``, ``mean`` or ``function`` (the last two need channels).
-        head_hidden: ``readout="mean"`` only: hidden width H of the MLP head on the channel
+        readout: ``quadrature``, ``mean``, ``pool`` or ``function`` (all but the first need
+            channels).
+        head_hidden: ``readout="mean"`` or ``"pool"``: hidden width H of the MLP head on the channel
             means ``[B, c_K] -> Linear(c_K, H) -> GELU -> Linear(H, out) -> [B, out]``
             (None: the linear map ``Linear(c_K, out)``).
         norm: None (no normalisation), ``instance`` or ``group`` (needs channels): the
@@ -198,10 +202,10 @@ class SpaceTimeNet(_FlowModel):
         if readout != "quadrature" and not self.channel_mode:
             raise ValueError(f"readout: {readout!r} needs a state with channels (channels=...)")
         if head_hidden is not None:
-            if readout != "mean":
+            if readout not in ("mean", "pool"):
                 raise ValueError(
-                    f"head_hidden: applies to readout='mean' only (an MLP on the channel "
-                    f"means); got head_hidden={head_hidden!r} with readout={readout!r}"
+                    f"head_hidden: applies to readout='mean' or 'pool' only (an MLP on the "
+                    f"channel means); got head_hidden={head_hidden!r} with readout={readout!r}"
                 )
             _check_features("head_hidden", head_hidden)
         self.head_hidden = head_hidden
@@ -289,7 +293,7 @@ class SpaceTimeNet(_FlowModel):
         # ---- readout: p_c in the basis (continuous) or as nodal values on G_K (nodal)
         cK = schedule.channels[-1] if self.channel_mode else 1
         shape = (out_features, cK) if self.channel_mode else (out_features,)
-        if head_hidden is not None:  # mean readout: Linear(c_K, H) -> GELU -> Linear(H, out)
+        if head_hidden is not None:  # pooled readout: Linear(c_K, H) -> GELU -> Linear(H, out)
             self.head_weight = nn.Parameter(
                 (torch.rand(head_hidden, cK, generator=gen) * 2 - 1) / math.sqrt(cK)
             )
@@ -298,7 +302,7 @@ class SpaceTimeNet(_FlowModel):
                 (torch.rand(out_features, head_hidden, generator=gen) * 2 - 1)
                 / math.sqrt(head_hidden)
             )
-        elif readout in ("mean", "function"):
+        elif readout in ("mean", "pool", "function"):
             self.readout_weight = nn.Parameter(
                 (torch.rand(out_features, cK, generator=gen) * 2 - 1) / math.sqrt(cK)
             )
@@ -719,12 +723,14 @@ class SpaceTimeNet(_FlowModel):
         """The readout of a state ``[B, c, n_k]`` on G_k (k = K by default): quadrature
         ``[B, out]``; mean ``[B, out]``: the channel means m = (1/|Omega|) sum_j omega_j x_j
         ``[B, c]`` through ``Linear(c, out)``, or with ``head_hidden`` H through
-        ``Linear(c, H) -> GELU -> Linear(H, out)``; function ``[B, out, n_k]``."""
+        ``Linear(c, H) -> GELU -> Linear(H, out)``; pool: the same with sigma(x_j) in place of
+        x_j; function ``[B, out, n_k]``."""
         if self.readout_kind == "function":
             return pointwise(xT, self.readout_weight, self.readout_bias)
-        if self.readout_kind == "mean":
+        if self.readout_kind in ("mean", "pool"):
             _, w = self.disc.grid(self.disc.num_steps if k is None else k)
-            means = (xT * w).sum(-1) / self.domain.volume
+            z = self.act(xT) if self.readout_kind == "pool" else xT
+            means = (z * w).sum(-1) / self.domain.volume
             if getattr(self, "head_hidden", None) is not None:
                 means = torch.nn.functional.gelu(
                     torch.nn.functional.linear(means, self.head_weight, self.head_bias)
