@@ -1,7 +1,8 @@
 """Run every benchmark in turn and print all their tables (``make bench``).
 
-Order: grids, core, memory, compile, throughput, peers. Each script runs in its own process
-(no thread setting, compiled graph or allocator state carries from one to the next).
+Order: grids, core, memory, compile, throughput, peers, conv, adapt, workloads, ucr. Each
+script runs in its own process (no thread setting, compiled graph or allocator state carries
+from one to the next).
 ``--quick`` is passed to the scripts that have it; the others get short settings instead.
 
 Run: python benchmarks/run_all.py [--quick] [--only memory compile] [--threads N]
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "conv": ("bench_conv.py", None),
     "adapt": ("bench_adapt.py", None),
     "workloads": ("bench_workloads.py", None),
+    "ucr": ("bench_ucr.py", None),
 }
 
 

@@ -37,7 +37,7 @@ def _has_channel_kernels() -> bool:
 
 
 def test_quick_table_has_every_row_with_sane_numbers(bench, quick, capsys):
-    rows = {(r["task"], r["model"]): r for r in quick}
+    rows = {(r["task"], r["model"]): r for r in quick if "consistency" not in r}
     for task in bench.TASKS:
         for model in ("CNN", "MLP"):
             assert (task, model) in rows, (task, model)
@@ -52,15 +52,20 @@ def test_quick_table_has_every_row_with_sane_numbers(bench, quick, capsys):
         if _has_channel_kernels():
             assert "skipped" not in ours, ours
             assert (task, "ours-resnet") in rows
-    for (_task, model), r in rows.items():
+    assert "skipped" not in rows[("noisy-signals", "ours-before")]
+    assert "skipped" not in rows[("noisy-signals", "ours-multires")]
+    for (task, model), r in rows.items():
         if "skipped" in r:
-            assert model in ("FNO", "ours"), r  # only an absent optional peer may be skipped
+            # an absent optional peer, or the previous discretisation on a task without pyramid
+            assert model in ("FNO", "ours", "ours-before", "ours-multires"), r
             continue
         assert r["params"] > 0 and math.isfinite(r["s_epoch"]) and r["s_epoch"] > 0
         scores = r["scores"]
-        assert len(scores) == 3 and scores[0] is not None
+        assert len(scores) == 4 and scores[1] is not None  # 0.5x, 1x, 2x, 4x
         if model == "MLP":
-            assert scores[1:] == [None, None]  # tied to its input size
+            assert scores[2:] == [None, None] and scores[0] is None  # tied to its input size
+        if task in ("signals", "noisy-signals") and model in ("CNN", "ours"):
+            assert scores[0] is not None
         for v in scores:
             if v is None:
                 continue
@@ -71,11 +76,35 @@ def test_quick_table_has_every_row_with_sane_numbers(bench, quick, capsys):
 
 
 def test_render_prints_one_line_per_row(bench, quick):
-    text = bench.render(quick)
+    rows = [r for r in quick if "consistency" not in r]
+    text = bench.render(rows)
     lines = text.splitlines()
-    assert lines[0].split()[:5] == ["task", "model", "params", "s/epoch", "metric"]
-    assert len(lines) == 2 + len(quick)
+    assert lines[0].split()[:6] == ["task", "model", "params", "s/epoch", "metric", "0.5x"]
+    assert len(lines) == 2 + len(rows)
     assert "n/a" in text
+
+
+def test_consistency_rows_cover_schedules_radii_and_inputs(bench, quick):
+    cons = [r["consistency"] for r in quick if "consistency" in r]
+    assert {(r["schedule"], r["spacings"]) for r in cons} == {
+        (s, sp) for s in ("constant", "pyramid") for sp in bench.CONSISTENCY_SPACINGS
+    }
+    for r in cons:
+        for key in ("smooth before", "smooth now", "noisy before", "noisy now"):
+            assert math.isfinite(r[key]) and r[key] >= 0.0
+    assert len(bench.render_consistency(cons).splitlines()) == 2 + len(cons)
+
+
+def test_resample_is_linear_interpolation(bench):
+    import torch
+
+    from spacetime_nets import datasets as D
+
+    split = D.Split(torch.tensor([[0.0, 2.0, 4.0], [1.0, 1.0, -1.0]]), torch.tensor([0, 1]))
+    out = bench.resample(split, 5)
+    want = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 0.0, -1.0]])
+    torch.testing.assert_close(out.x, want)
+    assert torch.equal(out.y, split.y)
 
 
 def test_relative_l2_against_a_hand_computation(bench):

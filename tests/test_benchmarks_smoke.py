@@ -114,6 +114,7 @@ def test_run_all_plan(bench):
         "conv",
         "adapt",
         "workloads",
+        "ucr",
     ]
     for cmd in steps.values():
         assert Path(cmd[1]).exists(), cmd
@@ -214,3 +215,20 @@ def test_memory_quick_cuda(bench):
     rows = bench("bench_memory").main(["--quick", "--device", "cuda"])
     for r in rows:
         assert r["same_result"] and r["plain"]["peak_device_bytes"] > 0
+
+
+def test_ucr_without_aeon_prints_a_note_and_runs_nothing(bench, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "aeon", None)  # import aeon now raises ImportError
+    assert bench("bench_ucr").main(["--quick"]) == []
+    assert "aeon is not installed" in capsys.readouterr().out
+
+
+def test_ucr_quick_with_the_torch_models(bench):
+    pytest.importorskip("aeon", reason="aeon (the [bench] extra) ships the UCR sets")
+    rows = bench("bench_ucr").main(
+        ["--quick", "--sets", "BasicMotions", "--models", "ResNet", "ours", "--threads", "1"]
+    )
+    assert [r["model"] for r in rows] == ["ResNet", "ours"]
+    for r in rows:
+        assert len(r["acc"]) == 3 and all(a is None or 0.0 <= a <= 100.0 for a in r["acc"])
+        assert r["acc"][0] is not None and _finite(r["seconds"])
