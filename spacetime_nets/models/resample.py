@@ -43,12 +43,12 @@ def _uniform(shape: Sequence[int], like: Grid, k: int | str) -> Grid:
 
 def input_grid_for(g0: Grid, n: int | Sequence[int]) -> Grid:
     """The grid of inputs sampled at ``n`` nodes per axis, laid out like G_0: G_0's rule when
-    it accepts ``n``, else the trapezoid rule (the same end-point nodes) or the midpoint rule
-    (the same cell centres)."""
+    it accepts ``n``, else (Simpson, Boole) the trapezoid rule, with the same equispaced nodes
+    and end points."""
     target = _target_shape(g0, n)
     rule = g0.rule
     if any(nearest_valid_n(rule, v) != v for v in target):
-        rule = "midpoint" if rule in ("midpoint", "gauss") else "trapezoid"
+        rule = "trapezoid"
     return Grid.uniform(target[0] if g0.dim == 1 else target, g0.domain, rule)
 
 
@@ -65,18 +65,18 @@ def _resolution_schedule(sched: GridSchedule, n: int | Sequence[int], stages: st
         if id(g) in made:
             grids.append(made[id(g)])
             continue
-        if not g.is_uniform:
+        # keep: the input-resolution stages follow a finer input; every other stage is a
+        # function space (its cell size in Omega), kept as it is
+        follow = g.shape == g0.shape and all(t >= s for t, s in zip(target, g0.shape))
+        if stages == "keep" and not follow:
+            new = g
+        elif not g.is_uniform:
             raise ValueError(
                 f"n: grid {k} is not a uniform grid; build the schedule at the new resolution "
                 "and use with_schedule"
             )
-        if stages == "keep":
-            # input-resolution stages follow a finer input; every other stage is a function
-            # space (its cell size in Omega), kept
-            if g.shape == g0.shape and all(t >= s for t, s in zip(target, g0.shape)):
-                new = _uniform(target, g, k)
-            else:
-                new = g
+        elif stages == "keep":
+            new = _uniform(target, g, k)
         else:
             off = 1 if g.rule in ends else 0
             shape = [
