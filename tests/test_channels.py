@@ -872,3 +872,32 @@ def test_galerkin_taps_are_the_same_operator_on_every_grid_for_rough_inputs(spac
         old = _conv_outputs_on_refinements("sampled", max(spacings, 2.0), sizes[:2])
         scale = np.abs(old[0]).max()
         assert np.abs(old[1] - old[0])[..., R:-R].max() > 0.02 * scale
+
+
+def test_galerkin_operator_does_not_depend_on_the_quadrature_rule():
+    """The interpolant of node values does not depend on the rule: on Simpson and Boole
+    grids the Galerkin operator equals the NumPy reference weighed by the hats' measures (the
+    trapezoid weights of the same nodes), and a rough function refined from 17 to 33 Simpson
+    nodes gives the same output inside the box."""
+    from grids import make_transfer
+    from spacetime_nets.integrate import Discretization
+
+    k = ConvKernel((0.0, 1.0), channels=2, radius=0.2, modes=3, generator=gen()).double()
+    x = torch.randn(3, 2, 17, generator=gen(1), dtype=F64)
+    outs = {}
+    for rule in ("trapezoid", "simpson", "boole"):
+        s = GridSchedule.constant(17, 1, rule=rule).with_channels(2).to(F64)
+        p = Discretization(s).to(dtype=F64)._point(0)
+        outs[rule] = k.step_op(0, 0.0, p, p)(x).detach().numpy()
+    g = Grid.uniform(17).to(F64)  # trapezoid weights = the hats' measures
+    W = np_dense(np_galerkin_kappa(k.coeff[0].detach().numpy(), g, (0.2,), 3), g.weights.numpy())
+    ref = (x.numpy().reshape(3, -1) @ W.T).reshape(3, 2, -1) + k.bias_coeff[0].detach().numpy()[
+        :, None
+    ]
+    for rule, y in outs.items():
+        np.testing.assert_allclose(y, ref, rtol=1e-11, atol=1e-12, err_msg=rule)
+    s33 = GridSchedule.constant(33, 1, rule="simpson").with_channels(2).to(F64)
+    p33 = Discretization(s33).to(dtype=F64)._point(0)
+    x33 = make_transfer(g, s33.grids[0], "linear")(x)
+    y33 = k.step_op(0, 0.0, p33, p33)(x33)[..., ::2].detach().numpy()
+    np.testing.assert_allclose(y33[..., 5:-5], outs["simpson"][..., 5:-5], atol=1e-12)

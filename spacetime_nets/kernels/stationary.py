@@ -71,21 +71,38 @@ def hat_average(
     return total * (2.0 / (hl + hr))[..., None]
 
 
-def _hat_widths(nodes: torch.Tensor, lengths: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
-    """Per node and axis, the half-widths (left, right) of its hat in the piecewise-linear
-    interpolant over the distinct coordinates of that axis (mirrored at the ends; a single
-    coordinate takes the box length): two ``[n, d]`` tensors."""
-    hl, hr = torch.empty_like(nodes), torch.empty_like(nodes)
-    for a in range(nodes.shape[1]):
-        u, inv = torch.unique(nodes[:, a], sorted=True, return_inverse=True)
-        if u.numel() == 1:
-            hl[:, a] = hr[:, a] = lengths[a]
-            continue
-        gaps = u[1:] - u[:-1]
-        left = torch.cat([gaps[:1], gaps])
-        right = torch.cat([gaps, gaps[-1:]])
-        hl[:, a], hr[:, a] = left[inv], right[inv]
-    return hl, hr
+def _hat_geometry(
+    nodes: torch.Tensor, shape: tuple[int, ...], bounds: Sequence[tuple[float, float]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The hats of the piecewise-linear interpolant on a tensor grid (nodes ``[n, d]`` in
+    row-major order of ``shape``; the interpolant is constant from the end nodes to the box):
+    per node and axis the half-widths (left, right) of its hat, mirrored at the end nodes,
+    ``[n, d]`` each, and its measure m_j = int_Omega phi_j ``[n]`` (a product over the axes:
+    (z_{j+1} - z_{j-1}) / 2 inside, (z_0 - a) + (z_1 - z_0) / 2 at the first node). Device
+    operations on static shapes only (no host synchronisation)."""
+    d = len(shape)
+    hl, hr, measure = [], [], None
+    grid = nodes.reshape(*shape, d)
+    for a in range(d):
+        index = [0] * d
+        index[a] = slice(None)
+        u = grid[(*index, a)]  # the coordinates of axis a [n_a]
+        lo, hi = bounds[a]
+        view = [1] * d
+        view[a] = shape[a]
+        if shape[a] == 1:
+            left = right = m = u.new_full((1,), hi - lo)
+        else:
+            gaps = u[1:] - u[:-1]
+            left = torch.cat([gaps[:1], gaps])
+            right = torch.cat([gaps, gaps[-1:]])
+            m = torch.cat([(u[:1] - lo) + gaps[:1] / 2, (left + right)[1:-1] / 2,
+                           (hi - u[-1:]) + gaps[-1:] / 2])  # fmt: skip
+        hl.append(left.reshape(view).expand(shape).reshape(-1))
+        hr.append(right.reshape(view).expand(shape).reshape(-1))
+        m = m.reshape(view).expand(shape).reshape(-1)
+        measure = m if measure is None else measure * m
+    return torch.stack(hl, -1), torch.stack(hr, -1), measure
 
 
 class _PiecewiseKernel(Kernel):
@@ -185,8 +202,10 @@ class ConvKernel(_PiecewiseKernel):
     the piecewise-linear interpolant of the input, T_ij = int kappa(xi_i - zeta) phi_j(zeta)
     dzeta with phi_j the hat of node j (per axis on tensor grids), so a rough input gives the
     same output on a grid and on its nested refinements; ``sampled`` takes kappa(xi_i - zeta_j)
-    omega_j, a quadrature that is accurate only for inputs smooth at the grid scale. End nodes
-    keep their quadrature weight times the average over their (mirrored) full hat. On
+    omega_j, a quadrature that is accurate only for inputs smooth at the grid scale. Galerkin
+    taps weigh node j by its hat's measure m_j = int phi_j, whatever the rule's weights (the
+    interpolant does not depend on the rule); an end node's half hat is taken as m_j times the
+    kernel's average over the mirrored full hat (O(h^2)). On
     equispaced grids a step is one ``conv1d`` / ``conv2d`` (refining h adds taps, never
     parameters); on other grids the same operator is built densely.
 
@@ -354,20 +373,30 @@ class ConvKernel(_PiecewiseKernel):
         b = self._at(self.bias_coeff, t) if self.bias_coeff is not None else C.new_zeros(c)
         A = self._at(self.point, t) if self.point is not None else None
         r = self.radius_at(t)
+        bounds = self.domain.bounds
         if info.equispaced:
             basis = self._taps_basis(info.h, r, C)
             taps = torch.einsum("oim,...m->oi...", C, basis) * math.prod(info.h)
-            scale = None if info.equal_weights else w / math.prod(info.h)
+            if self.taps == "sampled":
+                scale = None if info.equal_weights else w / math.prod(info.h)
+            else:  # the hats' measures, not the rule's weights (Simpson's alternate)
+                ends = any(
+                    abs(f - lo) < 1e-9 * h for f, (lo, _), h in zip(info.first, bounds, info.h)
+                )
+                scale = None
+                if ends and not info.periodic:
+                    m = _hat_geometry(nodes.double(), info.shape, bounds)[2]
+                    scale = (m / math.prod(info.h)).to(w.dtype)
             return ConvOp(taps, b, A, info.shape, info.periodic, scale, math.prod(info.h))
         nd = nodes.double()
         delta = nd[:, None, :] - nd[None, :, :]
         if self.taps == "sampled":
-            W = self.kernel_values(t, delta)
-        else:
-            hl, hr = _hat_widths(nd, info.lengths)
+            W = self.kernel_values(t, delta).to(C.dtype) * w
+        else:  # T_ij = m_j * (the kernel averaged against the hat of node j)
+            hl, hr, m = _hat_geometry(nd, info.shape, bounds)
             prof = self.galerkin_profile(delta, hl[None], hr[None], r).to(C.dtype)
-            W = torch.einsum("oim,...m->oi...", C, prof)
-        W = W.to(C.dtype).permute(0, 2, 1, 3) * w  # [c, n, c, n]
+            W = torch.einsum("oim,...m->oi...", C, prof) * m.to(C.dtype)
+        W = W.permute(0, 2, 1, 3)  # [c, n, c, n]
         if A is not None:
             eye = torch.eye(nodes.shape[0], dtype=C.dtype, device=C.device)
             W = W + A[:, None, :, None] * eye[None, :, None, :]
