@@ -22,7 +22,7 @@ from ..kernels import (
     SpectralKernel,
     tensor_basis,
 )
-from ..ops import pointwise
+from ..ops import GridInfo, pointwise
 from .base import _check_dtype, _check_features, _check_finite, _FlowModel, _generator
 from .resample import STAGES, _refine_nodal, _resolution_schedule, input_grid_for
 
@@ -57,9 +57,7 @@ def _radius(schedule: GridSchedule, radius, spacings, kernel) -> float | Sequenc
             raise ValueError(
                 f"radius_spacings: grid {k} is not uniform (no single spacing); give radius"
             )
-        lengths = [b - a for a, b in g.domain.bounds]
-        off = 1 if g.rule in ("trapezoid", "simpson", "boole") else 0
-        h = tuple(L / max(n - off, 1) for L, n in zip(lengths, g.shape))
+        h = GridInfo.of(g).h
         out.append(tuple(spacings * v for v in h) if g.dim > 1 else spacings * h[0])
     return out
 
@@ -592,7 +590,7 @@ class SpaceTimeNet(_FlowModel):
             raise ValueError("x: expected a non-empty list of series, got an empty list")
         g0 = self.schedule.grids[0]
         cin = self.in_channels
-        rows = []
+        rows, grids = [], []
         for b, s in enumerate(xs):
             ok = isinstance(s, torch.Tensor) and (
                 (s.dim() == 1 and cin == 1) or (s.dim() == 2 and s.shape[0] == cin)
@@ -601,16 +599,13 @@ class SpaceTimeNet(_FlowModel):
                 got = f"shape {tuple(s.shape)}" if isinstance(s, torch.Tensor) else type(s)
                 want = f"[{cin}, n]" + (" or [n]" if cin == 1 else "")
                 raise ValueError(f"x[{b}]: expected a series {want} with n >= 2, got {got}")
-            grid = input_grid_for(g0, int(s.shape[-1]))
-            rows.append(self._to_first_grid(s.reshape(1, cin, -1), grid))
+            grids.append(input_grid_for(g0, int(s.shape[-1])))
+            rows.append(self._to_first_grid(s.reshape(1, cin, -1), grids[-1]))
         out = self.forward(torch.cat(rows))
         if self.readout_kind != "function":
             return out
         out = out.reshape(len(xs), self.out_features, -1)
-        return [
-            self._output_transfer(input_grid_for(g0, int(s.shape[-1])), out[b : b + 1])[0]
-            for b, s in enumerate(xs)
-        ]
+        return [self._output_transfer(g, out[b : b + 1])[0] for b, g in enumerate(grids)]
 
     def _to_first_grid(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         """An input on ``grid`` -> the same function on G_0 ``[B, c_in, *shape of G_0]`` (or
@@ -625,12 +620,7 @@ class SpaceTimeNet(_FlowModel):
         if grid.same_as(g0):
             return x
         cin = self.in_channels
-        ok = isinstance(x, torch.Tensor) and (
-            (x.dim() == 2 and cin == 1 and x.shape[1] == grid.n)
-            or (x.dim() == 3 and tuple(x.shape[1:]) == (cin, grid.n))
-            or (x.dim() == 2 + grid.dim and tuple(x.shape[1:]) == (cin, *grid.shape))
-        )
-        if not ok:
+        if not self._on_grid(x, grid):
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
                 f"x: expected [B, {cin}, {grid.n}] (values on input_grid {grid!r}), got {got}"
@@ -645,6 +635,16 @@ class SpaceTimeNet(_FlowModel):
         if x.dim() == 2:
             return y[:, 0]
         return y if x.dim() == 3 else y.reshape(y.shape[0], cin, *g0.shape)
+
+    def _on_grid(self, x: object, grid: Grid) -> bool:
+        """x is values on ``grid`` in an accepted layout: ``[B, n]`` (one input channel),
+        ``[B, c_in, n]`` or ``[B, c_in, *grid.shape]``."""
+        cin = self.in_channels
+        return isinstance(x, torch.Tensor) and (
+            (x.dim() == 2 and cin == 1 and x.shape[1] == grid.n)
+            or (x.dim() == 3 and tuple(x.shape[1:]) == (cin, grid.n))
+            or (x.dim() == 2 + grid.dim and tuple(x.shape[1:]) == (cin, *grid.shape))
+        )
 
     def _output_transfer(self, grid: Grid, y: torch.Tensor) -> torch.Tensor:
         if not isinstance(grid, Grid) or grid.domain != self.domain:
@@ -675,12 +675,7 @@ class SpaceTimeNet(_FlowModel):
             return
         n0 = self.schedule.widths[0]
         shape0 = self.schedule.grids[0].shape
-        ok = isinstance(x, torch.Tensor) and (
-            (x.dim() == 2 and cin == 1 and x.shape[1] == n0)
-            or (x.dim() == 3 and tuple(x.shape[1:]) == (cin, n0))
-            or (x.dim() == 2 + len(shape0) and tuple(x.shape[1:]) == (cin, *shape0))
-        )
-        if not ok:
+        if not self._on_grid(x, self.schedule.grids[0]):
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             want = [f"[B, {cin}, {n0}]"]
             if cin == 1:
