@@ -338,6 +338,28 @@ class ConvKernel(_PiecewiseKernel):
             self._tap_cache[key] = hit
         return hit
 
+    def _hat_scale(self, info: GridInfo, like: torch.Tensor) -> torch.Tensor | None:
+        """m_j / prod(h) ``[n]`` on an equispaced grid, m_j = int phi_j the measure of node j's
+        hat: 1/2 per axis whose end nodes lie on the box (1/4 at a corner), 1 elsewhere; None
+        when it is 1 everywhere (periodic grids, cell-centred nodes). Cached per grid shape,
+        device and dtype, so the forward pass does not rebuild it."""
+        ends = tuple(
+            abs(f - lo) < 1e-9 * h for f, (lo, _), h in zip(info.first, self.domain.bounds, info.h)
+        )
+        if info.periodic or not any(ends):
+            return None
+        key = ("hat scale", info.shape, ends, like.device, like.dtype)
+        hit = self._tap_cache.get(key)
+        if hit is None:
+            scale = None
+            for n, end in zip(info.shape, ends):
+                axis = torch.ones(n, dtype=torch.float64)
+                if end and n > 1:  # a lone node's hat spans the box: measure h
+                    axis[0] = axis[-1] = 0.5
+                scale = axis if scale is None else torch.outer(scale, axis).reshape(-1)
+            hit = self._tap_cache[key] = scale.to(device=like.device, dtype=like.dtype)
+        return hit
+
     def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
         """Every grid resolves the radius: r >= h (Galerkin taps: the kernel spans a cell on
         each side) or r >= 2 h (sampled taps: a nonzero tap beside the centre)."""
@@ -373,27 +395,20 @@ class ConvKernel(_PiecewiseKernel):
         b = self._at(self.bias_coeff, t) if self.bias_coeff is not None else C.new_zeros(c)
         A = self._at(self.point, t) if self.point is not None else None
         r = self.radius_at(t)
-        bounds = self.domain.bounds
         if info.equispaced:
             basis = self._taps_basis(info.h, r, C)
             taps = torch.einsum("oim,...m->oi...", C, basis) * math.prod(info.h)
             if self.taps == "sampled":
                 scale = None if info.equal_weights else w / math.prod(info.h)
             else:  # the hats' measures, not the rule's weights (Simpson's alternate)
-                ends = any(
-                    abs(f - lo) < 1e-9 * h for f, (lo, _), h in zip(info.first, bounds, info.h)
-                )
-                scale = None
-                if ends and not info.periodic:
-                    m = _hat_geometry(nodes.double(), info.shape, bounds)[2]
-                    scale = (m / math.prod(info.h)).to(w.dtype)
+                scale = self._hat_scale(info, w)
             return ConvOp(taps, b, A, info.shape, info.periodic, scale, math.prod(info.h))
         nd = nodes.double()
         delta = nd[:, None, :] - nd[None, :, :]
         if self.taps == "sampled":
             W = self.kernel_values(t, delta).to(C.dtype) * w
         else:  # T_ij = m_j * (the kernel averaged against the hat of node j)
-            hl, hr, m = _hat_geometry(nd, info.shape, bounds)
+            hl, hr, m = _hat_geometry(nd, info.shape, self.domain.bounds)
             prof = self.galerkin_profile(delta, hl[None], hr[None], r).to(C.dtype)
             W = torch.einsum("oim,...m->oi...", C, prof) * m.to(C.dtype)
         W = W.permute(0, 2, 1, 3)  # [c, n, c, n]
