@@ -45,6 +45,7 @@ __all__ = [
     "quadrature_norm",
     "quadrature_stats",
     "check_norm",
+    "norm_reads",
     "normed",
 ]
 
@@ -285,6 +286,20 @@ def normed(act: Callable[[torch.Tensor], torch.Tensor], norm: NormOp | None) -> 
     if norm is None:
         return act
     return lambda z: act(norm(z))
+
+
+def norm_reads(form: str) -> int:
+    """Which tensor sigma reads in ``form`` (:attr:`Form.act_reads`: -1 the state, i >= 0 the
+    output of operator i), so that a channel normalisation knows its grid; a ValueError for a
+    form that does not declare it."""
+    reads = FORMS[form].act_reads
+    if reads is None:
+        raise ValueError(
+            f"norm: the form {form!r} does not declare which tensor its activation reads "
+            "(Form.act_reads), so it cannot be normalised; use a registered form that does "
+            "(outside, inside, bottleneck)"
+        )
+    return reads
 
 
 def check_norm(

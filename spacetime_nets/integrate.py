@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from grids import Grid, GridSchedule
 
-from .fields import FORMS, ChannelNorm, NormOp, check_form, get_activation, normed
+from .fields import FORMS, ChannelNorm, NormOp, check_form, get_activation, norm_reads, normed
 from .kernels import Kernel, NodalKernel
 from .ops import ConvOp, GridInfo, LowRankOp, SpectralOp, apply_op, op_rebuild, op_tensors
 from .steppers import STEPPERS, get_stepper, rk_step
@@ -283,12 +283,7 @@ class Discretization(nn.Module):
         with without_autocast(self.weights[0].device.type):
             mats = self._step_ops(kernel, kernel2, square, two)
             if norm is not None:
-                reads = FORMS[form].act_reads
-                if reads is None:
-                    raise ValueError(
-                        f"norm: the form {form!r} does not say which grid its activation's "
-                        "argument lives on (Form.act_reads), so it cannot be normalised"
-                    )
+                reads = norm_reads(form)
                 for t, sm in zip(self.times, mats):
                     w = sm.grids[0][1] if reads < 0 else sm.grids[reads][0]
                     sm.norm = norm.step_op(t, w)

@@ -11,7 +11,7 @@ from torch import nn
 
 from grids import GridSchedule
 
-from ..fields import check_form, form_is_homogeneous, get_activation
+from ..fields import check_form, form_is_homogeneous, get_activation, norm_reads
 from ..integrate import (
     Discretization,
     StepMatrices,
@@ -61,8 +61,8 @@ class _FlowModel(nn.Module):
         """The exact homogeneity rule of this form and activation (docs/concepts.md). With a
         channel normalisation only the inside form stays homogeneous (W sigma(N(x)) + b is
         linear in (W, b)); N(a z) ~ N(z) makes the outside form scale-invariant instead."""
-        if getattr(self, "norm_layer", None) is not None and self.form != "inside":
-            return False
+        if getattr(self, "norm_layer", None) is not None and norm_reads(self.form) >= 0:
+            return False  # sigma reads an operator's output: N undoes the scaling
         return form_is_homogeneous(self.form, self.activation)
 
     def controls(self) -> list[StepMatrices]:

@@ -11,7 +11,7 @@ from torch import nn
 
 from grids import Grid, GridSchedule, make_transfer
 
-from ..fields import FORMS, ChannelNorm, check_norm
+from ..fields import ChannelNorm, check_norm, norm_reads
 from ..integrate import Discretization, Trajectory
 from ..kernels import (
     BasisKernel,
@@ -210,12 +210,8 @@ class SpaceTimeNet(_FlowModel):
         norm_groups = check_norm(
             norm, norm_groups, schedule.channels[:-1] if self.channel_mode else None
         )
-        if norm is not None and FORMS[self.form].act_reads is None:
-            raise ValueError(
-                f"norm: the form {self.form!r} does not declare which tensor its activation "
-                "reads (Form.act_reads), so it cannot be normalised; use a registered form "
-                "that does (outside, inside, bottleneck)"
-            )
+        if norm is not None:
+            norm_reads(self.form)
         if lift == "linear" and self.channel_mode:
             raise ValueError(
                 "lift: 'linear' is for the scalar model; with channels use "
