@@ -429,12 +429,12 @@ def build_ours(task: Task, quick: bool, before: bool = False) -> nn.Module:
 
 
 def _with_sampled_taps(model: nn.Module) -> nn.Module:
-    """``model`` with every conv kernel switched to sampled taps (same parameters)."""
+    """``model`` with every conv kernel switched to sampled taps (same parameters; the tap
+    cache is keyed by the kind of taps)."""
     for kern in (model.kernel, model.kernel2):
         if kern is not None and hasattr(kern, "taps"):
             kern.taps = "sampled"
-            kern._tap_cache.clear()
-    return model.with_schedule(model.schedule)
+    return model
 
 
 def build_ours_multires(task: Task, quick: bool) -> nn.Module:
