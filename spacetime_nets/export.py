@@ -83,13 +83,20 @@ class SpectralLayer(nn.Module):
 
     def __init__(self, op: SpectralOp) -> None:
         super().__init__()
-        self.shape, self.scale = tuple(op.shape), float(op.scale)
+        self.shape, self.scale, self.fft = tuple(op.shape), float(op.scale), tuple(op.fft)
         self.weight = nn.Parameter(op.weight.detach().clone())
         self.bias = nn.Parameter(op.bias.detach().clone())
         self.point = nn.Parameter(op.point.detach().clone()) if op.point is not None else None
+        # the input's quadrature scale and the per-mode factor are fixed by the grid: buffers
+        for name in ("in_scale", "mult"):
+            v = getattr(op, name)
+            self.register_buffer(name, v.detach().clone() if v is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return spectral_apply(x, self.weight, self.bias, self.point, self.shape, self.scale)
+        return spectral_apply(
+            x, self.weight, self.bias, self.point, self.shape, self.scale,
+            self.fft, self.in_scale, self.mult,
+        )  # fmt: skip
 
 
 class QuadratureNorm(nn.Module):

@@ -530,8 +530,8 @@ def _op_macs(op, n: int) -> int:
     if isinstance(op, ConvOp):
         return op.taps.numel() * n
     if isinstance(op, SpectralOp):
-        c = op.weight.shape[0]
-        fft = int(5 * c * n * max(math.log2(n), 1.0))
+        c, N = op.weight.shape[0], math.prod(op.fft)
+        fft = int(5 * c * N * max(math.log2(N), 1.0))
         point = op.point.numel() * n if op.point is not None else 0
         return op.weight[..., 0].numel() * 4 + 2 * fft + point
     raise ValueError(f"op: unknown step operator {type(op).__name__}")

@@ -262,12 +262,19 @@ def pointwise(x: torch.Tensor, A: torch.Tensor, b: torch.Tensor | None = None) -
 
 
 class SpectralOp(_StationaryOp):
-    """A periodic stationary kernel applied by FFT on an equispaced periodic grid (G -> G).
+    """A stationary kernel of period P (per axis) applied by FFT on an equispaced grid (G -> G).
 
-    y(xi) = sum_m K_m xhat_m e^{2 pi i m . xi / L} (+ A x + b), with xhat_m = sum_j x_j omega_j
-    e^{-2 pi i m . xi_j / L}: ``rfft``/``rfft2`` of the input, the lowest ``modes`` per axis
-    multiplied by ``K [c, c, *modes]`` (complex; on 2-D grids the first axis keeps m and -m),
-    inverse FFT. ``weight`` holds K as real pairs ``[..., 2]``; ``scale`` = prod(h) n.
+    y(xi_i) = sum_j kappa(xi_i - zeta_j) x_j omega_j (+ A x + b), kappa(delta) = sum_m K_m
+    e^{2 pi i m . delta / P}: the weighted input u_j = x_j omega_j is laid on N = P / h points
+    per axis (zero-padded: N >= n; on a periodic grid N = n),
+    ``rfft``/``rfftn`` of size N, the lowest ``modes`` per axis multiplied by ``K [c, c, *modes]``
+    (complex; on 2-D grids the first axis keeps m and -m), inverse FFT, the first n values.
+    As kappa has period N h, this is the quadrature sum over the grid exactly; on a box with
+    P >= 2 L per axis it is a linear (non-circular) convolution. ``weight`` holds K as real
+    pairs ``[..., 2]``; ``scale`` = prod(h) N (irfft divides by N); ``fft`` = N per axis
+    (None: the grid's shape); ``in_scale [n]`` = omega_j / prod(h) where the weights are not
+    all equal; ``mult [*modes]`` a real factor per mode (Galerkin: the hat's Fourier
+    transform), or None.
     """
 
     _MAIN = "weight"
@@ -279,27 +286,45 @@ class SpectralOp(_StationaryOp):
         point: torch.Tensor | None,
         shape: tuple[int, ...],
         scale: float,
+        fft: tuple[int, ...] | None = None,
+        in_scale: torch.Tensor | None = None,
+        mult: torch.Tensor | None = None,
     ) -> None:
         self.weight, self.bias, self.point = weight, bias, point
         self.shape, self.scale = tuple(shape), scale
+        self.fft = tuple(fft) if fft is not None else tuple(shape)
+        self.in_scale, self.mult = in_scale, mult
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return spectral_apply(x, self.weight, self.bias, self.point, self.shape, self.scale)
+        return spectral_apply(
+            x, self.weight, self.bias, self.point, self.shape, self.scale,
+            self.fft, self.in_scale, self.mult,
+        )  # fmt: skip
+
+    def kernel_samples(self) -> torch.Tensor:
+        """kappa(m h) at the N offsets m of one period per axis, ``[c_in, c_out, *fft]`` (real):
+        the operator on the N-point torus applied to a unit impulse at offset 0 of each input
+        channel gives prod(h) kappa(m h)."""
+        c = self.weight.shape[1]
+        e = self.weight.new_zeros(c, c, math.prod(self.fft))
+        diag = torch.arange(c, device=e.device)  # no host index on an accelerator
+        e[diag, diag, 0] = 1.0
+        zero = self.weight.new_zeros(self.weight.shape[0])
+        y = spectral_apply(e, self.weight, zero, None, self.fft, self.scale)
+        return y.reshape(c, -1, *self.fft) * (math.prod(self.fft) / self.scale)
 
     def control_norm_sq(self, w_out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this periodic grid
-        (square: ``w_out`` is ``weights``): |Omega| sum_j omega_j |kappa(xi_j - xi_0)|_F^2
-        (translation invariance), kappa on the grid from the operator applied to unit impulses
-        at node 0."""
-        c, n = self.weight.shape[1], weights.shape[0]
-        e = weights.new_zeros(c, c, n)
-        diag = torch.arange(c, device=weights.device)  # no host index on an accelerator
-        e[diag, diag, 0] = 1.0 / weights[0]
-        zero = weights.new_zeros(self.weight.shape[0])
-        kap = spectral_apply(e, self.weight, zero, None, self.shape, self.scale)  # [c_in, c, n]
-        vol = weights.sum()
-        total = vol * ((kap**2).sum(dim=(0, 1)) * weights).sum()
-        return total + self._pointwise_and_bias_norm(vol)
+        """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this grid (square:
+        ``w_out`` is ``weights``): sum_ij omega_i omega_j |kappa(xi_i - xi_j)|_F^2, with
+        kappa(xi_i - xi_j) = kappa(((i - j) mod N) h) (period N h), as one circular
+        convolution of the weights (zero-padded to N points) with sum_oc kappa_oc^2."""
+        k2 = (self.kernel_samples() ** 2).sum(dim=(0, 1))  # [*fft]
+        g = weights.reshape(*self.shape)
+        corr = torch.fft.irfftn(
+            torch.fft.rfftn(k2) * torch.fft.rfftn(g, s=self.fft), s=self.fft
+        )  # (k2 * g)_m = sum_j k2[(m - j) mod N] g_j, g zero-padded to N
+        total = (corr[tuple(slice(0, n) for n in self.shape)] * g).sum()
+        return total + self._pointwise_and_bias_norm(weights.sum())
 
 
 def spectral_apply(
@@ -309,26 +334,35 @@ def spectral_apply(
     point: torch.Tensor | None,
     shape: tuple[int, ...],
     scale: float,
+    fft: tuple[int, ...] | None = None,
+    in_scale: torch.Tensor | None = None,
+    mult: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The FFT path of :class:`SpectralOp`: ``x [B, c, n] -> [B, c, n]``."""
     B, c = x.shape[0], x.shape[1]
-    # irfft divides by n; the quadrature weight of the input is prod(h): both in K
+    fft = tuple(shape) if fft is None else tuple(fft)
+    # irfft divides by N; the quadrature weight of the input is prod(h): both in K
     K = torch.view_as_complex(weight) * scale  # [c, c, *modes]
-    g = x.reshape(B, c, *shape)
+    if mult is not None:
+        K = K * mult
+    xs = x * in_scale if in_scale is not None else x
+    g = xs.reshape(B, c, *shape)
     if len(shape) == 1:
         M = K.shape[-1]
-        xh = torch.fft.rfft(g, dim=-1)[..., :M]
+        xh = torch.fft.rfft(g, n=fft[0], dim=-1)[..., :M]  # zero-padded to N
         yh = torch.einsum("bim,oim->bom", xh, K)
-        y = torch.fft.irfft(yh, n=shape[0], dim=-1)
+        y = torch.fft.irfft(yh, n=fft[0], dim=-1)
     else:
         M0, M1 = (K.shape[-2] + 1) // 2, K.shape[-1]
-        xh = torch.fft.rfft2(g, dim=(-2, -1))
-        xh = torch.cat([xh[..., :M0, :M1], xh[..., shape[0] - M0 + 1 :, :M1]], dim=-2)
+        xh = torch.fft.rfft2(g, s=fft, dim=(-2, -1))
+        xh = torch.cat([xh[..., :M0, :M1], xh[..., fft[0] - M0 + 1 :, :M1]], dim=-2)
         yh = torch.einsum("bixy,oixy->boxy", xh, K)
-        full = yh.new_zeros(B, K.shape[0], shape[0], shape[1] // 2 + 1)
+        full = yh.new_zeros(B, K.shape[0], fft[0], fft[1] // 2 + 1)
         full[..., :M0, :M1] = yh[..., :M0, :]
-        full[..., shape[0] - M0 + 1 :, :M1] = yh[..., M0:, :]
-        y = torch.fft.irfft2(full, s=shape, dim=(-2, -1))
+        full[..., fft[0] - M0 + 1 :, :M1] = yh[..., M0:, :]
+        y = torch.fft.irfft2(full, s=fft, dim=(-2, -1))
+    if fft != tuple(shape):  # the first n of the N values per axis
+        y = y[(..., *(slice(0, n) for n in shape))]
     y = y.reshape(B, -1, x.shape[-1])
     if point is not None:
         return y + pointwise(x, point, bias)

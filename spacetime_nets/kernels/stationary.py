@@ -9,6 +9,7 @@ Channel counts may change from piece to piece (a CNN's stages); a smooth-in-t ke
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -110,6 +111,7 @@ class _PiecewiseKernel(Kernel):
     expansion (one channel count)."""
 
     def _setup_pieces(self, channels, pieces, time_degree) -> None:
+        self._cache: dict = {}  # per-grid tensors (taps, hat scales), keyed by static facts
         if time_degree is not None:
             self.time_degree = check_int("time_degree", time_degree, 0)
             self.pieces = self.time_degree + 1
@@ -160,6 +162,28 @@ class _PiecewiseKernel(Kernel):
         if self.time_degree is not None:
             return self.piece_channels[0]
         return self.piece_channels[self.piece(t)]
+
+    def _hat_scale(self, info: GridInfo, like: torch.Tensor) -> torch.Tensor | None:
+        """m_j / prod(h) ``[n]`` on an equispaced grid, m_j = int phi_j the measure of node j's
+        hat: 1/2 per axis whose end nodes lie on the box (1/4 at a corner), 1 elsewhere; None
+        when it is 1 everywhere (periodic grids, cell-centred nodes). Cached per grid shape,
+        device and dtype, so the forward pass does not rebuild it."""
+        ends = tuple(
+            abs(f - lo) < 1e-9 * h for f, (lo, _), h in zip(info.first, self.domain.bounds, info.h)
+        )
+        if info.periodic or not any(ends):
+            return None
+        key = ("hat scale", info.shape, ends, like.device, like.dtype)
+        hit = self._cache.get(key)
+        if hit is None:
+            scale = None
+            for n, end in zip(info.shape, ends):
+                axis = torch.ones(n, dtype=torch.float64)
+                if end and n > 1:  # a lone node's hat spans the box: measure h
+                    axis[0] = axis[-1] = 0.5
+                scale = axis if scale is None else torch.outer(scale, axis).reshape(-1)
+            hit = self._cache[key] = scale.to(device=like.device, dtype=like.dtype)
+        return hit
 
     def _at(self, params: nn.ParameterList, t: float) -> torch.Tensor:
         """The coefficient tensor at time t (times ``output_scale``)."""
@@ -276,7 +300,6 @@ class ConvKernel(_PiecewiseKernel):
             init_scale,
             generator,
         )
-        self._tap_cache: dict = {}
 
     def radius_at(self, t: float) -> tuple[float, ...]:
         return self.radii[0] if self.time_degree is not None else self.radii[self.piece(t)]
@@ -321,7 +344,7 @@ class ConvKernel(_PiecewiseKernel):
         |m h| < r (the window vanishes at |m h| = r); Galerkin: hat averages, nonzero for
         |m h| < r + h."""
         key = (self.taps, h, r, like.device, like.dtype)
-        hit = self._tap_cache.get(key)
+        hit = self._cache.get(key)
         if hit is None:
             off = 1 if self.taps == "sampled" else 0
             R = [max(int(math.ceil(ri / hi - 1e-9)) - off, 0) for ri, hi in zip(r, h)]
@@ -333,31 +356,9 @@ class ConvKernel(_PiecewiseKernel):
                 hh = torch.tensor(h, dtype=torch.float64)
                 prof = self.galerkin_profile(mesh, hh, hh, r)
             hit = prof.to(device=like.device, dtype=like.dtype)
-            if len(self._tap_cache) > 256:
-                self._tap_cache.clear()
-            self._tap_cache[key] = hit
-        return hit
-
-    def _hat_scale(self, info: GridInfo, like: torch.Tensor) -> torch.Tensor | None:
-        """m_j / prod(h) ``[n]`` on an equispaced grid, m_j = int phi_j the measure of node j's
-        hat: 1/2 per axis whose end nodes lie on the box (1/4 at a corner), 1 elsewhere; None
-        when it is 1 everywhere (periodic grids, cell-centred nodes). Cached per grid shape,
-        device and dtype, so the forward pass does not rebuild it."""
-        ends = tuple(
-            abs(f - lo) < 1e-9 * h for f, (lo, _), h in zip(info.first, self.domain.bounds, info.h)
-        )
-        if info.periodic or not any(ends):
-            return None
-        key = ("hat scale", info.shape, ends, like.device, like.dtype)
-        hit = self._tap_cache.get(key)
-        if hit is None:
-            scale = None
-            for n, end in zip(info.shape, ends):
-                axis = torch.ones(n, dtype=torch.float64)
-                if end and n > 1:  # a lone node's hat spans the box: measure h
-                    axis[0] = axis[-1] = 0.5
-                scale = axis if scale is None else torch.outer(scale, axis).reshape(-1)
-            hit = self._tap_cache[key] = scale.to(device=like.device, dtype=like.dtype)
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = hit
         return hit
 
     def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
@@ -427,15 +428,25 @@ class ConvKernel(_PiecewiseKernel):
 
 
 class SpectralKernel(_PiecewiseKernel):
-    """An FNO-like kernel on a periodic box: kappa(t, delta) = sum_m K_m(t) e^{2 pi i m.delta/L}
-    over |m_a| < ``modes`` per axis (real: K_{-m} = conj(K_m)), ``K_m`` complex ``c x c``, plus
-    the pointwise channel mix A(t) x(xi) and a bias. On equispaced periodic grids a step is
-    ``rfft`` -> multiply the lowest modes -> inverse FFT at the output resolution; elsewhere
-    the same kernel is evaluated densely. Valid while every axis has more than 2 ``modes``
-    nodes.
+    """An FNO-like kernel: kappa(t, delta) = sum_m K_m(t) e^{2 pi i m.delta/P} over |m_a| <
+    ``modes`` per axis (real: K_{-m} = conj(K_m)), ``K_m`` complex ``c x c``, P the ``period``
+    per axis, plus the pointwise channel mix A(t) x(xi) and a bias.
+
+    On a periodic box P is the box's length. On a box with boundaries P >= 2 L (default 2 L):
+    kappa is then one band-limited function on the offsets (-L, L) that occur in Omega, and a
+    step is the linear (non-circular) convolution y(xi) = int_Omega kappa(xi - zeta) x(zeta)
+    dzeta by the grid's quadrature. On equispaced grids with P / h an integer N a step is
+    ``rfft`` of size N (zero-padded) -> multiply the lowest modes -> inverse FFT; elsewhere the
+    same kernel is evaluated densely, which costs O(c^2 n^2) and warns (``allow_dense=True``
+    silences it). Valid while 2 ``modes`` < N on every axis.
+
+    ``taps="sampled"`` weighs node j by its quadrature weight (spectrally accurate on smooth
+    inputs); ``"galerkin"`` integrates each mode exactly against the piecewise-linear
+    interpolant of the input, a factor sinc^2(m h / P) per mode and hat measures as weights
+    (the same operator for nested grids, on rough inputs too; end nodes of a box to O(h^2)).
 
     Args:
-        domain: the periodic box (1-D or 2-D).
+        domain: the box (1-D or 2-D).
         channels: c, or one count per piece.
         modes: kept frequencies per axis (an int or one per axis).
         pieces: equal intervals of [0, T] with their own coefficients.
@@ -445,6 +456,10 @@ class SpectralKernel(_PiecewiseKernel):
         init_scale: scale of the initial coefficients.
         bias: add b(t).
         generator: random generator of the initialisation.
+        period: P per axis (one number or one per axis; None: the box's length, the periodic
+            kernel; :meth:`for_schedule` takes twice it on grids with boundaries).
+        taps: ``"sampled"`` or ``"galerkin"`` (see above).
+        allow_dense: run the dense path on grids without the FFT path without a warning.
     """
 
     stationary = True
@@ -461,6 +476,9 @@ class SpectralKernel(_PiecewiseKernel):
         init_scale: float = 1.0,
         bias: bool = True,
         generator: torch.Generator | None = None,
+        period: float | Sequence[float] | None = None,
+        taps: str = "sampled",
+        allow_dense: bool = False,
     ) -> None:
         super().__init__(T)
         init_scale = check_scale(init_scale)
@@ -473,6 +491,21 @@ class SpectralKernel(_PiecewiseKernel):
         if len(ms) != d:
             raise ValueError(f"modes: expected one int or {d}, got {modes!r}")
         self.modes = tuple(check_int("modes", m) for m in ms)
+        lengths = tuple(b - a for a, b in self.domain.bounds)
+        self.period = lengths if period is None else _per_axis("period", period, d)
+        for a, (P, L) in enumerate(zip(self.period, lengths)):
+            if P < L * (1 - 1e-12):
+                raise ValueError(
+                    f"period: {P:g} on axis {a} is shorter than the box ({L:g}); expected a "
+                    "period >= the box's length (2 L on a box with boundaries)"
+                )
+        if taps not in TAPS:
+            raise ValueError(f"taps: expected one of {', '.join(TAPS)}; got {taps!r}")
+        self.taps = taps
+        if not isinstance(allow_dense, bool):
+            raise ValueError(f"allow_dense: expected True or False, got {allow_dense!r}")
+        self.allow_dense = allow_dense
+        self._warned_dense = False
         shape = self.modes if d == 1 else (2 * self.modes[0] - 1, self.modes[1])
         vol = self.domain.volume
         self.weight = nn.ParameterList()
@@ -488,15 +521,71 @@ class SpectralKernel(_PiecewiseKernel):
             generator,
         )
 
+    @classmethod
+    def for_schedule(cls, schedule: GridSchedule, **kwargs):
+        """One piece per step of ``schedule``; the period is the box's length on periodic
+        grids and twice it on grids with boundaries (a linear convolution over the box)."""
+        if kwargs.get("period") is None and schedule.grids[0].rule != "periodic":
+            kwargs["period"] = tuple(2 * (b - a) for a, b in schedule.domain.bounds)
+        return super().for_schedule(schedule, **kwargs)
+
+    def fft_size(self, g: GridInfo) -> tuple[int, ...] | None:
+        """N = P / h per axis where the FFT path applies (an equispaced grid whose spacing
+        divides the period: on a periodic grid, P must be its length), else None."""
+        if not g.equispaced:
+            return None
+        out = []
+        for P, h, L in zip(self.period, g.h, g.lengths):
+            if g.periodic and abs(P - L) > 1e-9 * L:
+                return None
+            N = P / h
+            if abs(N - round(N)) > 1e-6 * N:
+                return None
+            out.append(int(round(N)))
+        return tuple(out)
+
     def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
-        if allow_underresolved:
-            return
+        """Every grid resolves the modes (2 modes < N = P / h per axis); a periodic grid needs
+        the period P = its length, a box P >= 2 L; a grid without the FFT path warns (once)
+        unless ``allow_dense``."""
         for k, (_, g) in enumerate(steps):
-            for a, (m, n) in enumerate(zip(self.modes, g.shape)):
-                if 2 * m >= n:
+            for a, (P, L) in enumerate(zip(self.period, g.lengths)):
+                if g.periodic and abs(P - L) > 1e-9 * L:
                     raise ValueError(
-                        f"modes: {m} on axis {a} needs more than {2 * m} nodes, grid "
-                        f"{k} has {n}"
+                        f"period: {P:g} on axis {a} differs from the periodic box's length "
+                        f"{L:g} (grid {k}); a kernel on a periodic grid has the box's period"
+                    )
+                if not g.periodic and P < 2 * L * (1 - 1e-9):
+                    raise ValueError(
+                        f"period: {P:g} on axis {a} is below twice the box's length {L:g} "
+                        f"(grid {k} has boundaries): kappa(xi - zeta) would couple the two ends "
+                        "of the box; use period >= 2 L (SpectralKernel.for_schedule does)"
+                    )
+            N = self.fft_size(g)
+            if N is None and self.taps == "galerkin":
+                raise ValueError(
+                    f"taps: galerkin spectral taps need the FFT path (equispaced nodes whose "
+                    f"spacing divides the period), grid {k} has {g.shape} nodes without it; "
+                    "use taps='sampled' or an equispaced grid"
+                )
+            if N is None and not self.allow_dense and not self._warned_dense:
+                self._warned_dense = True
+                warnings.warn(
+                    f"SpectralKernel: grid {k} ({g.shape} nodes) has no FFT path (it needs "
+                    "equispaced nodes whose spacing divides the period); the dense path costs "
+                    "O(c^2 n^2) per step, often 10-100x the FFT. Use an equispaced grid "
+                    "(trapezoid, midpoint, periodic) or pass allow_dense=True",
+                    stacklevel=3,
+                )
+            if allow_underresolved:
+                continue
+            sizes = N or tuple(n * P / L for n, P, L in zip(g.shape, self.period, g.lengths))
+            for a, (m, Na) in enumerate(zip(self.modes, sizes)):
+                if 2 * m >= Na:
+                    what = "nodes" if g.periodic else f"points per period {self.period[a]:g}"
+                    raise ValueError(
+                        f"modes: {m} on axis {a} needs more than {2 * m} {what}, grid "
+                        f"{k} has {Na:g}"
                         " (modes >= n/2 alias); use fewer modes, a finer grid, or "
                         "allow_underresolved=True"
                     )
@@ -505,7 +594,7 @@ class SpectralKernel(_PiecewiseKernel):
         """kappa(t, delta) ``[c, c, *delta.shape[:-1]]`` (real) at offsets ``delta [..., d]``."""
         K = torch.view_as_complex(self._at(self.weight, t).contiguous())
         d = len(self.modes)
-        L = [b - a for a, b in self.domain.bounds]
+        L = self.period
         dl = delta.double()
         if d == 1:
             m = torch.arange(self.modes[0], dtype=torch.float64, device=dl.device)
@@ -526,17 +615,46 @@ class SpectralKernel(_PiecewiseKernel):
         idx = "xy"[:nd]
         return torch.einsum(f"oi{idx},...{idx}->oi...", K, e).real
 
+    def _frequencies(self, device) -> list[torch.Tensor]:
+        """The signed frequencies m per axis in the layout of the coefficients (float64)."""
+        if len(self.modes) == 1:
+            return [torch.arange(self.modes[0], dtype=torch.float64, device=device)]
+        M0, M1 = self.modes
+        m0 = torch.cat([torch.arange(M0), torch.arange(-M0 + 1, 0)]).double().to(device)
+        return [m0, torch.arange(M1, dtype=torch.float64, device=device)]
+
+    def _galerkin_mult(self, h: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+        """prod_a sinc^2(m_a h_a / P_a) ``[*modes]``: the Fourier transform of a hat of
+        half-width h over its measure (cached per spacing, device and dtype)."""
+        key = ("galerkin mult", h, like.device, like.dtype)
+        hit = self._cache.get(key)
+        if hit is None:
+            mult = None
+            for m, ha, P in zip(self._frequencies(None), h, self.period):
+                f = torch.sinc(m * ha / P) ** 2
+                mult = f if mult is None else torch.outer(mult, f)
+            hit = self._cache[key] = mult.to(device=like.device, dtype=like.dtype)
+        return hit
+
     def step_op(self, k: int, t: float, out, inp):
         """The operator on G_k (stationary kernels step on G_k, then transfer): a
-        ``SpectralOp`` on equispaced periodic grids, the dense block matrix elsewhere."""
+        ``SpectralOp`` where the FFT path applies (:meth:`fft_size`), the dense block matrix
+        elsewhere."""
         nodes, w, info = inp
         Wt = self._at(self.weight, t)
         c = Wt.shape[0]
         b = self._at(self.bias_coeff, t) if self.bias_coeff is not None else Wt.new_zeros(c)
         A = self._at(self.point, t) if self.point is not None else None
-        if info.periodic and info.equispaced:
-            scale = math.prod(info.h) * info.n
-            return SpectralOp(Wt, b, A, info.shape, scale)
+        N = self.fft_size(info)
+        if N is not None:
+            scale = math.prod(info.h) * math.prod(N)
+            if self.taps == "sampled":
+                in_scale = None if info.equal_weights else w / math.prod(info.h)
+                mult = None
+            else:
+                in_scale = self._hat_scale(info, w)
+                mult = self._galerkin_mult(info.h, Wt)
+            return SpectralOp(Wt, b, A, info.shape, scale, N, in_scale, mult)
         delta = nodes[:, None, :] - nodes[None, :, :]
         W = self.kernel_values(t, delta).to(w.dtype).permute(0, 2, 1, 3) * w  # [c, n, c, n]
         if A is not None:
@@ -546,7 +664,12 @@ class SpectralKernel(_PiecewiseKernel):
         return Dense(W.reshape(c * n, c * n), b.repeat_interleave(n))
 
     def extra_repr(self) -> str:
+        per = (
+            ""
+            if self.period == tuple(b - a for a, b in self.domain.bounds)
+            else (f", period={self.period}")
+        )
         return (
             f"channels={self.piece_channels if self.channels is None else self.channels}, "
-            f"modes={self.modes}, pieces={self.pieces}, T={self.T:g}"
+            f"modes={self.modes}, pieces={self.pieces}, T={self.T:g}{per}, taps={self.taps}"
         )
