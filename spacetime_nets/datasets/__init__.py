@@ -12,7 +12,9 @@ at the nodes ``meta["nodes"]`` (2-D fields flattened row-major, ``meta["grid_sha
 - toy point sets (:mod:`.toy`): :func:`circles`, :func:`annuli`, :func:`xor`, :func:`chess`,
   :func:`moons`;
 - images (:mod:`.digits`): :func:`digits`, at 8x8 or refined by interpolation;
-- operators: :func:`heat` (:mod:`.heat`), :func:`burgers` and :func:`darcy` (:mod:`.pde`);
+- operators: :func:`heat` (:mod:`.heat`), :func:`burgers` and :func:`darcy` (:mod:`.pde`),
+  :func:`helmholtz` (:mod:`.helmholtz`: forcing -> solution of ``-lap u - k^2 u = f`` on the
+  unit square, zero on the boundary; a global, indefinite operator);
 - functions to classify at any resolution: :func:`signals` (:mod:`.signals`).
 
 Images live on the unit square ``[0, 1]^2``: pixel ``(r, c)`` of an ``h x w`` image is the cell
@@ -31,6 +33,7 @@ from typing import Any
 from ._core import DEFAULT_SPLITS, DatasetSplits, Split
 from .digits import digits, pixel_centres, refine_matrix, resample_images
 from .heat import heat
+from .helmholtz import helmholtz, solve_helmholtz
 from .pde import burgers, darcy, solve_burgers, solve_darcy
 from .signals import SIGNAL_CLASSES, signal_templates, signals
 from .toy import annuli, chess, circles, moons, xor
@@ -49,6 +52,7 @@ __all__ = [
     "darcy",
     "digits",
     "heat",
+    "helmholtz",
     "load",
     "moons",
     "pixel_centres",
@@ -58,6 +62,7 @@ __all__ = [
     "signals",
     "solve_burgers",
     "solve_darcy",
+    "solve_helmholtz",
     "xor",
 ]
 
@@ -72,6 +77,7 @@ REGISTRY: dict[str, Callable[..., DatasetSplits]] = {
     "heat": heat,
     "burgers": burgers,
     "darcy": darcy,
+    "helmholtz": helmholtz,
     "signals": signals,
 }
 
