@@ -93,10 +93,12 @@ class SpectralLayer(nn.Module):
             self.register_buffer(name, v.detach().clone() if v is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a module pickled before boxes had the FFT path has none of the three (periodic)
+        fft, in_scale = getattr(self, "fft", None), getattr(self, "in_scale", None)
+        mult = getattr(self, "mult", None)
         return spectral_apply(
-            x, self.weight, self.bias, self.point, self.shape, self.scale,
-            self.fft, self.in_scale, self.mult,
-        )  # fmt: skip
+            x, self.weight, self.bias, self.point, self.shape, self.scale, fft, in_scale, mult
+        )
 
 
 class QuadratureNorm(nn.Module):

@@ -901,3 +901,21 @@ def test_galerkin_operator_does_not_depend_on_the_quadrature_rule():
     x33 = make_transfer(g, s33.grids[0], "linear")(x)
     y33 = k.step_op(0, 0.0, p33, p33)(x33)[..., ::2].detach().numpy()
     np.testing.assert_allclose(y33[..., 5:-5], outs["simpson"][..., 5:-5], atol=1e-12)
+
+
+def test_conv_kernel_on_nodes_without_the_conv_path_warns_once_unless_allowed():
+    import warnings
+
+    gl = GridSchedule.constant(12, 2, rule="gauss_legendre")
+    with pytest.warns(UserWarning, match="ConvKernel: grid 0 .* no fast path") as rec:
+        SpaceTimeNet(gl, None, 1, kernel="conv", lift="identity", readout="function",
+                     channels=2, radius=0.3)  # fmt: skip
+    assert len([r for r in rec if "fast path" in str(r.message)]) == 1
+    kern = ConvKernel.for_schedule(gl, channels=2, radius=0.3, allow_dense=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = SpaceTimeNet(gl, None, 1, kernel=kern, lift="identity", readout="function",
+                         channels=2)  # fmt: skip
+    assert m(torch.randn(2, 12)).shape == (2, 12)
+    with pytest.raises(ValueError, match="allow_dense: expected True or False, got 'no'"):
+        ConvKernel((0.0, 1.0), allow_dense="no")

@@ -231,11 +231,11 @@ def test_box_period_and_dense_path_checks():
         )
     # Gauss-Legendre nodes have no FFT path: one warning naming the fix, none when allowed
     gl = GridSchedule.constant(12, 2, rule="gauss_legendre")
-    with pytest.warns(UserWarning, match="no FFT path.*allow_dense=True") as rec:
+    with pytest.warns(UserWarning, match="no fast path.*allow_dense=True") as rec:
         SpaceTimeNet(
             gl, None, 1, kernel="spectral", lift="identity", readout="function", channels=2, modes=3
         )
-    assert len([r for r in rec if "FFT path" in str(r.message)]) == 1
+    assert len([r for r in rec if "fast path" in str(r.message)]) == 1
     kern = SpectralKernel.for_schedule(gl, channels=2, modes=3, allow_dense=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

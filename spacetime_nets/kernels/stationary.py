@@ -185,6 +185,19 @@ class _PiecewiseKernel(Kernel):
             hit = self._cache[key] = scale.to(device=like.device, dtype=like.dtype)
         return hit
 
+    def _warn_dense(self, k: int, g: GridInfo, needs: str) -> None:
+        """Warn once per kernel that grid ``k`` runs the O(c^2 n^2) dense path (not with
+        ``allow_dense``)."""
+        if getattr(self, "allow_dense", False) or getattr(self, "_warned_dense", False):
+            return
+        self._warned_dense = True
+        warnings.warn(
+            f"{type(self).__name__}: grid {k} ({g.shape} nodes) has no fast path (it needs "
+            f"{needs}); the dense path costs O(c^2 n^2) per step, often 10-100x the fast one. "
+            "Use an equispaced grid (trapezoid, midpoint, periodic) or pass allow_dense=True",
+            stacklevel=4,
+        )
+
     def _at(self, params: nn.ParameterList, t: float) -> torch.Tensor:
         """The coefficient tensor at time t (times ``output_scale``)."""
         if self.time_degree is None:
@@ -195,6 +208,12 @@ class _PiecewiseKernel(Kernel):
             L = L[0].tolist()
             v = sum(li * p for li, p in zip(L, params))
         return v * self.output_scale if self.output_scale != 1.0 else v
+
+
+def _check_flag(name: str, v) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"{name}: expected True or False, got {v!r}")
+    return v
 
 
 def _per_axis(name: str, v, dim: int) -> tuple[float, ...]:
@@ -247,6 +266,7 @@ class ConvKernel(_PiecewiseKernel):
         bias: add b(t).
         generator: random generator of the initialisation.
         taps: ``galerkin`` or ``sampled`` (see above).
+        allow_dense: build the dense operator on non-equispaced grids without a warning.
     """
 
     stationary = True
@@ -265,6 +285,7 @@ class ConvKernel(_PiecewiseKernel):
         bias: bool = True,
         generator: torch.Generator | None = None,
         taps: str = "galerkin",
+        allow_dense: bool = False,
     ) -> None:
         super().__init__(T)
         init_scale = check_scale(init_scale)
@@ -274,6 +295,7 @@ class ConvKernel(_PiecewiseKernel):
         if taps not in TAPS:
             raise ValueError(f"taps: expected one of {', '.join(TAPS)}; got {taps!r}")
         self.taps = taps
+        self.allow_dense = _check_flag("allow_dense", allow_dense)
         d = self.domain.dim
         per_piece = isinstance(radius, list) and len(radius) == self.pieces
         if per_piece and (self.pieces > 1 or isinstance(radius[0], (tuple, list))):
@@ -363,11 +385,14 @@ class ConvKernel(_PiecewiseKernel):
 
     def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
         """Every grid resolves the radius: r >= h (Galerkin taps: the kernel spans a cell on
-        each side) or r >= 2 h (sampled taps: a nonzero tap beside the centre)."""
-        if allow_underresolved:
-            return
+        each side) or r >= 2 h (sampled taps: a nonzero tap beside the centre); a grid without
+        the conv path (not equispaced) warns once unless ``allow_dense``."""
         need = 1.0 if self.taps == "galerkin" else 2.0
         for k, (t, g) in enumerate(steps):
+            if not g.equispaced:
+                self._warn_dense(k, g, "equispaced nodes")
+            if allow_underresolved:
+                continue
             r = self.radius_at(t)
             for a, (ra, ha) in enumerate(zip(r, g.h)):
                 if ra < need * ha * (1 - 1e-9):
@@ -502,10 +527,7 @@ class SpectralKernel(_PiecewiseKernel):
         if taps not in TAPS:
             raise ValueError(f"taps: expected one of {', '.join(TAPS)}; got {taps!r}")
         self.taps = taps
-        if not isinstance(allow_dense, bool):
-            raise ValueError(f"allow_dense: expected True or False, got {allow_dense!r}")
-        self.allow_dense = allow_dense
-        self._warned_dense = False
+        self.allow_dense = _check_flag("allow_dense", allow_dense)
         shape = self.modes if d == 1 else (2 * self.modes[0] - 1, self.modes[1])
         vol = self.domain.volume
         self.weight = nn.ParameterList()
@@ -568,15 +590,8 @@ class SpectralKernel(_PiecewiseKernel):
                     f"spacing divides the period), grid {k} has {g.shape} nodes without it; "
                     "use taps='sampled' or an equispaced grid"
                 )
-            if N is None and not self.allow_dense and not self._warned_dense:
-                self._warned_dense = True
-                warnings.warn(
-                    f"SpectralKernel: grid {k} ({g.shape} nodes) has no FFT path (it needs "
-                    "equispaced nodes whose spacing divides the period); the dense path costs "
-                    "O(c^2 n^2) per step, often 10-100x the FFT. Use an equispaced grid "
-                    "(trapezoid, midpoint, periodic) or pass allow_dense=True",
-                    stacklevel=3,
-                )
+            if N is None:
+                self._warn_dense(k, g, "equispaced nodes whose spacing divides the period")
             if allow_underresolved:
                 continue
             sizes = N or tuple(n * P / L for n, P, L in zip(g.shape, self.period, g.lengths))
