@@ -8,6 +8,8 @@ samples at 1x, 2x and 4x that resolution:
   at n = 64, tested at 64, 128, 256; metric: mean relative L2 error (lower is better).
 - ``darcy``: a -> u of -div(a grad u) = 1, s x s nodes with the boundary, trained at s = 17,
   tested at 17, 33, 65; mean relative L2 error.
+- ``helmholtz``: f -> u of -lap u - k^2 u = f (k = 10.5, u = 0 on the boundary: an indefinite,
+  global operator), on the same grids as darcy; mean relative L2 error.
 - ``signals``: ten classes of continuous functions, trained on 65 nodes of [0, 1], tested on 33,
   65, 129, 257 nodes; accuracy in percent (higher is better).
 - ``noisy-signals``: the same functions with white measurement noise (standard deviation 0.3)
@@ -32,8 +34,13 @@ does not depend on the resolution):
   periodic task), global average pooling for classes. At 2x and 4x its kernels see the finer
   grid as is, so they cover a half and a quarter of the physical extent they were trained on;
 - ``MLP``: a plain fully connected network; tied to its input size, so ``n/a`` at 2x and 4x;
-- ``ours``: ``SpaceTimeNet`` (spectral kernel for Burgers, conv kernel for Darcy, signals and
-  digits), moved to each test resolution by ``at_resolution`` / ``with_schedule``;
+- ``ours``: ``SpaceTimeNet`` (spectral kernel for the operators: periodic for Burgers, of
+  period twice the box for Darcy and Helmholtz, applied by zero-padded FFTs; conv kernel for
+  signals and digits), moved to each test resolution by ``at_resolution`` / ``with_schedule``;
+- ``ours-local``: on Darcy and Helmholtz, the local conv kernel the benchmark used before
+  (bottleneck form, radius three spacings, four steps), for comparison;
+- ``ours-hourglass``: the same conv kernel on an hourglass schedule (17 -> 5 -> 17 nodes per
+  axis in six steps, radius three spacings of each grid): global reach from coarse grids;
 - ``ours-resnet``: the plain-torch ResNet ``to_resnet`` exports from the trained ``ours``,
   exported again at every test resolution; its s/epoch is one training epoch of the exported
   network (the cost of the plain form), its errors those of the exported network.
@@ -76,13 +83,23 @@ from _timing import table, torch_threads  # noqa: E402
 
 from spacetime_nets import datasets as D  # noqa: E402
 
-TASKS = ("burgers", "darcy", "signals", "noisy-signals", "digits")
-MODELS = ("FNO", "CNN", "MLP", "ours", "ours-before", "ours-multires", "ours-resnet")
+TASKS = ("burgers", "darcy", "helmholtz", "signals", "noisy-signals", "digits")
+MODELS = (
+    "FNO",
+    "CNN",
+    "MLP",
+    "ours",
+    "ours-local",
+    "ours-hourglass",
+    "ours-before",
+    "ours-multires",
+    "ours-resnet",
+)
 #: input scales of ``ours-multires`` (one drawn per training batch)
 MULTIRES = (0.5, 1.0)
 #: standard deviation of the white measurement noise of ``noisy-signals``
 WHITE_NOISE = 0.3
-OPERATOR_TASKS = ("burgers", "darcy")
+OPERATOR_TASKS = ("burgers", "darcy", "helmholtz")
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,7 +126,7 @@ class Task:
 def _sizes(name: str, quick: bool) -> tuple[int, int, int]:
     if name == "burgers":
         return (32, 64, 128) if quick else (64, 128, 256)
-    if name == "darcy":
+    if name in ("darcy", "helmholtz"):
         return (5, 9, 17) if quick else (17, 33, 65)
     if name == "signals":
         return (17, 33, 65) if quick else (65, 129, 257)
@@ -139,10 +156,11 @@ def make_task(name: str, quick: bool, seed: int = 0) -> Task:
             kw.update(fine=128, modes=8)
         sets = [D.burgers(grid_size=s, **kw) for s in sizes]
         kind, dim, classes = "operator", 1, None
-    elif name == "darcy":
+    elif name in ("darcy", "helmholtz"):
         kw = {"n": 60 if quick else 1250, "seed": seed, "splits": splits}
         kw["fine"] = sizes[-1]
-        sets = [D.darcy(grid_size=s, **kw) for s in sizes]
+        make = D.darcy if name == "darcy" else D.helmholtz
+        sets = [make(grid_size=s, **kw) for s in sizes]
         kind, dim, classes = "operator", 2, None
     elif name == "signals":
         kw = {"n": 100 if quick else 2500, "seed": seed, "splits": (0.7, 0.1, 0.2)}
@@ -325,8 +343,14 @@ class OursUnavailable(RuntimeError):
     """The installed spacetime_nets lacks what the ``ours`` rows need (named in the message)."""
 
 
-def _ours_schedule(task: Task, size: int, steps: int, pyramid: bool = False):
+def _ours_schedule(
+    task: Task, size: int, steps: int, pyramid: bool = False, waist: int | None = None
+):
     from grids import GridSchedule
+
+    if waist is not None:  # 2-D operators: size -> waist -> size nodes per axis
+        dom = ((0.0, 1.0), (0.0, 1.0))
+        return GridSchedule.hourglass((size, size), (waist, waist), steps=steps, domain=dom)
 
     if task.dim == 1:
         rule = "periodic" if task.periodic else "trapezoid"
@@ -346,15 +370,8 @@ def _ours_schedule(task: Task, size: int, steps: int, pyramid: bool = False):
 #: pointwise channel mix and a pyramid schedule.
 OURS: dict[str, dict] = {
     "burgers": {"kernel": "spectral", "channels": 32, "steps": 4, "modes": 16},
-    "darcy": {
-        "kernel": "conv",
-        "form": "bottleneck",
-        "channels": 24,
-        "steps": 4,
-        "modes": 3,
-        "spacings": 3,
-        "pointwise": True,
-    },
+    "darcy": {"kernel": "spectral", "channels": 24, "steps": 4, "modes": 8},
+    "helmholtz": {"kernel": "spectral", "channels": 24, "steps": 4, "modes": 8},
     "signals": {
         "kernel": "conv",
         "form": "bottleneck",
@@ -386,16 +403,33 @@ OURS: dict[str, dict] = {
 }
 
 
-def build_ours(task: Task, quick: bool, before: bool = False) -> nn.Module:
-    """SpaceTimeNet on the task's training grid with the settings of :data:`OURS`;
-    ``OursUnavailable`` when the installed API lacks the channel kernels. ``before``: the
-    previous release's discretisation (sampled taps, l2 transfers, every grid refined by
-    ``at``)."""
+#: ``ours-local``: the local conv kernel on the 2-D operators (the benchmark's earlier choice)
+OURS_LOCAL: dict = {
+    "kernel": "conv",
+    "form": "bottleneck",
+    "channels": 24,
+    "steps": 4,
+    "modes": 3,
+    "spacings": 3,
+    "pointwise": True,
+}
+
+
+def build_ours(
+    task: Task, quick: bool, before: bool = False, opts: dict | None = None
+) -> nn.Module:
+    """SpaceTimeNet on the task's training grid with the settings of :data:`OURS` (or
+    ``opts``); ``OursUnavailable`` when the installed API lacks the channel kernels.
+    ``before``: the previous release's discretisation (sampled taps, l2 transfers, every grid
+    refined by ``at``)."""
     import spacetime_nets as st
 
-    opts = dict(OURS[task.name])
+    opts = dict(OURS[task.name] if opts is None else opts)
     steps = (3 if opts.get("pyramid") else 2) if quick else opts["steps"]
-    sched = _ours_schedule(task, task.sizes[0], steps, opts.get("pyramid", False))
+    waist = opts.get("waist")
+    if waist is not None and quick:
+        waist = 3
+    sched = _ours_schedule(task, task.sizes[0], steps, opts.get("pyramid", False), waist)
     if before:
         sched = type(sched)(sched.times, sched.grids, "l2", sched.channels)
     kw = {
@@ -408,7 +442,7 @@ def build_ours(task: Task, quick: bool, before: bool = False) -> nn.Module:
         "channels": 8 if quick else opts["channels"],
         "in_channels": 1,
         "kernel": opts["kernel"],
-        "modes": min(opts["modes"], 8) if quick else opts["modes"],
+        "modes": (min(opts["modes"], 8) if task.dim == 1 else 3) if quick else opts["modes"],
         "seed": 0,
     }
     if opts["kernel"] == "conv":
@@ -435,6 +469,26 @@ def _with_sampled_taps(model: nn.Module) -> nn.Module:
         if kern is not None and hasattr(kern, "taps"):
             kern.taps = "sampled"
     return model
+
+
+#: ``ours-hourglass``: the local conv kernel on an hourglass 17 -> 13 -> 9 -> 5 -> 9 -> 13 -> 17
+#: nodes per axis, three spacings of each grid (a radius of 0.75 at the waist): the cheap
+#: global path of a multiscale schedule
+OURS_HOURGLASS: dict = {**OURS_LOCAL, "steps": 6, "waist": 5}
+
+
+def build_ours_hourglass(task: Task, quick: bool) -> nn.Module:
+    """The conv kernel on the hourglass of :data:`OURS_HOURGLASS` (2-D operator tasks)."""
+    if task.kind != "operator" or task.dim != 2:
+        raise OursUnavailable("only the 2-D operator tasks")
+    return build_ours(task, quick, opts=OURS_HOURGLASS)
+
+
+def build_ours_local(task: Task, quick: bool) -> nn.Module:
+    """The local conv kernel of :data:`OURS_LOCAL` (2-D operator tasks only)."""
+    if task.kind != "operator" or task.dim != 2:
+        raise OursUnavailable("only the 2-D operator tasks")
+    return build_ours(task, quick, opts=OURS_LOCAL)
 
 
 def build_ours_multires(task: Task, quick: bool) -> nn.Module:
@@ -496,6 +550,8 @@ BUILDERS: dict[str, Callable[[Task, bool], nn.Module]] = {
     "CNN": build_cnn,
     "MLP": build_mlp,
     "ours": build_ours,
+    "ours-local": build_ours_local,
+    "ours-hourglass": build_ours_hourglass,
     "ours-before": build_ours_before,
     "ours-multires": build_ours_multires,
 }

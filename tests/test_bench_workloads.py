@@ -54,10 +54,20 @@ def test_quick_table_has_every_row_with_sane_numbers(bench, quick, capsys):
             assert (task, "ours-resnet") in rows
     assert "skipped" not in rows[("noisy-signals", "ours-before")]
     assert "skipped" not in rows[("noisy-signals", "ours-multires")]
+    for task in ("darcy", "helmholtz"):
+        assert "skipped" not in rows[(task, "ours-local")]
+        assert "skipped" not in rows[(task, "ours-hourglass")]
     for (task, model), r in rows.items():
         if "skipped" in r:
             # an absent optional peer, or the previous discretisation on a task without pyramid
-            assert model in ("FNO", "ours", "ours-before", "ours-multires"), r
+            assert model in (
+                "FNO",
+                "ours",
+                "ours-local",
+                "ours-hourglass",
+                "ours-before",
+                "ours-multires",
+            ), r
             continue
         assert r["params"] > 0 and math.isfinite(r["s_epoch"]) and r["s_epoch"] > 0
         scores = r["scores"]
