@@ -255,12 +255,21 @@ class ChannelHead(nn.Module):
         return y
 
 
+#: the buffers of an exported network's scalar normalisers (as the model's)
+_NORMALIZER_NAMES = ("in_shift", "in_scale", "out_shift", "out_scale")
+
+
 class VariableWidthResNet(nn.Module):
     """input -> lift (``Linear(in, n_0)``, or a pointwise :class:`ChannelLift`) -> residual
     blocks n_k -> n_{k+1} -> head (``Linear(n_K, out)`` or a :class:`ChannelHead`).
 
     Plain ``torch.nn``: it needs nothing from this library's model classes to run, save or
     export.
+
+    ``normalizers`` (in_shift, in_scale, out_shift, out_scale), scalars kept as buffers of
+    the same names, standardise the input before the lift, (x - in_shift) / in_scale, and
+    de-standardise the output after the head, z * out_scale + out_shift, as the model's
+    own (``SpaceTimeNet.set_normalizers``); None: neither step.
     """
 
     def __init__(
@@ -269,12 +278,24 @@ class VariableWidthResNet(nn.Module):
         blocks: list[ResidualBlock],
         head: nn.Module,
         grid_widths: list[int] | None = None,
+        normalizers: tuple[float | torch.Tensor, ...] | None = None,
     ) -> None:
         super().__init__()
         self.lift = lift
         self.blocks = nn.ModuleList(blocks)
         self.head = head
         self.grid_widths = None if grid_widths is None else [int(n) for n in grid_widths]
+        self.has_normalizers = normalizers is not None
+        if normalizers is not None:
+            if len(normalizers) != 4:
+                raise ValueError(
+                    "normalizers: expected (in_shift, in_scale, out_shift, out_scale), got "
+                    f"{len(normalizers)} values"
+                )
+            ref = next(head.parameters(), None)
+            kw = {"dtype": ref.dtype, "device": ref.device} if ref is not None else {}
+            for name, v in zip(_NORMALIZER_NAMES, normalizers):
+                self.register_buffer(name, torch.as_tensor(v, **kw).detach().clone().reshape(()))
 
     @property
     def widths(self) -> list[int]:
@@ -293,12 +314,16 @@ class VariableWidthResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         in_dim = x.dim()
+        norm = getattr(self, "has_normalizers", False)  # False in a module pickled before them
+        if norm:
+            x = (x - self.in_shift) / self.in_scale
         h = self.lift(x)
         for block in self.blocks:
             h = block(h)
-        if isinstance(self.head, ChannelHead):
-            return self.head(h, in_dim)
-        return self.head(h)
+        y = self.head(h, in_dim) if isinstance(self.head, ChannelHead) else self.head(h)
+        if norm:
+            y = y * self.out_scale + self.out_shift
+        return y
 
     def layer_table(self) -> str:
         """One line per block: index, layers, dt, shortcut kind, parameters."""
@@ -423,6 +448,9 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
     their values): dense kernels give ``nn.Linear`` blocks, conv kernels ``nn.Conv1d`` /
     ``nn.Conv2d`` blocks, spectral kernels FFT blocks.
 
+    The model's scalar normalisers (``set_normalizers``) become the exported network's
+    (buffers), so it takes and returns the same raw units.
+
     Args:
         model: the model to export (its current schedule, dtype and device).
 
@@ -483,7 +511,8 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
                 c_out,
             )
         )
-    return VariableWidthResNet(lift, blocks, head, list(disc.widths))
+    norms = tuple(getattr(model, n) for n in _NORMALIZER_NAMES)
+    return VariableWidthResNet(lift, blocks, head, list(disc.widths), norms)
 
 
 def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
@@ -576,6 +605,8 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
             schedule, module.lift.in_features, module.head.out_features, lift="linear", **opts
         )
     net = net.to(device=ref.device, dtype=ref.dtype)
+    if getattr(module, "has_normalizers", False):
+        net.set_normalizers(*(getattr(module, n) for n in _NORMALIZER_NAMES))
     with torch.no_grad():
         for k, b in enumerate(blocks):
             net.kernel.weight[k].copy_(b.layers[0].weight)

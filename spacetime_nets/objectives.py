@@ -9,7 +9,8 @@ the grids' weights in xi), so they do not change when only the resolution change
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,11 @@ from .integrate import without_autocast
 
 __all__ = [
     "LOSSES",
+    "LOSS_REGISTRY",
+    "Loss",
+    "get_loss",
     "loss_per_sample",
+    "relative_error",
     "empirical_risk",
     "l2_control",
     "control_norms",
@@ -29,14 +34,89 @@ __all__ = [
     "risk_profile",
 ]
 
-LOSSES = ("mse", "cross_entropy", "l1", "l2", "lp")
+
+@dataclass(frozen=True)
+class Loss:
+    """One entry of :data:`LOSS_REGISTRY`: a per-sample loss ``[B, ...], [B, ...] -> [B]``.
+
+    Attributes:
+        name: the name ``fit`` / ``evaluate`` / the CLI take.
+        fn: ``fn(outputs, targets, p) -> [B]`` (targets already one-hot where they were
+            labels, except for a loss that ``takes_labels``).
+        takes_labels: the targets are class indices ``[B]`` (cross_entropy).
+        needs_p: the loss reads the exponent ``p >= 1``.
+        relative: divides by the target's norm (targets with norm 0 are refused by the data
+            check of ``fit`` and ``evaluate``).
+    """
+
+    name: str
+    fn: Callable[[torch.Tensor, torch.Tensor, float | None], torch.Tensor]
+    takes_labels: bool = False
+    needs_p: bool = False
+    relative: bool = False
+
+
+def _distance(order: float | None) -> Callable:
+    def fn(z: torch.Tensor, y: torch.Tensor, p: float | None) -> torch.Tensor:
+        return torch.linalg.vector_norm(z - y, ord=order if order is not None else p, dim=-1)
+
+    return fn
+
+
+def _relative(order: float | None) -> Callable:
+    def fn(z: torch.Tensor, y: torch.Tensor, p: float | None) -> torch.Tensor:
+        return relative_error(z, y, order if order is not None else p)
+
+    return fn
+
+
+#: Every loss by name. ``rel_l2`` and ``rel_lp`` are the relative errors of operator
+#: learning, |z - y|_p / |y|_p over all entries of a sample.
+LOSS_REGISTRY: dict[str, Loss] = {
+    "mse": Loss("mse", lambda z, y, p: ((z - y) ** 2).mean(-1)),
+    "cross_entropy": Loss(
+        "cross_entropy",
+        lambda z, y, p: F.cross_entropy(z, y, reduction="none"),
+        takes_labels=True,
+    ),
+    "l1": Loss("l1", _distance(1.0)),
+    "l2": Loss("l2", _distance(2.0)),
+    "lp": Loss("lp", _distance(None), needs_p=True),
+    "rel_l2": Loss("rel_l2", _relative(2.0), relative=True),
+    "rel_lp": Loss("rel_lp", _relative(None), needs_p=True, relative=True),
+}
+LOSSES = tuple(LOSS_REGISTRY)
+
+
+def get_loss(loss: str, p: float | None = None) -> Loss:
+    """The :class:`Loss` named ``loss`` (ValueError for another name, or a missing / bad
+    ``p`` where the loss reads one)."""
+    entry = LOSS_REGISTRY.get(loss) if isinstance(loss, str) else None
+    if entry is None:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}; got {loss!r}")
+    if entry.needs_p and (isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1):
+        raise ValueError(f"p: the {loss} loss needs p >= 1 (inf: the max norm), got {p!r}")
+    return entry
 
 
 def _check_loss(loss: str, p: float | None) -> None:
-    if loss not in LOSSES:
-        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}; got {loss!r}")
-    if loss == "lp" and (p is None or not p >= 1):
-        raise ValueError(f"p: the l^p-distance loss needs p >= 1, got {p!r}")
+    get_loss(loss, p)
+
+
+def relative_error(outputs: torch.Tensor, targets: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """|z_i - y_i|_p / |y_i|_p per sample over all its entries: ``[B, ...], [B, ...] -> [B]``.
+
+    The denominator is clamped at the smallest normal number of the dtype, which only
+    changes a target whose norm is zero (or subnormal): such a sample gives a huge or
+    infinite value instead of NaN, and ``fit`` / ``evaluate`` refuse such targets before
+    they start (see ``training.data.check_data``)."""
+    if targets.shape != outputs.shape:
+        raise ValueError(
+            f"targets: shape {tuple(targets.shape)} does not match outputs {tuple(outputs.shape)}"
+        )
+    num = torch.linalg.vector_norm((outputs - targets).flatten(1), ord=p, dim=1)
+    den = torch.linalg.vector_norm(targets.flatten(1), ord=p, dim=1)
+    return num / den.clamp_min(torch.finfo(den.dtype).tiny)
 
 
 def loss_per_sample(
@@ -45,25 +125,23 @@ def loss_per_sample(
     """loss(P x_i, y_i) for each sample: ``[B, m], [B, m] or [B] -> [B]``.
 
     mse: |z - y|_2^2 / m; cross_entropy: -log softmax(z)_y (y class indices); l1, l2, lp:
-    the distance |z - y|_p (p = 1, 2 or ``p``), which the turnpike results use. Class labels
-    for the distance losses and mse are turned into one-hot targets.
+    the distance |z - y|_p (p = 1, 2 or ``p``), which the turnpike results use; rel_l2,
+    rel_lp: the relative error |z - y|_p / |y|_p (p = 2 or ``p``, over all entries of a
+    sample, :func:`relative_error`), the loss of operator learning. Class labels for the
+    other losses are turned into one-hot targets.
     """
-    _check_loss(loss, p)
-    if loss == "cross_entropy":
+    entry = get_loss(loss, p)
+    if entry.takes_labels:
         if targets.dtype not in (torch.long, torch.int32, torch.int64):
-            raise ValueError(f"targets: cross_entropy needs class indices, got {targets.dtype}")
-        return F.cross_entropy(outputs, targets, reduction="none")
+            raise ValueError(f"targets: {loss} needs class indices, got {targets.dtype}")
+        return entry.fn(outputs, targets, p)
     if targets.dtype in (torch.long, torch.int32, torch.int64):
         targets = F.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
     if targets.shape != outputs.shape:
         raise ValueError(
             f"targets: shape {tuple(targets.shape)} does not match outputs {tuple(outputs.shape)}"
         )
-    diff = outputs - targets
-    if loss == "mse":
-        return (diff**2).mean(-1)
-    order = {"l1": 1.0, "l2": 2.0}.get(loss, p)
-    return torch.linalg.vector_norm(diff, ord=order, dim=-1)
+    return entry.fn(outputs, targets, p)
 
 
 def empirical_risk(

@@ -85,7 +85,9 @@ _KEYS = (
     "schedule_args",
     "schedule",
     "training",
+    "normalizers",
 )
+_NORMALIZER_KEYS = ("x_mean", "x_std", "y_mean", "y_std")
 
 
 @dataclass
@@ -173,6 +175,10 @@ class RunConfig:
         schedule_args: how the schedule was asked for (builder, widths, steps, T, rule,
             transfer, dim), used to build another discretisation for ``evaluate``.
         training: the settings of the training run (epochs, batch size, optimiser, lr ...).
+        normalizers: the model's scalar normalisers ``{"x_mean", "x_std", "y_mean",
+            "y_std"}`` (``SpaceTimeNet.set_normalizers``; written by ``train`` when it
+            standardised the data), or None (the identity). The checkpoint holds the same
+            values; :func:`load_run` refuses a pair that disagrees.
     """
 
     in_features: int
@@ -184,6 +190,7 @@ class RunConfig:
     dataset: dict = field(default_factory=dict)
     schedule_args: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    normalizers: dict | None = None
 
     # ------------------------------------------------------------------------ model.json
 
@@ -205,6 +212,7 @@ class RunConfig:
             "schedule_args": dict(self.schedule_args),
             "schedule": self.schedule,
             "training": dict(self.training),
+            **({"normalizers": dict(self.normalizers)} if self.normalizers is not None else {}),
         }
 
     @classmethod
@@ -245,6 +253,7 @@ class RunConfig:
                 dataset=dict(doc.get("dataset") or {}),
                 schedule_args=dict(doc.get("schedule_args") or {}),
                 training=dict(doc.get("training") or {}),
+                normalizers=_check_normalizers(doc.get("normalizers")),
             )
         except (ValueError, TypeError) as exc:
             text = " ".join(str(exc).split())
@@ -301,6 +310,10 @@ class RunConfig:
         old_res, new_res = self.training.get("resolutions"), new.training.get("resolutions")
         if old_res != new_res:
             out.append(f"--multires {_scales(old_res)} -> {_scales(new_res)}")
+        old_n, new_n = bool(self.training.get("normalize")), bool(new.training.get("normalize"))
+        if old_n != new_n:
+            on = {True: "--normalize", False: "--no-normalize"}
+            out.append(f"{on[old_n]} -> {on[new_n]}")
         return out
 
     @classmethod
@@ -374,6 +387,24 @@ def load_dataset(dataset: dict, dtype: str = "float32") -> Any:
     return datasets.load(
         name, seed=int(dataset.get("seed", 0)), dtype=getattr(torch, dtype), **kwargs
     )
+
+
+def _check_normalizers(doc: Any) -> dict | None:
+    """model.json's ``normalizers``: None, or finite numbers under the four keys with
+    positive scales."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict) or set(doc) != set(_NORMALIZER_KEYS):
+        raise ValueError(f"normalizers must be an object with keys {', '.join(_NORMALIZER_KEYS)}")
+    out = {}
+    for k in _NORMALIZER_KEYS:
+        v = doc[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"normalizers.{k} must be a finite number, got {v!r:.40}")
+        if k.endswith("std") and not v > 0:
+            raise ValueError(f"normalizers.{k} must be > 0, got {v!r}")
+        out[k] = float(v)
+    return out
 
 
 def _scales(res: Any) -> str:
@@ -513,7 +544,10 @@ def build_model(config: RunConfig | dict, source: str | None = "model.json") -> 
         kwargs["in_shape"] = tuple(kwargs["in_shape"])
     try:
         model = SpaceTimeNet(schedule, config.in_features, config.out_features, **kwargs)
-        return model.to(dtype=getattr(torch, config.dtype))
+        model = model.to(dtype=getattr(torch, config.dtype))
+        if config.normalizers is not None:
+            model.set_normalizers(**config.normalizers)
+        return model
     except ValueError as exc:
         if source is None:
             raise
@@ -554,5 +588,15 @@ def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None
     if checkpoint and not ckpt.exists() and (folder / checkpoint).exists():
         ckpt = folder / checkpoint
     doc = load_model_state(model, ckpt)
+    if config.normalizers is not None:
+        have = model.normalizers
+        if any(
+            not math.isclose(have[k], config.normalizers[k], rel_tol=1e-6, abs_tol=1e-12)
+            for k in _NORMALIZER_KEYS
+        ):
+            raise ValueError(
+                f"{folder / 'model.json'}: its normalizers {config.normalizers} disagree with "
+                f"those of the checkpoint {ckpt} ({have}); the two files belong to different runs"
+            )
     model.eval()
     return Run(model=model, config=config, checkpoint=doc, path=folder)

@@ -37,6 +37,7 @@ def compress_run(
     norm: str = "max",
     fewer_steps: bool = True,
     export_format: str = "export",
+    progress: bool = False,
 ) -> AdaptSummary:
     """Compress a trained run folder (``model.json`` + checkpoint, as written by
     ``spacetime-nets train``) and write the result.
@@ -61,6 +62,7 @@ def compress_run(
         norm: ``"max"`` or ``"rms"`` for ``metric="output"``.
         fewer_steps: allow merging steps.
         export_format: ``"export"`` (torch.export, .pt2) or ``"torchscript"`` (.ts.pt).
+        progress: print the search's progress to stderr (see :func:`compress`).
 
     Returns:
         The :class:`AdaptSummary`, with ``files`` naming what was written.
@@ -99,7 +101,15 @@ def compress_run(
     classify = y.dim() == 1 and not y.is_floating_point()
     if metric == "auto":
         metric = "accuracy" if classify else "output"
-    small, summary = compress(model, (x, y), tol, metric=metric, norm=norm, fewer_steps=fewer_steps)
+    small, summary = compress(
+        model,
+        (x, y),
+        tol,
+        metric=metric,
+        norm=norm,
+        fewer_steps=fewer_steps,
+        progress=progress,
+    )
     dest = Path(out) if out is not None else Path(run_dir) / "compressed"
     dest.mkdir(parents=True, exist_ok=True)
     files = {}

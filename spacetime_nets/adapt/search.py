@@ -144,6 +144,7 @@ def compress(
     min_nodes: int = 2,
     max_evaluations: int = 5000,
     batch_size: int = 1024,
+    progress: bool | Callable[[dict], Any] = False,
 ) -> tuple[SpaceTimeNet, AdaptSummary]:
     """The cheapest schedule found whose outputs on ``data`` stay within ``tol`` of the model's.
 
@@ -185,12 +186,17 @@ def compress(
         max_evaluations: at most this many trial forward passes (the search then stops with the
             best schedule so far).
         batch_size: samples per forward pass.
+        progress: True prints a line to stderr after every round of moves and at most every
+            two seconds within one (trials so far, seconds, the cost and change of the
+            schedule held); a callable gets the same as a dict ``{"round", "trials",
+            "seconds", "cost", "change", "done"}``; False: silent.
 
     Returns:
         (the model on the new schedule, an :class:`AdaptSummary`).
     """
     start = time.perf_counter()
     _check_continuous(model, "compress")
+    report = _progress_reporter(progress, start)
     tol = check_real("tol", tol)
     cost_fn = _cost_fn(cost)
     if metric not in METRICS:
@@ -233,12 +239,16 @@ def compress(
     else:
         scale = float(y_ref.double().square().mean().sqrt()) + 1e-12
         guide, eps_guide = (lambda out: _distance(out, y_ref, "rms")), 1e-9 * scale
+    cost0 = cur_cost
+    rounds = 0
     while evals < max_evaluations:
         best = None
+        rounds += 1
         moves_now = _coarsening_moves(
             times, grids, min_nodes, fewer_steps, _input_on_first_grid(model)
         )
         for desc, t, g in moves_now:
+            report(rounds, evals, cost0, cur_cost, cur_err, False, within=True)
             key = _key(t, g)
             if key not in seen:
                 try:
@@ -264,6 +274,7 @@ def compress(
         _, desc, times, grids, cur_cost, cur_err, cur_guide = best
         history.append((times, grids, cur_err))
         moves.append(f"{desc}: cost {cur_cost:.6g}, change {cur_err:.4g}")
+        report(rounds, evals, cost0, cur_cost, cur_err, False)
     # the guarantee: verify the returned model by a full forward pass, fall back if needed
     while True:
         times, grids, _ = history[-1]
@@ -274,6 +285,7 @@ def compress(
             break
         history.pop()
         moves.append("verification failed: one move undone")
+    report(rounds, evals, cost0, cost_fn(small), err, True)
     summary = AdaptSummary(
         kind="compress",
         schedule_before=sched,
@@ -291,6 +303,45 @@ def compress(
         seconds=time.perf_counter() - start,
     )
     return small, summary
+
+
+def _progress_reporter(progress: bool | Callable[[dict], Any], start: float) -> Callable:
+    """report(round, trials, cost0, cost, change, done, within=False): calls ``progress``
+    with a dict, or for True prints a line to stderr (within a round at most every 2 s)."""
+    if progress is False or progress is None:
+        return lambda *a, **k: None
+    if not (progress is True or callable(progress)):
+        raise ValueError(f"progress: expected True, False or a callable, got {progress!r}")
+    last = [start]
+
+    def report(r, trials, cost0, cost, change, done, within=False) -> None:
+        now = time.perf_counter()
+        if within and now - last[0] < 2.0:
+            return
+        last[0] = now
+        info = {
+            "round": r,
+            "trials": trials,
+            "seconds": now - start,
+            "cost": cost,
+            "change": change,
+            "done": done,
+        }
+        if callable(progress):
+            progress(info)
+            return
+        import sys
+
+        what = "done" if done else f"round {r}"
+        print(
+            f"compress: {what}: {trials} trials, {info['seconds']:.1f} s; schedule held: "
+            f"cost {cost:,.6g} ({cost0 / max(cost, 1):.2f}x fewer), change "
+            f"{change:.4g}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report
 
 
 def _is_labels(labels: torch.Tensor | None, out: torch.Tensor) -> bool:

@@ -5,6 +5,7 @@ checks."""
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -21,6 +22,11 @@ from ..integrate import (
     multiply_adds,
     run_steps,
 )
+
+#: The scalar normalisers of a flow model, buffers of shape ``[]`` (identity by default):
+#: inputs enter as (x - in_shift) / in_scale, outputs leave as z * out_scale + out_shift.
+NORMALIZER_BUFFERS = ("in_shift", "in_scale", "out_shift", "out_scale")
+_IDENTITY = (0.0, 1.0, 0.0, 1.0)
 
 
 def _generator(seed: int | None) -> torch.Generator | None:
@@ -39,6 +45,8 @@ class _FlowModel(nn.Module):
     disc: Discretization
 
     def _setup_flow(self, form, activation, method, checkpoint):
+        for name, v in zip(NORMALIZER_BUFFERS, _IDENTITY):
+            self.register_buffer(name, torch.tensor(v))
         self.form = check_form(form)
         self.act, self.activation_name = get_activation(activation)
         self.activation = activation
@@ -48,6 +56,65 @@ class _FlowModel(nn.Module):
     @property
     def schedule(self) -> GridSchedule:
         return self.disc.schedule
+
+    # ------------------------------------------------------------------ scalar normalisers
+    def set_normalizers(
+        self,
+        x_mean: float = 0.0,
+        x_std: float = 1.0,
+        y_mean: float = 0.0,
+        y_std: float = 1.0,
+    ) -> _FlowModel:
+        """Standardise inputs and targets by scalars, inside the model: the flow sees
+        (x - x_mean) / x_std and the model returns z * y_std + y_mean, so ``model(x)`` takes
+        and returns raw units (one number each, so they hold at every resolution). Stored as
+        the buffers :data:`NORMALIZER_BUFFERS` (saved in checkpoints, kept by
+        ``with_schedule`` / ``at_resolution``, exported by ``to_resnet``); the defaults are
+        the identity. ``training.fit(..., normalize=True)`` sets them from the training
+        split. Returns the model.
+
+        Args:
+            x_mean: the input shift.
+            x_std: the input scale (> 0).
+            y_mean: the output shift.
+            y_std: the output scale (> 0).
+        """
+        vals = []
+        for name, v in (("x_mean", x_mean), ("x_std", x_std), ("y_mean", y_mean), ("y_std", y_std)):
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                v = v.item()
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name}: expected a finite number, got {v!r}")
+            if name.endswith("std") and not v > 0:
+                raise ValueError(f"{name}: expected a scale > 0, got {v!r}")
+            vals.append(float(v))
+        with torch.no_grad():
+            for name, v in zip(NORMALIZER_BUFFERS, vals):
+                getattr(self, name).fill_(v)
+        return self
+
+    @property
+    def normalizers(self) -> dict[str, float]:
+        """The scalar normalisers ``{"x_mean", "x_std", "y_mean", "y_std"}`` (see
+        :meth:`set_normalizers`; all four are the identity 0, 1, 0, 1 unless set)."""
+        keys = ("x_mean", "x_std", "y_mean", "y_std")
+        return {k: float(getattr(self, n)) for k, n in zip(keys, NORMALIZER_BUFFERS)}
+
+    def _standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - in_shift) / in_scale (exact for the identity)."""
+        return (x - self.in_shift) / self.in_scale
+
+    def _destandardize(self, z: torch.Tensor) -> torch.Tensor:
+        """z * out_scale + out_shift (exact for the identity)."""
+        return z * self.out_scale + self.out_shift
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a state written before the normalisers existed had none: the identity
+        for name, v in zip(NORMALIZER_BUFFERS, _IDENTITY):
+            if prefix + name not in state_dict:
+                own = getattr(self, name)
+                state_dict[prefix + name] = torch.full_like(own, v)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def T(self) -> float:

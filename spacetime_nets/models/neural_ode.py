@@ -90,14 +90,20 @@ class NeuralODE(_FlowModel):
         self.fixed_readout = fixed_readout
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - in_shift) / in_scale (:meth:`set_normalizers`), padded with ``augment``
+        zeros: ``[B, dim] -> [B, dim + augment]``."""
+        x = self._standardize(x)
         if self.augment:
             return torch.cat([x, x.new_zeros(x.shape[0], self.augment)], dim=1)
         return x
 
     def readout(self, xT: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """P x(T) (the state itself without ``out_features``), then z * out_scale +
+        out_shift: ``[B, dim + augment] -> [B, out]``."""
         if self.out_features is None:
-            return xT
-        return torch.nn.functional.linear(xT, self.readout_weight, self.readout_bias)
+            return self._destandardize(xT)
+        z = torch.nn.functional.linear(xT, self.readout_weight, self.readout_bias)
+        return self._destandardize(z)
 
     def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [self.readout(s) for s in states]

@@ -463,7 +463,8 @@ class SpaceTimeNet(_FlowModel):
 
     # ------------------------------------------------------------------ the three parts
     def lift_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M [n_0, in_features], a_0 [n_0]) with X^0 = x M^T + a_0."""
+        """(M [n_0, in_features], a_0 [n_0]) with X^0 = x M^T + a_0, x the standardised
+        input (x - in_shift) / in_scale."""
         nodes0, _ = self.disc.grid(0)
         n0 = nodes0.shape[0]
         if self.lift_kind == "cells":
@@ -482,7 +483,10 @@ class SpaceTimeNet(_FlowModel):
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
         """x ``[B, in_features]`` -> X^0 ``[B, n_0]`` on G_0; with channels, the input's
-        ``[B, c_in, n_0]`` values lifted pointwise: X^0_i = L x_i + l ``[B, c_0, n_0]``."""
+        ``[B, c_in, n_0]`` values lifted pointwise: X^0_i = L x_i + l ``[B, c_0, n_0]``.
+        The input is standardised first, x -> (x - in_shift) / in_scale
+        (:meth:`set_normalizers`; the identity by default)."""
+        x = self._standardize(x)
         if self.channel_mode:
             x = self._as_state(x)
             if self.lift_kind == "cells":
@@ -715,7 +719,11 @@ class SpaceTimeNet(_FlowModel):
         ``[B, out]``; mean ``[B, out]``: the channel means m = (1/|Omega|) sum_j omega_j x_j
         ``[B, c]`` through ``Linear(c, out)``, or with ``head_hidden`` H through
         ``Linear(c, H) -> GELU -> Linear(H, out)``; pool: the same with sigma(x_j) in place of
-        x_j; function ``[B, out, n_k]``."""
+        x_j; function ``[B, out, n_k]``. The result is de-standardised,
+        z -> z * out_scale + out_shift (:meth:`set_normalizers`; the identity by default)."""
+        return self._destandardize(self._readout(xT, k))
+
+    def _readout(self, xT: torch.Tensor, k: int | None) -> torch.Tensor:
         if self.readout_kind == "function":
             return pointwise(xT, self.readout_weight, self.readout_bias)
         if self.readout_kind in ("mean", "pool"):

@@ -5,8 +5,9 @@
     J = E(x(T)) + lam * int_0^T |u(t)|^2 dt  [+ weight * int_0^T E(x(t)) dt]
 
 with the empirical risk E of :mod:`spacetime_nets.objectives` on each batch, the control cost
-:func:`~spacetime_nets.objectives.l2_control` as an explicit penalty (never optimiser weight
-decay) and, optionally, the turnpike integral computed from one ``model.trajectory(x)`` pass.
+:func:`~spacetime_nets.objectives.l2_control` as an explicit penalty (optimiser weight decay,
+``weight_decay``, is a separate option on every parameter) and, optionally, the turnpike
+integral computed from one ``model.trajectory(x)`` pass.
 
 The package has one module per concern: ``loop`` (:func:`fit` and the small trainer object
 behind it), ``objective`` (the objective, optimisers, learning-rate schedules,
@@ -38,7 +39,7 @@ from .checkpoint import (
 from .distributed import resolve_device
 from .history import HISTORY_FIELDS, Callback, History, TrainState
 from .loop import TrainingDiverged, fit
-from .objective import LR_SCHEDULES, OPTIMIZERS, evaluate
+from .objective import LR_SCHEDULES, OPTIMIZERS, baselines, evaluate
 
 _resolve_device = resolve_device  # the former private name, kept for existing imports
 
@@ -52,6 +53,7 @@ __all__ = [
     "History",
     "TrainState",
     "TrainingDiverged",
+    "baselines",
     "evaluate",
     "fit",
     "load_checkpoint",

@@ -9,15 +9,17 @@ after the conversion to the model's dtype), class labels integer, one per row an
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
-from ..objectives import LOSSES
-from ..validation import check_choice, first_nonfinite
+from ..objectives import get_loss
+from ..validation import first_nonfinite
 
 _CHUNK = 4096  # rows per collated chunk when a torch Dataset is checked
+_ANY_P = 2.0  # a valid exponent, to read a loss entry's properties (p was checked before)
 
 
 class Data:
@@ -113,9 +115,7 @@ def resolve_loss(loss: str | None, y: torch.Tensor, p: float | None) -> str:
     """The loss name: cross_entropy for class labels and mse otherwise when ``loss`` is None."""
     if loss is None:
         return "cross_entropy" if is_class_labels(y) else "mse"
-    check_choice("loss", loss, LOSSES)
-    if loss == "lp" and (p is None or not p >= 1):
-        raise ValueError(f"p: the l^p-distance loss needs p >= 1, got {p!r}")
+    get_loss(loss, p)
     return loss
 
 
@@ -174,14 +174,17 @@ def check_data(data: Data, dtype: torch.dtype, out_features: int | None, loss: s
                 f"{name}: y is bool; give class labels as integers (y.long()) or regression "
                 "targets as floats (y.float())"
             )
+        entry = get_loss(loss, _ANY_P)
         if is_class_labels(y):
             _check_labels(name, y, first, out_features)
         else:
-            if loss == "cross_entropy":
+            if entry.takes_labels:
                 raise ValueError(
-                    f"{name}: cross_entropy needs integer class labels, y has dtype {y.dtype}"
+                    f"{name}: {loss} needs integer class labels, y has dtype {y.dtype}"
                 )
             _check_targets(name, y, first, out_features)
+            if entry.relative:
+                _check_nonzero_targets(name, y, first, loss)
 
 
 def _check_labels(name: str, y: torch.Tensor, first: int, m: int | None) -> None:
@@ -200,6 +203,18 @@ def _check_labels(name: str, y: torch.Tensor, first: int, m: int | None) -> None
         )
 
 
+def _check_nonzero_targets(name: str, y: torch.Tensor, first: int, loss: str) -> None:
+    """A relative loss |z - y| / |y| is undefined for a target with |y| = 0."""
+    zero = y.reshape(y.shape[0], -1).abs().amax(dim=1) == 0
+    if bool(zero.any()):
+        i = int(zero.nonzero()[0, 0])
+        raise ValueError(
+            f"{name}: the target at row {first + i} is zero everywhere, so the relative error "
+            f"of the {loss} loss (|z - y| / |y|) is undefined there; drop such rows or use "
+            "another loss (mse)"
+        )
+
+
 def _check_targets(name: str, y: torch.Tensor, first: int, m: int | None) -> None:
     if m is not None and (y.dim() != 2 or y.shape[1] != m):
         raise ValueError(
@@ -212,3 +227,47 @@ def _check_targets(name: str, y: torch.Tensor, first: int, m: int | None) -> Non
             f"{name}: the target y is not finite at {_where(bad, first)} ({float(y[bad])}): "
             "bad data, not a training failure"
         )
+
+
+def normalizer_stats(data: Data) -> tuple[float, float, float, float]:
+    """(mean(x), std(x), mean(y), std(y)) over every entry of every row of ``data`` (the
+    unbiased standard deviation, in float64), the scalars ``fit(normalize=True)`` gives the
+    model's :meth:`set_normalizers`; (0, 1) for class labels.
+
+    Raises:
+        ValueError: when the inputs (or the regression targets) are constant (std 0): there
+            is nothing to scale by.
+    """
+    sums = {"x": [0.0, 0.0, 0], "y": [0.0, 0.0, 0]}
+    labels = False
+    for _, x, y in data.chunks():
+        labels = labels or is_class_labels(y)
+        for key, t in (("x", x), ("y", y)):
+            if key == "y" and labels:
+                continue
+            t = t.detach().double()
+            acc = sums[key]
+            acc[0] += float(t.sum())
+            acc[2] += t.numel()
+    for _, x, y in data.chunks():  # a second pass: the squares about the mean (no cancellation)
+        for key, t in (("x", x), ("y", y)):
+            if key == "y" and labels:
+                continue
+            acc = sums[key]
+            acc[1] += float(((t.detach().double() - acc[0] / acc[2]) ** 2).sum())
+    out = []
+    for key in ("x", "y"):
+        if key == "y" and labels:
+            out += [0.0, 1.0]
+            continue
+        total, sq, n = sums[key]
+        mean = total / n
+        std = math.sqrt(sq / (n - 1)) if n > 1 else 0.0
+        if not std > 0:
+            what = "inputs x" if key == "x" else "targets y"
+            raise ValueError(
+                f"normalize: the {data.name} {what} are constant ({mean:g} everywhere), so "
+                "there is no scale to standardise by; leave normalize off"
+            )
+        out += [mean, std]
+    return tuple(out)

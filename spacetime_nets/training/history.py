@@ -25,6 +25,9 @@ HISTORY_FIELDS = (
     "accuracy",
     "val_loss",
     "val_accuracy",
+    "val_rel_l2",
+    "val_zero_loss",
+    "val_mean_rel_l2",
     "penalty",
     "turnpike",
     "control",
@@ -39,6 +42,11 @@ class History:
     ``epoch`` (1-based), ``step`` (optimiser steps so far), ``loss`` (mean empirical risk on
     the training batches of the epoch), ``accuracy`` (training, classification only),
     ``val_loss`` / ``val_accuracy`` (after the epoch; None without validation data),
+    ``val_rel_l2`` (regression targets: the mean relative error (1/N) sum_i |z_i - y_i|_2 /
+    |y_i|_2 on val after the epoch), ``val_zero_loss`` and ``val_mean_rel_l2`` (the same for
+    two trivial predictors, constant over the run: the loss of predicting 0, whose relative
+    error is 1, and the relative error of predicting the mean training target; see
+    :func:`~spacetime_nets.training.baselines`),
     ``penalty`` (mean of lam * int |u|^2 over the epoch's steps), ``turnpike`` (mean of
     weight * int E(x(t)) dt), ``control`` (int_0^T |u|^2 dt after the epoch), ``lr`` (the
     learning rate of the epoch's last step) and ``time`` (seconds). ``history["loss"]`` is a
@@ -185,4 +193,6 @@ def _fmt_record(r: dict) -> str:
         parts.append(f"accuracy={r['accuracy']:.3f}")
     if r.get("val_accuracy") is not None:
         parts.append(f"val_accuracy={r['val_accuracy']:.3f}")
+    if r.get("val_rel_l2") is not None:
+        parts.append(f"val_rel_l2={r['val_rel_l2']:.4g}")
     return "{" + ", ".join(parts) + "}"

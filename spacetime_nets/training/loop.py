@@ -32,7 +32,14 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .data import Data, check_data, is_class_labels, model_outputs, resolve_loss
+from .data import (
+    Data,
+    check_data,
+    is_class_labels,
+    model_outputs,
+    normalizer_stats,
+    resolve_loss,
+)
 from .distributed import (
     all_reduce_sum,
     epoch_order,
@@ -44,7 +51,14 @@ from .distributed import (
 )
 from .history import Callback, History, TrainState, as_callbacks
 from .multires import MultiResolution, check_model, check_resolutions, epoch_scales
-from .objective import LR_SCHEDULES, Objective, evaluate_checked, make_optimizer, set_lr
+from .objective import (
+    LR_SCHEDULES,
+    Objective,
+    baselines,
+    evaluate_checked,
+    make_optimizer,
+    set_lr,
+)
 from .progress import (
     defer_sigint,
     empty_partial,
@@ -101,6 +115,8 @@ class _Options:
     compile: str | None = None
     precision: str = "fp32"
     resolutions: list[float] | None = None
+    weight_decay: float = 0.0
+    normalize: bool = False
 
 
 def fit(
@@ -128,6 +144,8 @@ def fit(
     compile: str | bool | None = None,
     precision: str = "fp32",
     resolutions: Sequence[float] | None = None,
+    weight_decay: float = 0.0,
+    normalize: bool = False,
 ) -> History:
     """Train ``model`` in place on ``train`` (x ``[N, in]``, y ``[N]`` class labels or
     ``[N, m]`` targets: a pair of tensors, a ``datasets.Split`` or a torch Dataset) for
@@ -136,9 +154,29 @@ def fit(
     Each step minimises E(outputs, y) + lam * int_0^T |u|^2 dt (+ turnpike * int_0^T E(x(t)) dt,
     trapezoid in t, from one ``model.trajectory(x)`` pass with outputs = readout(final)).
     ``loss`` is a name of ``objectives.LOSSES`` (default cross_entropy for integer labels, mse
-    otherwise; ``p`` for ``lp``). ``optimizer``: "adam", "sgd", "rmsprop" (with ``lr``), an
-    Optimizer over the model's parameters, or a callable params -> Optimizer.
+    otherwise; ``p`` for ``lp`` and ``rel_lp``; ``rel_l2`` is the relative error
+    |z - y|_2 / |y|_2 of operator learning). ``optimizer``: "adam", "adamw", "sgd",
+    "rmsprop" (with ``lr`` and ``weight_decay``), an Optimizer over the model's parameters,
+    or a callable params -> Optimizer. ``weight_decay`` lam_wd is torch's own argument of the
+    named optimiser: for adam, sgd and rmsprop the L2 term lam_wd * w added to the gradient
+    (coupled, as ``torch.optim.Adam(weight_decay=...)``), for adamw the decoupled decay
+    w <- w - lr * lam_wd * w. It acts on every trainable parameter, unlike ``lam``, which
+    weighs the control cost int_0^T |u|^2 dt of the flow only.
     ``lr_schedule``: None / "constant", or "cosine" (decay to 0 over all the steps).
+
+    ``normalize=True`` standardises inputs and targets by scalars of the training split,
+    inside the model (``model.set_normalizers``, a SpaceTimeNet or NeuralODE): the flow sees
+    (x - mean(x)) / std(x) and the model returns z * std(y) + mean(y), mean and std (unbiased)
+    over every entry of every training row (targets only when they are not class labels), so
+    ``model(x)``, the loss, the metrics, ``evaluate`` and the exported network all stay in raw
+    units, and one number each holds at every resolution. On ``resume`` the normalisers come
+    from the checkpoint; a run whose training data would give others is refused.
+
+    After every epoch with ``val`` data and regression targets, the history records
+    ``val_rel_l2`` (the mean relative L2 error (1/N) sum_i |z_i - y_i| / |y_i| on val) and,
+    computed once, the scores of two trivial predictors on val (:func:`baselines`):
+    ``val_zero_loss`` (the loss of predicting 0) and ``val_mean_rel_l2`` (the relative L2
+    error of predicting the mean training target).
 
     The whole of ``train`` and ``val`` is checked before the first update (real floating,
     finite inputs; integer labels in range or finite targets of the output's shape): a bad
@@ -201,6 +239,8 @@ def fit(
             :func:`spacetime_nets.accel.mixed_precision`).
         resolutions: a non-empty list of positive scales of the input size, one drawn per
             batch (None: every batch as it is stored).
+        weight_decay: the named optimiser's weight decay (>= 0; see above).
+        normalize: fit the model's scalar normalisers on ``train`` before the first step.
 
     Returns:
         The :class:`History` (one record per epoch, including resumed ones).
@@ -225,6 +265,8 @@ def fit(
         compile=check_compile_mode(compile, "compile"),
         precision=check_precision(precision),
         resolutions=check_resolutions(resolutions),
+        weight_decay=check_real("weight_decay", weight_decay),
+        normalize=_check_bool("normalize", normalize),
     )
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -254,6 +296,14 @@ def fit(
         if d is not None:
             check_data(d, model_dtype(model), out_features, loss)
     resume_doc = load_checkpoint(resume) if resume is not None else None
+    if opts.normalize:
+        if not hasattr(model, "set_normalizers"):
+            raise ValueError(
+                f"normalize: the model ({type(model).__name__}) has no scalar normalisers "
+                "(set_normalizers); SpaceTimeNet and NeuralODE have them, or standardise the "
+                "data yourself"
+            )
+        model.set_normalizers(*normalizer_stats(train_data))
 
     dev = resolve_device(device)
     rank, world, dev, created = setup_distributed(dev)
@@ -303,7 +353,7 @@ class _Trainer:
         model.to(dev)
         self.dtype = model_dtype(model)
         train.to(dev)
-        self.opt = make_optimizer(opts.optimizer, model, opts.lr)
+        self.opt = make_optimizer(opts.optimizer, model, opts.lr, opts.weight_decay)
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.meta = {
             "seed": opts.seed,
@@ -321,6 +371,8 @@ class _Trainer:
             "data_rows": len(train),
             "data_digest": digest,
             "resolutions": opts.resolutions,
+            "weight_decay": opts.weight_decay,
+            "normalize": opts.normalize,
         }
         self.history = History()
         self.done_epochs, self.step, self.skip, self.partial = 0, 0, 0, empty_partial()
@@ -343,6 +395,10 @@ class _Trainer:
         if opts.resolutions is not None:
             self.multires = MultiResolution(model, opts.resolutions, dev, self.dtype)
             self.multires.check_input(train.raw(torch.arange(1))[0])
+        # the trivial predictors' scores on val, once (regression targets only)
+        self.baselines: dict = {}
+        if val is not None and rank == 0 and not self.classify:
+            self.baselines = baselines(train, val, opts.loss, opts.p)
 
     # ---------------------------------------------------------------------------- resume
 
@@ -366,12 +422,12 @@ class _Trainer:
                 f"resume: learning rate {old['lr']:g} -> {new['lr']:g} (the new rate is applied)",
                 stacklevel=4,
             )
-        for key in ("seed", "batch_size", "loss", "lam", "turnpike", "resolutions"):
-            # a checkpoint written before resolutions existed was trained without them
-            known = key in old or key == "resolutions"
-            if known and old.get(key) != new[key]:
+        # a checkpoint written before resolutions / weight_decay existed had neither
+        old = {"resolutions": None, "weight_decay": 0.0, **old}
+        for key in ("seed", "batch_size", "loss", "lam", "turnpike", "resolutions", "weight_decay"):
+            if key in old and old[key] != new[key]:
                 warnings.warn(
-                    f"resume: {key} was {old.get(key)!r} in the checkpoint and is {new[key]!r} "
+                    f"resume: {key} was {old[key]!r} in the checkpoint and is {new[key]!r} "
                     "now; the run will not match an uninterrupted one",
                     stacklevel=4,
                 )
@@ -530,6 +586,9 @@ class _Trainer:
             bs = max(self.local_batch, 1024)
             v = evaluate_checked(self.model, self.val, self.opts.loss, bs, self.dev, self.opts.p)
             record["val_loss"], record["val_accuracy"] = v["loss"], v["accuracy"]
+            record["val_rel_l2"] = v["rel_l2"]
+            record["val_zero_loss"] = self.baselines.get("zero_loss")
+            record["val_mean_rel_l2"] = self.baselines.get("mean_rel_l2")
         with torch.no_grad():
             has = hasattr(self.model, "controls")
             record["control"] = float(l2_control(self.model)) if has else None
@@ -547,6 +606,12 @@ class _Trainer:
             history=self.history,
             meta=self.meta,
         )
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return value
 
 
 def _weights_finite(model: nn.Module) -> bool:

@@ -9,14 +9,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..objectives import empirical_risk, l2_control, turnpike_cost
+from ..objectives import empirical_risk, l2_control, loss_per_sample, relative_error, turnpike_cost
 from ..validation import check_int
 from .data import Data, check_data, is_class_labels, model_outputs, resolve_loss
 from .distributed import model_device, model_dtype
 
-__all__ = ["LR_SCHEDULES", "OPTIMIZERS", "evaluate"]
+__all__ = ["LR_SCHEDULES", "OPTIMIZERS", "baselines", "evaluate"]
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
+#: The named optimisers: name -> the class's name in ``torch.optim`` (looked up when the
+#: optimiser is made). ``weight_decay`` is passed to the class as its own ``weight_decay``: an
+#: L2 term lam * w added to the gradient for adam, sgd and rmsprop (torch's coupled decay, the
+#: benchmark's ``torch.optim.Adam(weight_decay=...)``), the decoupled decay
+#: w <- w - lr * lam * w for adamw.
+OPTIMIZER_CLASSES: dict[str, str] = {
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "sgd": "SGD",
+    "rmsprop": "RMSprop",
+}
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -48,24 +59,30 @@ class Objective(nn.Module):
         return risk + pen + tp, risk, pen, tp, out
 
 
-def make_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    optimizer: Any, model: nn.Module, lr: float, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """An optimiser over the trainable parameters: a name of :data:`OPTIMIZERS` (with
-    ``lr``), an Optimizer as it is, or a callable params -> Optimizer."""
+    ``lr`` and ``weight_decay``, see :data:`OPTIMIZER_CLASSES`), an Optimizer as it is, or a
+    callable params -> Optimizer (``weight_decay`` must then be 0: set it on the optimiser)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: it has no trainable parameters")
+    if weight_decay and not isinstance(optimizer, str):
+        raise ValueError(
+            f"weight_decay: applies to a named optimiser ({', '.join(OPTIMIZERS)}); got "
+            f"weight_decay={weight_decay:g} with {type(optimizer).__name__}: set the decay "
+            "on that optimiser instead"
+        )
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     if isinstance(optimizer, str):
-        if optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr)
-        if optimizer == "sgd":
-            return torch.optim.SGD(params, lr=lr)
-        if optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr)
+        cls = OPTIMIZER_CLASSES.get(optimizer)
+        if cls is not None:
+            return getattr(torch.optim, cls)(params, lr=lr, weight_decay=weight_decay)
         raise ValueError(
-            f"optimizer: expected one of {', '.join(OPTIMIZERS)}, a torch.optim.Optimizer or a "
-            f"callable params -> optimizer; got {optimizer!r}"
+            f"optimizer: expected one of {', '.join(OPTIMIZERS)}, a torch.optim.Optimizer or "
+            f"a callable params -> optimizer; got {optimizer!r}"
         )
     if callable(optimizer):
         opt = optimizer(params)
@@ -113,8 +130,11 @@ def evaluate(
         p: the exponent of the ``lp`` loss.
 
     Returns:
-        ``{"loss": float, "accuracy": float | None, "n": N}``; accuracy is the fraction of
-        argmax predictions equal to the label (None for regression targets).
+        ``{"loss": float, "accuracy": float | None, "rel_l2": float | None, "n": N}``;
+        accuracy is the fraction of argmax predictions equal to the label (None for
+        regression targets); rel_l2 the mean relative error
+        (1/N) sum_i |z_i - y_i|_2 / |y_i|_2 over all entries of each sample, for regression
+        targets of the outputs' shape (None otherwise).
     """
     data = data if isinstance(data, Data) else Data(data, "data")
     batch_size = check_int("batch_size", batch_size, 1)
@@ -138,7 +158,7 @@ def evaluate_checked(
     dtype = model_dtype(model)
     was_training = model.training
     model.eval()
-    total, correct, classes = 0.0, 0, None
+    total, correct, classes, rel = 0.0, 0, None, 0.0
     try:
         for s in range(0, len(data), batch_size):
             idx = torch.arange(s, min(s + batch_size, len(data)))
@@ -149,7 +169,61 @@ def evaluate_checked(
                 classes = is_class_labels(y) and out.dim() == 2
             if classes:
                 correct += int((out.argmax(-1) == y).sum())
+            elif rel is not None and out.shape == y.shape and y.is_floating_point():
+                rel += float(relative_error(out.double(), y.double()).sum())
+            else:
+                rel = None
     finally:
         model.train(was_training)
     n = len(data)
-    return {"loss": total / n, "accuracy": correct / n if classes else None, "n": n}
+    return {
+        "loss": total / n,
+        "accuracy": correct / n if classes else None,
+        "rel_l2": None if classes or rel is None else rel / n,
+        "n": n,
+    }
+
+
+@torch.no_grad()
+def baselines(train: Any, data: Any, loss: str | None = None, p: float | None = None) -> dict:
+    """What two trivial predictors score on ``data`` (regression targets), the yardsticks of a
+    trained model's numbers: the all-zeros prediction and the training mean
+    ybar = (1/N_train) sum_i y_i (per entry, over the training targets).
+
+    The relative L2 error of the zeros is 1 by definition, so what it says is its ``loss``
+    (``zero_loss``); the training mean gives both its loss and its relative L2 error
+    (1/N) sum_i |ybar - y_i|_2 / |y_i|_2 (``mean_rel_l2``): an operator model is worth its
+    name when it is well below that. Two passes over the targets, no model.
+
+    Args:
+        train: the training data (a pair, a Split or a Dataset): its targets give ybar.
+        data: the data to score (targets of ybar's shape).
+        loss: a name of ``objectives.LOSSES`` (None: mse, as ``fit`` chooses for regression).
+        p: the exponent of the ``lp`` / ``rel_lp`` loss.
+
+    Returns:
+        ``{"zero_loss", "mean_loss", "mean_rel_l2", "n"}``, or an empty dict when the
+        targets are class labels or ybar's shape differs from ``data``'s targets.
+    """
+    train = train if isinstance(train, Data) else Data(train, "train")
+    data = data if isinstance(data, Data) else Data(data, "data")
+    loss = resolve_loss(loss, data.peek_targets(), p)
+    if is_class_labels(train.peek_targets()) or is_class_labels(data.peek_targets()):
+        return {}
+    total, count = None, 0
+    for _, _, y in train.chunks():
+        s = y.double().sum(0)
+        total = s if total is None else total + s
+        count += y.shape[0]
+    ybar = total / count
+    zero = mean = rel = 0.0
+    for _, _, y in data.chunks():
+        y = y.double()
+        if y.shape[1:] != ybar.shape:
+            return {}
+        z = ybar.to(y.device).expand_as(y)
+        zero += float(loss_per_sample(torch.zeros_like(y), y, loss, p).sum())
+        mean += float(loss_per_sample(z, y, loss, p).sum())
+        rel += float(relative_error(z, y).sum())
+    n = len(data)
+    return {"zero_loss": zero / n, "mean_loss": mean / n, "mean_rel_l2": rel / n, "n": n}

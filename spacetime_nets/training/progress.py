@@ -29,6 +29,9 @@ def epoch_record(epoch: int, step: int, partial: dict, seconds: float) -> dict:
         "accuracy": partial["correct"] / n,
         "val_loss": None,
         "val_accuracy": None,
+        "val_rel_l2": None,
+        "val_zero_loss": None,
+        "val_mean_rel_l2": None,
         "penalty": partial["penalty_sum"] / steps,
         "turnpike": partial["turnpike_sum"] / steps,
         "control": None,
@@ -68,6 +71,10 @@ def postfix_record(r: dict) -> dict:
         out["val_loss"] = f"{r['val_loss']:.4g}"
     if r.get("val_accuracy") is not None:
         out["val_acc"] = f"{r['val_accuracy']:.3f}"
+    if r.get("val_rel_l2") is not None:
+        out["val_rel_l2"] = f"{r['val_rel_l2']:.4g}"
+    if r.get("val_mean_rel_l2") is not None:  # predicting the training mean, for scale
+        out["mean_pred"] = f"{r['val_mean_rel_l2']:.4g}"
     return out
 
 

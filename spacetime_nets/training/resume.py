@@ -9,6 +9,7 @@ recorded; any difference is a ValueError that names it.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models.base import _IDENTITY, NORMALIZER_BUFFERS
 from .checkpoint import check_state_dtypes, load_checkpoint
 from .data import Data
 
@@ -37,6 +39,7 @@ def check_compatible(old: dict, new: dict, model: nn.Module, state: dict, path: 
             "the model as it was or start a new run"
         )
     check_state_dtypes(model, state, f"resume: {path}")
+    _check_normalizers(model, state, path, bool(new.get("normalize")))
     _check_fixed_state(model, state, path)
     digests = (old.get("data_digest"), new["data_digest"])
     if None not in digests and digests[0] != digests[1]:
@@ -75,13 +78,37 @@ def data_digest(data: Data) -> str | None:
     return h.hexdigest()
 
 
+def _check_normalizers(model: nn.Module, state: dict, path: str, fitted: bool) -> None:
+    """The scalar normalisers of a resumed run come from its checkpoint (a state without them
+    had the identity). A model whose own differ (fitted again by ``normalize=True``, or set by
+    hand) would train another problem: refused. A model that still has the identity and was
+    not fitted takes the checkpoint's."""
+    if not hasattr(model, "set_normalizers"):
+        return
+    own = model.state_dict()
+    mine = [float(own[k]) for k in NORMALIZER_BUFFERS]
+    theirs = [float(state[k]) if k in state else v for k, v in zip(NORMALIZER_BUFFERS, _IDENTITY)]
+    if not fitted and tuple(mine) == _IDENTITY:
+        return
+    if all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12) for a, b in zip(mine, theirs)):
+        return
+    names = ("x_mean", "x_std", "y_mean", "y_std")
+    shown = ", ".join(f"{n} {b:.6g} -> {a:.6g}" for n, a, b in zip(names, mine, theirs) if a != b)
+    how = "normalize=True gives" if fitted else "the model has"
+    raise ValueError(
+        f"resume: {path} was trained with other normalisers than {how} now ({shown}); "
+        "resume with the run's normalize setting and training data, or start a new run"
+    )
+
+
 def _check_fixed_state(model: nn.Module, state: dict, path: str) -> None:
     """The buffers (grids, transfers) and extra states of the checkpoint must equal the
-    model's: otherwise the checkpoint belongs to another schedule or horizon."""
+    model's: otherwise the checkpoint belongs to another schedule or horizon. (The scalar
+    normalisers are checked by :func:`_check_normalizers`.)"""
     params = {n for n, _ in model.named_parameters()}
     own = model.state_dict()
     for k, v in state.items():
-        if k in params or k not in own:
+        if k in params or k not in own or k in NORMALIZER_BUFFERS:
             continue
         mine = own[k]
         if isinstance(v, torch.Tensor) and isinstance(mine, torch.Tensor):
