@@ -65,12 +65,37 @@ def _note(text: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _builder_takes(name: str, arg: str) -> bool:
+    """Whether the data set ``name``'s generator takes the keyword ``arg``."""
+    import inspect
+
+    from ..datasets import REGISTRY
+
+    return arg in inspect.signature(REGISTRY[name]).parameters
+
+
+def _with_arg(name: str, arg: str) -> str:
+    """The data sets whose generator takes ``arg`` (for messages)."""
+    from ..datasets import REGISTRY
+
+    return ", ".join(n for n in REGISTRY if _builder_takes(n, arg))
+
+
 def _dataset_of(args: argparse.Namespace) -> dict:
-    data_kw = {}
+    data_kw: dict[str, Any] = {}
     if args.samples is not None:
         if args.dataset == "digits":
             raise ValueError("--samples: digits has a fixed size; leave --samples out")
         data_kw["n"] = args.samples
+    if getattr(args, "grid_size", None) is not None:
+        if not _builder_takes(args.dataset, "grid_size"):
+            raise ValueError(
+                f"--grid-size: the {args.dataset} data are not generated on a grid of a "
+                f"chosen size (these are: {_with_arg(args.dataset, 'grid_size')})"
+            )
+        data_kw["grid_size"] = args.grid_size
+    if getattr(args, "splits", None) is not None:
+        data_kw["splits"] = list(args.splits)
     return {"name": args.dataset, "seed": args.seed, "kwargs": data_kw}
 
 
@@ -113,8 +138,13 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
     if lift == "cells" and args.dataset == "digits":
         in_shape = tuple(data.meta.get("image_shape", (8, 8)))
     readout = args.readout
+    operator_data = function_data and data.task == "regression"  # burgers, darcy
     if readout == "auto":
-        readout = "function" if function_data and data.task == "regression" else "quadrature"
+        readout = "function" if operator_data else "quadrature"
+    normalize = operator_data if args.normalize is None else bool(args.normalize)
+    weight_decay = args.weight_decay
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"--weight-decay: expected a finite number >= 0, got {weight_decay!r}")
     options = ModelOptions(
         kernel=args.kernel,
         form=args.form,
@@ -130,6 +160,7 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
         channels=args.channels,
         radius=args.radius,
         radius_spacings=args.radius_spacings,
+        pointwise=args.pointwise,
         norm=args.norm,
         norm_groups=args.norm_groups,
         head_hidden=args.head_hidden,
@@ -159,6 +190,9 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
             "lr": args.lr,
             "lr_schedule": args.lr_schedule,
             "loss": None if args.loss == "auto" else args.loss,
+            "p": args.p,
+            "weight_decay": weight_decay,
+            "normalize": normalize,
             "lam": args.lam,
             "turnpike": args.turnpike,
             "seed": args.seed,
@@ -196,7 +230,7 @@ def _check_resume(config: RunConfig, ckpt: Path, out: Path) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..training import evaluate, load_model_state
+    from ..training import baselines, evaluate, load_model_state
 
     data = _load_data(_dataset_of(args), args.dtype)
     config = _train_config(args, data)
@@ -218,11 +252,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
     if _is_rank0():
         _writable(out)
+        _print(_model_summary(model))
     start = _start_run(config, out, fresh=args.resume is None)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="resume: learning rate")
-            history = _fit_from_args(args, model, data, out, config.training["loss"], ckpt, start)
+            history = _fit_from_args(args, model, data, out, config, ckpt, start)
     except KeyboardInterrupt as exc:
         where = getattr(exc, "checkpoint", None)
         if where:
@@ -236,14 +271,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 130
     if _is_rank0():
         last = history.last or {}
-        test = evaluate(model, data.test, config.training["loss"])
+        loss, p = config.training["loss"], config.training.get("p")
+        test = evaluate(model, data.test, loss, p=p)
+        val = _metrics(last.get("val_loss"), last.get("val_accuracy"), last.get("val_rel_l2"))
         _print(
             f"epoch {last.get('epoch')}: train {_metrics(last.get('loss'), last.get('accuracy'))}"
-            f" | val {_metrics(last.get('val_loss'), last.get('val_accuracy'))}"
-            f" | test {_metrics(test['loss'], test['accuracy'])}"
+            f" | val {val} | test {_metrics(test['loss'], test['accuracy'], test['rel_l2'])}"
         )
+        if test["rel_l2"] is not None:
+            _print(_baseline_line("test", baselines(data.train, data.test, loss, p)))
         _print(f"wrote {out / 'last.pt'}, {out / 'model.json'}, {out / 'history.csv'}")
     return 0
+
+
+def _baseline_line(split: str, base: dict) -> str:
+    """The scores of the trivial predictors on ``split`` (:func:`training.baselines`)."""
+    if not base:
+        return f"{split} baselines: n/a"
+    return (
+        f"{split} baselines: predicting 0 gives loss {base['zero_loss']:.6g} (rel. L2 1); "
+        f"predicting the training mean gives loss {base['mean_loss']:.6g}, rel. L2 "
+        f"{base['mean_rel_l2']:.6g}"
+    )
+
+
+def _model_summary(model: Any) -> str:
+    """A few lines before training: parameters, the grids per step, channels, multiply-adds
+    per sample (:func:`spacetime_nets.adapt.model_macs`)."""
+    from ..adapt import model_macs
+
+    sched = model.schedule
+    params = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+    kernel = type(model.kernel).__name__
+    lines = [
+        f"model: {type(model).__name__}, {kernel}, form {model.form}, "
+        f"activation {model.activation_name}, {model.method}, {sched.num_steps} steps, "
+        f"T = {float(sched.T):g}",
+        f"  parameters: {params:,} (a complex weight counts as two)",
+        "  grids G_0..G_K: " + " ".join("x".join(map(str, g.shape)) for g in sched.grids),
+    ]
+    if sched.channels is not None:
+        lines.append("  channels c_0..c_K: " + " ".join(map(str, sched.channels)))
+    lines.append(f"  multiply-adds per sample: {model_macs(model):,}")
+    return "\n".join(lines)
 
 
 def _start_run(config: RunConfig, out: Path, fresh: bool):
@@ -259,6 +329,14 @@ def _start_run(config: RunConfig, out: Path, fresh: bool):
             if fresh:
                 for name in ("last.pt", "interrupted.pt"):
                     (out / name).unlink(missing_ok=True)
+            if config.training.get("normalize"):
+                # fitted by fit (or read from the resumed checkpoint): model.json carries them
+                config.normalizers = state.model.normalizers
+                n = config.normalizers
+                _print(
+                    f"normalisers (training split): inputs mean {n['x_mean']:.6g}, std "
+                    f"{n['x_std']:.6g}; targets mean {n['y_mean']:.6g}, std {n['y_std']:.6g}"
+                )
             config.write(out)
 
     return StartRun()
@@ -273,9 +351,10 @@ def _writable(folder: Path, option: str = "--out") -> None:
         raise ValueError(f"{option}: cannot write to {folder} ({exc.strerror or exc})") from None
 
 
-def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | None, start: Any):
+def _fit_from_args(args, model, data, out: Path, config: RunConfig, ckpt: Path | None, start: Any):
     from ..training import fit
 
+    loss, normalize = config.training["loss"], config.training["normalize"]
     return fit(
         model,
         data.train,
@@ -285,6 +364,9 @@ def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | 
         optimizer=args.optimizer,
         lr=args.lr,
         loss=loss,
+        p=args.p,
+        weight_decay=args.weight_decay,
+        normalize=normalize,
         lam=args.lam,
         turnpike=args.turnpike,
         device=args.device,
@@ -302,9 +384,10 @@ def _fit_from_args(args, model, data, out: Path, loss: str | None, ckpt: Path | 
     )
 
 
-def _metrics(loss: float | None, acc: float | None) -> str:
-    text = "loss -" if loss is None else f"loss {loss:.4g}"
-    return text + ("" if acc is None else f" accuracy {acc:.4f}")
+def _metrics(loss: float | None, acc: float | None, rel: float | None = None) -> str:
+    text = "loss -" if loss is None else f"loss {loss:.6g}"
+    text += "" if acc is None else f" accuracy {acc:.4f}"
+    return text + ("" if rel is None else f" rel. L2 {rel:.6g}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,24 +428,85 @@ def _run_data(config: RunConfig, split: str):
     return getattr(config.load_data(), split)
 
 
+def _at_resolution(args: argparse.Namespace, config: RunConfig, model: Any):
+    """evaluate's --resolution N / --grid-shape S S: (the model moved there by
+    ``at_resolution``, the run's data set generated at that size, the size), or (model,
+    None, None) when neither is given."""
+    if args.resolution is None and args.grid_shape is None:
+        return model, None, None
+    flag = "--resolution" if args.resolution is not None else "--grid-shape"
+    if args.resolution is not None and args.grid_shape is not None:
+        raise ValueError("--resolution: give --resolution (1-D) or --grid-shape (2-D), not both")
+    others = [
+        o for o in ("schedule", "widths", "steps", "T", "rule") if getattr(args, o) is not None
+    ]
+    if others:
+        shown = ", ".join("-T" if o == "T" else f"--{o}" for o in others)
+        raise ValueError(f"{flag}: not with {shown} (the schedule follows the data's grid)")
+    name = config.dataset.get("name")
+    if not name or not _builder_takes(name, "grid_size"):
+        raise ValueError(
+            f"{flag}: the run's data set ({name}) is not generated on a grid of a chosen size "
+            f"(these are: {_with_arg(name or '', 'grid_size')})"
+        )
+    if model.lift_kind != "identity":
+        raise ValueError(
+            f"{flag}: the model reads its input through the {model.lift_kind!r} lift, not as a "
+            "function on a grid (lift identity), so it has no other input resolution"
+        )
+    dim = model.schedule.dim
+    if args.resolution is not None:
+        if dim != 1:
+            raise ValueError(f"{flag}: the run's data are {dim}-D; use --grid-shape S S")
+        size, target = args.resolution, args.resolution
+    else:
+        if dim != 2:
+            raise ValueError(f"{flag}: the run's data are 1-D; use --resolution N")
+        s1, s2 = args.grid_shape
+        if s1 != s2:
+            raise ValueError(
+                f"{flag}: the {name} generator serves square grids (one grid_size per axis), "
+                f"got {s1} x {s2}"
+            )
+        size, target = s1, (s1, s2)
+    _positive(flag, size)
+    kwargs = {**(config.dataset.get("kwargs") or {}), "grid_size": size}
+    try:
+        data = load_dataset({**config.dataset, "kwargs": kwargs}, config.dtype)
+    except ValueError as exc:
+        raise ValueError(f"{flag} {size}: the {name} generator refuses it ({exc})") from None
+    try:
+        moved = model.at_resolution(target)
+    except ValueError as exc:
+        raise ValueError(f"{flag} {size}: the model cannot move there ({exc})") from None
+    return moved, data, target
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..training import evaluate, resolve_device
+    from ..training import baselines, evaluate, resolve_device
 
     _positive("--batch-size", args.batch_size)
     run = _load_run(args.run, args.checkpoint)
     model, config = run.model, run.config
-    sched = _new_schedule(args, config)
+    model, data, size = _at_resolution(args, config, model)
+    sched = _new_schedule(args, config) if size is None else None
     if sched is not None:
         model = model.with_schedule(sched)
-    split = _run_data(config, args.split)
+    data = data if data is not None else config.load_data()
+    split = getattr(data, args.split)
     model.to(resolve_device(args.device))
-    res = evaluate(model, split, config.training.get("loss"), args.batch_size)
+    loss, p = config.training.get("loss"), config.training.get("p")
+    res = evaluate(model, split, loss, args.batch_size, p=p)
+    base = baselines(data.train, split, loss, p) if res["rel_l2"] is not None else {}
+    grid = model.input_grid or model.schedule.grids[0]
     res.update(
         {
             "split": args.split,
             "epoch": run.checkpoint["epoch"],
             "widths": model.schedule.widths,
             "steps": model.schedule.num_steps,
+            "input_shape": list(grid.shape),
+            "baselines": base,
         }
     )
     if args.json:
@@ -370,10 +514,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         w = res["widths"]
         shown = w if len(w) <= 10 else [*w[:3], "...", *w[-3:]]
+        at = "" if size is None else f", inputs on {'x'.join(map(str, grid.shape))} nodes"
         print(
             f"{args.split} ({res['n']} samples, epoch {res['epoch']}, {res['steps']} steps, "
-            f"widths {shown}): {_metrics(res['loss'], res['accuracy'])}"
+            f"widths {shown}{at}): {_metrics(res['loss'], res['accuracy'], res['rel_l2'])}"
         )
+        if res["rel_l2"] is not None:
+            print(_baseline_line(args.split, base))
     return 0
 
 
@@ -490,6 +637,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         norm=args.norm,
         fewer_steps=not args.keep_steps,
         export_format=args.format,
+        progress=not args.quiet,
     )
     print(summary.summary())
     for what, path in summary.files.items():

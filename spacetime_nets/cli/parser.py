@@ -4,6 +4,7 @@ choices from the library's constants."""
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..accel import COMPILE_MODES, PRECISIONS
 from ..runs import BASES, DTYPES, KERNELS, LIFTS, READOUTS, RULES, SCHEDULES, TRANSFERS
@@ -76,6 +77,22 @@ def parse_multires(text: str) -> list[float]:
         ) from None
 
 
+def parse_splits(text: str) -> list[float]:
+    """``"0.8,0.04,0.16"`` -> [0.8, 0.04, 0.16]: three positive fractions summing to 1 (else
+    ``argparse.ArgumentTypeError``, a usage error naming the flag)."""
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        values = []
+    ok = len(values) == 3 and all(math.isfinite(v) and v > 0 for v in values)
+    if not ok or abs(sum(values) - 1.0) > 1e-6:
+        raise argparse.ArgumentTypeError(
+            f"expected three positive fractions train,val,test summing to 1 such as "
+            f"0.8,0.04,0.16, got {text!r}"
+        )
+    return values
+
+
 def _schedule_spec_help() -> str:
     return f"a builder ({', '.join(SCHEDULES)}) or the path of a schedule JSON file"
 
@@ -86,8 +103,13 @@ _EXAMPLES = {
       --epochs 20 --out runs/circles
   spacetime-nets train --dataset circles --widths 16,4 --steps 8 --epochs 40 --lr 1e-3 \\
       --out runs/circles --resume runs/circles      # continue with a lower learning rate
-  spacetime-nets train --dataset burgers --schedule constant --kernel spectral --channels 24 \\
-      --form inside --activation gelu --epochs 20 --lr 1e-3 --out runs/burgers
+  spacetime-nets train --dataset burgers --grid-size 64 --schedule constant --steps 4 \\
+      --kernel spectral --channels 32 --modes 16 --activation gelu --loss rel_l2 \\
+      --lr 1e-3 --lr-schedule cosine --weight-decay 1e-4 --batch-size 32 --epochs 20 \\
+      --out runs/burgers                          # inputs, targets standardised (default)
+  spacetime-nets train --dataset darcy --schedule constant --steps 4 --kernel spectral \\
+      --channels 24 --modes 8 --activation gelu --loss rel_l2 --lr 1e-3 --lr-schedule cosine \\
+      --weight-decay 1e-4 --batch-size 32 --epochs 20 --out runs/darcy
   spacetime-nets train --dataset signals --schedule pyramid --kernel conv --channels 32 \\
       --radius 0.25 --form inside --activation gelu --epochs 20 --lr 1e-3 --out runs/signals
   spacetime-nets train --dataset signals --schedule pyramid --kernel conv --channels 32 \\
@@ -95,7 +117,9 @@ _EXAMPLES = {
     "evaluate": """examples:
   spacetime-nets evaluate runs/circles                       # test split, last.pt
   spacetime-nets evaluate runs/circles --split val --json
-  spacetime-nets evaluate runs/circles --widths 32,8 --steps 16   # finer grids (basis kernels)""",
+  spacetime-nets evaluate runs/circles --widths 32,8 --steps 16   # finer grids (basis kernels)
+  spacetime-nets evaluate runs/burgers --resolution 256      # test data generated at 256 nodes
+  spacetime-nets evaluate runs/darcy --grid-shape 33 33      # ... at 33 x 33 nodes""",
     "export": """examples:
   spacetime-nets export runs/circles                         # runs/circles/resnet.pt2
   spacetime-nets export runs/circles --format torchscript --out resnet.ts.pt --tol 1e-5""",
@@ -146,6 +170,20 @@ def _train_parser(sub) -> None:
     p.add_argument(
         "--samples", type=int, help="number of samples of a synthetic data set (its default)"
     )
+    p.add_argument(
+        "--grid-size",
+        type=int,
+        default=None,
+        help="nodes per axis the data are generated at (burgers, darcy, helmholtz, heat, "
+        "signals; their default)",
+    )
+    p.add_argument(
+        "--splits",
+        type=parse_splits,
+        default=None,
+        metavar="TRAIN,VAL,TEST",
+        help="fractions of the samples in each split, e.g. 0.8,0.04,0.16 (default 0.7,0.15,0.15)",
+    )
     p.add_argument("--schedule", default="hourglass", help=_schedule_spec_help())
     _add_schedule_args(p)
     # burgers, darcy and signals live on their own grid: it fixes n_max and the rule
@@ -174,6 +212,13 @@ def _train_parser(sub) -> None:
         type=float,
         default=None,
         help="the conv radius in grid spacings of each step's grid instead of --radius",
+    )
+    p.add_argument(
+        "--pointwise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the pointwise channel mix A(t) to a stationary kernel (default: spectral "
+        "yes, conv no)",
     )
     p.add_argument(
         "--norm",
@@ -213,12 +258,29 @@ def _train_parser(sub) -> None:
         "--loss",
         default="auto",
         choices=("auto", *LOSSES),
-        help="auto: cross_entropy for classes, mse for regression",
+        help="auto: cross_entropy for classes, mse for regression; rel_l2: the relative error "
+        "|z - y| / |y| of operator learning",
+    )
+    p.add_argument("--p", type=float, default=None, help="the exponent of --loss lp / rel_lp")
+    p.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="standardise inputs and targets by scalars of the training split, inside the "
+        "model (default: on for the operator data sets burgers, darcy and helmholtz, off "
+        "otherwise)",
     )
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimiser")
     p.add_argument("--epochs", type=int, default=20, help="number of epochs (in all, on resume)")
     p.add_argument("--batch-size", type=int, default=64, help="global batch size")
     p.add_argument("--lr", type=float, default=1e-2, help="learning rate")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="weight decay of the optimiser (adam, sgd, rmsprop: L2 term in the gradient; "
+        "adamw: decoupled)",
+    )
     p.add_argument(
         "--lr-schedule", default="constant", choices=LR_SCHEDULES, help="learning-rate schedule"
     )
@@ -274,6 +336,22 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--split", default="test", choices=SPLITS, help="data split")
     p.add_argument("--schedule", default=None, help=_schedule_spec_help())
     _add_schedule_args(p, defaults=False)
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        metavar="N",
+        help="1-D function data: generate the same samples at N nodes and move the model "
+        "there (at_resolution)",
+    )
+    p.add_argument(
+        "--grid-shape",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("S1", "S2"),
+        help="2-D function data (darcy): the same at S1 x S2 nodes",
+    )
     p.add_argument("--batch-size", type=int, default=1024, help="evaluation batch size")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -329,6 +407,7 @@ def _compress_parser(sub) -> None:
     p.add_argument("--keep-steps", action="store_true", help="never merge time steps")
     p.add_argument("--format", default="export", choices=EXPORT_FORMATS, help="ResNet file")
     p.add_argument("--out", default=None, help="output folder (default <run>/compressed)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines during the search")
     p.set_defaults(func=commands._cmd_compress)
 
 
