@@ -367,11 +367,17 @@ def _ours_schedule(
 #: CNN's residual block; default "inside"), state channels, steps, kernel modes, and for the
 #: conv kernel the radius in grid spacings of each step's grid (``radius_spacings``: a
 #: physical radius from then on, spanning two and four times as many taps at 2x and 4x), the
-#: pointwise channel mix and a pyramid schedule.
+#: pointwise channel mix, a pyramid schedule and whether the lift sees the coordinates.
 OURS: dict[str, dict] = {
     "burgers": {"kernel": "spectral", "channels": 32, "steps": 4, "modes": 16},
-    "darcy": {"kernel": "spectral", "channels": 24, "steps": 4, "modes": 8},
-    "helmholtz": {"kernel": "spectral", "channels": 24, "steps": 4, "modes": 8},
+    "darcy": {"kernel": "spectral", "channels": 24, "steps": 4, "modes": 8, "coordinates": True},
+    "helmholtz": {
+        "kernel": "spectral",
+        "channels": 24,
+        "steps": 4,
+        "modes": 8,
+        "coordinates": True,
+    },
     "signals": {
         "kernel": "conv",
         "form": "bottleneck",
@@ -445,6 +451,8 @@ def build_ours(
         "modes": (min(opts["modes"], 8) if task.dim == 1 else 3) if quick else opts["modes"],
         "seed": 0,
     }
+    if opts.get("coordinates"):  # the lift sees xi too (FNO's grid embedding does the same)
+        kw["coordinates"] = True
     if opts["kernel"] == "conv":
         kw["radius_spacings"] = opts["spacings"]
         if "pointwise" in opts:

@@ -188,10 +188,15 @@ class ResidualBlock(nn.Module):
 
 class ChannelLift(nn.Module):
     """The input ``[B, n_0]``, ``[B, c_in, n_0]``, ``[B, c_in, *grid]`` (or cell values, gathered
-    onto G_0 by the fixed ``index``) lifted pointwise to ``[B, c_0, n_0]`` by a 1x1 convolution."""
+    onto G_0 by the fixed ``index``) lifted pointwise to ``[B, c_0, n_0]`` by a 1x1 convolution,
+    plus the fixed ``field [c_0, n_0]`` L_xi xi_j of a lift that sees the coordinates."""
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor, index: torch.Tensor | None
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        index: torch.Tensor | None,
+        field: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         c0, cin = weight.shape
@@ -203,6 +208,7 @@ class ChannelLift(nn.Module):
         self.has_index = index is not None
         if index is not None:
             self.register_buffer("index", index.detach().clone())
+        self.register_buffer("field", field.detach().clone() if field is not None else None)
 
     @property
     def out_features(self) -> int:
@@ -212,7 +218,9 @@ class ChannelLift(nn.Module):
         x = x.reshape(x.shape[0], self.in_channels, -1)
         if self.has_index:
             x = x[..., self.index]
-        return self.conv(x)
+        y = self.conv(x)
+        field = getattr(self, "field", None)  # None in a module pickled before it existed
+        return y if field is None else y + field
 
 
 class ChannelHead(nn.Module):
@@ -418,7 +426,11 @@ def _check_export_size(disc, mats, itemsize: int) -> None:
 
 def _channel_parts(model) -> tuple[nn.Module, nn.Module]:
     index = model.lift_index if model.lift_kind == "cells" else None
-    lift = ChannelLift(model.lift_weight, model.lift_bias, index)
+    W, field = model.lift_weight, None
+    if getattr(model, "coordinates", False):  # L_xi xi_j on G_0: fixed with the grid
+        cin = model.in_channels
+        W, field = W[:, :cin], W[:, cin:] @ model.disc.grid(0)[0].T.to(W.dtype)
+    lift = ChannelLift(W, model.lift_bias, index, field)
     sched = model.schedule
     if model.readout_kind == "quadrature":
         head = ChannelHead("quadrature", _linear(model.readout_matrix(), model.readout_bias))
@@ -553,8 +565,15 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
             "come from continuous kernels: keep the SpaceTimeNet they came from"
         )
     chan = isinstance(module.lift, ChannelLift)
-    if chan and (module.lift.has_index or module.head.kind == "function"):
-        raise ValueError("module: only identity lifts with quadrature or mean heads come back")
+    if chan and (
+        module.lift.has_index
+        or getattr(module.lift, "field", None) is not None
+        or module.head.kind == "function"
+    ):
+        raise ValueError(
+            "module: only identity lifts (without coordinates) with quadrature or mean heads "
+            "come back"
+        )
     widths = schedule.widths
     if chan:
         channels = [b.layers[0].in_features // n for b, n in zip(blocks, widths)]

@@ -115,6 +115,7 @@ class ModelOptions:
     norm: str | None = None
     norm_groups: int | None = None
     head_hidden: int | None = None
+    coordinates: bool = False
 
     def check(self) -> ModelOptions:
         """Refuse names outside the library's lists and non-finite or negative numbers."""
@@ -152,6 +153,8 @@ class ModelOptions:
             check_int("norm_groups", self.norm_groups, 1)
         if self.head_hidden is not None:
             check_int("head_hidden", self.head_hidden, 1)
+        if not isinstance(self.coordinates, bool):
+            raise ValueError(f"coordinates: expected true or false, got {self.coordinates!r}")
         if self.pointwise is not None and not isinstance(self.pointwise, bool):
             raise ValueError(f"pointwise: expected true, false or null, got {self.pointwise!r}")
         check_real("init_scale", self.init_scale)

@@ -139,6 +139,10 @@ class SpaceTimeNet(_FlowModel):
         pointwise: stationary kernels: add the pointwise channel mix A(t) (default: spectral
             yes, conv no).
         allow_underresolved: skip the check that every grid resolves the kernel.
+        coordinates: channel models with ``lift="identity"``: the lift also sees the
+            coordinates, X^0(xi) = L x(xi) + L_xi xi + l (an affine-in-xi lift bias; the
+            d coordinate functions are functions on Omega, so this holds at every
+            resolution). Lets a translation-invariant kernel learn where the boundary is.
     """
 
     def __init__(
@@ -170,6 +174,7 @@ class SpaceTimeNet(_FlowModel):
         head_hidden: int | None = None,
         norm: str | None = None,
         norm_groups: int | None = None,
+        coordinates: bool = False,
     ) -> None:
         super().__init__()
         self.input_grid: Grid | None = None
@@ -278,8 +283,18 @@ class SpaceTimeNet(_FlowModel):
                     (torch.rand(n0, in_features, generator=gen) * 2 - 1) / math.sqrt(in_features)
                 )
                 self.lift_bias = nn.Parameter(torch.zeros(n0))
+        if not isinstance(coordinates, bool):
+            raise ValueError(f"coordinates: expected True or False, got {coordinates!r}")
+        if coordinates and not (self.channel_mode and lift == "identity"):
+            raise ValueError(
+                "coordinates: the coordinates join the input as channels of a function: they "
+                f"need channels=... and lift='identity', got lift={lift!r}"
+                + ("" if self.channel_mode else " without channels")
+            )
+        self.coordinates = coordinates
         if self.channel_mode:
-            c0, cin = schedule.channels[0], self.in_channels
+            c0 = schedule.channels[0]
+            cin = self.in_channels + (self.domain.dim if coordinates else 0)
             self.lift_weight = nn.Parameter(
                 (torch.rand(c0, cin, generator=gen) * 2 - 1) * math.sqrt(3.0 / cin)
             )
@@ -483,7 +498,8 @@ class SpaceTimeNet(_FlowModel):
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
         """x ``[B, in_features]`` -> X^0 ``[B, n_0]`` on G_0; with channels, the input's
-        ``[B, c_in, n_0]`` values lifted pointwise: X^0_i = L x_i + l ``[B, c_0, n_0]``.
+        ``[B, c_in, n_0]`` values lifted pointwise: X^0_i = L x_i + l ``[B, c_0, n_0]``
+        (with ``coordinates``, + L_xi xi_i: ``lift_weight`` is ``[c_0, c_in + d]``).
         The input is standardised first, x -> (x - in_shift) / in_scale
         (:meth:`set_normalizers`; the identity by default)."""
         x = self._standardize(x)
@@ -491,6 +507,10 @@ class SpaceTimeNet(_FlowModel):
             x = self._as_state(x)
             if self.lift_kind == "cells":
                 x = x[..., self.lift_index]
+            if getattr(self, "coordinates", False):
+                cin = self.in_channels
+                field = self.lift_weight[:, cin:] @ self.disc.grid(0)[0].T.to(x.dtype)
+                return pointwise(x, self.lift_weight[:, :cin], self.lift_bias) + field
             return pointwise(x, self.lift_weight, self.lift_bias)
         if self.lift_kind == "cells":
             return x[:, self.lift_index]
