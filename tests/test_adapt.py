@@ -361,3 +361,39 @@ def test_operator_model_keeps_the_grid_its_input_lives_on():
     with torch.no_grad():
         d = _maxdiff(small(x, output_grid=sched.grids[-1]), model(x))
     assert d <= 0.01 and info.macs_after <= info.macs_before
+
+
+@pytest.mark.parametrize("kind", ["conv", "spectral"])
+def test_stationary_kernels_constant_on_the_steps_keep_the_stepper_order(kind):
+    # two pieces in t: constant within every step of K = 2, 4, 8 steps, so the continuum model
+    # is the same for all K and RK4's error against K = 64 must fall as dt^4
+    from spacetime_nets.kernels import ConvKernel, SpectralKernel
+
+    rule = "periodic" if kind == "spectral" else "trapezoid"
+    gen = torch.Generator().manual_seed(0)
+    if kind == "conv":
+        kern = ConvKernel((0.0, 1.0), channels=2, radius=0.3, pieces=2, pointwise=True,
+                          init_scale=2.0, generator=gen)  # fmt: skip
+    else:
+        kern = SpectralKernel((0.0, 1.0), channels=2, modes=4, pieces=2, init_scale=2.0,
+                              generator=gen)  # fmt: skip
+    kern = kern.double()
+    x = torch.randn(3, 1, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def build(K: int) -> SpaceTimeNet:
+        sched = GridSchedule.constant(16, K, rule=rule)
+        return SpaceTimeNet(sched, None, 1, kernel=kern, form="inside", activation="tanh",
+                            method="rk4", lift="identity", readout="function", channels=2,
+                            seed=0).double()  # fmt: skip
+
+    with torch.no_grad():
+        ref = build(64)(x)
+    with torch.no_grad():
+        errs = [float((build(K)(x) - ref).abs().max()) for K in (2, 4, 8)]
+    orders = [math.log2(a / b) for a, b in zip(errs[:-1], errs[1:])]
+    assert all(o > 3.5 for o in orders), (errs, orders)
+    assert adapt.time_order(build(4)) == 4
+    smooth = ConvKernel((0.0, 1.0), channels=2, radius=0.3, time_degree=1, generator=gen)
+    model = SpaceTimeNet(GridSchedule.constant(16, 4), None, 1, kernel=smooth, method="rk4",
+                         lift="identity", readout="function", channels=2)  # fmt: skip
+    assert adapt.time_order(model) == 1  # coefficients linear in t: frozen at t_k, first order
