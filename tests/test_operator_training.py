@@ -392,18 +392,27 @@ def test_cli_resume_keeps_the_normalize_setting(burgers_run, tmp_path, capsys):
     assert "--normalize -> --no-normalize" in capsys.readouterr().err
 
 
-def test_cli_darcy_on_another_grid_shape(tmp_path, capsys):
+CONV_DARCY = ["--kernel", "conv", "--form", "bottleneck", "--modes", "2", "--radius-spacings",
+              "1.5", "--pointwise"]  # fmt: skip
+SPECTRAL_DARCY = ["--kernel", "spectral", "--modes", "3", "--coordinates"]
+
+
+@pytest.mark.parametrize("model_args", [CONV_DARCY, SPECTRAL_DARCY], ids=["conv", "spectral"])
+def test_cli_darcy_on_another_grid_shape(model_args, tmp_path, capsys):
     out = tmp_path / "darcy"
     code = main(["train", "--dataset", "darcy", "--samples", "30", "--grid-size", "9",
-                 "--schedule", "constant", "--steps", "2", "--kernel", "conv", "--form",
-                 "bottleneck", "--channels", "4", "--modes", "2", "--radius-spacings", "1.5",
-                 "--pointwise", "--activation", "gelu", "--loss", "rel_l2", "--epochs", "1",
+                 "--schedule", "constant", "--steps", "2", *model_args, "--channels", "4",
+                 "--activation", "gelu", "--loss", "rel_l2", "--epochs", "1",
                  "--batch-size", "8", "--quiet", "--out", str(out)])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
     assert "grids G_0..G_K: 9x9 9x9 9x9" in text
     run = load_run(out)
-    assert run.config.model.pointwise is True and run.config.model.form == "bottleneck"
+    if model_args is CONV_DARCY:
+        assert run.config.model.pointwise is True and run.config.model.form == "bottleneck"
+    else:  # the box's spectral kernel has period 2 and the lift sees (x, y)
+        assert run.config.model.coordinates is True and run.model.coordinates
+        assert run.model.kernel.period == (2.0, 2.0) and run.model.lift_weight.shape[1] == 3
     fine = datasets.darcy(n=30, grid_size=17, seed=0).test
     with torch.no_grad():
         want = np_rel(run.model.at_resolution((17, 17))(fine.x).numpy(), fine.y.numpy()).mean()

@@ -164,6 +164,7 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
         norm=args.norm,
         norm_groups=args.norm_groups,
         head_hidden=args.head_hidden,
+        coordinates=args.coordinates,
     )
     options.check()
     return RunConfig(

@@ -221,6 +221,12 @@ def _train_parser(sub) -> None:
         "yes, conv no)",
     )
     p.add_argument(
+        "--coordinates",
+        action="store_true",
+        help="the lift also sees the coordinates xi (function data with channels; what lets "
+        "a translation-invariant kernel learn a box's boundary, as FNO's grid channels do)",
+    )
+    p.add_argument(
         "--norm",
         default=None,
         choices=NORMS,
