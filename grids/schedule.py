@@ -385,7 +385,7 @@ class GridSchedule:
 
     # ------------------------------------------------------------------ JSON
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """JSON text of the schedule (written to ``path`` too when given)."""
+        """JSON text of the schedule (written to ``path`` too when given, atomically)."""
         table: list[dict] = []
         index: list[int] = []
         ids: dict[int, int] = {}
@@ -406,7 +406,7 @@ class GridSchedule:
             doc["channels"] = list(self.channels)
         text = json.dumps(doc, indent=1)
         if path is not None:
-            Path(path).write_text(text)
+            _write_atomic(Path(path), text)
         return text
 
     @classmethod
@@ -487,6 +487,26 @@ class GridSchedule:
         w = self.widths
         shown = w if len(w) <= 8 else [*w[:3], "...", *w[-3:]]
         return f"GridSchedule(K={self.num_steps}, T={self.T:g}, widths={shown})"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``text`` to ``path`` through a temporary file in the same folder and ``os.replace``
+    (a full disk leaves the previous file, never a truncated one), with the user's umask."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def cluster_map(strength: float = 0.6, center: float = 0.5) -> Callable:

@@ -213,3 +213,60 @@ def test_turnpike_command_fast(tmp_path, capsys):
     assert s["common_arc"] == "[0.2, 0.8]"
     text = capsys.readouterr().out
     assert "common arc t in [0.2, 0.8]" in text
+
+
+# --------------------------------------------------------------------------- files written
+@pytest.mark.parametrize("name", ["last.pt", "model.json", "history.csv"])
+def test_export_refuses_to_write_over_the_runs_own_files(trained, name, capsys):
+    target = trained / name
+    before = target.read_bytes()
+    assert main(["export", str(trained), "--out", str(target)]) == 2
+    assert "one of the run's own files" in capsys.readouterr().err
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_files_follow_the_umask(umask, tmp_path):
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "run"
+        assert main(["train", *TINY, "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+        assert main(["export", str(out), "--out", str(out / "net.pt2")]) == 0
+    finally:
+        os.umask(old)
+    want = 0o666 & ~umask
+    for name in ("last.pt", "model.json", "history.json", "history.csv", "net.pt2"):
+        assert (out / name).stat().st_mode & 0o777 == want, name
+
+
+def test_schedule_json_is_written_atomically(tmp_path, monkeypatch):
+    from grids import GridSchedule
+
+    path = tmp_path / "s.json"
+    good = GridSchedule.constant(5, 2)
+    good.to_json(path)
+    before = path.read_text()
+
+    real_fdopen = os.fdopen
+
+    class FullDisk:  # writes half of the text, then fails as a full disk does
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[: len(text) // 2])
+            self.f.flush()
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
+    with pytest.raises(OSError, match="No space left"):
+        GridSchedule.constant(9, 3).to_json(path)
+    monkeypatch.undo()
+    assert path.read_text() == before  # the previous file, not a truncated one
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]  # no temporary left behind

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..models import SpaceTimeNet
+from ..training._io import atomic_write_text
 from ..validation import check_int, check_real
 from ._common import (
     METRICS,
@@ -142,7 +143,7 @@ def compress_run(
     info["test_before"], info["test_after"] = test_before, test_after
     files["summary"] = str(dest / "compress.json")
     info["files"] = files
-    Path(files["summary"]).write_text(json.dumps(info, indent=1, default=str))
+    atomic_write_text(Path(files["summary"]), json.dumps(info, indent=1, default=str))
     return summary
 
 

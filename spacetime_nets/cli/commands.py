@@ -27,6 +27,8 @@ from ..runs import build_model as _build_model
 from ..runs import load_run as _load_run
 
 PROG = "spacetime-nets"
+#: the files a training run keeps in its folder; no other command writes over them
+RUN_FILES = ("model.json", "last.pt", "interrupted.pt", "history.json", "history.csv")
 
 
 def build_model(config: dict | RunConfig, source: str | None = "model.json") -> Any:
@@ -548,9 +550,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / f"resnet{suffix}"
     if out.is_dir():
         raise ValueError(f"--out: {out} is a folder; name the file to write")
+    if out.name in RUN_FILES and (out.parent / "model.json").is_file():
+        raise ValueError(
+            f"--out: {out} is one of the run's own files ({', '.join(RUN_FILES)}); name "
+            "another file (default: resnet.pt2 in the run folder)"
+        )
     _writable(out.parent)
     # written beside the target and moved over it only once the reloaded file matches
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
+    if hasattr(os, "fchmod"):  # the user's umask, not mkstemp's 0o600
+        from ..training._io import umask_mode
+
+        os.fchmod(fd, umask_mode())
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -13,12 +13,22 @@ from typing import IO, Any
 import torch
 
 
+def umask_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file: 0o666 less the umask
+    (``tempfile.mkstemp`` makes 0o600 files, which a colleague or a service could not read)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic(path: Path, mode: str, write: Callable[[IO], None], sync: bool) -> Path:
     """Write through a temporary file in the same folder, then ``os.replace``: a reader sees
-    the old file or the new one, never a half-written one."""
+    the old file or the new one, never a half-written one. The file gets the user's umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # POSIX
+            os.fchmod(fd, umask_mode())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
             write(f)
             if sync:
