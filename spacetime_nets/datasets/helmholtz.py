@@ -30,9 +30,8 @@ from ._core import (
     _check_real,
     _check_seed,
     _check_splits,
-    _package,
 )
-from .pde import _is_dyadic_plus_one, _square_field
+from .pde import _check_square_sizes, _square_field, _square_regression
 
 __all__ = ["helmholtz", "solve_helmholtz"]
 
@@ -186,13 +185,7 @@ def helmholtz(
     tau = _check_real(tau, "tau", low=0.0, low_open=True)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
-    if not _is_dyadic_plus_one(fine):
-        raise ValueError(f"fine must be 2^k + 1 (e.g. 33, 65, 129), got fine={fine}")
-    if not _is_dyadic_plus_one(grid_size) or grid_size > fine:
-        raise ValueError(
-            f"grid_size must be 2^j + 1 and at most fine={fine} (e.g. 17, 33), "
-            f"got grid_size={grid_size}"
-        )
+    _check_square_sizes(grid_size, fine)
     limit = 2 * math.pi * (fine - 1) / _NODES_PER_WAVELENGTH
     if wavenumber > limit:
         raise ValueError(
@@ -203,30 +196,5 @@ def helmholtz(
     if why is not None:
         raise ValueError(f"wavenumber={wavenumber!r} is near resonance: {why}")
     f, u = _helmholtz_fine(n, seed, fine, wavenumber, modes, alpha, tau)
-    stride = (fine - 1) // (grid_size - 1)
-    xs = np.array(f[:, ::stride, ::stride]).reshape(n, -1)
-    ys = np.array(u[:, ::stride, ::stride]).reshape(n, -1)
-    axis = torch.linspace(0.0, 1.0, grid_size, dtype=torch.float64)
-    rr, cc = torch.meshgrid(axis, axis, indexing="ij")
-    nodes = torch.stack([rr.reshape(-1), cc.reshape(-1)], dim=1)
-    return _package(
-        "helmholtz",
-        xs,
-        ys,
-        task="regression",
-        num_classes=None,
-        splits=splits,
-        seed=seed,
-        dtype=dtype,
-        meta={
-            "nodes": nodes.to(dtype),
-            "grid_shape": (grid_size, grid_size),
-            "rule": "trapezoid",
-            "domain": [(0.0, 1.0), (0.0, 1.0)],
-            "fine": fine,
-            "wavenumber": wavenumber,
-            "modes": modes,
-            "alpha": alpha,
-            "tau": tau,
-        },
-    )
+    meta = {"wavenumber": wavenumber, "modes": modes, "alpha": alpha, "tau": tau}
+    return _square_regression("helmholtz", f, u, grid_size, splits, seed, dtype, meta)

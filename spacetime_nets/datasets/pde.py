@@ -362,6 +362,59 @@ def _is_dyadic_plus_one(s: int) -> bool:
     return s >= 3 and ((s - 1) & (s - 2)) == 0
 
 
+def _check_square_sizes(grid_size: int, fine: int) -> None:
+    """``fine = 2^k + 1`` nodes per axis of the solve, ``grid_size = 2^j + 1 <= fine`` served
+    (every node served is a node of the solve)."""
+    if not _is_dyadic_plus_one(fine):
+        raise ValueError(f"fine must be 2^k + 1 (e.g. 33, 65, 129), got fine={fine}")
+    if not _is_dyadic_plus_one(grid_size) or grid_size > fine:
+        raise ValueError(
+            f"grid_size must be 2^j + 1 and at most fine={fine} (e.g. 17, 33), "
+            f"got grid_size={grid_size}"
+        )
+
+
+def _square_regression(
+    name: str,
+    x_fine: np.ndarray,
+    y_fine: np.ndarray,
+    grid_size: int,
+    splits: Sequence[float],
+    seed: int,
+    dtype: torch.dtype,
+    meta: dict,
+) -> DatasetSplits:
+    """Fields ``[n, F, F]`` solved on the unit square's ``F x F`` nodes, served at every
+    ``(F - 1) / (s - 1)``-th node (``s = grid_size``, boundary included) as ``[n, s * s]``
+    row-major, with the layout keys of ``meta`` (nodes, grid shape, trapezoid rule, domain,
+    fine) added to the set's own ``meta``."""
+    n, fine = x_fine.shape[0], x_fine.shape[-1]
+    stride = (fine - 1) // (grid_size - 1)
+    xs = np.array(x_fine[:, ::stride, ::stride]).reshape(n, -1)
+    ys = np.array(y_fine[:, ::stride, ::stride]).reshape(n, -1)
+    axis = torch.linspace(0.0, 1.0, grid_size, dtype=torch.float64)
+    rr, cc = torch.meshgrid(axis, axis, indexing="ij")
+    nodes = torch.stack([rr.reshape(-1), cc.reshape(-1)], dim=1)
+    layout = {
+        "nodes": nodes.to(dtype),
+        "grid_shape": (grid_size, grid_size),
+        "rule": "trapezoid",
+        "domain": [(0.0, 1.0), (0.0, 1.0)],
+        "fine": fine,
+    }
+    return _package(
+        name,
+        xs,
+        ys,
+        task="regression",
+        num_classes=None,
+        splits=splits,
+        seed=seed,
+        dtype=dtype,
+        meta={**layout, **meta},
+    )
+
+
 def darcy(
     n: int = 500,
     grid_size: int = 17,
@@ -417,38 +470,7 @@ def darcy(
         raise ValueError(msg) from None
     if len(pair) != 2 or not all(math.isfinite(v) and v > 0 for v in pair):
         raise ValueError(msg)
-    if not _is_dyadic_plus_one(fine):
-        raise ValueError(f"fine must be 2^k + 1 (e.g. 33, 65, 129), got fine={fine}")
-    if not _is_dyadic_plus_one(grid_size) or grid_size > fine:
-        raise ValueError(
-            f"grid_size must be 2^j + 1 and at most fine={fine} (e.g. 17, 33), "
-            f"got grid_size={grid_size}"
-        )
+    _check_square_sizes(grid_size, fine)
     a, u = _darcy_fine(n, seed, fine, pair, modes, alpha, tau)  # type: ignore[arg-type]
-    stride = (fine - 1) // (grid_size - 1)
-    xs = np.array(a[:, ::stride, ::stride]).reshape(n, -1)
-    ys = np.array(u[:, ::stride, ::stride]).reshape(n, -1)
-    axis = torch.linspace(0.0, 1.0, grid_size, dtype=torch.float64)
-    rr, cc = torch.meshgrid(axis, axis, indexing="ij")
-    nodes = torch.stack([rr.reshape(-1), cc.reshape(-1)], dim=1)
-    return _package(
-        "darcy",
-        xs,
-        ys,
-        task="regression",
-        num_classes=None,
-        splits=splits,
-        seed=seed,
-        dtype=dtype,
-        meta={
-            "nodes": nodes.to(dtype),
-            "grid_shape": (grid_size, grid_size),
-            "rule": "trapezoid",
-            "domain": [(0.0, 1.0), (0.0, 1.0)],
-            "fine": fine,
-            "a_values": pair,
-            "modes": modes,
-            "alpha": alpha,
-            "tau": tau,
-        },
-    )
+    meta = {"a_values": pair, "modes": modes, "alpha": alpha, "tau": tau}
+    return _square_regression("darcy", a, u, grid_size, splits, seed, dtype, meta)
