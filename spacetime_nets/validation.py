@@ -15,9 +15,11 @@ from typing import Any
 import torch
 
 __all__ = [
+    "check_bool",
     "check_choice",
     "check_int",
     "check_real",
+    "check_seed",
     "first_nonfinite",
 ]
 
@@ -65,6 +67,45 @@ def check_real(name: str, value: object, positive: bool = False) -> float:
         need = "> 0" if positive else ">= 0"
         raise ValueError(f"{name}: expected a finite number {need}, got {value!r}")
     return f
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``True`` or ``False`` (a NumPy or torch bool scalar too); ``'yes'``, ``1`` or None are
+    refused rather than read by their truth value.
+
+    Args:
+        name: the argument's name, used in the message.
+        value: the value to check.
+
+    Returns:
+        ``value`` as a Python bool.
+    """
+    if isinstance(value, bool):
+        return value
+    if type(value).__name__ in ("bool_", "bool") and hasattr(value, "item"):
+        return bool(value.item())  # type: ignore[union-attr]
+    raise ValueError(f"{name}: expected True or False, got {value!r}")
+
+
+def check_seed(name: str, value: object) -> int:
+    """A random seed: an integer in ``[0, 2**63)`` (Python or NumPy/torch integer scalar).
+
+    Args:
+        name: the argument's name, used in the message.
+        value: the value to check.
+
+    Returns:
+        ``value`` as a Python int.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected an int in [0, 2**63), got {value!r}")
+    try:
+        v = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name}: expected an int in [0, 2**63), got {value!r}") from None
+    if not 0 <= v < 2**63:
+        raise ValueError(f"{name}: expected an int in [0, 2**63), got {value!r}")
+    return v
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
