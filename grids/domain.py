@@ -20,6 +20,8 @@ class Domain:
         if isinstance(bounds, Domain):
             self.bounds = bounds.bounds
             return
+        if isinstance(bounds, (str, bytes)):
+            raise ValueError(f"{name}: expected (a, b) or [(a1, b1), (a2, b2)], got {bounds!r}")
         try:
             items = list(bounds)
         except TypeError:
@@ -33,9 +35,13 @@ class Domain:
         parsed = []
         for i, pair in enumerate(items):
             try:
+                if isinstance(pair, (str, bytes)):
+                    raise TypeError
                 a, b = pair
+                if not (_is_number(a) and _is_number(b)):
+                    raise TypeError
                 a, b = float(a), float(b)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ValueError(
                     f"{name}: side {i} must be a pair of numbers (a, b), got {pair!r}"
                 ) from None
@@ -81,11 +87,13 @@ class Domain:
 
 
 def _is_number(v: object) -> bool:
-    return (
-        isinstance(v, (int, float))
-        and not isinstance(v, bool)
-        or hasattr(v, "__float__")
-        and (not hasattr(v, "__len__"))
+    """A real number (Python, NumPy or a one-element torch scalar); never a bool or a string."""
+    if isinstance(v, (bool, str, bytes)) or type(v).__name__ in ("bool_", "bool"):
+        return False
+    if type(v).__name__ == "Tensor":
+        return v.dim() == 0 and not v.is_complex() and str(v.dtype) != "torch.bool"
+    return isinstance(v, (int, float)) or (
+        hasattr(v, "__float__") and not hasattr(v, "__len__") and not isinstance(v, complex)
     )
 
 

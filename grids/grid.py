@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ._checks import as_real, numeric_array
 from .domain import Domain, as_domain
 from .quadrature import (
     NODE_RULES,
@@ -40,6 +41,31 @@ class Grid:
         rule: str,
         uniform: bool,
     ) -> None:
+        if not isinstance(domain, Domain):
+            raise ValueError(f"domain: expected a grids.Domain, got {domain!r:.80}")
+        check_rule(rule, RULES)
+        if not isinstance(uniform, bool):
+            raise ValueError(f"uniform: expected True or False, got {uniform!r}")
+        for label, seq in (("axes", axes), ("axis_weights", axis_weights)):
+            if (
+                isinstance(seq, (torch.Tensor, str, bytes))
+                or not isinstance(seq, Sequence)
+                or len(seq) != domain.dim
+                or not all(
+                    isinstance(a, torch.Tensor) and a.dim() == 1 and a.is_floating_point()
+                    for a in seq
+                )
+            ):
+                raise ValueError(
+                    f"{label}: expected {domain.dim} floating 1-D tensors (one per axis), got "
+                    f"{_describe(seq)}"
+                )
+        for i, (a, w) in enumerate(zip(axes, axis_weights)):
+            if a.shape != w.shape or a.numel() == 0:
+                raise ValueError(
+                    f"axis_weights[{i}]: expected one weight per node ({a.numel()}), got "
+                    f"shape {tuple(w.shape)}"
+                )
         self.domain = domain
         self.rule = rule
         self.is_uniform = uniform
@@ -102,7 +128,11 @@ class Grid:
         if dom.dim == 1:
             sets = [nodes]
         else:
-            if isinstance(nodes, torch.Tensor) or len(nodes) != dom.dim:
+            if (
+                isinstance(nodes, (torch.Tensor, str, bytes))
+                or not hasattr(nodes, "__len__")
+                or len(nodes) != dom.dim
+            ):
                 raise ValueError(
                     f"nodes: a {dom.dim}-D domain needs a sequence of {dom.dim} 1-D node sets "
                     f"(one per axis), got {_describe(nodes)}"
@@ -143,6 +173,18 @@ class Grid:
 
     def integrate(self, values: torch.Tensor) -> torch.Tensor:
         """Quadrature ``sum_j omega_j values[..., j]``: ``[..., n] -> [...]``."""
+        if not isinstance(values, torch.Tensor) or values.dim() == 0:
+            raise ValueError(
+                f"values: expected a tensor [..., {self.n}] (last dimension the grid size), got "
+                f"{_describe(values)}"
+            )
+        if not (values.is_floating_point() or values.is_complex()):
+            raise ValueError(f"values: expected a floating tensor, got dtype {values.dtype}")
+        if values.device != self.weights.device:
+            raise ValueError(
+                f"values: expected a tensor on the grid's device {self.weights.device}, got one "
+                f"on {values.device} (move the grid with grid.to(device))"
+            )
         if values.shape[-1] != self.n:
             raise ValueError(
                 f"values: last dimension must be the grid size {self.n}, got shape "
@@ -170,6 +212,11 @@ class Grid:
 
     def same_as(self, other: Grid, tol: float = 1e-12) -> bool:
         """True when both grids have the same domain, shape and nodes (to ``tol``)."""
+        if not isinstance(other, Grid):
+            raise ValueError(f"other: expected a grids.Grid, got {type(other).__name__}")
+        tol = as_real("tol", tol)
+        if tol < 0:
+            raise ValueError(f"tol: expected a finite number >= 0, got {tol}")
         return (
             self.domain == other.domain
             and self.shape == other.shape
@@ -242,6 +289,9 @@ def _describe(x: object) -> str:
 
 
 def _check_nodes(s: object, a: float, b: float, name: str) -> torch.Tensor:
+    if isinstance(s, (str, bytes)) or s is None:
+        raise ValueError(f"{name}: expected a 1-D sequence of numbers, got {_describe(s)}")
+    numeric_array(name, s, "a 1-D sequence of numbers")
     try:
         x = torch.as_tensor(s, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):

@@ -15,6 +15,13 @@ def plot_schedule(schedule: GridSchedule, max_points: int = 20000):
     (first axis of the nodes in 2-D). Uses the object-oriented API only (no pyplot state)."""
     from matplotlib.figure import Figure
 
+    from ._checks import as_int
+    from .schedule import GridSchedule
+
+    if not isinstance(schedule, GridSchedule):
+        raise ValueError(f"schedule: expected a GridSchedule, got {type(schedule).__name__}")
+    max_points = as_int("max_points", max_points)
+
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax_w, ax_n = fig.subplots(1, 2)
     t = schedule.times.detach().cpu().double().numpy()

@@ -24,6 +24,8 @@ import math
 import numpy as np
 import torch
 
+from ._checks import as_int, as_real
+
 __all__ = [
     "RULES",
     "NODE_RULES",
@@ -59,6 +61,8 @@ def rule_degree(rule: str, n: int) -> int:
     ``periodic`` is exact on constants only among polynomials (degree 0); what it integrates
     exactly are the trigonometric polynomials of degree < n on the period (b - a).
     """
+    rule = check_rule(rule)
+    n = check_n(rule, n)
     return {
         "trapezoid": 1,
         "midpoint": 1,
@@ -66,7 +70,7 @@ def rule_degree(rule: str, n: int) -> int:
         "boole": 5,
         "gauss_legendre": 2 * n - 1,
         "periodic": 0,
-    }[check_rule(rule)]
+    }[rule]
 
 
 def check_rule(rule: str, allowed: tuple[str, ...] = RULES, name: str = "rule") -> str:
@@ -88,6 +92,7 @@ def _valid(rule: str, n: int) -> bool:
 def nearest_valid_n(rule: str, n: int) -> int:
     """The valid node count for ``rule`` closest to ``n`` (the larger one on a tie)."""
     check_rule(rule)
+    n = as_int("n", n)
     for delta in range(0, 8):
         for cand in (n + delta, n - delta):
             if cand >= 1 and _valid(rule, cand):
@@ -96,12 +101,12 @@ def nearest_valid_n(rule: str, n: int) -> int:
 
 
 def check_n(rule: str, n: object, name: str = "n") -> int:
-    """Validate a per-axis node count for ``rule``; raise ValueError naming the nearest valid n."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise ValueError(f"{name}: expected a positive int, got {n!r}")
-    n = int(n)
-    if n <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {n}")
+    """Validate a per-axis node count for ``rule``; raise ValueError naming the nearest valid n.
+
+    Python, NumPy and torch integers are accepted; bools, floats and strings are refused.
+    """
+    check_rule(rule)
+    n = as_int(name, n)
     if not _valid(rule, n):
         need = {
             "trapezoid": "at least 2 nodes",
@@ -158,8 +163,8 @@ def uniform_rule(rule: str, n: int, a: float, b: float) -> tuple[torch.Tensor, t
     """
     check_rule(rule)
     n = check_n(rule, n)
+    a, b = _check_interval(a, b)
     check_grid_bytes((n,))
-    a, b = float(a), float(b)
     length = b - a
     if rule in ("midpoint", "periodic"):
         h = length / n
@@ -221,6 +226,8 @@ def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(nodes, weights)``, two float64 numpy arrays of shape ``[n]``.
     """
+    n = check_n("gauss_legendre", n)
+    check_grid_bytes((n,))
     if n == 1:
         return np.zeros(1), np.full(1, 2.0)
     half = (n + 1) // 2  # roots with theta_k <= pi/2, k = 1..half (the middle one is pi/2)
@@ -348,11 +355,23 @@ def nodes_rule(nodes: torch.Tensor, a: float, b: float, rule: str = "trapezoid")
     interior (which is also the length of the cell of x_j). Exact on constants always and on
     linear functions when x_1 = a and x_n = b.
     """
+    from .grid import _check_nodes
+
     check_rule(rule, NODE_RULES)
-    x = nodes.to(torch.float64)
+    a, b = _check_interval(a, b)
+    x = _check_nodes(nodes, a, b, "nodes")
     n = x.numel()
     if n == 1:
         return torch.tensor([b - a], dtype=torch.float64)
     left = torch.cat([torch.tensor([a], dtype=torch.float64), (x[1:] + x[:-1]) / 2])
     right = torch.cat([(x[1:] + x[:-1]) / 2, torch.tensor([b], dtype=torch.float64)])
     return right - left
+
+
+def _check_interval(a: object, b: object) -> tuple[float, float]:
+    """The end points of an interval: two finite numbers with ``a < b``."""
+    a = as_real("a", a)
+    b = as_real("b", b)
+    if not a < b:
+        raise ValueError(f"b: expected an end point above a = {a}, got {b}")
+    return a, b

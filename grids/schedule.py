@@ -9,8 +9,10 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ._checks import as_int, as_real, is_int
 from .domain import Domain, as_domain
 from .grid import Grid, parse_to_args
 from .quadrature import RULES, check_rule, nearest_valid_n
@@ -21,6 +23,10 @@ __all__ = ["GridSchedule", "cluster_map"]
 JSON_VERSION = 1
 _JSON_FORMAT = "spacetime-nets/grid-schedule"
 _JSON_KEYS = {"format", "version", "times", "transfer", "grids", "grid_index", "channels"}
+
+#: Most time steps a schedule may have (a ResNet of that many layers); more raise ValueError
+#: before anything is allocated. Raise this module attribute to allow more.
+MAX_STEPS = 1_000_000
 
 
 class GridSchedule:
@@ -43,6 +49,10 @@ class GridSchedule:
         channels: Sequence[int] | None = None,
     ) -> None:
         t = _check_times(times)
+        if isinstance(grids, (Grid, str, bytes, torch.Tensor)) or not isinstance(grids, Sequence):
+            raise ValueError(
+                f"grids: expected a sequence of grids.Grid (one per time), got {grids!r:.80}"
+            )
         grids = list(grids)
         if len(grids) != t.numel():
             raise ValueError(
@@ -70,7 +80,7 @@ class GridSchedule:
     def with_channels(self, channels: int | Sequence[int] | None) -> GridSchedule:
         """The same times and grids with channel counts ``c_k`` (an int: the same at every
         time; ``None``: the scalar model). Shares the grids and cached transfers."""
-        if isinstance(channels, int) and not isinstance(channels, bool):
+        if is_int(channels):
             channels = [channels] * len(self.grids)
         new = copy.copy(self)
         new.channels = _check_channels(channels, len(self.grids))
@@ -115,8 +125,9 @@ class GridSchedule:
 
     def transfer(self, k: int) -> Transfer:
         """Pi_k: grid k -> grid k + 1 (built once, then cached)."""
-        if not 0 <= k < self.num_steps:
-            raise ValueError(f"k: expected 0 <= k < {self.num_steps}, got {k}")
+        if not is_int(k) or not 0 <= k < self.num_steps:
+            raise ValueError(f"k: expected 0 <= k < {self.num_steps}, got {k!r}")
+        k = int(k)
         if k not in self._transfers:
             self._transfers[k] = make_transfer(self.grids[k], self.grids[k + 1], self.transfer_kind)
         return self._transfers[k]
@@ -130,6 +141,12 @@ class GridSchedule:
         return all(g.same_as(self.grids[0]) for g in self.grids[1:])
 
     def same_as(self, other: GridSchedule, tol: float = 1e-12) -> bool:
+        """True when both have the same times and grids (to ``tol``)."""
+        if not isinstance(other, GridSchedule):
+            raise ValueError(f"other: expected a GridSchedule, got {type(other).__name__}")
+        tol = as_real("tol", tol)
+        if tol < 0:
+            raise ValueError(f"tol: expected a finite number >= 0, got {tol}")
         return (
             self.num_steps == other.num_steps
             and torch.allclose(self.times.cpu().double(), other.times.cpu().double(), atol=tol)
@@ -168,27 +185,42 @@ class GridSchedule:
     def from_widths(
         cls,
         widths: Sequence[int | Sequence[int]],
-        T: float = 1.0,
+        T: float | None = None,
         domain: Domain | Sequence = (0.0, 1.0),
         rule: str = "trapezoid",
         times: Sequence[float] | torch.Tensor | None = None,
         transfer_kind: str = "linear",
     ) -> GridSchedule:
-        """Uniform grids of the given widths n_0..n_K (K + 1 entries) on uniform or given times."""
-        widths = list(widths)
-        if len(widths) < 2:
-            raise ValueError(f"widths: need at least 2 entries (n_0 and n_K), got {widths!r}")
+        """Uniform grids of the given widths n_0..n_K (K + 1 entries) on uniform or given times.
+
+        ``T`` is the horizon of the uniform times (1.0 when left out); with ``times`` given,
+        leave ``T`` out or give ``times[-1]``.
+        """
+        widths = _check_widths(widths)
         dom = as_domain(domain)
         for k, w in enumerate(widths):
             ws = w if isinstance(w, (tuple, list)) else (w,)
+            if not ws:
+                raise ValueError(f"widths: entry {k} must be a positive int, got {w!r}")
             for v in ws:
-                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                if not is_int(v) or v <= 0:
                     raise ValueError(f"widths: entry {k} must be a positive int, got {w!r}")
-        t = _uniform_times(len(widths) - 1, T) if times is None else times
+        if times is None:
+            t = _uniform_times(len(widths) - 1, 1.0 if T is None else T)
+        else:
+            t = _check_times(times)
+            if t.numel() != len(widths):
+                raise ValueError(
+                    f"times: expected one time per width ({len(widths)}), got {t.numel()}"
+                )
+            if T is not None and as_real("T", T) != float(t[-1]):
+                raise ValueError(
+                    f"T: expected the last of the given times ({float(t[-1])}) or no T, got {T!r}"
+                )
         cache: dict = {}
         grids = []
         for k, w in enumerate(widths):
-            key = tuple(w) if isinstance(w, (tuple, list)) else w
+            key = tuple(int(v) for v in w) if isinstance(w, (tuple, list)) else int(w)
             if key not in cache:
                 try:
                     cache[key] = Grid.uniform(w, dom, rule)
@@ -208,10 +240,26 @@ class GridSchedule:
         transfer_kind: str = "linear",
     ) -> GridSchedule:
         """Widths n_k = width_fn(t_k) on a uniform time grid of ``steps`` steps."""
+        if not callable(width_fn):
+            raise ValueError(f"width_fn: expected a function t -> width, got {width_fn!r:.80}")
         steps = _check_steps(steps)
         t = _uniform_times(steps, T)
-        widths = [width_fn(float(tk)) for tk in t]
-        return cls.from_widths(widths, T, domain, rule, times=t, transfer_kind=transfer_kind)
+        widths = []
+        for tk in t:
+            w = width_fn(float(tk))
+            ws = w if isinstance(w, (tuple, list)) else (w,)
+            if not ws or not all(is_int(v) and v > 0 for v in ws):
+                raise ValueError(
+                    f"width_fn: expected a positive int (or one per axis) at every time, got "
+                    f"{w!r:.80} at t={float(tk):.6g}"
+                )
+            widths.append(w)
+        try:
+            return cls.from_widths(widths, None, domain, rule, times=t, transfer_kind=transfer_kind)
+        except ValueError as exc:
+            if str(exc).startswith("widths:"):
+                raise ValueError(f"width_fn: {exc}") from None
+            raise
 
     @classmethod
     def ramp(
@@ -224,8 +272,13 @@ class GridSchedule:
         rule: str = "trapezoid",
         transfer_kind: str = "linear",
     ) -> GridSchedule:
-        """Widths varying linearly in t from ``n_start`` to ``n_end`` (per axis in 2-D)."""
-        return cls._shape(lambda s: s, n_start, n_end, steps, T, domain, rule, transfer_kind)
+        """Widths varying linearly in t from ``n_start`` to ``n_end`` (per axis in 2-D).
+        Widths between the given ones snap to the nearest the rule takes; the
+        given ones must be widths the rule takes (e.g. odd for simpson)."""
+        return cls._shape(
+            lambda s: s, n_start, n_end, steps, T, domain, rule, transfer_kind,
+            names=("n_start", "n_end"),
+        )  # fmt: skip
 
     @classmethod
     def hourglass(
@@ -239,7 +292,9 @@ class GridSchedule:
         transfer_kind: str = "galerkin",
     ) -> GridSchedule:
         """Wide - narrow - wide: ``n_outer`` at t = 0 and T, ``n_waist`` at t = T / 2. The
-        default transfer filters where it coarsens and interpolates where it refines."""
+        default transfer filters where it coarsens and interpolates where it refines.
+        Widths between the given ones snap to the nearest the rule takes; the
+        given ones must be widths the rule takes (e.g. odd for simpson)."""
         return cls._shape(
             lambda s: 1.0 - abs(2.0 * s - 1.0),
             n_outer,
@@ -249,6 +304,7 @@ class GridSchedule:
             domain,
             rule,
             transfer_kind,
+            names=("n_outer", "n_waist"),
         )
 
     @classmethod
@@ -264,9 +320,10 @@ class GridSchedule:
         transfer_kind: str = "galerkin",
     ) -> GridSchedule:
         """Coarsening in ``levels`` equal stages from ``n_base`` to ``n_top`` (widths geometric);
-        the default transfer integrates each finer state exactly against the coarse hats."""
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"levels: expected a positive int, got {levels!r}")
+        the default transfer integrates each finer state exactly against the coarse hats.
+        Widths between the given ones snap to the nearest the rule takes; the
+        given ones must be widths the rule takes (e.g. odd for simpson)."""
+        levels = as_int("levels", levels)
         return cls._shape(
             lambda s: min(math.floor(s * levels), levels - 1) / max(levels - 1, 1),
             n_base,
@@ -277,28 +334,55 @@ class GridSchedule:
             rule,
             transfer_kind,
             geometric=True,
+            names=("n_base", "n_top"),
         )
 
     @classmethod
-    def _shape(cls, profile, n0, n1, steps, T, domain, rule, transfer_kind, geometric=False):
+    def _shape(
+        cls,
+        profile,
+        n0,
+        n1,
+        steps,
+        T,
+        domain,
+        rule,
+        transfer_kind,
+        geometric=False,
+        names=("n_start", "n_end"),
+    ):
         steps = _check_steps(steps)
         dom = as_domain(domain)
         check_rule(rule, RULES)
-        a = _per_axis(n0, dom.dim, "n_start")
-        b = _per_axis(n1, dom.dim, "n_end")
+        a = _per_axis(n0, dom.dim, names[0])
+        b = _per_axis(n1, dom.dim, names[1])
+        for name, ends in zip(names, (a, b)):  # the given widths are kept exactly or refused
+            for v in ends:
+                near = nearest_valid_n(rule, v)
+                if near != v:
+                    raise ValueError(
+                        f"{name}: expected a width the {rule} rule takes (the nearest is "
+                        f"{near}), got {v}"
+                    )
 
         def width(s: float):
             p = profile(s)
             out = []
             for x, y in zip(a, b):
                 v = x * (y / x) ** p if geometric else x + (y - x) * p
-                # named shapes snap to the nearest width the rule accepts (documented)
+                # widths in between snap to the nearest width the rule takes (documented)
                 out.append(nearest_valid_n(rule, max(1, round(v))))
             return tuple(out) if dom.dim > 1 else out[0]
 
         t = _uniform_times(steps, T)
         widths = [width(k / steps) for k in range(steps + 1)]
-        return cls.from_widths(widths, T, dom, rule, times=t, transfer_kind=transfer_kind)
+        try:
+            return cls.from_widths(widths, None, dom, rule, times=t, transfer_kind=transfer_kind)
+        except ValueError as exc:
+            if str(exc).startswith("widths:"):
+                shown = ", ".join(f"{nm}={v!r}" for nm, v in zip(names, (n0, n1)))
+                raise ValueError(f"{names[0]}, {names[1]} ({shown}): {exc}") from None
+            raise
 
     @classmethod
     def moving(
@@ -318,17 +402,19 @@ class GridSchedule:
         int (every step) or K + 1 ints. Weights use the non-uniform trapezoid rule.
         """
         dom = as_domain(domain)
-        if isinstance(widths, int) and not isinstance(widths, bool):
+        if is_int(widths):
             if steps is None:
                 raise ValueError("steps: required when widths is a single int")
             steps = _check_steps(steps)
             widths = [widths] * (steps + 1)
-        widths = list(widths)
-        if steps is not None and len(widths) != steps + 1:
+        widths = _check_widths(widths)
+        if steps is not None and len(widths) != _check_steps(steps) + 1:
             raise ValueError(f"widths: need steps + 1 = {steps + 1} entries, got {len(widths)}")
-        steps = len(widths) - 1
-        _check_steps(steps)
-        phi = phi or cluster_map()
+        steps = _check_steps(len(widths) - 1)
+        if phi is None:
+            phi = cluster_map()
+        elif not callable(phi):
+            raise ValueError(f"phi: expected a function phi(tau, s) -> nodes, got {phi!r:.80}")
         t = _uniform_times(steps, T)
         grids = []
         for k, w in enumerate(widths):
@@ -341,7 +427,7 @@ class GridSchedule:
                     if n > 1
                     else torch.tensor([(lo + hi) / 2], dtype=torch.float64)
                 )
-                axes.append(torch.as_tensor(phi(tau, s), dtype=torch.float64))
+                axes.append(_phi_nodes(phi(tau, s), s, k, tau))
             try:
                 grids.append(Grid.from_nodes(axes[0] if dom.dim == 1 else axes, dom))
             except ValueError as exc:
@@ -357,15 +443,17 @@ class GridSchedule:
         Substeps inside step k use the refined grid k (the grid changes where it changed
         before), so the refined schedule discretises the same moving-grid problem.
         """
-        for name, v in (("width", width), ("depth", depth)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        width = as_int("width", width)
+        depth = as_int("depth", depth, high=max(1, MAX_STEPS // max(self.num_steps, 1)))
         refined: dict[int, Grid] = {}
         fine = []
         for g in self.grids:
             key = id(g)
             if key not in refined:
-                refined[key] = _refine_grid(g, width)
+                try:
+                    refined[key] = _refine_grid(g, width)
+                except ValueError as exc:
+                    raise ValueError(f"width: refining {g} {width} times: {exc}") from None
             fine.append(refined[key])
         t = self.times.cpu().double()
         times = [t[0:1]]
@@ -406,12 +494,20 @@ class GridSchedule:
             doc["channels"] = list(self.channels)
         text = json.dumps(doc, indent=1)
         if path is not None:
-            _write_atomic(Path(path), text)
+            if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)) or not str(path):
+                raise ValueError(f"path: expected a file path (str or os.PathLike), got {path!r}")
+            p = Path(path)
+            if p.is_dir():
+                raise ValueError(f"path: {p} is a folder; expected a file path")
+            if not p.parent.is_dir():
+                raise ValueError(f"path: the folder {p.parent} does not exist")
+            _write_atomic(p, text)
         return text
 
     @classmethod
     def from_json(cls, source: str | os.PathLike) -> GridSchedule:
-        """Read a schedule from JSON text or a file path; every field is validated."""
+        """Read a schedule from JSON text or a file path; every field is validated, and an error
+        in a file names the file and the field."""
         text = source
         if not isinstance(source, (str, os.PathLike)):
             raise ValueError(
@@ -421,20 +517,36 @@ class GridSchedule:
         if isinstance(source, os.PathLike) or not source.lstrip().startswith("{"):
             p = Path(source)
             if not p.is_file():
-                raise ValueError(f"source: no such file and not JSON text: {str(source)[:80]!r}")
+                text = str(source)  # a path in full, however long; text cut short
+                shown = text if "\n" not in text and len(text) <= 4096 else text[:80] + "..."
+                raise ValueError(f"source: no such file and not JSON text: {shown!r}")
             try:
                 text = p.read_text(encoding="utf-8")
             except UnicodeDecodeError as exc:
                 raise ValueError(f"source: {p} is not UTF-8 text ({exc.reason})") from None
+            except OSError as exc:
+                raise ValueError(f"source: cannot read {p} ({exc.strerror or exc})") from None
+            try:
+                return cls._from_json_text(text)
+            except ValueError as exc:
+                raise ValueError(f"{p}: {exc}") from None
+        return cls._from_json_text(text)
+
+    @classmethod
+    def _from_json_text(cls, text: str) -> GridSchedule:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"source: malformed JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise ValueError("source: malformed JSON (nested too deeply)") from None
         if not isinstance(doc, dict):
             raise ValueError(f"source: expected a JSON object, got {type(doc).__name__}")
-        if doc.get("version") != JSON_VERSION:
-            raise ValueError(f"version: expected {JSON_VERSION}, got {doc.get('version')!r}")
-        for key in ("times", "grids", "grid_index"):
+        version = doc.get("version")
+        if type(version) is not int or version != JSON_VERSION:
+            raise ValueError(f"version: expected {JSON_VERSION}, got {version!r}")
+        # every key has been written since the first version: a missing one is a damaged file
+        for key in ("format", "times", "transfer", "grids", "grid_index"):
             if key not in doc:
                 raise ValueError(f"source: missing key {key!r}")
         unknown = sorted(set(doc) - _JSON_KEYS)
@@ -443,10 +555,10 @@ class GridSchedule:
                 f"source: unknown key(s) {', '.join(map(repr, unknown))}; expected only "
                 f"{', '.join(sorted(_JSON_KEYS))}"
             )
-        if doc.get("format", _JSON_FORMAT) != _JSON_FORMAT:
-            raise ValueError(f"format: expected {_JSON_FORMAT!r}, got {doc['format']!r}")
-        transfer = doc.get("transfer", "linear")
-        if transfer not in TRANSFER_KINDS:
+        if doc["format"] != _JSON_FORMAT:
+            raise ValueError(f"format: expected {_JSON_FORMAT!r}, got {doc['format']!r:.60}")
+        transfer = doc["transfer"]
+        if not isinstance(transfer, str) or transfer not in TRANSFER_KINDS:
             raise ValueError(
                 f"transfer: expected one of {', '.join(TRANSFER_KINDS)}; got {transfer!r}"
             )
@@ -454,16 +566,46 @@ class GridSchedule:
         if not isinstance(table, list) or not table:
             raise ValueError("grids: expected a non-empty list of grids")
         grid_objs = [Grid.from_json_dict(g, name=f"grids[{i}]") for i, g in enumerate(table)]
+        times = doc["times"]
+        if not isinstance(times, list) or not all(
+            type(v) in (int, float) for v in times
+        ):  # JSON numbers only: no booleans, strings or nested lists
+            raise ValueError(f"times: expected a list of numbers, got {times!r:.80}")
         index = doc["grid_index"]
-        if not isinstance(index, list) or not all(
-            isinstance(i, int) and 0 <= i < len(grid_objs) for i in index
+        if not isinstance(index, list):
+            raise ValueError(
+                f"grid_index: expected a list of indices into grids, got {index!r:.80}"
+            )
+        for j, i in enumerate(index):
+            if type(i) is not int or not 0 <= i < len(grid_objs):
+                raise ValueError(
+                    f"grid_index: expected indices into grids, got {index!r:.80} (entry {j} is "
+                    f"{i!r:.40}, not an int in [0, {len(grid_objs)}))"
+                )
+        if len(index) != len(times):
+            raise ValueError(
+                f"grid_index: expected one entry per time ({len(times)}), got {len(index)}"
+            )
+        channels = doc.get("channels")
+        if channels is not None and (
+            not isinstance(channels, list) or not all(type(c) is int for c in channels)
         ):
-            raise ValueError(f"grid_index: expected indices into grids, got {index!r:.80}")
-        return cls(doc["times"], [grid_objs[i] for i in index], transfer, doc.get("channels"))
+            raise ValueError(f"channels: expected a list of positive ints, got {channels!r:.80}")
+        return cls(times, [grid_objs[i] for i in index], transfer, channels)
 
     def plot(self, ax=None):
-        """Figure: widths against t, and node positions against t. See :mod:`grids.plot`."""
+        """Figure: widths against t, and node positions against t. See :mod:`grids.plot`.
+
+        The figure has two panels of its own, so ``ax`` must be left out (None): an axes
+        given is refused rather than ignored.
+        """
         from .plot import plot_schedule
+
+        if ax is not None:
+            raise ValueError(
+                f"ax: expected None (plot draws a Figure of its own with two panels), got "
+                f"{type(ax).__name__}"
+            )
 
         return plot_schedule(self)
 
@@ -512,8 +654,13 @@ def _write_atomic(path: Path, text: str) -> None:
 def cluster_map(strength: float = 0.6, center: float = 0.5) -> Callable:
     """phi(tau, s): nodes drift towards ``center`` (relative position in the interval) as tau
     goes 0 -> 1; monotone in s for 0 <= strength < 1, end points fixed."""
-    if not 0.0 <= strength < 1.0:
-        raise ValueError(f"strength: expected 0 <= strength < 1, got {strength}")
+    s_val = as_real("strength", strength)
+    if not 0.0 <= s_val < 1.0:
+        raise ValueError(f"strength: expected 0 <= strength < 1, got {strength!r}")
+    strength = s_val
+    center = as_real("center", center)
+    if not 0.0 <= center <= 1.0:
+        raise ValueError(f"center: expected a relative position 0 <= center <= 1, got {center!r}")
 
     def phi(tau: float, s: torch.Tensor) -> torch.Tensor:
         lo, hi = float(s.min()), float(s.max())
@@ -536,26 +683,81 @@ def _check_channels(channels: object, n: int) -> list[int] | None:
     if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
         raise ValueError(f"channels: expected None or {n} positive ints, got {channels!r:.80}")
     out = list(channels)
-    if len(out) != n or not all(
-        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in out
-    ):
+    if len(out) != n or not all(is_int(c) and c >= 1 for c in out):
         raise ValueError(
             f"channels: expected {n} positive ints (one per time t_0..t_K), got {out!r:.80}"
         )
-    return out
+    return [int(c) for c in out]
 
 
 def _check_steps(steps: object) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not is_int(steps) or steps < 1:
         raise ValueError(f"steps: expected a positive int, got {steps!r}")
-    return steps
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"steps: expected a positive int of at most {MAX_STEPS:,} "
+            f"(grids.schedule.MAX_STEPS), got {steps!r}"
+        )
+    return int(steps)
+
+
+def _check_widths(widths: object) -> list:
+    """``widths`` as a list of at least 2 entries (n_0 and n_K)."""
+    if (
+        isinstance(widths, (str, bytes, dict, torch.Tensor))
+        or is_int(widths)
+        or not hasattr(widths, "__iter__")
+    ):
+        raise ValueError(
+            f"widths: expected a list of at least 2 widths [n_0, ..., n_K] (one per time), got "
+            f"{widths!r:.80}"
+        )
+    out = list(widths)
+    if len(out) < 2:
+        raise ValueError(f"widths: need at least 2 entries (n_0 and n_K), got {out!r:.80}")
+    return out
 
 
 def _uniform_times(steps: int, T: float) -> torch.Tensor:
-    T = float(T)
+    if isinstance(T, (bool, str, bytes)):
+        raise ValueError(f"T: expected a positive finite horizon, got {T!r}")
+    try:
+        T = float(T)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"T: expected a positive finite horizon, got {T!r:.80}") from None
     if not (math.isfinite(T) and T > 0):
         raise ValueError(f"T: expected a positive finite horizon, got {T}")
     return torch.linspace(0.0, T, steps + 1, dtype=torch.float64)
+
+
+def _phi_nodes(out: object, s: torch.Tensor, k: int, tau: float) -> torch.Tensor:
+    """The nodes ``phi(tau, s)`` returned, checked to be ``len(s)`` real numbers."""
+    where = f"phi: at step {k} (tau={tau:.3g})"
+    shown = (
+        f"a {out.dtype} tensor of shape {tuple(out.shape)}"
+        if isinstance(out, torch.Tensor)
+        else f"{out!r:.80}"
+    )
+    if out is None or isinstance(out, (str, bytes, bool)):
+        raise ValueError(f"{where}: expected {s.numel()} nodes like s, got {shown}")
+    if isinstance(out, torch.Tensor) and (out.dtype == torch.bool or out.is_complex()):
+        raise ValueError(f"{where}: expected {s.numel()} real nodes like s, got {shown}")
+    if not isinstance(out, torch.Tensor):
+        try:
+            kind = np.asarray(out).dtype.kind
+        except (TypeError, ValueError):
+            kind = "O"
+        if kind not in "iuf":
+            raise ValueError(f"{where}: expected {s.numel()} real nodes like s, got {shown}")
+    try:
+        x = torch.as_tensor(out, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{where}: expected {s.numel()} nodes like s, got {shown}") from None
+    if tuple(x.shape) != tuple(s.shape):
+        raise ValueError(
+            f"{where}: expected a tensor of the shape of s {tuple(s.shape)}, got {shown}"
+        )
+    return x
 
 
 def _check_times(times: object) -> torch.Tensor:
@@ -584,9 +786,9 @@ def _per_axis(n: object, dim: int, name: str) -> tuple[int, ...]:
     if len(vals) != dim:
         raise ValueError(f"{name}: expected {dim} counts, got {n!r}")
     for v in vals:
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        if not is_int(v) or v <= 0:
             raise ValueError(f"{name}: expected positive ints, got {n!r}")
-    return vals
+    return tuple(int(v) for v in vals)
 
 
 def _refine_grid(g: Grid, width: int) -> Grid:

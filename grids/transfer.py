@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import quadrature
+from ._checks import as_int
 from .grid import Grid, parse_to_args
 
 __all__ = ["Transfer", "make_transfer", "TRANSFER_KINDS"]
@@ -30,15 +31,42 @@ class Transfer:
         kind: str,
         identity: bool = False,
     ) -> None:
+        n_src = as_int("n_src", n_src)
+        if kind not in TRANSFER_KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(TRANSFER_KINDS)}; got {kind!r}")
+        if not isinstance(identity, bool):
+            raise ValueError(f"identity: expected True or False, got {identity!r}")
+        if not isinstance(index, torch.Tensor) or index.dtype != torch.long or index.dim() != 2:
+            raise ValueError(f"index: expected an int64 tensor [n_dst, m], got {_describe(index)}")
+        if index.shape[0] == 0 or index.shape[1] == 0:
+            raise ValueError(f"index: expected at least one row and column, got shape "
+                             f"{tuple(index.shape)}")  # fmt: skip
+        if not isinstance(coeff, torch.Tensor) or not coeff.is_floating_point():
+            raise ValueError(f"coeff: expected a floating tensor, got {_describe(coeff)}")
+        if coeff.shape != index.shape or coeff.device != index.device:
+            raise ValueError(
+                f"coeff: expected the shape {tuple(index.shape)} of index on {index.device}, got "
+                f"shape {tuple(coeff.shape)} on {coeff.device}"
+            )
+        if index.device.type != "meta" and (int(index.min()) < 0 or int(index.max()) >= n_src):
+            raise ValueError(
+                f"index: expected source indices in [0, {n_src}), got "
+                f"[{int(index.min())}, {int(index.max())}]"
+            )
         self.index = index
         self.coeff = coeff
-        self.n_src = int(n_src)
+        self.n_src = n_src
         self.n_dst = int(index.shape[0])
         self.kind = kind
         self.identity = identity
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Apply P to the last dimension: ``[..., n_src] -> [..., n_dst]``."""
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
+            raise ValueError(
+                f"x: expected a tensor [..., {self.n_src}] (last dimension the source grid "
+                f"size), got {_describe(x)}"
+            )
         if x.shape[-1] != self.n_src:
             raise ValueError(
                 f"x: last dimension must be the source grid size {self.n_src}, got shape "
@@ -95,6 +123,9 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
     """
     if kind not in TRANSFER_KINDS:
         raise ValueError(f"kind: expected one of {', '.join(TRANSFER_KINDS)}; got {kind!r}")
+    for label, g in (("source", source), ("target", target)):
+        if not isinstance(g, Grid):
+            raise ValueError(f"{label}: expected a grids.Grid, got {type(g).__name__}")
     if source.domain != target.domain:
         raise ValueError(
             f"target: grids must share a domain, got {source.domain} and {target.domain}"
@@ -117,6 +148,12 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
         source.n,
         kind,
     )
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return f"{x!r:.80}"
 
 
 def _axis_stencil(

@@ -87,9 +87,13 @@ def test_ramp():
 
 
 def test_ramp_snaps_to_valid_widths():
-    s = GridSchedule.ramp(4, 12, steps=4, rule="simpson")
-    # linear profile 4, 6, 8, 10, 12, snapped to odd counts (the larger on a tie)
-    assert s.widths == [5, 7, 9, 11, 13]
+    s = GridSchedule.ramp(5, 13, steps=3, rule="simpson")
+    # linear profile 5, 7.67, 10.33, 13, rounded to 5, 8, 10, 13, then snapped to odd counts
+    # (the larger on a tie): the widths in between snap, the given ones are kept
+    assert s.widths == [5, 9, 11, 13]
+    # a given width the rule does not take is refused, not moved
+    with pytest.raises(ValueError, match=r"n_start: .* simpson rule .* nearest is 5\), got 4"):
+        GridSchedule.ramp(4, 12, steps=4, rule="simpson")
     s = GridSchedule.ramp(5, 21, steps=4, rule="boole")
     # 5, 9, 13, 17, 21 are all of the form 4k + 1
     assert s.widths == [5, 9, 13, 17, 21]
