@@ -366,11 +366,11 @@ def test_resample_keeps_gradients():
 
 def test_resample_errors():
     x = torch.zeros(2, 64)
-    with pytest.raises(ValueError, match=r"nodes must lie in \[0, 1\]\^2"):
+    with pytest.raises(ValueError, match=r"nodes: expected points in \[0, 1\]\^2"):
         D.resample_images(x, (8, 8), torch.tensor([[0.5, 1.2]]))
-    with pytest.raises(ValueError, match=r"x must be a tensor of shape \[N, 16\]"):
+    with pytest.raises(ValueError, match=r"x: expected a tensor of shape \[N, 16\]"):
         D.resample_images(x, (4, 4), torch.tensor([[0.5, 0.5]]))
-    with pytest.raises(ValueError, match=r"nodes must be a tensor of shape \[n, 2\]"):
+    with pytest.raises(ValueError, match=r"nodes: expected a tensor of shape \[n, 2\]"):
         D.resample_images(x, (8, 8), torch.tensor([0.5, 0.5]))
     with pytest.raises(ValueError, match=r"image_shape=\(0, 8\)"):
         D.pixel_centres((0, 8))
@@ -431,26 +431,38 @@ def test_heat_default_shapes():
 @pytest.mark.parametrize(
     ("call", "pattern"),
     [
-        (lambda: D.circles(n=0), r"n must be .* got n=0"),
-        (lambda: D.xor(n=-5), r"n=-5"),
-        (lambda: D.chess(n=2.5), r"n=2\.5"),
-        (lambda: D.annuli(noise=-0.1), r"noise must be .* got noise=-0\.1"),
-        (lambda: D.moons(noise=-1.0), r"noise=-1\.0"),
-        (lambda: D.circles(splits=(0.5, 0.5, 0.5)), r"summing to 1, got splits=\(0\.5, 0\.5, 0\.5"),
-        (lambda: D.xor(splits=(1.0, 0.0, 0.0)), r"positive .* splits=\(1\.0, 0\.0, 0\.0\)"),
-        (lambda: D.chess(splits=(1.2, -0.1, -0.1)), r"splits=\(1\.2, -0\.1, -0\.1\)"),
-        (lambda: D.digits(splits=(0.8, 0.2)), r"splits=\(0\.8, 0\.2\)"),
-        (lambda: D.heat(n=0), r"n=0"),
-        (lambda: D.heat(time=0.0), r"time must be .* got time=0\.0"),
-        (lambda: D.heat(grid_size=2), r"grid_size=2"),
-        (lambda: D.heat(modes=0), r"modes=0"),
-        (lambda: D.heat(grid_size=3, refine=1, modes=2), r"modes=2"),
-        (lambda: D.xor(margin=2.0), r"margin=2\.0"),
-        (lambda: D.chess(squares=1), r"squares=1"),
-        (lambda: D.annuli(radii=[(0, 1), (0.5, 2)]), r"radii=\[\(0, 1\), \(0\.5, 2\)\]"),
-        (lambda: D.circles(seed=-1), r"seed=-1"),
-        (lambda: D.circles(dtype=torch.long), r"dtype=torch\.int64"),
-        (lambda: D.circles(n=5), r"n=5 is too small"),
+        (lambda: D.circles(n=0), r"n: expected .* got 0"),
+        (lambda: D.xor(n=-5), r"n: expected an int >= 1, got -5"),
+        (lambda: D.chess(n=2.5), r"n: expected an int >= 1, got 2\.5"),
+        (lambda: D.annuli(noise=-0.1), r"noise: expected .* got -0\.1"),
+        (lambda: D.moons(noise=-1.0), r"noise: expected a finite number >= 0, got -1\.0"),
+        (lambda: D.circles(splits=(0.5, 0.5, 0.5)), r"summing to 1, got \(0\.5, 0\.5, 0\.5"),
+        (
+            lambda: D.xor(splits=(1.0, 0.0, 0.0)),
+            r"splits: expected three positive .* got \(1\.0, 0\.0, 0\.0\)",
+        ),
+        (
+            lambda: D.chess(splits=(1.2, -0.1, -0.1)),
+            r"splits: expected .* got \(1\.2, -0\.1, -0\.1\)",
+        ),
+        (lambda: D.digits(splits=(0.8, 0.2)), r"splits: expected .* got \(0\.8, 0\.2\)"),
+        (lambda: D.heat(n=0), r"n: expected an int >= 1, got 0"),
+        (lambda: D.heat(time=0.0), r"time: expected a finite number > 0, got 0\.0"),
+        (lambda: D.heat(grid_size=2), r"grid_size: expected an int >= 3, got 2"),
+        (lambda: D.heat(modes=0), r"modes: expected an int >= 1, got 0"),
+        (lambda: D.heat(grid_size=3, refine=1, modes=2), r"modes: expected fewer .* got modes=2"),
+        (lambda: D.xor(margin=2.0), r"margin: expected a finite number in \[0, 2\), got 2\.0"),
+        (lambda: D.chess(squares=1), r"squares: expected an int >= 2, got 1"),
+        (
+            lambda: D.annuli(radii=[(0, 1), (0.5, 2)]),
+            r"radii: expected .* got radii=\[\(0, 1\), \(0\.5, 2\)\]",
+        ),
+        (lambda: D.circles(seed=-1), r"seed: expected an int in \[0, 2\*\*32\), got -1"),
+        (
+            lambda: D.circles(dtype=torch.long),
+            r"dtype: expected a floating torch\.dtype, got torch\.int64",
+        ),
+        (lambda: D.circles(n=5), r"n: expected enough samples .* got n=5: too small"),
     ],
 )
 def test_bad_arguments(call, pattern):
@@ -459,7 +471,9 @@ def test_bad_arguments(call, pattern):
 
 
 def test_unknown_name():
-    with pytest.raises(ValueError, match=r"name must be one of circles, annuli.*got name='mnist'"):
+    with pytest.raises(
+        ValueError, match=r"name: expected one of circles, annuli.*got name='mnist'"
+    ):
         D.load("mnist")
 
 
@@ -477,5 +491,5 @@ def test_signals_white_noise_is_independent_per_node_with_the_given_deviation():
     assert torch.equal(noisy.train.x, again.train.x)
     assert noisy.meta["white_noise"] == 0.5
     for bad in (-0.1, float("inf"), "0.1"):
-        with pytest.raises(ValueError, match="white_noise must be a finite number"):
+        with pytest.raises(ValueError, match="white_noise: expected a (finite )?number"):
             D.signals(n=100, white_noise=bad)

@@ -303,32 +303,44 @@ def test_seeds_reproducible_and_global_state_untouched(name):
 def test_registry_covers_old_and_new_names():
     assert set(D.DATASETS) < set(D.REGISTRY)
     assert {"burgers", "darcy", "signals"} <= set(D.REGISTRY)
-    with pytest.raises(ValueError, match=r"name must be one of .*burgers.*got name='kdv'"):
+    with pytest.raises(ValueError, match=r"name: expected one of .*burgers.*got name='kdv'"):
         D.load("kdv")
 
 
 @pytest.mark.parametrize(
     ("builder", "kwargs", "pattern"),
     [
-        (D.burgers, {"grid_size": 100}, r"grid_size must divide fine=1024.*grid_size=100"),
-        (D.burgers, {"fine": 1023, "grid_size": 1}, r"grid_size must be an integer >= 2"),
-        (D.burgers, {"fine": 128, "grid_size": 2}, r"modes must be at most fine / 3 = 42"),
-        (D.burgers, {"fine": 255}, r"fine must be even, got fine=255"),
-        (D.burgers, {"viscosity": 0.0}, r"viscosity must be a finite number in \(0.0, inf\]"),
-        (D.burgers, {"time": -1.0}, r"time must be"),
-        (D.burgers, {"n": 0}, r"n must be an integer >= 1, got n=0"),
-        (D.darcy, {"grid_size": 16}, r"grid_size must be 2\^j \+ 1.*got grid_size=16"),
+        (
+            D.burgers,
+            {"grid_size": 100},
+            r"grid_size: expected a divisor of fine=1024.*grid_size=100",
+        ),
+        (D.burgers, {"fine": 1023, "grid_size": 1}, r"grid_size: expected an int >= 2"),
+        (D.burgers, {"fine": 128, "grid_size": 2}, r"modes: expected at most fine / 3 = 42"),
+        (D.burgers, {"fine": 255}, r"fine: expected an even int, got fine=255"),
+        (D.burgers, {"viscosity": 0.0}, r"viscosity: expected a finite number > 0, got 0\.0"),
+        (D.burgers, {"time": -1.0}, r"time: expected a finite number > 0, got -1\.0"),
+        (D.burgers, {"n": 0}, r"n: expected an int >= 1, got 0"),
+        (D.darcy, {"grid_size": 16}, r"grid_size: expected 2\^j \+ 1.*got grid_size=16"),
         (D.darcy, {"grid_size": 129}, r"at most fine=65"),
-        (D.darcy, {"fine": 64}, r"fine must be 2\^k \+ 1.*got fine=64"),
-        (D.darcy, {"a_values": (1.0, -2.0)}, r"a_values must be two finite positive numbers"),
-        (D.darcy, {"a_values": (1.0,)}, r"a_values must be two"),
-        (D.signals, {"noise": -0.1}, r"noise must be a finite number in \[0.0, inf\]"),
-        (D.signals, {"nodes": [0.0, 0.5, 1.5]}, r"nodes must be finite points in \[0, 1\]"),
-        (D.signals, {"nodes": [[0.0, 1.0]]}, r"nodes must be a 1-D array"),
-        (D.signals, {"nodes": [0.0, 1.0], "grid_size": 3}, r"grid_size=3 disagrees with len"),
-        (D.signals, {"grid_size": 1}, r"grid_size must be an integer >= 2, got grid_size=1"),
-        (D.digits, {"scale": 0}, r"scale must be an integer >= 1, got scale=0"),
-        (D.digits, {"interpolation": "cubic"}, r"interpolation must be one of bilinear, nearest"),
+        (D.darcy, {"fine": 64}, r"fine: expected 2\^k \+ 1.*got fine=64"),
+        (D.darcy, {"a_values": (1.0, -2.0)}, r"a_values: expected two finite positive numbers"),
+        (D.darcy, {"a_values": (1.0,)}, r"a_values: expected two"),
+        (D.signals, {"noise": -0.1}, r"noise: expected a finite number >= 0, got -0\.1"),
+        (
+            D.signals,
+            {"nodes": [0.0, 0.5, 1.5]},
+            r"nodes: expected finite points in \[0, 1\], got nodes\[2\]=.*1\.5",
+        ),
+        (D.signals, {"nodes": [[0.0, 1.0]]}, r"nodes: expected a 1-D array"),
+        (
+            D.signals,
+            {"nodes": [0.0, 1.0], "grid_size": 3},
+            r"grid_size: expected None or len\(nodes\)=2 .* got 3",
+        ),
+        (D.signals, {"grid_size": 1}, r"grid_size: expected an int >= 2, got 1"),
+        (D.digits, {"scale": 0}, r"scale: expected an int >= 1, got 0"),
+        (D.digits, {"interpolation": "cubic"}, r"interpolation: expected one of bilinear, nearest"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(builder, kwargs, pattern):
@@ -337,11 +349,11 @@ def test_bad_arguments_raise_clear_errors(builder, kwargs, pattern):
 
 
 def test_solvers_reject_bad_arrays():
-    with pytest.raises(ValueError, match=r"u0 must have shape \[F\] or \[B, F\] with F even"):
+    with pytest.raises(ValueError, match=r"u0: expected shape \[F\] or \[B, F\] with F even"):
         D.solve_burgers(np.zeros(7), 0.1, 1.0)
-    with pytest.raises(ValueError, match="u0 must be finite"):
+    with pytest.raises(ValueError, match="u0: expected finite values"):
         D.solve_burgers(np.full(8, np.nan), 0.1, 1.0)
-    with pytest.raises(ValueError, match=r"a must have shape \[F, F\]"):
+    with pytest.raises(ValueError, match=r"a: expected shape \[F, F\]"):
         D.solve_darcy(np.ones((4, 5)))
-    with pytest.raises(ValueError, match="a must be finite and positive"):
+    with pytest.raises(ValueError, match="a: expected finite and positive"):
         D.solve_darcy(np.zeros((5, 5)))

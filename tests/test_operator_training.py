@@ -378,7 +378,7 @@ def test_cli_evaluate_at_another_resolution(burgers_run, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["input_shape"] == [64] and res["rel_l2"] == pytest.approx(want, rel=1e-5)
     assert main(["evaluate", str(out), "--resolution", "30"]) == 2
-    assert "must divide fine" in capsys.readouterr().err
+    assert "expected a divisor of fine" in capsys.readouterr().err
     assert main(["evaluate", str(out), "--grid-shape", "9", "9"]) == 2
     assert "use --resolution N" in capsys.readouterr().err
     assert main(["evaluate", str(out), "--resolution", "64", "--steps", "3"]) == 2

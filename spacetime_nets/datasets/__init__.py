@@ -23,14 +23,22 @@ column index along the second. Flattened images are in row-major order (index ``
 
 :data:`DATASETS` names the point sets, digits and heat (as it always has); :data:`REGISTRY` maps
 every name :func:`load` accepts, the PDE and signal sets included, to its builder.
+
+Every argument is checked before anything is computed: a bad value raises ValueError naming the
+argument, what was expected and what came (``n: expected an int >= 1, got 0``); NumPy integer
+scalars are taken wherever ints are. A set whose construction would take more than
+:data:`MAX_DATA_BYTES` (4 GiB by default; raise the module attribute to allow more) is refused
+before allocating, and arguments that would give values that are not finite in the requested
+``dtype`` (a huge ``noise``, extreme ``a_values``) are refused, naming them.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ._core import DEFAULT_SPLITS, DatasetSplits, Split
+from ._core import DEFAULT_SPLITS, MAX_DATA_BYTES, DatasetSplits, Split
 from .digits import digits, pixel_centres, refine_matrix, resample_images
 from .heat import heat
 from .helmholtz import helmholtz, solve_helmholtz
@@ -41,6 +49,7 @@ from .toy import annuli, chess, circles, moons, xor
 __all__ = [
     "DATASETS",
     "DEFAULT_SPLITS",
+    "MAX_DATA_BYTES",
     "REGISTRY",
     "SIGNAL_CLASSES",
     "DatasetSplits",
@@ -89,5 +98,13 @@ def load(name: str, seed: int = 0, **kwargs: Any) -> DatasetSplits:
     """The data set ``name`` (a key of :data:`REGISTRY`) built with ``seed`` and ``kwargs``."""
     loader = REGISTRY.get(name) if isinstance(name, str) else None
     if loader is None:
-        raise ValueError(f"name must be one of {', '.join(REGISTRY)}; got name={name!r}")
+        raise ValueError(f"name: expected one of {', '.join(REGISTRY)}; got name={name!r}")
+    params = inspect.signature(loader).parameters
+    unknown = sorted(k for k in kwargs if k not in params or k == "seed")
+    if unknown:
+        known = ", ".join(k for k in params if k != "seed")
+        raise ValueError(
+            f"{', '.join(unknown)}: the data set {name!r} takes no such argument; expected "
+            f"some of {known} (and seed)"
+        )
     return loader(seed=seed, **kwargs)

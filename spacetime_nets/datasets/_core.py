@@ -4,13 +4,15 @@ every generator of :mod:`spacetime_nets.datasets`."""
 from __future__ import annotations
 
 import math
-import operator
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
+
+from ..validation import check_real, check_seed, first_nonfinite
 
 DEFAULT_SPLITS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 _SPLIT_NAMES = ("train", "val", "test")
@@ -29,6 +31,10 @@ class Split:
     y: torch.Tensor
 
     def __post_init__(self) -> None:
+        for label, t in (("x", self.x), ("y", self.y)):
+            if not isinstance(t, torch.Tensor) or t.dim() == 0:
+                shown = "a 0-d tensor" if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{label}: expected a tensor [N, ...], got {shown}")
         if self.x.shape[0] != self.y.shape[0]:
             raise ValueError(
                 "Split: x and y must have the same number of rows, got "
@@ -86,70 +92,103 @@ class DatasetSplits:
 
 
 # --------------------------------------------------------------------------------------------
-# argument checks
+# argument checks (the wording of :mod:`spacetime_nets.validation`: ``name: expected X, got Y``)
 # --------------------------------------------------------------------------------------------
 
+#: Largest memory, in bytes, that building one data set may take (its float64 work arrays and
+#: the tensors it returns, estimated from the arguments before anything is allocated): 4 GiB.
+#: A larger request raises ValueError naming the size arguments; set
+#: ``spacetime_nets.datasets.MAX_DATA_BYTES`` to allow more.
+MAX_DATA_BYTES = 4 << 30
 
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}") from None
-    if v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return v
+
+def _max_bytes() -> int:
+    """The bound in force: ``spacetime_nets.datasets.MAX_DATA_BYTES`` (where a user raises it)."""
+    package = sys.modules.get(__package__ or "")
+    return int(getattr(package, "MAX_DATA_BYTES", MAX_DATA_BYTES))
+
+
+def _check_bytes(need: float, args: dict[str, object]) -> None:
+    """Refuse, before allocating, a data set whose estimated memory ``need`` exceeds the bound.
+
+    Args:
+        need: estimated bytes.
+        args: the size arguments and their values, named in the message.
+    """
+    bound = _max_bytes()
+    if need > bound:
+        names = ", ".join(args)
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        raise ValueError(
+            f"{names}: the data set would take about {need / 2**30:,.1f} GiB of memory to "
+            f"build, above the bound of {bound / 2**30:,.3g} GiB "
+            f"(spacetime_nets.datasets.MAX_DATA_BYTES); expected smaller sizes, got {shown}"
+        )
+
+
+def _out_bytes(n: int, x_cols: int, y_cols: int, dtype: torch.dtype) -> float:
+    """Bytes of the returned set: float64 arrays, then the tensors in ``dtype`` and their
+    copies in the three splits (``y_cols = 0``: class labels)."""
+    item = torch.empty((), dtype=dtype).element_size()
+    cols = x_cols + y_cols
+    return float(n) * (cols * (8 + 2 * item) + (0 if y_cols else 3 * 8))
 
 
 def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer in [0, 2**32), got seed={seed!r}")
+    """A seed in ``[0, 2**32)``: scikit-learn's splits take no larger one."""
     try:
-        s = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got seed={seed!r}") from None
-    if not 0 <= s < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got seed={seed!r}")
+        s = check_seed("seed", seed)
+    except ValueError:
+        s = None
+    if s is None or s >= 2**32:
+        raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
     return s
 
 
 def _check_real(
-    value: object,
     name: str,
+    value: object,
     *,
-    low: float | None = None,
+    positive: bool = False,
+    low: float | None = 0.0,
     high: float | None = None,
-    low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
-    msg = f"{name} must be a finite number in {interval}, got {name}={value!r}"
-    if isinstance(value, (bool, str, bytes)):  # no silent parsing of text
-        raise ValueError(msg)
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(msg) from None
-    if not math.isfinite(v):
-        raise ValueError(msg)
-    if low is not None and (v <= low if low_open else v < low):
-        raise ValueError(msg)
+    """A finite real number ``>= 0`` (``> 0`` with ``positive``; any sign with ``low=None``)
+    and below ``high`` where one is given; text, bools and NaN are refused."""
+    if isinstance(value, (str, bytes)):  # no silent parsing of text
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if low is not None:
+        v = check_real(name, value, positive=positive)
+    else:
+        if isinstance(value, bool) or type(value).__name__ == "bool_":
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        try:
+            v = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{name}: expected a number, got {value!r:.80}") from None
+        if not math.isfinite(v):
+            raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if high is not None and (v >= high if high_open else v > high):
-        raise ValueError(msg)
+        lo = "(0" if positive else "[0"
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name}: expected a finite number in {lo}, {high:g}{hi}, got {value!r}")
     return v
 
 
 def _check_splits(splits: object) -> tuple[float, float, float]:
     msg = (
-        "splits must be three positive fractions (train, val, test) summing to 1, "
-        f"got splits={splits!r}"
+        "splits: expected three positive fractions (train, val, test) summing to 1, "
+        f"got {splits!r:.80}"
     )
+    if isinstance(splits, (str, bytes)) or not hasattr(splits, "__iter__"):
+        raise ValueError(msg)
     try:
-        parts = tuple(float(s) for s in splits)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
+        items = list(splits)  # type: ignore[call-overload]
+        if any(isinstance(s, (bool, str, bytes, np.bool_)) for s in items):
+            raise ValueError(msg)
+        parts = tuple(float(s) for s in items)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(msg) from None
     if len(parts) != 3 or not all(math.isfinite(p) and p > 0 for p in parts):
         raise ValueError(msg)
@@ -160,8 +199,25 @@ def _check_splits(splits: object) -> tuple[float, float, float]:
 
 def _check_dtype(dtype: object) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch.dtype, got dtype={dtype!r}")
+        raise ValueError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
     return dtype
+
+
+def _numeric(name: str, value: object, what: str) -> np.ndarray:
+    """``value`` (array-like or tensor) as a float64 array; booleans, text and other
+    non-numbers are refused rather than converted."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise ValueError(f"{name}: expected {what}, got a tensor of dtype {value.dtype}")
+        return value.detach().cpu().double().numpy()
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {what}, got {type(value).__name__}") from None
+    if arr.dtype.kind not in "iuf":
+        shown = f"{value!r:.80}" if arr.dtype.kind in "USO" else f"dtype {arr.dtype}"
+        raise ValueError(f"{name}: expected {what}, got {shown}")
+    return arr.astype(np.float64, copy=False)
 
 
 def _split_sizes(n: int, splits: tuple[float, float, float], minimum: int) -> tuple[int, int, int]:
@@ -172,8 +228,8 @@ def _split_sizes(n: int, splits: tuple[float, float, float], minimum: int) -> tu
     if min(sizes) < minimum:
         what = f"{minimum} samples" if minimum > 1 else "one sample"
         raise ValueError(
-            f"n={n} is too small for splits={splits!r}: the split sizes would be {sizes}, "
-            f"and each split needs at least {what}"
+            f"n: expected enough samples for each split to hold at least {what}, got n={n}: "
+            f"too small for splits={splits!r} (the split sizes would be {sizes})"
         )
     return sizes
 
@@ -220,12 +276,27 @@ def _package(
     seed: int,
     dtype: torch.dtype,
     meta: dict[str, Any],
+    blame: dict[str, object] | None = None,
 ) -> DatasetSplits:
+    """Split and package ``x``, ``y``; data that are not finite in ``dtype`` are refused with a
+    message naming the arguments in ``blame`` (those that set the size of the values)."""
     n = x.shape[0]
     classification = task == "classification"
     index = _split_indices(y if classification else None, n, splits, seed)
     x_t = torch.as_tensor(np.ascontiguousarray(x), dtype=dtype)
     y_t = torch.as_tensor(np.ascontiguousarray(y), dtype=torch.long if classification else dtype)
+    for part, t in (("x", x_t), ("y", y_t)):
+        where = first_nonfinite(t)
+        if where is not None:
+            args = dict(blame or {})
+            args.setdefault("dtype", dtype)
+            names = ", ".join(args)
+            shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
+            raise ValueError(
+                f"{names}: expected arguments that give finite data, got {shown}: the "
+                f"generated {part} is not finite in {dtype} at row {where[0]} (its value "
+                f"{float(t[where]):g}); use smaller values or a wider dtype"
+            )
     parts = {}
     index_t = {}
     for part in _SPLIT_NAMES:

@@ -9,13 +9,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..validation import check_int
 from ._core import (
     DEFAULT_SPLITS,
     DatasetSplits,
+    _check_bytes,
     _check_dtype,
-    _check_int,
     _check_seed,
     _check_splits,
+    _out_bytes,
     _package,
 )
 
@@ -41,13 +43,14 @@ def refine_matrix(size: int, scale: int, interpolation: str = "bilinear") -> np.
     Returns:
         A float64 array whose rows sum to one.
     """
-    size = _check_int(size, "size", 1)
-    scale = _check_int(scale, "scale", 1)
-    if interpolation not in _INTERPOLATIONS:
+    size = check_int("size", size, 1)
+    scale = check_int("scale", scale, 1)
+    if not isinstance(interpolation, str) or interpolation not in _INTERPOLATIONS:
         raise ValueError(
-            f"interpolation must be one of {', '.join(_INTERPOLATIONS)}, "
+            f"interpolation: expected one of {', '.join(_INTERPOLATIONS)}, "
             f"got interpolation={interpolation!r}"
         )
+    _check_bytes(8.0 * 3 * size * size * scale, {"size": size, "scale": scale})
     fine = size * scale
     out = np.zeros((fine, size))
     rows = np.arange(fine)
@@ -97,7 +100,13 @@ def digits(
     seed = _check_seed(seed)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
-    scale = _check_int(scale, "scale", 1)
+    scale = check_int("scale", scale, 1)
+    side = 8 * scale
+    # the 1797 images, their half-refined and refined copies
+    _check_bytes(
+        8.0 * 1797 * (side * side * 2 + side * 8) + _out_bytes(1797, side * side, 0, dtype),
+        {"scale": scale},
+    )
     refine = refine_matrix(8, scale, interpolation)
     raw = load_digits()
     images = np.asarray(raw.images, dtype=np.float64) / 16.0
@@ -128,9 +137,11 @@ def digits(
 
 
 def _check_image_shape(image_shape: object) -> tuple[int, int]:
-    msg = f"image_shape must be a pair of positive integers (h, w), got image_shape={image_shape!r}"
+    msg = f"image_shape: expected a pair of positive ints (h, w), got image_shape={image_shape!r}"
     try:
         h, w = image_shape  # type: ignore[misc]
+        if isinstance(h, (bool, np.bool_)) or isinstance(w, (bool, np.bool_)):
+            raise TypeError
         h, w = operator.index(h), operator.index(w)
     except (TypeError, ValueError):
         raise ValueError(msg) from None
@@ -146,6 +157,7 @@ def pixel_centres(image_shape: tuple[int, int], dtype: torch.dtype = torch.float
     """
     h, w = _check_image_shape(image_shape)
     dtype = _check_dtype(dtype)
+    _check_bytes(8.0 * 8 * h * w, {"image_shape": (h, w)})
     rows = (torch.arange(h, dtype=torch.float64) + 0.5) / h
     cols = (torch.arange(w, dtype=torch.float64) + 0.5) / w
     rr, cc = torch.meshgrid(rows, cols, indexing="ij")
@@ -165,14 +177,20 @@ def resample_images(
     h, w = _check_image_shape(image_shape)
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != h * w:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a tensor of shape [N, {h * w}] (h * w), got x.shape={shape}")
+        raise ValueError(f"x: expected a tensor of shape [N, {h * w}] (h * w), got x.shape={shape}")
     if not isinstance(nodes, torch.Tensor) or nodes.dim() != 2 or nodes.shape[1] != 2:
         shape = tuple(nodes.shape) if isinstance(nodes, torch.Tensor) else type(nodes).__name__
-        raise ValueError(f"nodes must be a tensor of shape [n, 2], got nodes.shape={shape}")
+        raise ValueError(f"nodes: expected a tensor of shape [n, 2], got nodes.shape={shape}")
+    if nodes.dtype == torch.bool or nodes.is_complex():
+        raise ValueError(f"nodes: expected real coordinates, got a tensor of dtype {nodes.dtype}")
+    _check_bytes(
+        float(x.shape[0]) * nodes.shape[0] * x.element_size() + 8.0 * 6 * nodes.shape[0],
+        {"x": f"{x.shape[0]} images", "nodes": f"{nodes.shape[0]} nodes"},
+    )
     pts = nodes.detach().to(device=x.device, dtype=torch.float64)
     if pts.numel() and not bool(((pts >= 0) & (pts <= 1)).all()):
         bad = pts[~((pts >= 0) & (pts <= 1)).all(dim=1)][0].tolist()
-        raise ValueError(f"nodes must lie in [0, 1]^2, got a node at {bad}")
+        raise ValueError(f"nodes: expected points in [0, 1]^2, got a node at {bad}")
     r = torch.floor(pts[:, 0] * h).long().clamp_(0, h - 1)
     c = torch.floor(pts[:, 1] * w).long().clamp_(0, w - 1)
     return x[:, r * w + c]

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from ..validation import check_int
 from ._core import (
     DEFAULT_SPLITS,
     DatasetSplits,
+    _check_bytes,
     _check_dtype,
-    _check_int,
     _check_real,
     _check_seed,
     _check_splits,
+    _out_bytes,
     _package,
 )
 
@@ -74,21 +77,40 @@ def heat(
     numerically: finite differences on a grid ``refine`` times finer, integrated in time with
     ``scipy.integrate.solve_ivp`` (BDF), then restricted to the nodes. The equation is linear, so
     the solver runs once per sine mode and each sample combines those solutions with its ``a_m``.
+    ``time`` is at most ``ln(1 / eps) / pi^2`` of ``dtype`` (1.61 in float32): later the solution
+    is zero to that precision.
     """
-    n = _check_int(n, "n", 1)
-    grid_size = _check_int(grid_size, "grid_size", 3)
-    time = _check_real(time, "time", low=0.0, low_open=True)
+    n = check_int("n", n, 1)
+    grid_size = check_int("grid_size", grid_size, 3)
+    time = _check_real("time", time, positive=True)
     seed = _check_seed(seed)
-    modes = _check_int(modes, "modes", 1)
+    modes = check_int("modes", modes, 1)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
-    refine = _check_int(refine, "refine", 1)
+    refine = check_int("refine", refine, 1)
+    # the slowest mode decays as exp(-pi^2 time): past the dtype's precision the targets are
+    # rounding noise of a solution that is zero to that precision
+    eps = float(torch.finfo(dtype).eps)
+    t_max = math.log(1.0 / eps) / math.pi**2
+    if time > t_max:
+        raise ValueError(
+            f"time: expected at most {t_max:.3g} (the solution decays as exp(-pi^2 time) and is "
+            f"zero to {dtype} precision after that), got {time:g}"
+        )
     fine_intervals = refine * (grid_size - 1)
     if modes >= fine_intervals:
         raise ValueError(
-            f"modes must be below refine * (grid_size - 1) = {fine_intervals} so the fine grid "
-            f"resolves every mode, got modes={modes}"
+            f"modes: expected fewer than refine * (grid_size - 1) = {fine_intervals} so the fine "
+            f"grid resolves every mode, got modes={modes}"
         )
+    # the sine basis and its solutions [modes, F], the coefficients, and the implicit solver's
+    # banded factors (F * modes unknowns, bandwidth modes)
+    fine_nodes = fine_intervals + 1
+    _check_bytes(
+        8.0 * (6 * modes * fine_nodes + 4.0 * fine_nodes * modes * modes + n * modes)
+        + _out_bytes(n, grid_size, grid_size, dtype),
+        {"n": n, "grid_size": grid_size, "modes": modes, "refine": refine},
+    )
     rng = np.random.default_rng(seed)
     m = np.arange(1, modes + 1)
     coeffs = rng.standard_normal((n, modes)) / m
@@ -108,6 +130,7 @@ def heat(
         splits=splits,
         seed=seed,
         dtype=dtype,
+        blame={"time": time},
         meta={
             "nodes": nodes,
             "time": time,

@@ -22,16 +22,18 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..validation import check_int
 from ._core import (
     DEFAULT_SPLITS,
     DatasetSplits,
+    _check_bytes,
     _check_dtype,
-    _check_int,
     _check_real,
     _check_seed,
     _check_splits,
+    _numeric,
 )
-from .pde import _check_square_sizes, _square_field, _square_regression
+from .pde import _check_square_sizes, _square_bytes, _square_field, _square_regression
 
 __all__ = ["helmholtz", "solve_helmholtz"]
 
@@ -93,21 +95,33 @@ def solve_helmholtz(f: np.ndarray, wavenumber: float = 0.0) -> np.ndarray:
     """
     from scipy.fft import dstn, idstn
 
-    rhs = np.asarray(f, dtype=np.float64)
+    rhs = _numeric("f", f, "an array of forcing values [F, F] or [B, F, F]")
     if rhs.ndim not in (2, 3) or rhs.shape[-1] != rhs.shape[-2] or rhs.shape[-1] < 3:
-        raise ValueError(f"f must have shape [F, F] or [B, F, F] with F >= 3, got {rhs.shape}")
+        raise ValueError(
+            f"f: expected shape [F, F] or [B, F, F] with F >= 3, got shape {rhs.shape}"
+        )
     if not np.all(np.isfinite(rhs)):
-        raise ValueError("f must be finite at every node")
-    wavenumber = _check_real(wavenumber, "wavenumber", low=0.0)
+        raise ValueError("f: expected finite values at every node, got NaN or infinity")
+    wavenumber = _check_real("wavenumber", wavenumber)
     size = rhs.shape[-1]
     why = _resonance(wavenumber, size)
     if why is not None:
-        raise ValueError(f"wavenumber={wavenumber!r} is near resonance: {why}")
+        raise ValueError(
+            f"wavenumber: expected a value away from resonance, got wavenumber={wavenumber!r}, "
+            f"which is near resonance: {why}"
+        )
+    # the transforms' work arrays: a few copies of f
+    _check_bytes(8.0 * 4 * rhs.size, {"f": f"array of shape {rhs.shape}"})
     mu = _laplacian_eigenvalues(size)
     symbol = mu[:, None] + mu[None, :] - wavenumber * wavenumber
     out = np.zeros_like(rhs)
     spec = dstn(rhs[..., 1:-1, 1:-1], type=1, axes=(-2, -1), norm="ortho")
     out[..., 1:-1, 1:-1] = idstn(spec / symbol, type=1, axes=(-2, -1), norm="ortho")
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            "f: expected values giving a finite solution, got values up to "
+            f"{np.abs(rhs).max():g}: the solution overflows float64"
+        )
     return out
 
 
@@ -175,26 +189,34 @@ def helmholtz(
     Returns:
         A regression :class:`DatasetSplits`.
     """
-    n = _check_int(n, "n", 1)
-    grid_size = _check_int(grid_size, "grid_size", 3)
+    n = check_int("n", n, 1)
+    grid_size = check_int("grid_size", grid_size, 3)
     seed = _check_seed(seed)
-    fine = _check_int(fine, "fine", 3)
-    wavenumber = _check_real(wavenumber, "wavenumber", low=0.0)
-    modes = _check_int(modes, "modes", 2)
-    alpha = _check_real(alpha, "alpha", low=0.0, low_open=True)
-    tau = _check_real(tau, "tau", low=0.0, low_open=True)
+    fine = check_int("fine", fine, 3)
+    wavenumber = _check_real("wavenumber", wavenumber)
+    modes = check_int("modes", modes, 2)
+    alpha = _check_real("alpha", alpha, positive=True)
+    tau = _check_real("tau", tau, positive=True)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
     _check_square_sizes(grid_size, fine)
     limit = 2 * math.pi * (fine - 1) / _NODES_PER_WAVELENGTH
     if wavenumber > limit:
         raise ValueError(
-            f"wavenumber must be at most pi (fine - 1) / 4 = {limit:.4g} so the fine grid has "
+            f"wavenumber: expected at most pi (fine - 1) / 4 = {limit:.4g} so the fine grid has "
             f"{_NODES_PER_WAVELENGTH} nodes per wavelength, got wavenumber={wavenumber!r}"
         )
     why = _resonance(wavenumber, fine)
     if why is not None:
-        raise ValueError(f"wavenumber={wavenumber!r} is near resonance: {why}")
+        raise ValueError(
+            f"wavenumber: expected a value away from resonance, got wavenumber={wavenumber!r}, "
+            f"which is near resonance: {why}"
+        )
+    _check_bytes(
+        _square_bytes(n, fine, modes, grid_size, dtype), {"n": n, "fine": fine, "modes": modes}
+    )
     f, u = _helmholtz_fine(n, seed, fine, wavenumber, modes, alpha, tau)
     meta = {"wavenumber": wavenumber, "modes": modes, "alpha": alpha, "tau": tau}
-    return _square_regression("helmholtz", f, u, grid_size, splits, seed, dtype, meta)
+    return _square_regression(
+        "helmholtz", f, u, grid_size, splits, seed, dtype, meta, blame={"wavenumber": wavenumber}
+    )

@@ -22,18 +22,28 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..validation import check_int
 from ._core import (
     DEFAULT_SPLITS,
     DatasetSplits,
+    _check_bytes,
     _check_dtype,
-    _check_int,
     _check_real,
     _check_seed,
     _check_splits,
+    _numeric,
+    _out_bytes,
     _package,
 )
 
 __all__ = ["burgers", "darcy", "solve_burgers", "solve_darcy"]
+
+#: Most ETDRK4 steps one Burgers solve may take (given, or picked for the advection speed); more
+#: raise ValueError before the solve starts.
+MAX_BURGERS_STEPS = 100_000
+#: The coefficient values :func:`darcy` takes: within these bounds ``a`` and ``u`` stay finite in
+#: float32 (``u`` is of order ``1 / min a``).
+_A_RANGE = (1e-30, 1e30)
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,18 +95,21 @@ def solve_burgers(
     Returns:
         ``u(time)`` at the same nodes, ``[B, F]`` (or ``[F]``), float64.
     """
-    u = np.asarray(u0, dtype=np.float64)
+    u = _numeric("u0", u0, "an array of initial values [F] or [B, F]")
     if u.ndim not in (1, 2) or u.shape[-1] < 8 or u.shape[-1] % 2:
         raise ValueError(
-            f"u0 must have shape [F] or [B, F] with F even and >= 8, got shape {u.shape}"
+            f"u0: expected shape [F] or [B, F] with F even and >= 8, got shape {u.shape}"
         )
     if not np.all(np.isfinite(u)):
-        raise ValueError("u0 must be finite")
-    viscosity = _check_real(viscosity, "viscosity", low=0.0, low_open=True)
-    time = _check_real(time, "time", low=0.0, low_open=True)
+        raise ValueError("u0: expected finite values, got NaN or infinity")
+    viscosity = _check_real("viscosity", viscosity, positive=True)
+    time = _check_real("time", time, positive=True)
     if steps is None:
         steps = _burgers_steps(u, viscosity, time)
-    steps = _check_int(steps, "steps", 1)
+        _check_burgers_steps(steps, viscosity, time)
+    steps = _check_given_steps(steps)
+    # the solver's complex work arrays: about 16 float64 numbers per value of u0
+    _check_bytes(8.0 * 16 * u.size, {"u0": f"array of shape {u.shape}"})
     squeeze = u.ndim == 1
     u = np.atleast_2d(u)
     fine = u.shape[-1]
@@ -122,9 +135,33 @@ def solve_burgers(
         nc = nonlinear(c)
         v = e * v + f1 * nv + 2 * f2 * (na + nb) + f3 * nc
     out = np.fft.irfft(v, n=fine)
-    if not np.all(np.isfinite(out)):  # pragma: no cover
-        raise RuntimeError("solve_burgers: the solution blew up; pass more steps")
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            f"steps: expected enough steps for a stable solve, got steps={steps}: the solution "
+            f"is not finite (viscosity={viscosity!r}, time={time!r}); pass more steps or "
+            f"smaller initial values"
+        )
     return out[0] if squeeze else out
+
+
+def _check_given_steps(steps: object) -> int:
+    steps = check_int("steps", steps, 1)
+    if steps > MAX_BURGERS_STEPS:
+        raise ValueError(
+            f"steps: expected an int >= 1 of at most {MAX_BURGERS_STEPS:,} "
+            f"(spacetime_nets.datasets.pde.MAX_BURGERS_STEPS), got {steps!r}"
+        )
+    return steps
+
+
+def _check_burgers_steps(steps: int, viscosity: float, time: float) -> None:
+    """Refuse a solve whose automatic step count exceeds :data:`MAX_BURGERS_STEPS`."""
+    if steps > MAX_BURGERS_STEPS:
+        raise ValueError(
+            f"time, viscosity: expected a solve of at most {MAX_BURGERS_STEPS:,} ETDRK4 steps, "
+            f"got time={time!r}, viscosity={viscosity!r}, which need {steps:,} steps for the "
+            "initial speed; use a shorter time or a larger viscosity"
+        )
 
 
 def _periodic_field(
@@ -156,6 +193,7 @@ def _burgers_fine(
     u0 = _periodic_field(rng, n, modes, alpha, tau, fine)
     if steps is None:
         steps = _burgers_steps(u0, viscosity, time)
+        _check_burgers_steps(steps, viscosity, time)
     u1 = solve_burgers(u0, viscosity, time, steps)
     u0.setflags(write=False)
     u1.setflags(write=False)
@@ -204,31 +242,36 @@ def burgers(
     Returns:
         A regression :class:`DatasetSplits`.
     """
-    n = _check_int(n, "n", 1)
-    grid_size = _check_int(grid_size, "grid_size", 2)
-    viscosity = _check_real(viscosity, "viscosity", low=0.0, low_open=True)
-    time = _check_real(time, "time", low=0.0, low_open=True)
+    n = check_int("n", n, 1)
+    grid_size = check_int("grid_size", grid_size, 2)
+    viscosity = _check_real("viscosity", viscosity, positive=True)
+    time = _check_real("time", time, positive=True)
     seed = _check_seed(seed)
-    fine = _check_int(fine, "fine", 8)
-    modes = _check_int(modes, "modes", 1)
-    alpha = _check_real(alpha, "alpha", low=0.0, low_open=True)
-    tau = _check_real(tau, "tau", low=0.0, low_open=True)
+    fine = check_int("fine", fine, 8)
+    modes = check_int("modes", modes, 1)
+    alpha = _check_real("alpha", alpha, positive=True)
+    tau = _check_real("tau", tau, positive=True)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
     if steps is not None:
-        steps = _check_int(steps, "steps", 1)
+        steps = _check_given_steps(steps)
     if fine % 2:
-        raise ValueError(f"fine must be even, got fine={fine}")
+        raise ValueError(f"fine: expected an even int, got fine={fine}")
     if fine % grid_size:
         raise ValueError(
-            f"grid_size must divide fine={fine} (the served nodes are every "
+            f"grid_size: expected a divisor of fine={fine} (the served nodes are every "
             f"(fine / grid_size)-th fine node), got grid_size={grid_size}"
         )
     if 3 * modes > fine:
         raise ValueError(
-            f"modes must be at most fine / 3 = {fine // 3} so the fine grid resolves the "
+            f"modes: expected at most fine / 3 = {fine // 3} so the fine grid resolves the "
             f"initial field after dealiasing, got modes={modes}"
         )
+    # u0, u(time) and the solver's complex work arrays: about 16 float64 arrays [n, fine]
+    _check_bytes(
+        8.0 * 16 * n * fine + _out_bytes(n, grid_size, grid_size, dtype),
+        {"n": n, "fine": fine},
+    )
     u0, u1, used_steps = _burgers_fine(n, seed, viscosity, time, fine, modes, alpha, tau, steps)
     stride = fine // grid_size
     nodes = torch.arange(grid_size, dtype=torch.float64) / grid_size
@@ -241,6 +284,7 @@ def burgers(
         splits=splits,
         seed=seed,
         dtype=dtype,
+        blame={"alpha": alpha, "tau": tau},
         meta={
             "nodes": nodes.to(dtype),
             "rule": "periodic",
@@ -278,12 +322,21 @@ def solve_darcy(a: np.ndarray, forcing: float = 1.0) -> np.ndarray:
     import scipy.sparse as sp
     from scipy.sparse.linalg import spsolve
 
-    coef = np.asarray(a, dtype=np.float64)
+    coef = _numeric("a", a, "an array of coefficients [F, F] or [B, F, F]")
     if coef.ndim not in (2, 3) or coef.shape[-1] != coef.shape[-2] or coef.shape[-1] < 3:
-        raise ValueError(f"a must have shape [F, F] or [B, F, F] with F >= 3, got {coef.shape}")
-    if not np.all(np.isfinite(coef)) or not np.all(coef > 0):
-        raise ValueError("a must be finite and positive at every node")
-    forcing = _check_real(forcing, "forcing")
+        raise ValueError(
+            f"a: expected shape [F, F] or [B, F, F] with F >= 3, got shape {coef.shape}"
+        )
+    lo, hi = _SOLVE_A_RANGE
+    bad = ~(np.isfinite(coef) & (coef >= lo) & (coef <= hi))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"a: expected finite and positive values in [{lo:g}, {hi:g}] at every node, got "
+            f"{coef[where]!r} at index {where}"
+        )
+    forcing = _check_real("forcing", forcing, low=None)
+    _check_bytes(_darcy_solve_bytes(coef.shape[-1]), {"a": f"array of shape {coef.shape}"})
     squeeze = coef.ndim == 2
     coef = coef.reshape((-1,) + coef.shape[-2:])
     f = coef.shape[-1]
@@ -322,7 +375,32 @@ def solve_darcy(a: np.ndarray, forcing: float = 1.0) -> np.ndarray:
         )
         mat = sp.csc_matrix((vals, (rows, cols)), shape=(m * m, m * m))
         out[b, 1:-1, 1:-1] = spsolve(mat, rhs, permc_spec="MMD_AT_PLUS_A").reshape(m, m)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            f"forcing, a: expected values giving a finite solution, got forcing={forcing!r} "
+            f"and a in [{coef.min():g}, {coef.max():g}]: the solution overflows float64"
+        )
     return out[0] if squeeze else out
+
+
+#: The coefficient values :func:`solve_darcy` takes: the face coefficients (products of two
+#: values) must stay finite in float64.
+_SOLVE_A_RANGE = (1e-150, 1e150)
+
+
+def _darcy_solve_bytes(fine: int) -> float:
+    """Bytes of one sparse direct solve on ``fine x fine`` nodes: the matrix and its LU factors
+    (fill-in of a five-point matrix under minimum-degree ordering grows like N log N)."""
+    unknowns = max(fine - 2, 1) ** 2
+    return 8.0 * unknowns * (40 + 8 * max(1.0, math.log2(unknowns)))
+
+
+def _square_bytes(n: int, fine: int, modes: int, grid_size: int, dtype: torch.dtype) -> float:
+    """Bytes of :func:`_square_field` and the fields solved on the unit square (the cosine
+    coefficients, the half-summed series, the fields and their solutions), served at
+    ``grid_size``."""
+    fields = 8.0 * (n * modes * modes + n * fine * modes + 4.0 * n * fine * fine)
+    return fields + _out_bytes(n, grid_size**2, grid_size**2, dtype)
 
 
 def _square_field(
@@ -366,10 +444,10 @@ def _check_square_sizes(grid_size: int, fine: int) -> None:
     """``fine = 2^k + 1`` nodes per axis of the solve, ``grid_size = 2^j + 1 <= fine`` served
     (every node served is a node of the solve)."""
     if not _is_dyadic_plus_one(fine):
-        raise ValueError(f"fine must be 2^k + 1 (e.g. 33, 65, 129), got fine={fine}")
+        raise ValueError(f"fine: expected 2^k + 1 (e.g. 33, 65, 129), got fine={fine}")
     if not _is_dyadic_plus_one(grid_size) or grid_size > fine:
         raise ValueError(
-            f"grid_size must be 2^j + 1 and at most fine={fine} (e.g. 17, 33), "
+            f"grid_size: expected 2^j + 1 and at most fine={fine} (e.g. 17, 33), "
             f"got grid_size={grid_size}"
         )
 
@@ -383,6 +461,7 @@ def _square_regression(
     seed: int,
     dtype: torch.dtype,
     meta: dict,
+    blame: dict | None = None,
 ) -> DatasetSplits:
     """Fields ``[n, F, F]`` solved on the unit square's ``F x F`` nodes, served at every
     ``(F - 1) / (s - 1)``-th node (``s = grid_size``, boundary included) as ``[n, s * s]``
@@ -412,6 +491,7 @@ def _square_regression(
         seed=seed,
         dtype=dtype,
         meta={**layout, **meta},
+        blame=blame,
     )
 
 
@@ -454,23 +534,37 @@ def darcy(
     Returns:
         A regression :class:`DatasetSplits`.
     """
-    n = _check_int(n, "n", 1)
-    grid_size = _check_int(grid_size, "grid_size", 3)
+    n = check_int("n", n, 1)
+    grid_size = check_int("grid_size", grid_size, 3)
     seed = _check_seed(seed)
-    fine = _check_int(fine, "fine", 3)
-    modes = _check_int(modes, "modes", 2)
-    alpha = _check_real(alpha, "alpha", low=0.0, low_open=True)
-    tau = _check_real(tau, "tau", low=0.0, low_open=True)
+    fine = check_int("fine", fine, 3)
+    modes = check_int("modes", modes, 2)
+    alpha = _check_real("alpha", alpha, positive=True)
+    tau = _check_real("tau", tau, positive=True)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
-    msg = f"a_values must be two finite positive numbers, got a_values={a_values!r}"
+    lo, hi = _A_RANGE
+    msg = (
+        f"a_values: expected two finite positive numbers in [{lo:g}, {hi:g}], got {a_values!r:.80}"
+    )
+    if isinstance(a_values, (str, bytes)) or not hasattr(a_values, "__iter__"):
+        raise ValueError(msg)
     try:
-        pair = tuple(float(v) for v in a_values)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
+        items = list(a_values)  # type: ignore[call-overload]
+        if any(isinstance(v, (bool, str, bytes, np.bool_)) for v in items):
+            raise ValueError(msg)
+        pair = tuple(float(v) for v in items)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(msg) from None
-    if len(pair) != 2 or not all(math.isfinite(v) and v > 0 for v in pair):
+    if len(pair) != 2 or not all(math.isfinite(v) and lo <= v <= hi for v in pair):
         raise ValueError(msg)
     _check_square_sizes(grid_size, fine)
+    _check_bytes(
+        _square_bytes(n, fine, modes, grid_size, dtype) + _darcy_solve_bytes(fine),
+        {"n": n, "fine": fine, "modes": modes},
+    )
     a, u = _darcy_fine(n, seed, fine, pair, modes, alpha, tau)  # type: ignore[arg-type]
     meta = {"a_values": pair, "modes": modes, "alpha": alpha, "tau": tau}
-    return _square_regression("darcy", a, u, grid_size, splits, seed, dtype, meta)
+    return _square_regression(
+        "darcy", a, u, grid_size, splits, seed, dtype, meta, blame={"a_values": a_values}
+    )

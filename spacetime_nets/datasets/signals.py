@@ -15,14 +15,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..validation import check_int
 from ._core import (
     DEFAULT_SPLITS,
     DatasetSplits,
+    _check_bytes,
     _check_dtype,
-    _check_int,
     _check_real,
     _check_seed,
     _check_splits,
+    _numeric,
+    _out_bytes,
     _package,
 )
 
@@ -50,7 +53,7 @@ def signal_templates(t: np.ndarray) -> np.ndarray:
 
     Each is continuous on the real line and of order one on ``[0, 1]``.
     """
-    t = np.asarray(t, dtype=np.float64)
+    t = _numeric("t", t, "an array of real numbers")
     c = t - 0.5
     return np.stack(
         [
@@ -69,21 +72,15 @@ def signal_templates(t: np.ndarray) -> np.ndarray:
 
 
 def _check_nodes(nodes: object) -> np.ndarray:
-    try:
-        pts = np.asarray(
-            nodes.detach().cpu().double().numpy() if isinstance(nodes, torch.Tensor) else nodes,
-            dtype=np.float64,
-        )
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"nodes must be a 1-D array of points in [0, 1], got {type(nodes).__name__}"
-        ) from None
+    pts = _numeric("nodes", nodes, "a 1-D array of points in [0, 1]")
     if pts.ndim != 1 or pts.size < 2:
         raise ValueError(
-            f"nodes must be a 1-D array of at least two points in [0, 1], got shape {pts.shape}"
+            f"nodes: expected a 1-D array of at least two points in [0, 1], got shape {pts.shape}"
         )
-    if not np.all(np.isfinite(pts)) or pts.min() < 0.0 or pts.max() > 1.0:
-        raise ValueError("nodes must be finite points in [0, 1]")
+    bad = ~(np.isfinite(pts) & (pts >= 0.0) & (pts <= 1.0))
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"nodes: expected finite points in [0, 1], got nodes[{j}]={pts[j]!r}")
     return pts
 
 
@@ -124,22 +121,29 @@ def signals(
     Returns:
         A classification :class:`DatasetSplits` with ``meta["nodes"]`` the evaluation points.
     """
-    n = _check_int(n, "n", 1)
+    n = check_int("n", n, 1)
     seed = _check_seed(seed)
-    noise = _check_real(noise, "noise", low=0.0)
-    white_noise = _check_real(white_noise, "white_noise", low=0.0)
+    noise = _check_real("noise", noise)
+    white_noise = _check_real("white_noise", white_noise)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
     if nodes is None:
-        grid_size = 65 if grid_size is None else _check_int(grid_size, "grid_size", 2)
-        pts = np.linspace(0.0, 1.0, grid_size)
-        rule = "trapezoid"
+        grid_size = 65 if grid_size is None else check_int("grid_size", grid_size, 2)
+        m = grid_size
     else:
         pts = _check_nodes(nodes)
-        if grid_size is not None and _check_int(grid_size, "grid_size", 2) != pts.size:
+        if grid_size is not None and check_int("grid_size", grid_size, 2) != pts.size:
             raise ValueError(
-                f"grid_size={grid_size} disagrees with len(nodes)={pts.size}; give one of them"
+                f"grid_size: expected None or len(nodes)={pts.size} (give one of them), got "
+                f"{grid_size!r}"
             )
+        m = pts.size
+    # warped, templates, noise and their sums: about 10 float64 arrays [n, m]
+    _check_bytes(80.0 * n * m + _out_bytes(n, m, 0, dtype), {"n": n, "grid_size": grid_size or m})
+    if nodes is None:
+        pts = np.linspace(0.0, 1.0, m)
+        rule = "trapezoid"
+    else:
         rule = None
     classes = len(SIGNAL_CLASSES)
     rng = np.random.default_rng(seed)
@@ -173,6 +177,7 @@ def signals(
         splits=splits,
         seed=seed,
         dtype=dtype,
+        blame={"noise": noise, "white_noise": white_noise},
         meta={
             "nodes": torch.as_tensor(pts, dtype=torch.float64).to(dtype),
             "rule": rule,

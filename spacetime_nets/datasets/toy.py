@@ -11,14 +11,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from ..validation import check_int
 from ._core import (
     DEFAULT_SPLITS,
     DatasetSplits,
+    _check_bytes,
     _check_dtype,
-    _check_int,
     _check_real,
     _check_seed,
     _check_splits,
+    _out_bytes,
     _package,
 )
 
@@ -28,9 +30,12 @@ def _draw_exact(
     valid: Callable[[np.ndarray], np.ndarray],
     count: int,
     dtype: torch.dtype,
+    blame: dict[str, object],
 ) -> np.ndarray:
     """``count`` points from ``sample(rows)``, each row redrawn until, rounded to ``dtype``, it
-    passes ``valid`` (so labels fixed by construction hold exactly for the stored values)."""
+    passes ``valid`` (so labels fixed by construction hold exactly for the stored values);
+    ValueError naming the arguments in ``blame`` when 100 draws leave some row invalid (cells
+    too small for ``dtype`` to hold a point strictly inside)."""
     pts = sample(np.arange(count))
     for _ in range(100):
         rounded = torch.from_numpy(pts).to(dtype).double().numpy()
@@ -38,7 +43,12 @@ def _draw_exact(
         if bad.size == 0:
             return rounded
         pts[bad] = sample(bad)
-    raise RuntimeError("could not draw points strictly inside their cells")  # pragma: no cover
+    names = ", ".join(blame)
+    shown = ", ".join(f"{k}={v!r}" for k, v in blame.items())
+    raise ValueError(
+        f"{names}: expected cells that {dtype} can hold points strictly inside, got {shown}: "
+        f"{bad.size} points could not be drawn inside their cells"
+    )
 
 
 def _add_noise(x: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -52,6 +62,18 @@ def _shuffle(
 ) -> tuple[np.ndarray, np.ndarray]:
     perm = rng.permutation(x.shape[0])
     return x[perm], y[perm]
+
+
+def _toy_bytes(n: int, dtype: torch.dtype) -> float:
+    """Bytes of a 2-D point set of ``n`` points: the float64 draws, their shuffled and noisy
+    copies, and the returned tensors."""
+    return 8.0 * 2 * 8 * n + _out_bytes(n, 2, 0, dtype)
+
+
+def _radius(v: object) -> float:
+    if isinstance(v, (bool, str, bytes, np.bool_)):
+        raise TypeError
+    return float(v)  # type: ignore[arg-type]
 
 
 def _balanced_counts(n: int, k: int) -> list[int]:
@@ -88,11 +110,12 @@ def circles(
     in the ring ``1 <= r <= 1.5`` with the other ``n - n // 3`` (twice as many when ``3 | n``).
     ``noise > 0`` adds ``N(0, noise^2)`` to each coordinate after the labels are fixed.
     """
-    n = _check_int(n, "n", 1)
+    n = check_int("n", n, 1)
     seed = _check_seed(seed)
-    noise = _check_real(noise, "noise", low=0.0)
+    noise = _check_real("noise", noise)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
+    _check_bytes(_toy_bytes(n, dtype), {"n": n})
     rng = np.random.default_rng(seed)
     n_inner = n // 3
     n_outer = n - n_inner
@@ -111,6 +134,7 @@ def circles(
         seed=seed,
         dtype=dtype,
         meta={"radii": radii, "noise": noise, "class_counts": (n_inner, n_outer)},
+        blame={"noise": noise},
     )
 
 
@@ -128,24 +152,27 @@ def annuli(
     ``[0, 0.5]``, ``[1, 1.5]``, ``[2, 2.5]``); the class counts differ by at most one.
     ``noise > 0`` adds ``N(0, noise^2)`` to each coordinate after the labels are fixed.
     """
-    n = _check_int(n, "n", 1)
+    n = check_int("n", n, 1)
     seed = _check_seed(seed)
-    noise = _check_real(noise, "noise", low=0.0)
+    noise = _check_real("noise", noise)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
     try:
-        rings = tuple((float(a), float(b)) for a, b in radii)
-    except (TypeError, ValueError):
+        if isinstance(radii, (str, bytes)):
+            raise TypeError
+        rings = tuple((_radius(a), _radius(b)) for a, b in radii)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(
-            f"radii must be a sequence of (r0, r1) pairs, got radii={radii!r}"
+            f"radii: expected a sequence of (r0, r1) pairs of numbers, got radii={radii!r:.80}"
         ) from None
     ok = len(rings) >= 2 and all(0 <= a < b and math.isfinite(b) for a, b in rings)
     ok = ok and all(rings[k][1] < rings[k + 1][0] for k in range(len(rings) - 1))
     if not ok:
         raise ValueError(
-            "radii must be at least two increasing, disjoint (r0, r1) pairs with 0 <= r0 < r1, "
-            f"got radii={radii!r}"
+            "radii: expected at least two increasing, disjoint (r0, r1) pairs with "
+            f"0 <= r0 < r1, got radii={radii!r:.80}"
         )
+    _check_bytes(_toy_bytes(n, dtype) + 8.0 * 4 * len(rings), {"n": n})
     rng = np.random.default_rng(seed)
     counts = _balanced_counts(n, len(rings))
     x = np.concatenate([_ring(rng, c, a, b) for c, (a, b) in zip(counts, rings, strict=True)])
@@ -162,6 +189,7 @@ def annuli(
         seed=seed,
         dtype=dtype,
         meta={"radii": rings, "noise": noise, "class_counts": tuple(counts)},
+        blame={"noise": noise, "radii": radii},
     )
 
 
@@ -181,12 +209,13 @@ def xor(
     (a band of total width ``margin`` around each axis). ``noise > 0`` adds ``N(0, noise^2)`` to
     each coordinate after the labels are fixed.
     """
-    n = _check_int(n, "n", 1)
+    n = check_int("n", n, 1)
     seed = _check_seed(seed)
-    noise = _check_real(noise, "noise", low=0.0)
-    margin = _check_real(margin, "margin", low=0.0, high=2.0, high_open=True)
+    noise = _check_real("noise", noise)
+    margin = _check_real("margin", margin, high=2.0, high_open=True)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
+    _check_bytes(_toy_bytes(n, dtype), {"n": n})
     rng = np.random.default_rng(seed)
     half = margin / 2.0
     quadrants = ((1.0, 1.0), (1.0, -1.0), (-1.0, -1.0), (-1.0, 1.0))
@@ -200,7 +229,7 @@ def xor(
         def valid(p: np.ndarray, s: np.ndarray = s) -> np.ndarray:
             return np.all((s * p >= half) & (s * p > 0) & (np.abs(p) <= 1.0), axis=1)
 
-        xs.append(_draw_exact(sample, valid, count, dtype))
+        xs.append(_draw_exact(sample, valid, count, dtype, {"margin": margin, "dtype": dtype}))
         ys.append(np.full(count, int(signs[0] != signs[1]), dtype=np.int64))
     return _two_classes("xor", xs, ys, rng, noise, splits, seed, dtype, {"margin": margin})
 
@@ -220,12 +249,14 @@ def chess(
     is odd), spread over the cells of its colour as evenly as possible (in a random order),
     uniform within each cell. ``noise > 0`` adds ``N(0, noise^2)`` after the labels are fixed.
     """
-    n = _check_int(n, "n", 1)
-    squares = _check_int(squares, "squares", 2)
+    n = check_int("n", n, 1)
+    squares = check_int("squares", squares, 2)
     seed = _check_seed(seed)
-    noise = _check_real(noise, "noise", low=0.0)
+    noise = _check_real("noise", noise)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
+    # the cells of the board (indices, parity, the shuffled cells of each colour)
+    _check_bytes(_toy_bytes(n, dtype) + 8.0 * 8 * squares * squares, {"n": n, "squares": squares})
     rng = np.random.default_rng(seed)
     ii, jj = np.meshgrid(np.arange(squares), np.arange(squares), indexing="ij")
     cells = np.stack([ii.ravel(), jj.ravel()], axis=1)
@@ -241,7 +272,7 @@ def chess(
         def valid(p: np.ndarray, chosen: np.ndarray = chosen) -> np.ndarray:
             return np.all(np.floor(p * squares) == chosen, axis=1)
 
-        pts = _draw_exact(sample, valid, count, dtype)
+        pts = _draw_exact(sample, valid, count, dtype, {"squares": squares, "dtype": dtype})
         xs.append(pts)
         ys.append(np.full(count, label, dtype=np.int64))
     return _two_classes("chess", xs, ys, rng, noise, splits, seed, dtype, {"squares": squares})
@@ -260,11 +291,12 @@ def moons(
     """
     from sklearn.datasets import make_moons
 
-    n = _check_int(n, "n", 1)
+    n = check_int("n", n, 1)
     seed = _check_seed(seed)
-    noise = _check_real(noise, "noise", low=0.0)
+    noise = _check_real("noise", noise)
     splits = _check_splits(splits)
     dtype = _check_dtype(dtype)
+    _check_bytes(_toy_bytes(n, dtype), {"n": n})
     x, y = make_moons(n_samples=n, shuffle=True, noise=noise, random_state=seed)
     y = y.astype(np.int64)
     counts = (int((y == 0).sum()), int((y == 1).sum()))
@@ -278,6 +310,7 @@ def moons(
         seed=seed,
         dtype=dtype,
         meta={"noise": noise, "class_counts": counts},
+        blame={"noise": noise},
     )
 
 
@@ -297,4 +330,5 @@ def _two_classes(name, xs, ys, rng, noise, splits, seed, dtype, meta: dict) -> D
         seed=seed,
         dtype=dtype,
         meta={**meta, "noise": noise, "class_counts": counts},
+        blame={"noise": noise},
     )
