@@ -371,9 +371,10 @@ def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, meth
             # Pi x + dt f in one kernel: addmm(f, x, Pi^T, beta=dt)
             if x.dim() == 2:
                 return torch.addmm(f, x, dense, beta=sm.dt)
-            B, c = x.shape[0], x.shape[1]
-            y = torch.addmm(f.reshape(B * c, -1), x.reshape(B * c, -1), dense, beta=sm.dt)
-            return disc.change_channels(k, y.view(B, c, -1))
+            B, c, n = x.shape[0], x.shape[1], x.shape[-1]
+            m = dense.shape[1]  # explicit sizes: an empty batch B = 0 keeps its shape
+            y = torch.addmm(f.reshape(B * c, m), x.reshape(B * c, n), dense, beta=sm.dt)
+            return disc.change_channels(k, y.view(B, c, m))
         # the canonical Euler step: one fused kernel for "+ dt *" (alpha), forward and backward
         y = torch.add(disc.grid_transfer(k, x), f, alpha=sm.dt)
         return disc.change_channels(k, y)

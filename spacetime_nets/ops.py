@@ -127,10 +127,12 @@ class LowRankOp:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, n_in] -> [B, n_out]``, or ``[B, c, n_in] -> [B, c, n_out]``."""
         B = x.shape[0]
-        u = torch.addmm(self.c, (x @ self.V).reshape(B, -1), self.M.T)  # [B, c A]
+        # explicit sizes (no -1): an empty batch B = 0 keeps its shape
+        u = torch.addmm(self.c, (x @ self.V).reshape(B, self.M.shape[1]), self.M.T)  # [B, c A]
         if x.dim() == 2:
             return u @ self.U.T
-        return (u.view(-1, self.U.shape[1]) @ self.U.T).view(B, x.shape[1], -1)
+        A, n_out = self.U.shape[1], self.U.shape[0]
+        return (u.view(B * x.shape[1], A) @ self.U.T).view(B, x.shape[1], n_out)
 
     def dense(self) -> Dense:
         """The same operator as a :class:`Dense` pair ``(W [c n_out, c n_in], beta [c n_out])``."""
@@ -252,7 +254,7 @@ def conv_apply(
         y = conv(F.pad(g, pads, mode="circular"), taps, bias)
     else:  # zero padding inside the convolution: no padded copy of the state
         y = conv(g, taps, bias, padding=tuple(half))
-    y = y.reshape(B, c, -1)
+    y = y.reshape(B, y.shape[1], math.prod(shape))  # explicit sizes: B = 0 keeps its shape
     return y if point is None else y + pointwise(x, point)
 
 
@@ -345,6 +347,9 @@ def spectral_apply(
     K = torch.view_as_complex(weight) * scale  # [c, c, *modes]
     if mult is not None:
         K = K * mult
+    if B == 0:  # an empty batch (MKL's FFT refuses one): the empty output, still in the graph
+        y = x.new_zeros(0, K.shape[0], x.shape[-1]) + K.real.sum() * 0
+        return y + pointwise(x, point, bias) if point is not None else y + bias[:, None]
     xs = x * in_scale if in_scale is not None else x
     g = xs.reshape(B, c, *shape)
     if len(shape) == 1:
@@ -363,7 +368,7 @@ def spectral_apply(
         y = torch.fft.irfft2(full, s=fft, dim=(-2, -1))
     if fft != tuple(shape):  # the first n of the N values per axis
         y = y[(..., *(slice(0, n) for n in shape))]
-    y = y.reshape(B, -1, x.shape[-1])
+    y = y.reshape(B, K.shape[0], x.shape[-1])  # explicit sizes: B = 0 keeps its shape
     if point is not None:
         return y + pointwise(x, point, bias)
     return y + bias[:, None]
@@ -376,7 +381,8 @@ def apply_op(op, x: torch.Tensor) -> torch.Tensor:
         W, b = op
         if x.dim() == 2:
             return F.linear(x, W, b)
-        return F.linear(x.flatten(1), W, b).view(x.shape[0], x.shape[1], -1)
+        n_out = W.shape[0] // x.shape[1]  # explicit sizes: an empty batch keeps its shape
+        return F.linear(x.flatten(1), W, b).view(x.shape[0], x.shape[1], n_out)
     return op(x)
 
 

@@ -32,7 +32,7 @@ from grids import TRANSFER_KINDS
 
 from . import kernels as _kernels
 from . import models as _models
-from .validation import check_choice, check_int, check_real
+from .validation import check_bool, check_choice, check_int, check_real, check_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from grids import GridSchedule
@@ -88,13 +88,43 @@ _KEYS = (
     "normalizers",
 )
 _NORMALIZER_KEYS = ("x_mean", "x_std", "y_mean", "y_std")
+TASKS = ("classification", "regression")
+_DATASET_KEYS = ("name", "seed", "kwargs")
+_SCHEDULE_ARG_KEYS = ("spec", "widths", "steps", "T", "rule", "transfer", "dim")
+_TRAINING_KEYS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "lr_schedule",
+    "loss",
+    "p",
+    "weight_decay",
+    "normalize",
+    "lam",
+    "turnpike",
+    "seed",
+    "resolutions",
+)
+#: the training settings that define the objective: a resume may not change them (absent in
+#: an older model.json: the value given here, the one the run had)
+_OBJECTIVE_DEFAULTS = {"loss": None, "p": None, "lam": 0.0, "turnpike": None, "weight_decay": 0.0}
+#: the construction options that only some kernels read (None: not given, the kernel's default)
+KERNEL_OPTIONS = _models.KERNEL_OPTIONS
 
 
 @dataclass
 class ModelOptions:
     """The construction arguments of :class:`~spacetime_nets.models.SpaceTimeNet` besides
     its schedule and feature counts (see its docstring); stored as ``kwargs`` in model.json.
-    A new constructor option is one new field here."""
+    A new constructor option is one new field here.
+
+    None means "not given" (the model's default): ``modes`` (basis 8, conv 3, spectral 8),
+    ``basis`` (``legendre`` for the basis kernel), ``radius`` (conv: 0.1), ``pointwise``.
+    An option the chosen kernel does not read (:data:`KERNEL_OPTIONS`: ``radius`` with a basis
+    kernel, ``modes`` with a nodal one ...) or ``in_shape`` without the ``cells`` lift is
+    refused by :meth:`check`, naming the option and the kernel; only the options that apply
+    reach :class:`~spacetime_nets.models.SpaceTimeNet`."""
 
     kernel: str = "nodal"
     form: str = "inside"
@@ -102,8 +132,8 @@ class ModelOptions:
     lift: str = "linear"
     method: str = "euler"
     in_shape: tuple[int, ...] | None = None
-    modes: int | None = 8
-    basis: str = "legendre"
+    modes: int | None = None
+    basis: str | None = None
     init_scale: float = 1.0
     seed: int = 0
     readout: str = "quadrature"
@@ -118,7 +148,9 @@ class ModelOptions:
     coordinates: bool = False
 
     def check(self) -> ModelOptions:
-        """Refuse names outside the library's lists and non-finite or negative numbers."""
+        """Refuse names outside the library's lists, non-finite or negative numbers and options
+        the chosen kernel or lift does not read; converts NumPy scalars to Python numbers and
+        fills ``basis`` (``legendre``) for a basis kernel."""
         from .fields import ACTIVATIONS, FORMS
         from .integrate import METHODS
 
@@ -127,40 +159,91 @@ class ModelOptions:
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("lift", self.lift, LIFTS)
         check_choice("method", self.method, METHODS)
-        check_choice("basis", self.basis, BASES)
+        for name, kernels in KERNEL_OPTIONS.items():
+            value = getattr(self, name)
+            if value is not None and self.kernel not in kernels:
+                raise ValueError(
+                    f"{name}: applies to {' and '.join(kernels)} kernels only, got "
+                    f"{name}={value!r} with kernel={self.kernel!r} (leave {name} out)"
+                )
+        if self.basis is not None:
+            check_choice("basis", self.basis, BASES)
+        elif self.kernel == "basis":
+            self.basis = "legendre"
         if self.modes is not None:
-            check_int("modes", self.modes, 1)
-        check_int("seed", self.seed, 0)
+            self.modes = check_int("modes", self.modes, 1)
+        self.seed = check_seed("seed", self.seed)
         check_choice("readout", self.readout, READOUTS)
-        check_int("in_channels", self.in_channels, 1)
+        self.in_channels = check_int("in_channels", self.in_channels, 1)
         if isinstance(self.channels, (list, tuple)):
+            if not self.channels:
+                raise ValueError("channels: expected an int >= 1 or a non-empty list, got []")
             self.channels = [check_int("channels", c, 1) for c in self.channels]
         elif self.channels is not None:
-            check_int("channels", self.channels, 1)
+            self.channels = check_int("channels", self.channels, 1)
         if self.kernel in ("conv", "spectral") and self.channels is None:
             raise ValueError(f"channels: a {self.kernel} kernel needs --channels")
-        if isinstance(self.radius, (list, tuple)):
-            self.radius = [check_real("radius", r, positive=True) for r in self.radius]
-        elif self.radius is not None:
-            check_real("radius", self.radius, positive=True)
+        if self.radius is not None:
+            self.radius = _check_radius(self.radius)
         if self.radius_spacings is not None:
-            check_real("radius_spacings", self.radius_spacings, positive=True)
+            self.radius_spacings = _real("radius_spacings", self.radius_spacings, True)
         if self.norm is not None:
             from .fields import NORMS
 
             check_choice("norm", self.norm, NORMS)
         if self.norm_groups is not None:
-            check_int("norm_groups", self.norm_groups, 1)
+            self.norm_groups = check_int("norm_groups", self.norm_groups, 1)
         if self.head_hidden is not None:
-            check_int("head_hidden", self.head_hidden, 1)
-        if not isinstance(self.coordinates, bool):
-            raise ValueError(f"coordinates: expected true or false, got {self.coordinates!r}")
-        if self.pointwise is not None and not isinstance(self.pointwise, bool):
-            raise ValueError(f"pointwise: expected true, false or null, got {self.pointwise!r}")
-        check_real("init_scale", self.init_scale)
+            self.head_hidden = check_int("head_hidden", self.head_hidden, 1)
+        self.coordinates = check_bool("coordinates", self.coordinates)
+        if self.pointwise is not None:
+            self.pointwise = check_bool("pointwise", self.pointwise)
+        self.init_scale = _real("init_scale", self.init_scale)
         if self.in_shape is not None:
+            if self.lift != "cells":
+                raise ValueError(
+                    f"in_shape: applies to the cells lift only, got in_shape={self.in_shape!r} "
+                    f"with lift={self.lift!r} (leave in_shape out)"
+                )
+            if isinstance(self.in_shape, (str, bytes)) or not isinstance(
+                self.in_shape, (list, tuple)
+            ):
+                raise ValueError(f"in_shape: expected a list of ints >= 1, got {self.in_shape!r}")
             self.in_shape = tuple(check_int("in_shape", v, 1) for v in self.in_shape)
         return self
+
+    def model_kwargs(self) -> dict:
+        """The keyword arguments of :class:`~spacetime_nets.models.SpaceTimeNet`: the options
+        that were given (None, "not given", is left out, so the model's own default holds)."""
+        kwargs = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if "in_shape" in kwargs:
+            kwargs["in_shape"] = tuple(kwargs["in_shape"])
+        return kwargs
+
+
+def _real(name: str, value: Any, positive: bool = False) -> float:
+    """:func:`check_real`, but a string is refused too (``"0.3"`` is text, not a number)."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name}: expected a number, got {value!r:.40}")
+    return check_real(name, value, positive=positive)
+
+
+def _check_radius(value: Any) -> float | list:
+    """A conv radius: a positive finite number, a per-axis list of them, or a list with one
+    of those per step."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError("radius: expected a positive number or a non-empty list, got []")
+        out: list = []
+        for r in value:
+            if isinstance(r, (list, tuple)):
+                if not r:
+                    raise ValueError(f"radius: expected positive numbers, got {value!r:.80}")
+                out.append([_real("radius", v, positive=True) for v in r])
+            else:
+                out.append(_real("radius", r, positive=True))
+        return out
+    return _real("radius", value, positive=True)
 
 
 @dataclass
@@ -226,8 +309,11 @@ class RunConfig:
                 raise ValueError(f"expected a JSON object, found {type(doc).__name__}")
             if doc.get("format") != MODEL_FORMAT:
                 raise ValueError(f"format tag {doc.get('format')!r:.60}")
-            if not isinstance(doc.get("version"), int) or doc["version"] > MODEL_VERSION:
-                raise ValueError(f"version {doc.get('version')!r:.20} is not supported")
+            version = doc.get("version")
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise ValueError(f"version: expected an int >= 1, got {version!r:.20}")
+            if version > MODEL_VERSION:
+                raise ValueError(f"version {version!r:.20} is not supported")
             if doc.get("class") != "SpaceTimeNet":
                 raise ValueError(f"unknown model class {doc.get('class')!r:.60}")
             unknown = sorted(set(doc) - set(_KEYS))
@@ -240,22 +326,30 @@ class RunConfig:
             extra = sorted(set(kwargs) - names)
             if extra:
                 raise ValueError(f"unknown model options {', '.join(map(repr, extra))}")
-            options = ModelOptions(**kwargs).check()
+            kwargs = dict(kwargs)
+            # written before unread options were refused: the library's own defaults then
+            kernel = kwargs.get("kernel", "nodal")
+            if kernel != "basis" and kwargs.get("basis") == "legendre":
+                kwargs["basis"] = None
+            if kernel == "nodal" and kwargs.get("modes") == 8:
+                kwargs["modes"] = None
+            options = _checked_options(kwargs)
             for key in ("dataset", "schedule_args", "training", "schedule"):
                 if not isinstance(doc.get(key, {}), dict):
                     raise ValueError(f"{key} must be an object")
             if "schedule" not in doc:
                 raise ValueError("no schedule")
+            _check_schedule_doc(doc["schedule"])
             config = cls(
                 in_features=check_int("in_features", doc.get("in_features"), 1),
                 out_features=check_int("out_features", doc.get("out_features"), 1),
                 schedule=doc["schedule"],
                 model=options,
-                task=str(doc.get("task", "classification")),
+                task=check_choice("task", doc.get("task", "classification"), TASKS),
                 dtype=check_choice("dtype", doc.get("dtype", "float32"), DTYPES),
-                dataset=dict(doc.get("dataset") or {}),
-                schedule_args=dict(doc.get("schedule_args") or {}),
-                training=dict(doc.get("training") or {}),
+                dataset=_check_dataset(doc.get("dataset") or {}),
+                schedule_args=_check_schedule_args(doc.get("schedule_args") or {}),
+                training=_check_training(doc.get("training") or {}),
                 normalizers=_check_normalizers(doc.get("normalizers")),
             )
         except (ValueError, TypeError) as exc:
@@ -267,7 +361,8 @@ class RunConfig:
         """Write ``folder/model.json`` atomically; returns its path."""
         from .training._io import atomic_write_text
 
-        return atomic_write_text(Path(folder) / "model.json", json.dumps(self.to_dict(), indent=1))
+        text = json.dumps(self.to_dict(), indent=1, default=_plain)
+        return atomic_write_text(Path(folder) / "model.json", text)
 
     @classmethod
     def read(cls, folder: str | os.PathLike) -> RunConfig:
@@ -287,7 +382,8 @@ class RunConfig:
         """What differs between this (stored) run and ``new`` and may not change on resume:
         the model (every construction option but ``init_scale``), the features, dtype,
         schedule, data set, optimiser and the scales of ``--multires`` (``resolutions``,
-        absent = None = off). Each item reads ``"--option old -> new"``."""
+        absent = None = off), the objective (``loss``, ``p``, ``lam``, ``turnpike``,
+        ``weight_decay``) and ``normalize``. Each item reads ``"--option old -> new"``."""
         out = []
         a, b = dataclasses.asdict(self.model), dataclasses.asdict(new.model)
         for k in a:
@@ -313,6 +409,10 @@ class RunConfig:
         old_res, new_res = self.training.get("resolutions"), new.training.get("resolutions")
         if old_res != new_res:
             out.append(f"--multires {_scales(old_res)} -> {_scales(new_res)}")
+        for key, default in _OBJECTIVE_DEFAULTS.items():
+            was, now = self.training.get(key, default), new.training.get(key, default)
+            if was != now:
+                out.append(f"--{key.replace('_', '-')} {_setting(was)} -> {_setting(now)}")
         old_n, new_n = bool(self.training.get("normalize")), bool(new.training.get("normalize"))
         if old_n != new_n:
             on = {True: "--normalize", False: "--no-normalize"}
@@ -344,7 +444,7 @@ class RunConfig:
         Returns:
             ``(config, data)`` with ``data`` the loaded ``DatasetSplits``.
         """
-        dataset = {"name": name, "seed": check_int("seed", seed, 0), "kwargs": dict(data_kwargs)}
+        dataset = {"name": name, "seed": check_seed("seed", seed), "kwargs": dict(data_kwargs)}
         data = load_dataset(dataset, check_choice("dtype", dtype, DTYPES))
         options = (model or ModelOptions(seed=seed)).check()
         config = cls(
@@ -410,6 +510,144 @@ def _check_normalizers(doc: Any) -> dict | None:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """json.dumps' fallback: NumPy and torch scalars as Python numbers."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _setting(value: Any) -> str:
+    return "unset" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _checked_options(kwargs: dict) -> ModelOptions:
+    """``ModelOptions(**kwargs).check()``; a wrong type of a field is a ValueError naming it."""
+    options = ModelOptions(**kwargs)
+    for name in ("kernel", "form", "activation", "lift", "method", "readout", "basis", "norm"):
+        value = getattr(options, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name}: expected a name (a string), got {value!r:.40}")
+    return options.check()
+
+
+def _check_schedule_doc(doc: dict) -> None:
+    from grids import GridSchedule
+
+    try:
+        GridSchedule.from_json(json.dumps(doc))
+    except (ValueError, TypeError, KeyError) as exc:
+        text = " ".join(str(exc).split())
+        raise ValueError(f"schedule: not a usable schedule ({text})") from None
+
+
+def _unknown(section: str, doc: dict, keys: Sequence[str]) -> None:
+    extra = sorted(str(k) for k in set(doc) - set(keys))
+    if extra:
+        raise ValueError(
+            f"{section}: unknown keys {', '.join(map(repr, extra))} (expected some of "
+            f"{', '.join(keys)})"
+        )
+
+
+def _check_dataset(doc: dict) -> dict:
+    """model.json's ``dataset``: ``{}`` (not a bundled set) or ``{"name", "seed",
+    "kwargs"}`` with a name of ``datasets.REGISTRY`` and keyword arguments its generator
+    takes."""
+    import inspect
+
+    from . import datasets
+
+    _unknown("dataset", doc, _DATASET_KEYS)
+    out = dict(doc)
+    name = doc.get("name")
+    if name is None:
+        return out
+    if not isinstance(name, str) or name not in datasets.REGISTRY:
+        raise ValueError(
+            f"dataset.name: expected one of {', '.join(datasets.REGISTRY)}; got {name!r:.60}"
+        )
+    if "seed" in doc:
+        out["seed"] = check_seed("dataset.seed", doc["seed"])
+    kwargs = doc.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"dataset.kwargs: expected an object, got {kwargs!r:.60}")
+    params = inspect.signature(datasets.REGISTRY[name]).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted = [k for k in params if k not in ("seed", "dtype")]
+    for key in kwargs:
+        if not takes_any and (key not in params or key in ("seed", "dtype")):
+            raise ValueError(
+                f"dataset.kwargs: the {name} generator takes no argument {key!r:.40} (it "
+                f"takes {', '.join(accepted) or 'none'})"
+            )
+    return out
+
+
+def _check_schedule_args(doc: dict) -> dict:
+    """model.json's ``schedule_args`` (how the schedule was asked for): each key optional."""
+    _unknown("schedule_args", doc, _SCHEDULE_ARG_KEYS)
+    out = dict(doc)
+    spec = doc.get("spec")
+    if spec is not None and not isinstance(spec, str):
+        raise ValueError(f"schedule_args.spec: expected a builder name or a path, got {spec!r:.40}")
+    if doc.get("widths") is not None:
+        w = doc["widths"]
+        if not isinstance(w, list) or not 1 <= len(w) <= 2:
+            raise ValueError(f"schedule_args.widths: expected [n_max, n_min], got {w!r:.40}")
+        out["widths"] = [check_int("schedule_args.widths", v, 1) for v in w]
+    if doc.get("steps") is not None:
+        out["steps"] = check_int("schedule_args.steps", doc["steps"], 1)
+    if doc.get("T") is not None:
+        out["T"] = _real("schedule_args.T", doc["T"], positive=True)
+    if doc.get("rule") is not None:
+        check_choice("schedule_args.rule", doc["rule"], RULES)
+    if doc.get("transfer") is not None:
+        check_choice("schedule_args.transfer", doc["transfer"], TRANSFERS)
+    if doc.get("dim") is not None:
+        out["dim"] = check_int("schedule_args.dim", doc["dim"], 1)
+    return out
+
+
+def _check_training(doc: dict) -> dict:
+    """model.json's ``training`` (the settings of the training run): each key optional."""
+    from .objectives import LOSSES
+    from .training import LR_SCHEDULES, OPTIMIZERS
+    from .training.multires import check_resolutions
+
+    _unknown("training", doc, _TRAINING_KEYS)
+    out = dict(doc)
+
+    def given(key: str) -> bool:
+        return doc.get(key) is not None
+
+    for key in ("epochs", "batch_size"):
+        if given(key):
+            out[key] = check_int(f"training.{key}", doc[key], 1)
+    if given("seed"):
+        out["seed"] = check_seed("training.seed", doc["seed"])
+    if given("optimizer"):
+        check_choice("training.optimizer", doc["optimizer"], OPTIMIZERS)
+    if given("lr_schedule"):
+        check_choice("training.lr_schedule", doc["lr_schedule"], LR_SCHEDULES)
+    if given("loss"):
+        check_choice("training.loss", doc["loss"], LOSSES)
+    for key, positive in (("lr", True), ("p", True), ("weight_decay", False), ("lam", False),
+                          ("turnpike", False)):  # fmt: skip
+        if given(key):
+            out[key] = _real(f"training.{key}", doc[key], positive=positive)
+    if given("normalize"):
+        out["normalize"] = check_bool("training.normalize", doc["normalize"])
+    if given("resolutions"):
+        try:
+            out["resolutions"] = check_resolutions(doc["resolutions"])
+        except ValueError as exc:
+            raise ValueError(f"training.{exc}") from None
+    return out
+
+
 def _scales(res: Any) -> str:
     """``--multires`` as typed (``0.5,1,2``), or ``off``."""
     if res is None:
@@ -451,12 +689,13 @@ def make_schedule(
     steps: int = 8,
     T: float = 1.0,
     rule: str = "trapezoid",
-    dim: int = 1,
+    dim: int | None = 1,
     transfer: str = "linear",
 ):
     """A :class:`grids.GridSchedule` on [0, 1] (``dim`` 1) or [0, 1]^2 (``dim`` 2, widths per
     axis: 16,4 means 16x16 -> 4x4) from a builder name of :data:`SCHEDULES` with widths
-    (n_max, n_min), or from a schedule JSON file (``spec`` is its path)."""
+    (n_max, n_min), or from a schedule JSON file (``spec`` is its path; ``dim`` None: the
+    file's own dimension, a builder's 1)."""
     from grids import GridSchedule
 
     widths = parse_widths(widths)
@@ -467,8 +706,10 @@ def make_schedule(
         raise ValueError(f"-T: expected a finite horizon > 0, got {T!r}")
     check_choice("--rule", rule, RULES)
     check_choice("--transfer", transfer, TRANSFERS)
-    domain: Any = (0.0, 1.0) if dim == 1 else [(0.0, 1.0)] * dim
+    path = Path(spec)
     if spec in SCHEDULES:
+        dim = 1 if dim is None else check_int("--dim", dim, 1)
+        domain: Any = (0.0, 1.0) if dim == 1 else [(0.0, 1.0)] * dim
         _check_size(hi, lo, steps, dim)
         kw = {"T": T, "domain": domain, "transfer_kind": transfer}
         if spec == "constant":
@@ -482,11 +723,11 @@ def make_schedule(
             "pyramid": GridSchedule.pyramid,
         }[spec]
         return builder(hi, lo, steps, rule=rule, **kw)
-    path = Path(spec)
     if not path.is_file():
+        why = "a folder" if path.is_dir() else "no such file"
         raise ValueError(
             f"--schedule: expected one of {', '.join(SCHEDULES)} or a schedule JSON file, got "
-            f"{spec!r} (no such file)"
+            f"{spec!r} ({why})"
         )
     try:
         sched = GridSchedule.from_json(path)
@@ -494,10 +735,10 @@ def make_schedule(
         raise ValueError(f"--schedule {spec}: {exc}") from None
     except (OSError, UnicodeError) as exc:
         raise ValueError(f"--schedule {spec}: cannot read the file ({exc})") from None
-    if sched.dim != dim:
+    if dim is not None and sched.dim != dim:
         raise ValueError(
-            f"--schedule {spec}: this data set needs a {dim}-D schedule, the file holds a "
-            f"{sched.dim}-D one"
+            f"--schedule {spec}: a {dim}-D schedule is needed here (the data set's, or "
+            f"--dim), the file holds a {sched.dim}-D one"
         )
     return sched
 
@@ -542,11 +783,11 @@ def build_model(config: RunConfig | dict, source: str | None = "model.json") -> 
     if config.model.kernel == "nodal":
         dense = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
         _estimate(dense * 4 * (2 if config.dtype == "float64" else 1), f"{where}: the model")
-    kwargs = dataclasses.asdict(config.model)
-    if kwargs["in_shape"] is not None:
-        kwargs["in_shape"] = tuple(kwargs["in_shape"])
+    kwargs = config.model.model_kwargs()  # options not given stay the model's defaults
     try:
-        model = SpaceTimeNet(schedule, config.in_features, config.out_features, **kwargs)
+        in_f = check_int("in_features", config.in_features, 1)  # NumPy ints too
+        out_f = check_int("out_features", config.out_features, 1)
+        model = SpaceTimeNet(schedule, in_f, out_f, **kwargs)
         model = model.to(dtype=getattr(torch, config.dtype))
         if config.normalizers is not None:
             model.set_normalizers(**config.normalizers)

@@ -45,7 +45,7 @@ def _scalar_model(kernel: str = "basis", checkpoint: int | None = None, n: int =
         form="outside",
         activation="tanh",
         lift="identity",
-        modes=4,
+        modes=None if kernel == "nodal" else 4,  # a nodal kernel reads no modes
         seed=0,
         checkpoint=checkpoint,
     )
@@ -64,7 +64,7 @@ def _channel_model(kernel: str, checkpoint: int | None = None, n: int = 16, K: i
         readout="function",
         channels=3,
         modes=3,
-        radius=0.15,
+        radius=0.15 if kernel == "conv" else None,  # the conv window; spectral has none
         seed=0,
         checkpoint=checkpoint,
     )

@@ -350,7 +350,7 @@ def np_model_reference(model: SpaceTimeNet, x: np.ndarray) -> np.ndarray:
 def test_channel_models_match_numpy_reference(kernel, form, method):
     sched = GridSchedule.from_widths([17, 17, 9, 9, 17])
     channels = [3, 3, 5, 5, 4]  # widen at step 1, narrow (truncate) at step 3
-    radius = [0.3, 0.3, 0.5, 0.5] if kernel == "conv" else 0.1
+    radius = [0.3, 0.3, 0.5, 0.5] if kernel == "conv" else None  # the nodal kernel has none
     readout = {"conv": "mean", "nodal": "quadrature"}[kernel]
     m = SpaceTimeNet(
         sched,
@@ -705,8 +705,8 @@ def test_scaling_lemma_holds_for_channel_models(kernel):
         lift="identity",
         readout="mean",
         channels=[2, 2, 3, 3, 3],
-        radius=0.3,
-        modes=3,
+        radius=0.3 if kernel == "conv" else None,  # each option only where the kernel reads it
+        modes=None if kernel == "nodal" else 3,
         seed=1,
     ).double()
     x = torch.randn(4, sched.widths[0], generator=gen(6), dtype=F64)

@@ -69,5 +69,5 @@ def test_coordinates_need_a_channel_function_input():
     with pytest.raises(ValueError, match="coordinates: expected True or False, got 'yes'"):
         SpaceTimeNet(sched, None, 1, kernel="conv", channels=2, lift="identity",
                      coordinates="yes")  # fmt: skip
-    with pytest.raises(ValueError, match="coordinates: expected true or false, got 1"):
+    with pytest.raises(ValueError, match="coordinates: expected True or False, got 1"):
         ModelOptions(kernel="conv", channels=2, coordinates=1).check()

@@ -117,7 +117,7 @@ def build(schedule, kind, form, method, lift, dtype, in_features=4, seed=0):
         activation="tanh",
         lift=lift,
         method=method,
-        modes=3,
+        modes=None if kind == "nodal" else 3,  # a nodal kernel reads no modes
         seed=seed,
     )
     return model.to(dtype)

@@ -53,8 +53,12 @@ def test_inputs_of_another_dtype_are_refused_naming_the_models(dtype):
 def test_non_finite_init_scale_is_refused(kernel, bad):
     rule = "periodic" if kernel == "spectral" else "trapezoid"
     sched = GridSchedule.constant(17 if rule == "trapezoid" else 16, 2, rule=rule)
-    extra = {"channels": 2, "lift": "identity", "readout": "mean", "radius": 0.3, "modes": 3}
+    extra = {"channels": 2, "lift": "identity", "readout": "mean", "modes": 3}
     kw = extra if kernel in ("conv", "spectral") else {"modes": 4}
+    if kernel == "conv":
+        kw = {**kw, "radius": 0.3}  # radius and modes only where the kernel reads them
+    elif kernel == "nodal":
+        kw = {}
     with pytest.raises(ValueError, match="init_scale: expected a finite number"):
         SpaceTimeNet(
             sched,

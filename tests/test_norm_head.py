@@ -153,6 +153,8 @@ def test_norm_statistics_of_a_smooth_function_agree_under_refinement_at_order_tw
 def test_each_step_normalises_with_the_weights_of_the_grid_sigma_reads(kernel, form, method, which):
     sched = GridSchedule.from_widths([17, 9, 5])
     kw = {"hidden_width": 6} if form == "bottleneck" else {}
+    if kernel == "conv":
+        kw["radius"] = 0.3  # the conv kernel's window (the nodal kernel has none)
     m = SpaceTimeNet(
         sched,
         None,
@@ -163,7 +165,6 @@ def test_each_step_normalises_with_the_weights_of_the_grid_sigma_reads(kernel, f
         lift="identity",
         readout="mean",
         channels=2,
-        radius=0.3,
         norm="instance",
         seed=0,
         **kw,

@@ -19,6 +19,7 @@ c * n_in + j), acting on states ``[B, c, n]`` flattened to ``[B, c n]``.
 from __future__ import annotations
 
 import math
+import numbers
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -286,12 +287,17 @@ class _BasisCache:
 
 
 def check_scale(init_scale: object) -> float:
-    """``init_scale`` must be a finite real number."""
-    if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
-        raise ValueError(f"init_scale: expected a finite number, got {init_scale!r}")
-    if not math.isfinite(init_scale):
-        raise ValueError(f"init_scale: expected a finite number, got {init_scale!r}")
-    return float(init_scale)
+    """``init_scale`` must be a finite real number >= 0 (a Python or NumPy real; never a bool
+    or a string): the initial controls are ``init_scale`` times random draws of unit scale,
+    so 0 starts from the zero field and a negative scale only flips their sign.
+
+    Returns:
+        ``init_scale`` as a Python float.
+    """
+    ok = isinstance(init_scale, numbers.Real) and not isinstance(init_scale, bool)
+    if not ok or not math.isfinite(init_scale) or init_scale < 0:  # type: ignore[arg-type]
+        raise ValueError(f"init_scale: expected a finite number >= 0, got {init_scale!r}")
+    return float(init_scale)  # type: ignore[arg-type]
 
 
 def check_channels_arg(channels: object) -> int | None:

@@ -9,6 +9,7 @@ Channel counts may change from piece to piece (a CNN's stages); a smooth-in-t ke
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ from grids import Domain, GridSchedule
 from grids.domain import as_domain
 
 from ..ops import ConvOp, Dense, GridInfo, SpectralOp
-from ..validation import check_int
+from ..validation import check_bool, check_int
 from .dense import Kernel, basis_functions, check_scale
 
 __all__ = ["ConvKernel", "SpectralKernel", "window", "TAPS"]
@@ -217,6 +218,8 @@ def _check_flag(name: str, v) -> bool:
 
 
 def _per_axis(name: str, v, dim: int) -> tuple[float, ...]:
+    """One positive finite real per axis (a single value is used on every axis; NumPy reals
+    too, never a bool or a string) as a tuple of ``dim`` floats."""
     vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * dim
     if len(vals) != dim:
         raise ValueError(f"{name}: expected one value or {dim} (one per axis), got {v!r}")
@@ -224,7 +227,7 @@ def _per_axis(name: str, v, dim: int) -> tuple[float, ...]:
     for x in vals:
         if (
             isinstance(x, bool)
-            or not isinstance(x, (int, float))
+            or not isinstance(x, numbers.Real)
             or not (math.isfinite(x) and x > 0)
         ):
             raise ValueError(f"{name}: expected positive finite numbers, got {v!r}")
@@ -261,7 +264,7 @@ class ConvKernel(_PiecewiseKernel):
         pieces: equal intervals of [0, T] with their own coefficients.
         T: the horizon the time variable spans.
         time_degree: Legendre degree in t instead of pieces (one channel count).
-        pointwise: add the pointwise channel mix A(t).
+        pointwise: add the pointwise channel mix A(t) (True or False).
         init_scale: scale of the initial coefficients (the operator's norm is O(init_scale)).
         bias: add b(t).
         generator: random generator of the initialisation.
@@ -311,7 +314,7 @@ class ConvKernel(_PiecewiseKernel):
         M = self.modes**d
         self.coeff = nn.ParameterList()
         self.bias_coeff = nn.ParameterList() if bias else None
-        self.point = nn.ParameterList() if pointwise else None
+        self.point = nn.ParameterList() if check_bool("pointwise", pointwise) else None
         # the operator's norm is O(init_scale): the kernel integrates to O(1) whatever r
         self._init_pieces(
             self.coeff,
@@ -477,7 +480,7 @@ class SpectralKernel(_PiecewiseKernel):
         pieces: equal intervals of [0, T] with their own coefficients.
         T: the horizon the time variable spans.
         time_degree: Legendre degree in t instead of pieces (one channel count).
-        pointwise: add the pointwise channel mix A(t) (the FNO's skip term).
+        pointwise: add the pointwise channel mix A(t) (the FNO's skip term; True or False).
         init_scale: scale of the initial coefficients.
         bias: add b(t).
         generator: random generator of the initialisation.
@@ -532,7 +535,7 @@ class SpectralKernel(_PiecewiseKernel):
         vol = self.domain.volume
         self.weight = nn.ParameterList()
         self.bias_coeff = nn.ParameterList() if bias else None
-        self.point = nn.ParameterList() if pointwise else None
+        self.point = nn.ParameterList() if check_bool("pointwise", pointwise) else None
         self._init_pieces(
             self.weight,
             lambda c: (

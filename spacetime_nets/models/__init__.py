@@ -2,6 +2,6 @@
 ``NeuralODE`` (the finite-width neural ODE, a discrete Omega with unit weights)."""
 
 from .neural_ode import NeuralODE
-from .spacetime import KERNELS, LIFTS, READOUTS, SpaceTimeNet
+from .spacetime import KERNEL_OPTIONS, KERNELS, LIFTS, READOUTS, SpaceTimeNet
 
-__all__ = ["SpaceTimeNet", "NeuralODE", "LIFTS", "KERNELS", "READOUTS"]
+__all__ = ["SpaceTimeNet", "NeuralODE", "LIFTS", "KERNELS", "KERNEL_OPTIONS", "READOUTS"]

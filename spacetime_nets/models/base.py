@@ -22,21 +22,39 @@ from ..integrate import (
     multiply_adds,
     run_steps,
 )
+from ..validation import check_int, check_seed
 
 #: The scalar normalisers of a flow model, buffers of shape ``[]`` (identity by default):
 #: inputs enter as (x - in_shift) / in_scale, outputs leave as z * out_scale + out_shift.
 NORMALIZER_BUFFERS = ("in_shift", "in_scale", "out_shift", "out_scale")
 _IDENTITY = (0.0, 1.0, 0.0, 1.0)
 
+#: The most memory, in bytes, that a model may need for its parameters plus the states of
+#: one sample (inputs, every X^k and hidden state, in the default dtype): 64 GiB. Training
+#: needs at least four times the parameter bytes (parameters, gradients, two Adam moments), so
+#: a larger model fits on no single accelerator or ordinary host; a request above it (a
+#: mistyped ``out_features=10**12`` or ``channels=2**40``) raises ValueError naming the
+#: argument before anything is allocated, instead of failing in the allocator or overflowing
+#: torch's size computation. Raise this module attribute
+#: (``spacetime_nets.models.base.MAX_MODEL_BYTES = ...``) to allow larger models.
+MAX_MODEL_BYTES = 1 << 36
 
-def _generator(seed: int | None) -> torch.Generator | None:
-    return None if seed is None else torch.Generator().manual_seed(int(seed))
+
+def _generator(seed: object) -> torch.Generator | None:
+    """A generator seeded with ``seed`` (:func:`~spacetime_nets.validation.check_seed`: an int
+    in [0, 2**63), NumPy integers too), or None (torch's global generator) for None."""
+    if seed is None:
+        return None
+    return torch.Generator().manual_seed(check_seed("seed", seed))
 
 
 def _check_features(name: str, v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    return v
+    """A positive int (Python or NumPy/torch integer scalar, never a bool or a float) as a
+    Python int."""
+    try:
+        return check_int(name, v, 1)
+    except ValueError:
+        raise ValueError(f"{name}: expected a positive int, got {v!r}") from None
 
 
 class _FlowModel(nn.Module):
@@ -203,6 +221,7 @@ class _FlowModel(nn.Module):
         if x.shape[1] != n:
             raise ValueError(f"x: expected {n} features, got shape {tuple(x.shape)}")
         _check_dtype(x, self)
+        _check_device(x, self)
         _check_finite(x)
 
 
@@ -217,6 +236,25 @@ def _check_dtype(x: torch.Tensor, model: nn.Module) -> None:
             if x.dtype.is_floating_point
             else f"x: expected dtype {dtype} (the model's), got {x.dtype} (not a real "
             "floating dtype)"
+        )
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter (or buffer; None when it has neither)."""
+    ref = next(model.parameters(), None)
+    if ref is None:
+        ref = next(model.buffers(), None)
+    return None if ref is None else ref.device
+
+
+def _check_device(x: torch.Tensor, model: nn.Module) -> None:
+    """The input must be on the model's device (no silent copies): ``x.device`` against a
+    parameter's device, metadata only (no host sync, nothing is moved)."""
+    device = _model_device(model)
+    if device is not None and x.device != device:
+        raise ValueError(
+            f"x: expected a tensor on {device} (the model's device), got one on {x.device}; "
+            f"move the input with x.to('{device}') or the model with model.to('{x.device}')"
         )
 
 

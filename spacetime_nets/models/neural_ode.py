@@ -12,6 +12,7 @@ from grids import Grid, GridSchedule
 
 from ..integrate import Discretization
 from ..kernels import NodalKernel
+from ..validation import check_int
 from .base import _check_features, _FlowModel, _generator
 
 __all__ = ["NeuralODE"]
@@ -44,20 +45,19 @@ class NeuralODE(_FlowModel):
         super().__init__()
         self.dim = _check_features("dim", dim)
         self.input_size = self.dim
-        if isinstance(augment, bool) or not isinstance(augment, int) or augment < 0:
-            raise ValueError(f"augment: expected an int >= 0, got {augment!r}")
-        self.augment = augment
+        self.augment = check_int("augment", augment, 0)
+        steps = _check_features("steps", steps)
         self._setup_flow(form, activation, method, checkpoint)
-        D = dim + augment
+        D = self.dim + self.augment
         omega = Grid.uniform(D, (0.0, float(D)), "midpoint")  # unit weights
         schedule = GridSchedule(
-            torch.linspace(0.0, float(T), _check_features("steps", steps) + 1, dtype=torch.float64),
+            torch.linspace(0.0, float(T), steps + 1, dtype=torch.float64),
             [omega] * (steps + 1),
         )
         gen = _generator(seed)
         widths = [D] * steps
         if self.form == "bottleneck":
-            h = hidden_width or D
+            h = D if hidden_width is None else _check_features("hidden_width", hidden_width)
             self.kernel = NodalKernel(
                 out_widths=[h] * steps, in_widths=widths, init_scale=init_scale, generator=gen
             )
@@ -77,7 +77,8 @@ class NeuralODE(_FlowModel):
         self.disc = Discretization(schedule, hidden).to(dtype=ref.dtype)
         self.out_features = out_features
         if out_features is not None:
-            _check_features("out_features", out_features)
+            out_features = _check_features("out_features", out_features)
+            self.out_features = out_features
             bound = 1.0 / math.sqrt(D)
             w = (torch.rand(out_features, D, generator=gen) * 2 - 1) * bound
             b = (torch.rand(out_features, generator=gen) * 2 - 1) * bound

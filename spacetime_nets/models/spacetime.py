@@ -4,29 +4,49 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from grids import Grid, GridSchedule, make_transfer
+from grids.quadrature import check_grid_bytes
 
 from ..fields import ChannelNorm, check_norm, norm_reads
 from ..integrate import Discretization, Trajectory
 from ..kernels import (
+    BASES,
     BasisKernel,
     ConvKernel,
     Kernel,
     NeuralKernel,
     NodalKernel,
     SpectralKernel,
+    check_scale,
     tensor_basis,
 )
 from ..ops import GridInfo, pointwise
-from .base import _check_dtype, _check_features, _check_finite, _FlowModel, _generator
+from ..validation import check_bool, check_choice, check_int
+from . import base as _base
+from .base import (
+    _check_device,
+    _check_dtype,
+    _check_features,
+    _check_finite,
+    _FlowModel,
+    _generator,
+)
 from .resample import STAGES, _refine_nodal, _resolution_schedule, input_grid_for
 
-__all__ = ["SpaceTimeNet", "LIFTS", "KERNELS", "READOUTS", "STAGES"]
+__all__ = [
+    "SpaceTimeNet",
+    "LIFTS",
+    "KERNELS",
+    "KERNEL_OPTIONS",
+    "READOUTS",
+    "STAGES",
+]
 
 LIFTS = ("cells", "linear", "identity")
 KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
@@ -35,31 +55,312 @@ KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
 #: channel means of sigma(x) (global average pooling after the activation, as in CNNs);
 #: function: y(xi) = Q x(T, xi) + q pointwise (operator learning)
 READOUTS = ("quadrature", "mean", "pool", "function")
+#: The construction options that only some kernels read -> the kernels (by name) that read
+#: them. An option given (not None) to a :class:`SpaceTimeNet` none of whose kernels reads it
+#: is refused, naming the option and the kernel (``runs.ModelOptions`` checks the same
+#: table). ``modes``: the basis kernel's functions per axis (its A = modes^d functions also
+#: carry the lift and readout), the neural kernel's lift and readout basis, the conv kernel's
+#: Legendre polynomials per axis in delta / r, the spectral kernel's frequencies per axis;
+#: ``basis``: the basis kernel's family (``legendre`` or ``fourier``); ``radius`` and
+#: ``radius_spacings``: the conv kernel's window; ``pointwise``: the stationary kernels'
+#: pointwise channel mix A(t).
+KERNEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "modes": ("basis", "neural", "conv", "spectral"),
+    "basis": ("basis",),
+    "radius": ("conv",),
+    "radius_spacings": ("conv",),
+    "pointwise": ("conv", "spectral"),
+}
+#: options of one form / one lift only (None: not given)
+_FORM_OPTIONS = {"hidden_width": "bottleneck", "kernel2": "bottleneck"}
+_LIFT_OPTIONS = {"in_shape": "cells"}
+#: the variants' defaults of ``modes`` (8 for the others) and of the conv ``radius``
 _DEFAULT_MODES = {"conv": 3}
+_DEFAULT_RADIUS = 0.1
+#: the MLP of a neural kernel: hidden width and depth (its parameter count, for the size check)
+_NEURAL_HIDDEN, _NEURAL_DEPTH = 32, 2
 
 
-def _radius(schedule: GridSchedule, radius, spacings, kernel) -> float | Sequence:
-    """The conv kernel's radius argument: ``radius`` as given, or ``spacings`` times each
-    step grid's spacing per axis (a list, one per step)."""
+def _show(value: object) -> str:
+    """A short repr for messages: a built kernel by its class name (a module's repr spans
+    lines)."""
+    if isinstance(value, Kernel):
+        return f"<a built {type(value).__name__}>"
+    return repr(value)
+
+
+def _check_kernel_arg(name: str, kernel: object) -> str | Kernel:
+    """A kernel name of :data:`KERNELS` or a :class:`~spacetime_nets.kernels.Kernel`."""
+    if isinstance(kernel, Kernel) or (isinstance(kernel, str) and kernel in KERNELS):
+        return kernel
+    raise ValueError(
+        f"{name}: expected one of {', '.join(KERNELS)} or a Kernel instance; got {kernel!r}"
+    )
+
+
+def _reads(kernel: str | Kernel, option: str) -> bool:
+    """Whether ``kernel`` (a name, or a built Kernel) reads the construction ``option`` of
+    :data:`KERNEL_OPTIONS`. A built kernel took its own options when it was made; of these
+    only ``modes`` still matters, as the size of the lift and readout basis of a continuous,
+    non-stationary kernel without a basis of its own (a neural or function kernel)."""
+    if isinstance(kernel, str):
+        return kernel in KERNEL_OPTIONS[option]
+    return (
+        option == "modes"
+        and kernel.continuous
+        and not getattr(kernel, "stationary", False)
+        and not isinstance(kernel, BasisKernel)
+    )
+
+
+def _check_applicable(
+    kernel: str | Kernel,
+    kernel2: str | Kernel | None,
+    form: str,
+    lift: str,
+    given: dict[str, object],
+) -> None:
+    """Refuse an option given (not None) that the chosen variant does not read: a kernel
+    option (:data:`KERNEL_OPTIONS`) that neither kernel reads (the bottleneck's two kernels),
+    ``hidden_width`` / ``kernel2`` without ``form="bottleneck"``, ``in_shape`` without
+    ``lift="cells"``. The message names the option, the variant and the value."""
+    for name, needs in _FORM_OPTIONS.items():
+        v = given[name]
+        if v is not None and form != needs:
+            raise ValueError(
+                f"{name}: applies to form={needs!r} only, got {name}={_show(v)} with "
+                f"form={form!r} (leave {name} out)"
+            )
+    for name, needs in _LIFT_OPTIONS.items():
+        v = given[name]
+        if v is not None and lift != needs:
+            raise ValueError(
+                f"{name}: applies to the {needs} lift only, got {name}={v!r} with "
+                f"lift={lift!r} (leave {name} out)"
+            )
+    kernels = [kernel]
+    got = f"kernel={_show(kernel)}"
+    if form == "bottleneck":
+        k2 = kernel if kernel2 is None else kernel2
+        kernels.append(k2)
+        got += f" and kernel2={_show(k2)}"
+    for name, names in KERNEL_OPTIONS.items():
+        v = given[name]
+        if v is None or any(_reads(k, name) for k in kernels):
+            continue
+        which = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        built = (
+            "; a built kernel took its options when it was made"
+            if any(isinstance(k, Kernel) for k in kernels)
+            else ""
+        )
+        raise ValueError(
+            f"{name}: applies to {which} kernels only, got {name}={v!r} with {got}"
+            f"{built} (leave {name} out)"
+        )
+
+
+def _check_hidden_width(value: object, d: int) -> int | tuple[int, ...]:
+    """The bottleneck's hidden grid: an int >= 1 (nodes of a 1-D grid) or ``d`` of them (per
+    axis), within ``grids.quadrature.MAX_GRID_BYTES``."""
+    want = "an int >= 1" if d == 1 else f"a tuple of {d} ints >= 1 (nodes per axis)"
+    seq = isinstance(value, (list, tuple))
+    vals = tuple(value) if seq else (value,)  # type: ignore[arg-type]
+    if len(vals) != d or (not seq and d > 1):
+        raise ValueError(f"hidden_width: expected {want}, got {value!r}")
+    try:
+        counts = tuple(check_int("hidden_width", v, 1) for v in vals)
+    except ValueError:
+        raise ValueError(f"hidden_width: expected {want}, got {value!r}") from None
+    check_grid_bytes(counts, name="hidden_width")
+    return counts if seq else counts[0]
+
+
+def _radius(schedule: GridSchedule, radius, spacings) -> float | Sequence:
+    """The conv kernel's radius argument: ``radius`` as given (None: 0.1), or ``spacings``
+    times each step grid's spacing per axis (a list, one per step), r_k = s h_k.
+
+    ``spacings`` s is the number of taps on each side of a node in every step's convolution,
+    so it is at most max_k n_{k,a}, the most nodes of a step grid on axis a: on that grid the
+    window then spans the whole box (n h = L on midpoint and periodic grids, L + h with end
+    nodes), and more taps than any grid has nodes only add work (a huge s, 1e300, would ask
+    for that many)."""
     if spacings is None:
-        return 0.1 if radius is None else radius
+        return _DEFAULT_RADIUS if radius is None else radius
     if radius is not None:
         raise ValueError("radius_spacings: give radius or radius_spacings, not both")
-    if kernel != "conv":
-        raise ValueError(f"radius_spacings: applies to conv kernels only, got kernel={kernel!r}")
-    if isinstance(spacings, bool) or not isinstance(spacings, (int, float)):
+    if isinstance(spacings, bool) or not isinstance(spacings, numbers.Real):
         raise ValueError(f"radius_spacings: expected a positive number, got {spacings!r}")
     if not (math.isfinite(spacings) and spacings > 0):
         raise ValueError(f"radius_spacings: expected a positive finite number, got {spacings!r}")
+    s = float(spacings)
+    steps = schedule.grids[:-1]
+    for a in range(schedule.dim):
+        most = max(g.shape[a] for g in steps)
+        if s > most:
+            raise ValueError(
+                f"radius_spacings: expected at most {most}, the most nodes of a step grid on "
+                f"axis {a} (radius_spacings taps on each side of a node span that whole grid), "
+                f"got {spacings!r}"
+            )
     out = []
-    for k, g in enumerate(schedule.grids[:-1]):
+    for k, g in enumerate(steps):
         if not g.is_uniform:
             raise ValueError(
                 f"radius_spacings: grid {k} is not uniform (no single spacing); give radius"
             )
         h = GridInfo.of(g).h
-        out.append(tuple(spacings * v for v in h) if g.dim > 1 else spacings * h[0])
+        out.append(tuple(s * v for v in h) if g.dim > 1 else s * h[0])
     return out
+
+
+def _check_radius_extent(kernel: ConvKernel, given: object) -> None:
+    """A radius given in physical units may not exceed the domain's extent L_a on its axis:
+    every offset between two points of Omega is shorter than L_a, so the window
+    ``window(delta / r)`` of a larger r only flattens the kernel, and a huge one (1e300) asks
+    for more taps than any grid has."""
+    for r in kernel.radii:
+        for a, (ra, (lo, hi)) in enumerate(zip(r, kernel.domain.bounds)):
+            if ra > (hi - lo) * (1 + 1e-12):
+                raise ValueError(
+                    f"radius: expected at most the domain's extent on each axis (L = "
+                    f"{hi - lo:g} on axis {a}), got {given!r}"
+                )
+
+
+def _size_terms(
+    schedule: GridSchedule,
+    kernels: Sequence[str | Kernel],
+    *,
+    form: str,
+    method: str,
+    lift: str,
+    readout: str,
+    in_features: int,
+    in_channels: int,
+    out_features: int,
+    modes: int | None,
+    head_hidden: int | None,
+    hidden_nodes: int | None,
+    pointwise: bool | None,
+) -> dict[str, tuple[int, str]]:
+    """Elements a model needs (its parameters and one sample's states), per argument that
+    sets them: ``{argument: (elements, what)}``, in Python ints (nothing overflows). Every
+    parameter of the kernels made by name, the lift and the readout is counted (the channel
+    normalisation's 2 sum_k c_k aside, fewer than the states); work buffers of the forward
+    pass are not.
+
+    With K steps, widths n_k, channels c_k (1 for the scalar model), d axes, A = m^d lift /
+    readout functions and H = ``hidden_nodes`` of the bottleneck:
+
+    - ``in_features``: one input sample (in_features), a linear lift (in_features A, or
+      n_0 in_features for a nodal model);
+    - ``channels`` (``schedule`` for the scalar model): the states sum_k c_k n_k, the kernels'
+      coefficients (nodal: sum_k c_k^2 n_out n_in; basis: K c^2 A^2; conv: sum_k c_k^2 m^d;
+      spectral: 2 sum_k c_k^2 prod(modes per axis); neural: an MLP with c^2 outputs) and the
+      pointwise lift c_0 (c_in + d);
+    - ``modes``: the kernel terms instead when m^d outweighs c^2;
+    - ``hidden_width``: the hidden states sum_k c_k H and the nodal kernels' H factors;
+    - ``out_features``: the readout (out c_K A continuous, out c_K n_K nodal, out c_K for
+      the mean / pool / function readouts), ``head_hidden`` its hidden layer H (c_K + out).
+    """
+    ch = schedule.channels
+    K, d = schedule.num_steps, schedule.dim
+    c = list(ch) if ch is not None else [1] * (K + 1)
+    n = schedule.widths
+    state_arg = "schedule" if ch is None else "channels"
+    terms: dict[str, list] = {}
+
+    def add(arg: str, elements: int, what: str) -> None:
+        entry = terms.setdefault(arg, [0, []])
+        entry[0] += elements
+        entry[1].append(what)
+
+    continuous = all((k != "nodal") if isinstance(k, str) else k.continuous for k in kernels)
+    first = kernels[0]
+    if isinstance(first, BasisKernel):
+        m_basis = first.modes
+    elif first in ("conv", "spectral") or getattr(first, "stationary", False):
+        m_basis = 8
+    else:
+        m_basis = modes or 8
+    A = m_basis**d
+    add("in_features", in_features, "one input sample")
+    if lift == "linear":
+        add("in_features", in_features * (A + 1 if continuous else n[0] + 1), "the linear lift")
+    if ch is not None:
+        add(state_arg, c[0] * (in_channels + d + 1), "the pointwise lift")
+    add(state_arg, sum(ck * nk for ck, nk in zip(c, n)), "one sample's states")
+    if hidden_nodes is not None:
+        add("hidden_width", sum(ck * hidden_nodes for ck in c[:-1]), "one sample's hidden states")
+    cmax2 = max(c[:-1]) ** 2
+    for j, kern in enumerate(kernels):
+        if not isinstance(kern, str):
+            continue  # built already
+        if kern == "nodal":
+            if form == "bottleneck":  # W1: G_k -> H_k, W2: H_k -> G_{k+1} (euler) or G_k
+                hid = [n[k] if hidden_nodes is None else hidden_nodes for k in range(K)]
+                back = n[1:] if method == "euler" else n[:-1]
+                pairs = list(zip(hid, n[:-1])) if j == 0 else list(zip(back, hid))
+            elif method == "euler":
+                pairs = [(n[k + 1], n[k]) for k in range(K)]
+            else:
+                pairs = [(n[k], n[k]) for k in range(K)]
+            size = sum(c[k] ** 2 * no * ni + c[k] * no for k, (no, ni) in enumerate(pairs))
+            big = max(no * ni for no, ni in pairs)
+            if cmax2 >= big:
+                arg = state_arg
+            else:
+                arg = "hidden_width" if hidden_nodes is not None else "schedule"
+            add(arg, size, "the nodal kernel's matrices")
+            continue
+        m = modes if modes is not None else _DEFAULT_MODES.get(kern, 8)
+        if kern == "basis":
+            Ak = m**d
+            size, per = K * c[0] ** 2 * (Ak * Ak + Ak), Ak * Ak
+        elif kern == "neural":  # MLPs (1 + 2d) -> H -> ... -> c^2 and (1 + d) -> ... -> c
+            hid, per = _NEURAL_HIDDEN, 1
+            body = (_NEURAL_DEPTH - 1) * (hid * hid + hid) + hid
+            size = sum(
+                (1 + k * d) * hid + body + (hid + 1) * out for k, out in ((2, c[0] ** 2), (1, c[0]))
+            )
+        elif kern == "conv":
+            per = m**d
+            pw = 1 if pointwise else 0
+            size = sum(ck * ck * (per + pw) + ck for ck in c[:-1])
+        else:  # spectral
+            per = 2 * (m if d == 1 else (2 * m - 1) * m)
+            pw = 0 if pointwise is False else 1
+            size = sum(ck * ck * (per + pw) + ck for ck in c[:-1])
+        add("modes" if per > cmax2 else state_arg, size, f"the {kern} kernel's coefficients")
+    cK = c[-1]
+    if readout == "quadrature":
+        per_out = cK * (A if continuous else n[-1]) + 1
+        add("out_features", out_features * per_out, "the readout's weights")
+    elif head_hidden is not None:
+        add("head_hidden", head_hidden * (cK + 1), "the head's hidden layer")
+        add("out_features", out_features * (head_hidden + 1), "the readout's weights")
+    else:
+        add("out_features", out_features * (cK + 1), "the readout's weights")
+    return {k: (v[0], ", ".join(v[1])) for k, v in terms.items()}
+
+
+def _check_size(terms: dict[str, tuple[int, str]], shown: dict[str, str]) -> None:
+    """Refuse a model whose parameters and one sample's states (:func:`_size_terms`) exceed
+    :data:`spacetime_nets.models.base.MAX_MODEL_BYTES` in the default dtype, before anything
+    is allocated, naming the argument that contributes most (``shown``: how to show it)."""
+    itemsize = torch.finfo(torch.get_default_dtype()).bits // 8
+    total = itemsize * sum(e for e, _ in terms.values())
+    bound = _base.MAX_MODEL_BYTES
+    if total <= bound:
+        return
+    arg, (elements, what) = max(terms.items(), key=lambda kv: kv[1][0])
+    raise ValueError(
+        f"{arg}: expected a model that fits in memory (parameters and one sample's states "
+        f"within spacetime_nets.models.base.MAX_MODEL_BYTES = {bound} bytes), got "
+        f"{shown.get(arg, arg)}: about {total:.3g} bytes in all, {itemsize * elements:.3g} "
+        f"of them for {what}"
+    )
 
 
 class SpaceTimeNet(_FlowModel):
@@ -122,27 +423,51 @@ class SpaceTimeNet(_FlowModel):
             (g = 1: one group of all channels, a layer norm).
         method: a registered stepper (:data:`spacetime_nets.steppers.STEPPERS`).
         checkpoint: recompute segments of this many steps in the backward pass.
-        kernel2: the second kernel of the bottleneck form (default: one like ``kernel``).
-        hidden_width: nodes of the bottleneck's hidden grid.
-        in_shape: cells per axis of the ``cells`` lift.
-        modes: basis size (basis 8, conv 3 by default; spectral: modes per axis, 8).
-        basis: ``legendre`` or ``fourier`` (basis kernel, lift and readout functions).
-        init_scale: scale of the initial controls (a finite number).
-        seed: seed of the initialisation (None: torch's global generator).
+        kernel2: ``form="bottleneck"`` only: the second kernel, a name or a Kernel instance
+            (None: one like ``kernel``, made with the same options).
+        hidden_width: ``form="bottleneck"`` only: nodes of the hidden grid H_k, an int on an
+            interval or one per axis (midpoint rule; None: H_k = G_k).
+        in_shape: ``lift="cells"`` only: cells per axis, a tuple of d ints >= 1 with
+            product in_features / in_channels (None: in_features / in_channels cells on an
+            interval, equal cells per axis on a box when that count is a perfect d-th power).
+        modes: basis, neural, conv and spectral kernels only (:data:`KERNEL_OPTIONS`), an
+            int >= 1 (NumPy integers too). None: the variant's default, basis 8 functions per
+            axis (which also carry the lift and readout), neural 8 (the lift and readout
+            basis), conv 3 Legendre polynomials per axis, spectral 8 frequencies per axis.
+        basis: basis kernel only: ``legendre`` or ``fourier`` (its functions, and the lift and
+            readout functions). None: ``legendre``.
+        init_scale: scale of the initial controls, a finite number >= 0.
+        seed: seed of the initialisation, an int in [0, 2**63) (None: torch's global
+            generator).
         channels: an int or ``[c_0, ..., c_K]`` (see :meth:`GridSchedule.with_channels`).
         in_channels: input features per node (channel models).
-        radius: conv kernels: physical radius (float, per-axis tuple, or a list with one
-            entry per step). Default 0.1.
-        radius_spacings: conv kernels: the radius in grid spacings of each step's grid
-            instead (r_k = radius_spacings * h_k per axis, fixed as a physical radius from
-            then on, so a refined model keeps it).
-        pointwise: stationary kernels: add the pointwise channel mix A(t) (default: spectral
-            yes, conv no).
-        allow_underresolved: skip the check that every grid resolves the kernel.
+        radius: conv kernel only: the physical radius, r_a in (0, L_a] on an axis of extent
+            L_a (a float, a per-axis tuple, or a list with one entry per step). None: 0.1
+            (unless ``radius_spacings`` is given).
+        radius_spacings: conv kernel only: the radius in grid spacings of each step's grid
+            instead (r_k = radius_spacings * h_k per axis, at most the domain's extent, fixed
+            as a physical radius from then on, so a refined model keeps it). None: use
+            ``radius``.
+        pointwise: conv and spectral kernels only: add the pointwise channel mix A(t)
+            (True or False; None: the variant's default, spectral True, conv False).
+        allow_underresolved: skip the check that every grid resolves the kernel (True or
+            False).
         coordinates: channel models with ``lift="identity"``: the lift also sees the
             coordinates, X^0(xi) = L x(xi) + L_xi xi + l (an affine-in-xi lift bias; the
             d coordinate functions are functions on Omega, so this holds at every
             resolution). Lets a translation-invariant kernel learn where the boundary is.
+
+    Options of another variant are refused, not ignored: a kernel option given (not None)
+    that neither kernel reads (:data:`KERNEL_OPTIONS`: ``radius`` with a basis kernel,
+    ``modes`` with a nodal one ...), ``hidden_width`` or ``kernel2`` without
+    ``form="bottleneck"``, ``in_shape`` without ``lift="cells"``, ``head_hidden`` without
+    the mean or pool readout raise ValueError naming the option and the variant. Sizes are
+    ints (Python or NumPy); a model whose parameters and one sample's states would exceed
+    :data:`spacetime_nets.models.base.MAX_MODEL_BYTES` is refused before anything is
+    allocated, naming the argument that makes it large.
+
+    Raises:
+        ValueError: on every bad argument, as ``"<argument>: expected <what>, got <value>"``.
     """
 
     def __init__(
@@ -158,11 +483,11 @@ class SpaceTimeNet(_FlowModel):
         *,
         method: str = "euler",
         checkpoint: int | None = None,
-        kernel2: Kernel | None = None,
+        kernel2: str | Kernel | None = None,
         hidden_width: int | Sequence[int] | None = None,
         in_shape: Sequence[int] | None = None,
         modes: int | None = None,
-        basis: str = "legendre",
+        basis: str | None = None,
         init_scale: float = 1.0,
         seed: int | None = None,
         channels: int | Sequence[int] | None = None,
@@ -182,24 +507,47 @@ class SpaceTimeNet(_FlowModel):
             raise ValueError(
                 f"schedule: expected a grids.GridSchedule, got {type(schedule).__name__}"
             )
+        self._setup_flow(form, activation, method, checkpoint)
+        kernel = _check_kernel_arg("kernel", kernel)
+        if lift not in LIFTS:
+            raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
+        if kernel2 is not None and self.form == "bottleneck":
+            kernel2 = _check_kernel_arg("kernel2", kernel2)
+        # ---- options of other variants: refused, not ignored
+        _check_applicable(
+            kernel,
+            kernel2,
+            self.form,
+            lift,
+            {
+                "hidden_width": hidden_width,
+                "kernel2": kernel2,
+                "in_shape": in_shape,
+                "modes": modes,
+                "basis": basis,
+                "radius": radius,
+                "radius_spacings": radius_spacings,
+                "pointwise": pointwise,
+            },
+        )
+        kernels = [kernel]
+        if self.form == "bottleneck":
+            kernels.append(kernel if kernel2 is None else kernel2)
         if channels is not None:
             schedule = schedule.with_channels(channels)
         self.channel_mode = schedule.channels is not None
         self.in_channels = _check_features("in_channels", in_channels)
-        if not self.channel_mode and in_channels != 1:
+        if not self.channel_mode and self.in_channels != 1:
             raise ValueError(
                 "in_channels: several input channels need channels=... (a state with channels)"
             )
-        if lift not in LIFTS:
-            raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
         if in_features is None:
             if lift != "identity":
                 raise ValueError("in_features: None is allowed with lift='identity' only")
             in_features = schedule.widths[0] * self.in_channels
-        self.in_features = _check_features("in_features", in_features)
+        self.in_features = in_features = _check_features("in_features", in_features)
         self.input_size = self.in_features
-        self.out_features = _check_features("out_features", out_features)
-        self._setup_flow(form, activation, method, checkpoint)
+        self.out_features = out_features = _check_features("out_features", out_features)
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {', '.join(READOUTS)}; got {readout!r}")
         if readout != "quadrature" and not self.channel_mode:
@@ -210,7 +558,7 @@ class SpaceTimeNet(_FlowModel):
                     f"head_hidden: applies to readout='mean' or 'pool' only (an MLP on the "
                     f"channel means); got head_hidden={head_hidden!r} with readout={readout!r}"
                 )
-            _check_features("head_hidden", head_hidden)
+            head_hidden = _check_features("head_hidden", head_hidden)
         self.head_hidden = head_hidden
         norm_groups = check_norm(
             norm, norm_groups, schedule.channels[:-1] if self.channel_mode else None
@@ -222,14 +570,77 @@ class SpaceTimeNet(_FlowModel):
                 "lift: 'linear' is for the scalar model; with channels use "
                 "'identity' or 'cells' (then a learned pointwise lift)"
             )
-        self.allow_underresolved = bool(allow_underresolved)
+        # ---- the values of the options (None: the variant's default)
+        if modes is not None:
+            modes = check_int("modes", modes, 1)
+        basis = "legendre" if basis is None else check_choice("basis", basis, BASES)
+        if pointwise is not None:
+            pointwise = check_bool("pointwise", pointwise)
+        self.allow_underresolved = check_bool("allow_underresolved", allow_underresolved)
+        coordinates = check_bool("coordinates", coordinates)
+        if coordinates and not (self.channel_mode and lift == "identity"):
+            raise ValueError(
+                "coordinates: the coordinates join the input as channels of a function: they "
+                f"need channels=... and lift='identity', got lift={lift!r}"
+                + ("" if self.channel_mode else " without channels")
+            )
+        init_scale = check_scale(init_scale)
+        gen = _generator(seed)
+        d = schedule.dim
+        hidden_nodes = None
+        if hidden_width is not None:
+            hidden_width = _check_hidden_width(hidden_width, d)
+            hidden_nodes = (
+                math.prod(hidden_width) if isinstance(hidden_width, tuple) else hidden_width
+            )
+        if lift == "cells":
+            cells_in = self.in_features // self.in_channels
+            if cells_in * self.in_channels != self.in_features:
+                raise ValueError(
+                    f"in_features: {self.in_features} is not a multiple of in_channels="
+                    f"{self.in_channels}"
+                )
+            self.in_shape = self._cells_shape(in_shape, d, cells_in)
+        elif lift == "identity" and in_features != schedule.widths[0] * self.in_channels:
+            raise ValueError(
+                f"in_features: lift='identity' needs in_features = n_0 * in_channels = "
+                f"{schedule.widths[0] * self.in_channels}, got {in_features}"
+            )
+        # ---- the memory it needs, before anything is allocated
+        _check_size(
+            _size_terms(
+                schedule,
+                kernels,
+                form=self.form,
+                method=self.method,
+                lift=lift,
+                readout=readout,
+                in_features=in_features,
+                in_channels=self.in_channels,
+                out_features=out_features,
+                modes=modes,
+                head_hidden=head_hidden,
+                hidden_nodes=hidden_nodes,
+                pointwise=pointwise,
+            ),
+            {
+                "in_features": f"in_features={in_features!r}",
+                "out_features": f"out_features={out_features!r}",
+                "channels": f"channels={channels if channels is not None else schedule.channels!r}",
+                "schedule": f"a schedule of widths {schedule.widths}",
+                "modes": f"modes={modes!r}",
+                "hidden_width": f"hidden_width={hidden_width!r}",
+                "head_hidden": f"head_hidden={head_hidden!r}",
+            },
+        )
         self.lift_kind, self.readout_kind = lift, readout
         self.hidden_width = hidden_width
-        gen = _generator(seed)
         hidden = self._hidden_grids(schedule)
         hw = [g.n for g in hidden] if hidden is not None else schedule.widths[:-1]
+        reads_radius = any(_reads(k, "radius") for k in kernels)
         kopts = {
-            "radius": _radius(schedule, radius, radius_spacings, kernel),
+            "radius": _radius(schedule, radius, radius_spacings) if reads_radius else None,
+            "radius_given": radius,  # a physical radius given: at most the domain's extent
             "pointwise": pointwise,
         }
         self.kernel = self._make_kernel(
@@ -250,27 +661,12 @@ class SpaceTimeNet(_FlowModel):
         self.modes = (
             self.kernel.modes
             if isinstance(self.kernel, BasisKernel)
-            else (modes if isinstance(modes, int) and not self.kernel_stationary else 8)
+            else (modes if modes is not None and not self.kernel_stationary else 8)
         )
-        d = schedule.dim
         A = self.modes**d
         self.domain = schedule.domain
-        # ---- lift
-        if lift == "cells":
-            cells_in = self.in_features // self.in_channels
-            if cells_in * self.in_channels != self.in_features:
-                raise ValueError(
-                    f"in_features: {self.in_features} is not a multiple of in_channels="
-                    f"{self.in_channels}"
-                )
-            self.in_shape = self._cells_shape(in_shape, d, cells_in)
-        elif lift == "identity":
-            if in_features != schedule.widths[0] * self.in_channels:
-                raise ValueError(
-                    f"in_features: lift='identity' needs in_features = n_0 * in_channels = "
-                    f"{schedule.widths[0] * self.in_channels}, got {in_features}"
-                )
-        elif lift == "linear":
+        # ---- lift (cells: the cell index per node of G_0, set by _bind)
+        if lift == "linear":
             if self.continuous:
                 self.lift_coeff = nn.Parameter(
                     torch.randn(in_features, A, generator=gen)
@@ -283,14 +679,6 @@ class SpaceTimeNet(_FlowModel):
                     (torch.rand(n0, in_features, generator=gen) * 2 - 1) / math.sqrt(in_features)
                 )
                 self.lift_bias = nn.Parameter(torch.zeros(n0))
-        if not isinstance(coordinates, bool):
-            raise ValueError(f"coordinates: expected True or False, got {coordinates!r}")
-        if coordinates and not (self.channel_mode and lift == "identity"):
-            raise ValueError(
-                "coordinates: the coordinates join the input as channels of a function: they "
-                f"need channels=... and lift='identity', got lift={lift!r}"
-                + ("" if self.channel_mode else " without channels")
-            )
         self.coordinates = coordinates
         if self.channel_mode:
             c0 = schedule.channels[0]
@@ -386,8 +774,6 @@ class SpaceTimeNet(_FlowModel):
             return NodalKernel(
                 out_widths=w, in_widths=w, init_scale=init_scale, generator=gen, channels=steps_c
             )
-        if modes is not None and (isinstance(modes, bool) or not isinstance(modes, int)):
-            raise ValueError(f"modes: expected a positive int, got {modes!r}")
         m = modes if modes is not None else _DEFAULT_MODES.get(kernel, 8)
         if kernel == "basis":
             return BasisKernel(
@@ -415,13 +801,19 @@ class SpaceTimeNet(_FlowModel):
             if kopts["pointwise"] is not None:
                 opts["pointwise"] = kopts["pointwise"]
             if kernel == "conv":
-                return ConvKernel.for_schedule(schedule, radius=kopts["radius"], **opts)
+                conv = ConvKernel.for_schedule(schedule, radius=kopts["radius"], **opts)
+                if kopts["radius_given"] is not None:
+                    _check_radius_extent(conv, kopts["radius_given"])
+                return conv
             return SpectralKernel.for_schedule(schedule, **opts)
         raise ValueError(
             f"{name}: expected one of {', '.join(KERNELS)} or a Kernel instance; got {kernel!r}"
         )
 
-    def _cells_shape(self, in_shape, d: int, n: int) -> tuple[int, ...]:
+    def _cells_shape(self, in_shape: object, d: int, n: int) -> tuple[int, ...]:
+        """The cells per axis of the ``cells`` lift: ``in_shape`` (a tuple of d ints >= 1
+        with product n, the cells of one input channel), or n itself on an interval, or
+        n^(1/d) per axis when n is a perfect d-th power."""
         if in_shape is None:
             if d == 1:
                 return (n,)
@@ -432,7 +824,13 @@ class SpaceTimeNet(_FlowModel):
                     f"in_shape, the number of cells per axis"
                 )
             return (side,) * d
-        in_shape = tuple(int(s) for s in in_shape)
+        want = f"in_shape: expected a tuple of {d} ints >= 1 (cells per axis)"
+        if isinstance(in_shape, (str, bytes)) or not isinstance(in_shape, (list, tuple)):
+            raise ValueError(f"{want}, got {in_shape!r}")
+        try:
+            in_shape = tuple(check_int("in_shape", v, 1) for v in in_shape)
+        except ValueError:
+            raise ValueError(f"{want}, got {in_shape!r}") from None
         if len(in_shape) != d or math.prod(in_shape) != n or min(in_shape) < 1:
             raise ValueError(
                 f"in_shape: expected {d} positive cell counts with product {n} (in_features / "
@@ -521,7 +919,8 @@ class SpaceTimeNet(_FlowModel):
 
     def _as_state(self, x: torch.Tensor) -> torch.Tensor:
         """An input in any accepted layout -> ``[B, c_in, n]`` (cells: n = number of cells)."""
-        return x.reshape(x.shape[0], self.in_channels, -1)
+        n = math.prod(x.shape[1:]) // self.in_channels  # explicit: an empty batch keeps it
+        return x.reshape(x.shape[0], self.in_channels, n)
 
     def forward(
         self,
@@ -646,6 +1045,7 @@ class SpaceTimeNet(_FlowModel):
                 f"x: expected [B, {cin}, {grid.n}] (values on input_grid {grid!r}), got {got}"
             )
         _check_dtype(x, self)
+        _check_device(x, self)
         key = ("in", id(grid), x.device, x.dtype)
         hit = self._out_transfers.get(key)
         if hit is None or hit[0] is not grid:
@@ -707,6 +1107,7 @@ class SpaceTimeNet(_FlowModel):
                 "use model.at_resolution(...) or with_schedule(...) for another resolution"
             )
         _check_dtype(x, self)
+        _check_device(x, self)
         _check_finite(x)
 
     def _phi(self, nodes: torch.Tensor) -> torch.Tensor:
