@@ -132,7 +132,7 @@ def _rewrite(path, change, keep_digest: bool = False):
     doc = torch.load(path, weights_only=True)
     change(doc)
     if not keep_digest:
-        doc.pop("digest", None)  # a file of an older writer: the other checks must catch it
+        doc.pop("digest", None)  # a file without a digest, read with trust=True below
     torch.save(doc, path)
 
 
@@ -141,8 +141,11 @@ def test_non_finite_weights_are_refused_on_load(one_epoch):
         doc["model"]["readout_bias"][1] = float("nan")
 
     _rewrite(one_epoch, poison)
-    with pytest.raises(ValueError, match=r"not finite \(readout_bias\[1\] = nan\)"):
+    with pytest.raises(ValueError, match="has no digest"):
         load_checkpoint(one_epoch)
+    # trusted, the file is still checked: the NaN weight is refused
+    with pytest.raises(ValueError, match=r"not finite \(readout_bias\[1\] = nan\)"):
+        load_checkpoint(one_epoch, trust=True)
 
 
 def test_a_model_with_nan_weights_is_not_saved(tmp_path):
@@ -187,7 +190,7 @@ def test_a_flipped_bit_in_the_weights_is_refused(one_epoch):
 def test_inconsistent_counters_are_refused(one_epoch, change, keep_digest):
     _rewrite(one_epoch, change, keep_digest)
     with pytest.raises(ValueError, match="digest" if keep_digest else "inconsistent counters"):
-        load_checkpoint(one_epoch)
+        load_checkpoint(one_epoch, trust=not keep_digest)
 
 
 # ------------------------------------------------------------------------------ last good

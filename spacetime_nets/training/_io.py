@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,35 +22,106 @@ def umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic(path: Path, mode: str, write: Callable[[IO], None], sync: bool) -> Path:
-    """Write through a temporary file in the same folder, then ``os.replace``: a reader sees
-    the old file or the new one, never a half-written one. The file gets the user's umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _temp_beside(path: Path, mode: str, write: Callable[[IO], None], sync: bool) -> str:
+    """Write a temporary file in ``path``'s folder with the user's umask; returns its name. A
+    failure removes it and raises."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        if hasattr(os, "fchmod"):  # POSIX
-            os.fchmod(fd, umask_mode())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(f.fileno(), umask_mode())
             write(f)
+            f.flush()
             if sync:
-                f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def _not_written(exc: OSError, path: Path) -> OSError:
+    """``exc`` again (same errno), naming ``path`` and saying nothing was replaced."""
+    err = OSError(
+        exc.errno, f"{exc.strerror or first_line(exc)}; not written, any previous file is kept"
+    )
+    err.filename = str(path)
+    return err
+
+
+def _atomic(path: Path, mode: str, write: Callable[[IO], None], sync: bool) -> Path:
+    """Write through a temporary file in the same folder, then ``os.replace``: a reader sees
+    the old file or the new one, never a half-written one. The file gets the user's umask.
+
+    Any failure (a full disk, a read-only folder, an interrupt) removes the temporary file and
+    leaves the previous file as it was; an OSError is raised again as an OSError of the same
+    kind (errno) that names ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(_temp_beside(path, mode, write, sync), path)
+    except OSError as exc:
+        raise _not_written(exc, path) from None
     return path
 
 
+def atomic_write_files(contents: Mapping[Path, bytes]) -> list[Path]:
+    """Write several files as one: each to a temporary file beside it and, only once all are
+    written, each renamed over its target. A failure while writing (a full disk) leaves every
+    target as it was and no temporary file; the OSError names the file it met."""
+    temps: list[str] = []
+    paths = [Path(p) for p in contents]
+    current = paths[0] if paths else Path()
+    try:
+        for path, data in zip(paths, contents.values(), strict=True):
+            current = path
+            temps.append(_temp_beside(path, "wb", lambda f, d=data: f.write(d), sync=True))
+        for path, tmp in zip(paths, temps, strict=True):
+            current = path
+            os.replace(tmp, path)
+        temps = []
+    except OSError as exc:
+        raise _not_written(exc, current) from None
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return paths
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (flushed to disk before the rename)."""
+    return _atomic(path, "wb", lambda f: f.write(data), sync=True)
+
+
 def atomic_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to ``path`` atomically (flushed to disk before the rename)."""
-    return _atomic(path, "wb", lambda f: torch.save(obj, f), sync=True)
+    """``torch.save`` to ``path`` atomically. The object is serialised in memory first, so
+    torch's own writer never meets the disk: a full disk is an OSError naming ``path``, not an
+    error (or an abort) inside torch."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
-    return _atomic(path, "w", lambda f: f.write(text), sync=False)
+    return _atomic(Path(path), "w", lambda f: f.write(text), sync=False)
+
+
+def check_path(name: str, value: object) -> Path | None:
+    """None, or a file or folder name (a str or an ``os.PathLike``) as a Path; anything else
+    (a number, a bool, an empty string) is a ValueError naming the argument."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            path = Path(value)
+        except TypeError:  # an os.PathLike whose __fspath__ gives no str
+            path = None
+        if path is not None and str(value) != "":
+            return path
+    raise ValueError(f"{name}: expected a path (str or os.PathLike), got {value!r:.80}")
 
 
 def json_safe(record: dict) -> dict:

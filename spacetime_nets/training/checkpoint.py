@@ -4,9 +4,12 @@ loudly instead of training or evaluating the wrong numbers.
 A checkpoint holds only tensors and plain Python data and is read with
 ``torch.load(weights_only=True)``: a truncated, tampered or foreign file is refused with a
 ValueError and nothing in it is executed. It also holds a SHA-256 digest of the weights, the
-optimiser state and the counters: a flipped bit in any of them is refused. Reading checks that
-every floating weight is finite and that the counters agree with each other (finished epochs =
-history records, steps of the unfinished epoch = its running sums).
+optimiser state, the counters, the history, the running sums, the random states and the run's
+description (version 2; a version-1 file's digest covers the weights, the optimiser state and
+the counters): a flipped bit or an edited value in any of them is refused. A checkpoint without
+a digest is refused unless the caller says it trusts the file (``trust=True``). Reading checks
+that every floating weight is finite and that the counters agree with each other (finished
+epochs = history records, steps of the unfinished epoch = its running sums).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..validation import first_nonfinite
+from ..validation import check_bool, first_nonfinite
 from ._io import atomic_save, first_line, json_safe
 from .distributed import model_device, unwrap
 from .history import History
@@ -40,7 +43,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "spacetime-nets/checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 _REQUIRED_KEYS = (
     "format",
     "version",
@@ -54,7 +57,11 @@ _REQUIRED_KEYS = (
     "history",
     "meta",
 )
-_DIGESTED = ("model", "optimizer", "epoch", "step", "step_in_epoch")
+#: what the digest covers, by version: since version 2 everything but the digest itself
+_DIGESTED = {
+    1: ("model", "optimizer", "epoch", "step", "step_in_epoch"),
+    2: ("format", "version", *_REQUIRED_KEYS[2:]),
+}
 
 
 def save_checkpoint(
@@ -73,8 +80,10 @@ def save_checkpoint(
     the model's ``state_dict``, the optimiser's, ``epoch`` (finished epochs), ``step`` (optimiser
     steps), ``step_in_epoch`` and ``partial`` (running sums of an unfinished epoch), the random
     states (torch, CUDA, Python, NumPy) as tensors, the history as a list of dicts, ``meta``
-    (plain data), a digest of the weights and counters, a format tag and a version. Only
-    tensors and plain data are stored.
+    (plain data), a SHA-256 digest of all of these, a format tag and a version. Only tensors
+    and plain data are stored. The file is serialised in memory, then written through a
+    temporary file: a full disk raises an OSError naming ``path`` and leaves a previous file
+    as it was.
 
     A model with a NaN or infinite weight, or counters that disagree (``step`` fewer than
     ``epoch + step_in_epoch``, a history of another length than ``epoch``), is refused with a
@@ -115,22 +124,32 @@ def save_checkpoint(
     return atomic_save(doc, Path(path))
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: Any = "cpu", *, trust: bool = False
+) -> dict:
     """Read and validate a checkpoint written by :func:`save_checkpoint` (a folder means its
     ``last.pt``). Uses ``torch.load(weights_only=True)``: no code in the file is run.
+
+    The digest written with the file must match what it holds (weights, optimiser state,
+    counters, history, running sums, random states, meta). A file without a digest (written
+    by hand, or edited and saved again without one) is refused: nothing would tell a damaged
+    or edited file from a good one. Pass ``trust=True`` to read such a file anyway (every
+    other check still applies); a digest that does not match is refused whatever ``trust``.
 
     Args:
         path: the checkpoint file or a run folder.
         map_location: where to put the tensors (default the CPU).
+        trust: read a file that has no digest.
 
     Returns:
         The checkpoint dict.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a truncated, tampered or foreign file, non-finite weights, or counters
-            that disagree.
+        ValueError: a truncated, tampered or foreign file, a file without a digest (unless
+            ``trust``), non-finite weights, or counters that disagree.
     """
+    trust = check_bool("trust", trust)
     p = checkpoint_path(path)
     try:
         with warnings.catch_warnings():
@@ -145,14 +164,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise ValueError(
             f"{p}: not a valid spacetime-nets checkpoint ({type(exc).__name__}: {first_line(exc)})"
         ) from None
-    _validate_checkpoint(doc, p)
+    _validate_checkpoint(doc, p, trust)
     return doc
 
 
-def load_model_state(model: nn.Module, path: str | os.PathLike) -> dict:
+def load_model_state(model: nn.Module, path: str | os.PathLike, *, trust: bool = False) -> dict:
     """Load the parameters and buffers of a checkpoint into ``model`` (built with the same
-    construction arguments and schedule); returns the validated checkpoint dict."""
-    doc = load_checkpoint(path, map_location=model_device(model))
+    construction arguments and schedule); returns the validated checkpoint dict (``trust``:
+    as for :func:`load_checkpoint`)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    doc = load_checkpoint(path, map_location=model_device(model), trust=trust)
     load_state_into(model, doc["model"], f"{checkpoint_path(path)}")
     return doc
 
@@ -197,7 +219,7 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def _validate_checkpoint(doc: Any, p: Path) -> None:
+def _validate_checkpoint(doc: Any, p: Path, trust: bool = False) -> None:
     bad = f"{p}: not a spacetime-nets checkpoint"
     if not isinstance(doc, dict):
         raise ValueError(f"{bad} (expected a dict, found {type(doc).__name__})")
@@ -227,10 +249,21 @@ def _validate_checkpoint(doc: Any, p: Path) -> None:
     for k in ("partial", "rng", "meta"):
         if not isinstance(doc[k], dict):
             raise ValueError(f"{p}: damaged checkpoint ({k} is not a dict)")
-    if "digest" in doc and doc["digest"] != _digest(doc):
+    if "digest" not in doc:
+        if not trust:
+            raise ValueError(
+                f"{p}: refused, the checkpoint has no digest, so a damaged or edited file "
+                "cannot be told from a good one; if you trust it, load it with "
+                "load_checkpoint(path, trust=True)"
+            )
+    elif doc["digest"] != _digest(doc):
+        covered = (
+            "weights, optimiser state or counters"
+            if doc["version"] < 2
+            else "weights, optimiser state, counters, history, random states or meta"
+        )
         raise ValueError(
-            f"{p}: damaged checkpoint (the weights, optimiser state or counters do not match "
-            "the digest written with them)"
+            f"{p}: damaged checkpoint (the {covered} do not match the digest written with them)"
         )
     _check_counters(doc, p)
     _check_finite_state(state, f"{p}: refused")
@@ -272,7 +305,7 @@ def _check_finite_state(state: dict, where: str) -> None:
 
 def _digest(doc: dict) -> str:
     h = hashlib.sha256()
-    for key in _DIGESTED:
+    for key in _DIGESTED[1 if doc["version"] < 2 else 2]:
         h.update(key.encode())
         _feed(h, doc[key])
     return h.hexdigest()

@@ -111,12 +111,38 @@ def is_class_labels(y: torch.Tensor) -> bool:
     return not y.is_floating_point() and not y.is_complex() and y.dtype != torch.bool
 
 
-def resolve_loss(loss: str | None, y: torch.Tensor, p: float | None) -> str:
-    """The loss name: cross_entropy for class labels and mse otherwise when ``loss`` is None."""
+def resolve_loss(loss: str | None, y: torch.Tensor, p: float | None) -> tuple[str, float | None]:
+    """(the loss name, ``p`` as a float): cross_entropy for class labels and mse otherwise
+    when ``loss`` is None. ``p`` may be any real number type (a NumPy scalar too); it is
+    refused with a loss that does not read it (only ``lp`` and ``rel_lp`` do), where it
+    would be silently ignored."""
     if loss is None:
-        return "cross_entropy" if is_class_labels(y) else "mse"
+        loss = "cross_entropy" if is_class_labels(y) else "mse"
+    entry = get_loss(loss, 2.0)  # the name only; p is checked below
+    if entry.relative and is_class_labels(y):
+        raise ValueError(
+            f"loss: {loss} is a relative error of function targets, but the targets are class "
+            "labels (against a one-hot label it is the plain distance); choose cross_entropy, "
+            "mse, l2 or lp"
+        )
+    if p is not None:
+        if not entry.needs_p:
+            raise ValueError(
+                f"p: only the lp and rel_lp losses read an exponent; got p={p!r} with the "
+                f"{loss} loss (leave p out, or choose loss='lp' or 'rel_lp')"
+            )
+        if isinstance(p, bool) or isinstance(p, str):
+            raise ValueError(
+                f"p: the {loss} loss needs a number p >= 1 (inf: the max norm), got {p!r}"
+            )
+        try:
+            p = float(p)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(
+                f"p: the {loss} loss needs a number p >= 1 (inf: the max norm), got {p!r}"
+            ) from None
     get_loss(loss, p)
-    return loss
+    return loss, p
 
 
 def _where(index: tuple[int, ...], first_row: int) -> str:

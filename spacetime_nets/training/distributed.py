@@ -24,9 +24,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, (str, torch.device)):  # an int would mean cuda:N, silently
+        raise ValueError(
+            f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
+        )
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, ValueError, OverflowError):
         raise ValueError(
             f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
         ) from None

@@ -176,8 +176,19 @@ class _CallableCallback(Callback):
 
 def as_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
     """Callback objects as they are; plain callables become end-of-epoch callbacks."""
+    if isinstance(callbacks, (Callback, str, bytes)) or callable(callbacks):
+        raise ValueError(
+            f"callbacks: expected a list of Callback objects or callables, got {callbacks!r:.80}"
+            + ("; wrap it in a list" if not isinstance(callbacks, (str, bytes)) else "")
+        )
+    try:
+        items = list(callbacks)
+    except TypeError:
+        raise ValueError(
+            f"callbacks: expected a list of Callback objects or callables, got {callbacks!r:.80}"
+        ) from None
     out: list[Callback] = []
-    for c in callbacks:
+    for c in items:
         if isinstance(c, Callback):
             out.append(c)
         elif callable(c):

@@ -24,8 +24,8 @@ from torch import nn
 
 from ..accel import GRAPH_MODE, check_compile_mode, check_precision, compile_model, mixed_precision
 from ..objectives import l2_control
-from ..validation import check_choice, check_int, check_real
-from ._io import first_line
+from ..validation import check_bool, check_choice, check_int, check_real, check_seed
+from ._io import check_path, first_line
 from .checkpoint import (
     load_checkpoint,
     load_state_into,
@@ -254,9 +254,9 @@ def fit(
         p=p,
         lam=check_real("lam", lam),
         turnpike=None if turnpike is None else check_real("turnpike", turnpike),
-        out_dir=Path(out_dir) if out_dir is not None else None,
-        seed=check_int("seed", seed, 0),
-        progress=bool(progress),
+        out_dir=check_path("out_dir", out_dir),
+        seed=check_seed("seed", seed),
+        progress=check_bool("progress", progress),
         checkpoint_every=check_int("checkpoint_every", checkpoint_every, 1),
         grad_clip=None if grad_clip is None else check_real("grad_clip", grad_clip, True),
         lr_schedule=check_choice(
@@ -266,8 +266,10 @@ def fit(
         precision=check_precision(precision),
         resolutions=check_resolutions(resolutions),
         weight_decay=check_real("weight_decay", weight_decay),
-        normalize=_check_bool("normalize", normalize),
+        normalize=check_bool("normalize", normalize),
     )
+    if resume is not None:
+        check_path("resume", resume)
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if turnpike is not None and not (hasattr(model, "trajectory") and hasattr(model, "readout")):
@@ -289,8 +291,8 @@ def fit(
     cbs = as_callbacks(callbacks)
     train_data = Data(train, "train")
     val_data = Data(val, "val") if val is not None else None
-    loss = resolve_loss(loss, train_data.peek_targets(), p)
-    opts = _replace(opts, loss=loss)
+    loss, p = resolve_loss(loss, train_data.peek_targets(), p)
+    opts = _replace(opts, loss=loss, p=p)
     out_features = model_outputs(model)
     for d in (train_data, val_data):
         if d is not None:
@@ -466,6 +468,10 @@ class _Trainer:
             world_size=self.world,
             out_dir=out,
         )
+        if self.writer and self.history.records:
+            # a resumed run: the history files say what the checkpoint holds (a run killed
+            # between the checkpoint and the history files left them one epoch behind)
+            self.history.save(out)
         for cb in self.callbacks:
             cb.on_train_start(self.state)
         self.model.train()
@@ -514,14 +520,21 @@ class _Trainer:
         for cb in self.callbacks:
             cb.on_epoch_end(state)
         if self.writer:
-            self.history.save(opts.out_dir)
             done = self.done_epochs
             if done % opts.checkpoint_every == 0 or done == opts.epochs or state.stop:
                 if not _weights_finite(self.model):
+                    self.history.save(opts.out_dir)
                     raise TrainingDiverged(
                         done, len(batches), self.step, float("nan"), self.last_good, "weights"
                     )
-                self.last_good = str(self._snapshot(opts.out_dir / "last.pt"))
+                # last.pt first, then the history files, with Ctrl-C held until both are
+                # written: the checkpoint (which holds the history too) is never behind
+                # history.json, and an interrupt cannot fall between the two
+                with defer_sigint():
+                    self.last_good = str(self._snapshot(opts.out_dir / "last.pt"))
+                    self.history.save(opts.out_dir)
+            else:
+                self.history.save(opts.out_dir)
 
     def _step(self, e: int, j: int, idx: torch.Tensor, t0: float, bar: Any) -> None:
         """One optimiser step on the rows ``idx``; nothing changes when J is not finite."""
@@ -606,12 +619,6 @@ class _Trainer:
             history=self.history,
             meta=self.meta,
         )
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: expected True or False, got {value!r}")
-    return value
 
 
 def _weights_finite(model: nn.Module) -> bool:

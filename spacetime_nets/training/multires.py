@@ -20,10 +20,12 @@ and a resumed one takes the scales of an uninterrupted one.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,7 +51,7 @@ def check_resolutions(resolutions: Any) -> list[float] | None:
         raise ValueError("resolutions: expected at least one scale, got an empty list")
     out = []
     for i, s in enumerate(resolutions):
-        ok = isinstance(s, (int, float)) and not isinstance(s, bool)
+        ok = isinstance(s, numbers.Real) and not isinstance(s, (bool, np.bool_))
         if not ok or not math.isfinite(s) or s <= 0:
             raise ValueError(
                 f"resolutions: every scale must be a positive finite number, got {s!r:.40} at "

@@ -12,7 +12,7 @@ from torch import nn
 from ..objectives import empirical_risk, l2_control, loss_per_sample, relative_error, turnpike_cost
 from ..validation import check_int
 from .data import Data, check_data, is_class_labels, model_outputs, resolve_loss
-from .distributed import model_device, model_dtype
+from .distributed import model_device, model_dtype, resolve_device
 
 __all__ = ["LR_SCHEDULES", "OPTIMIZERS", "baselines", "evaluate"]
 
@@ -138,7 +138,9 @@ def evaluate(
     """
     data = data if isinstance(data, Data) else Data(data, "data")
     batch_size = check_int("batch_size", batch_size, 1)
-    loss = resolve_loss(loss, data.peek_targets(), p)
+    if device is not None:
+        device = resolve_device(device)
+    loss, p = resolve_loss(loss, data.peek_targets(), p)
     dtype = model_dtype(model)
     check_data(data, dtype, model_outputs(model), loss)
     return evaluate_checked(model, data, loss, batch_size, device, p)
@@ -207,7 +209,7 @@ def baselines(train: Any, data: Any, loss: str | None = None, p: float | None = 
     """
     train = train if isinstance(train, Data) else Data(train, "train")
     data = data if isinstance(data, Data) else Data(data, "data")
-    loss = resolve_loss(loss, data.peek_targets(), p)
+    loss, p = resolve_loss(loss, data.peek_targets(), p)
     if is_class_labels(train.peek_targets()) or is_class_labels(data.peek_targets()):
         return {}
     total, count = None, 0
