@@ -7,6 +7,12 @@ weights omega / |Omega| a buffer), an MLP head on the channel means an ``nn.Sequ
 from __future__ import annotations
 
 import copy
+import io
+import json
+import os
+import warnings
+import zipfile
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +36,12 @@ __all__ = [
     "QuadratureNorm",
     "to_resnet",
     "from_resnet",
+    "SAVE_FORMATS",
+    "SavedResNet",
+    "save_resnet",
+    "resnet_bytes",
+    "load_resnet",
+    "resnet_from_bytes",
 ]
 
 
@@ -278,6 +290,16 @@ class VariableWidthResNet(nn.Module):
     the same names, standardise the input before the lift, (x - in_shift) / in_scale, and
     de-standardise the output after the head, z * out_scale + out_shift, as the model's
     own (``SpaceTimeNet.set_normalizers``); None: neither step.
+
+    Inputs are checked from their metadata only (no device sync): ``x`` must be a tensor of
+    the network's dtype (no silent casts: convert with ``x.to(dtype)``) on its device, with
+    one of the per-sample shapes in ``in_shapes`` (``[batch, n_0]`` features for a scalar
+    network; ``[batch, c_in, n_0]``, ``[batch, c_in, *grid]`` or, with one channel,
+    ``[batch, n_0]`` for a channel network: the resolution it was exported at). Anything
+    else is a ValueError naming ``x``, what was expected and what came. An empty batch gives
+    an empty output. The values are not read: a NaN or infinite input propagates to a NaN or
+    infinite output (checking would cost a device sync in every call); check the inputs
+    yourself where they may hold them (``torch.isfinite(x).all()``).
     """
 
     def __init__(
@@ -287,12 +309,19 @@ class VariableWidthResNet(nn.Module):
         head: nn.Module,
         grid_widths: list[int] | None = None,
         normalizers: tuple[float | torch.Tensor, ...] | None = None,
+        in_shapes: list[tuple[int, ...]] | None = None,
     ) -> None:
         super().__init__()
         self.lift = lift
         self.blocks = nn.ModuleList(blocks)
         self.head = head
         self.grid_widths = None if grid_widths is None else [int(n) for n in grid_widths]
+        if in_shapes is None and isinstance(lift, nn.Linear):
+            in_shapes = [(lift.in_features,)]
+        #: the accepted shapes of one sample (None: not checked, e.g. a hand-built lift)
+        self.in_shapes = (
+            None if in_shapes is None else [tuple(int(v) for v in t) for t in in_shapes]
+        )
         self.has_normalizers = normalizers is not None
         if normalizers is not None:
             if len(normalizers) != 4:
@@ -320,7 +349,38 @@ class VariableWidthResNet(nn.Module):
                 w.append(w[-1])
         return w
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """The checks of :meth:`forward` (metadata only): a ValueError naming ``x`` for
+        another type, shape (resolution), dtype or device than the network's."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        shapes = getattr(self, "in_shapes", None)  # None in a module pickled before them
+        if shapes is not None and (x.dim() < 1 or tuple(x.shape[1:]) not in shapes):
+            want = " or ".join(f"[batch, {', '.join(map(str, t))}]" for t in shapes)
+            raise ValueError(
+                f"x: expected {want} (the resolution the network was exported at), got shape "
+                f"{tuple(x.shape)}; export the model again at another resolution "
+                "(model.at_resolution(n) or with_schedule(...), then to_resnet)"
+            )
+        ref = next(self.parameters(), None)
+        if ref is not None and x.dtype != ref.dtype:
+            raise ValueError(
+                f"x: expected dtype {ref.dtype} (the network's), got {x.dtype}; convert the "
+                f"input with x.to({ref.dtype}) or the network with .to({x.dtype})"
+            )
+        if ref is not None and x.device != ref.device:
+            raise ValueError(
+                f"x: expected a tensor on {ref.device} (the network's device), got one on "
+                f"{x.device}; move the input with x.to({str(ref.device)!r})"
+            )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        if x.shape[0] == 0:  # an empty batch: the output of one sample, without its row
+            return self._forward(torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=x.device))[:0]
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         in_dim = x.dim()
         norm = getattr(self, "has_normalizers", False)  # False in a module pickled before them
         if norm:
@@ -524,7 +584,23 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
             )
         )
     norms = tuple(getattr(model, n) for n in _NORMALIZER_NAMES)
-    return VariableWidthResNet(lift, blocks, head, list(disc.widths), norms)
+    return VariableWidthResNet(lift, blocks, head, list(disc.widths), norms, _in_shapes(model))
+
+
+def _in_shapes(model: nn.Module) -> list[tuple[int, ...]] | None:
+    """The per-sample input shapes the model takes on its own schedule (None: the lift's
+    ``nn.Linear`` says it)."""
+    if not getattr(model, "channel_mode", False):
+        return None
+    if model.lift_kind == "cells":
+        return [(int(model.in_features),)]
+    cin, n0 = int(model.in_channels), int(model.schedule.widths[0])
+    shape0 = tuple(int(v) for v in model.schedule.grids[0].shape)
+    shapes = [(n0,)] if cin == 1 else []
+    shapes.append((cin, n0))
+    if len(shape0) > 1:
+        shapes.append((cin, *shape0))
+    return shapes
 
 
 def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
@@ -647,3 +723,203 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
         net.readout_values.copy_(module.head.weight / wK)
         net.readout_bias.copy_(module.head.bias)
     return net
+
+
+# --------------------------------------------------------------------------------------------
+# saving and loading the exported network as a self-contained program
+# --------------------------------------------------------------------------------------------
+
+#: the program formats of :func:`save_resnet`: ``torch.export`` (.pt2) and TorchScript
+SAVE_FORMATS = ("export", "torchscript")
+_SPEC_FILE = "spacetime_nets_input.json"
+
+
+def save_resnet(
+    resnet: VariableWidthResNet,
+    path: str | os.PathLike,
+    example: torch.Tensor,
+    *,
+    format: str = "export",
+) -> Path:
+    """Write ``resnet`` as a self-contained program (``format="export"``: ``torch.export``
+    with a dynamic batch, a ``.pt2`` file; ``"torchscript"``: ``torch.jit.trace``), traced on
+    ``example`` (a batch of inputs ``resnet`` takes). :func:`load_resnet` reads it back.
+
+    The program is serialised in memory first and then written through a temporary file in
+    the same folder and ``os.replace``: a full disk or a read-only folder raises an OSError
+    naming ``path`` (never an abort inside torch's writer), no temporary file is left and a
+    previous file at ``path`` is kept as it was. The accepted input shapes, dtype and output
+    shape go into the file too, so the loaded program checks its inputs as ``resnet`` does.
+
+    Args:
+        resnet: the exported network (:func:`to_resnet`).
+        path: the file to write (its folder must exist).
+        example: a non-empty batch of inputs for the trace.
+        format: one of :data:`SAVE_FORMATS`.
+
+    Returns:
+        The path written.
+    """
+    from .training._io import atomic_write_bytes, check_path
+
+    out = check_path("path", path)
+    if out.is_dir():
+        raise ValueError(f"path: {out} is a folder; name the file to write")
+    if not out.parent.is_dir():
+        raise ValueError(f"path: the folder {out.parent} does not exist")
+    return atomic_write_bytes(out, resnet_bytes(resnet, example, format=format))
+
+
+def resnet_bytes(
+    resnet: VariableWidthResNet, example: torch.Tensor, *, format: str = "export"
+) -> bytes:
+    """The file :func:`save_resnet` writes, as bytes (nothing touches the disk)."""
+    if not isinstance(resnet, VariableWidthResNet):
+        raise ValueError(f"resnet: expected a VariableWidthResNet, got {type(resnet).__name__}")
+    if not isinstance(format, str) or format not in SAVE_FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(SAVE_FORMATS)}; got {format!r}")
+    try:
+        resnet.check_input(example)
+    except ValueError as exc:
+        raise ValueError(f"example: {str(exc).removeprefix('x: ')}") from None
+    if example.shape[0] < 1:
+        raise ValueError(
+            f"example: expected a batch of at least 1 sample, got shape {tuple(example.shape)}"
+        )
+    was = resnet.training
+    resnet.eval()
+    buf = io.BytesIO()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracers' notes on shapes read in Python
+            y = resnet(example)
+            spec = {
+                "in_shapes": [list(t) for t in (resnet.in_shapes or [tuple(example.shape[1:])])],
+                "dtype": str(example.dtype).removeprefix("torch."),
+                "device": str(example.device),
+                "out_shape": list(y.shape[1:]),
+                "batch": None,
+                "format": format,
+            }
+            if format == "export":
+                try:
+                    batch = torch.export.Dim("batch", min=1)
+                    prog = torch.export.export(resnet, (example,), dynamic_shapes=({0: batch},))
+                except Exception:  # a static batch still exports the same network
+                    prog = torch.export.export(resnet, (example,))
+                    spec["batch"] = int(example.shape[0])
+                torch.export.save(prog, buf, extra_files={_SPEC_FILE: json.dumps(spec)})
+            else:
+                traced = torch.jit.trace(resnet, (example,))
+                torch.jit.save(traced, buf, _extra_files={_SPEC_FILE: json.dumps(spec)})
+    finally:
+        resnet.train(was)
+    return buf.getvalue()
+
+
+class SavedResNet(nn.Module):
+    """A program read by :func:`load_resnet`, with the input checks of the network it was
+    saved from: a ValueError naming ``x`` for another shape (resolution), dtype or device,
+    an empty output for an empty batch. ``program`` is the loaded module itself (no checks);
+    ``spec`` what :func:`save_resnet` recorded (None for a program saved otherwise: then
+    nothing is checked). As for :class:`VariableWidthResNet`, values are not read: a NaN
+    input gives NaN outputs."""
+
+    def __init__(self, program: nn.Module, spec: dict | None) -> None:
+        super().__init__()
+        self.program, self.spec = program, spec
+        self.training = False
+
+    def train(self, mode: bool = True) -> SavedResNet:
+        """The program was traced in eval mode, which its graph keeps: only the flag changes
+        (a ``torch.export`` program refuses ``train()`` itself)."""
+        self.training = bool(mode)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spec = self.spec
+        if spec is None:
+            return self.program(x)
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        shapes = [tuple(t) for t in spec["in_shapes"]]
+        if x.dim() < 1 or tuple(x.shape[1:]) not in shapes:
+            want = " or ".join(f"[batch, {', '.join(map(str, t))}]" for t in shapes)
+            raise ValueError(
+                f"x: expected {want} (the resolution the network was saved at), got shape "
+                f"{tuple(x.shape)}"
+            )
+        dtype = getattr(torch, spec["dtype"])
+        if x.dtype != dtype:
+            raise ValueError(
+                f"x: expected dtype {dtype} (the saved network's), got {x.dtype}; convert the "
+                f"input with x.to({dtype})"
+            )
+        if str(x.device) != spec["device"]:
+            raise ValueError(
+                f"x: expected a tensor on {spec['device']} (where the network was saved), got "
+                f"one on {x.device}"
+            )
+        if x.shape[0] == 0:
+            return torch.empty((0, *spec["out_shape"]), dtype=dtype, device=x.device)
+        if spec.get("batch") is not None and x.shape[0] != spec["batch"]:
+            raise ValueError(
+                f"x: this program was saved with a fixed batch of {spec['batch']} samples, got "
+                f"{x.shape[0]}"
+            )
+        return self.program(x)
+
+
+def load_resnet(path: str | os.PathLike) -> SavedResNet:
+    """Read a program written by :func:`save_resnet` (either format) as a
+    :class:`SavedResNet`, which checks its inputs as the saved network did.
+
+    Args:
+        path: the ``.pt2`` or TorchScript file.
+
+    Returns:
+        The program, ready to call (in eval mode).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a saved program.
+    """
+    from .training._io import check_path
+
+    p = check_path("path", path)
+    if not p.is_file():
+        raise FileNotFoundError(f"path: no such file: {p}")
+    return resnet_from_bytes(p.read_bytes(), f"path: {p}")
+
+
+def resnet_from_bytes(data: bytes, name: str = "data") -> SavedResNet:
+    """:func:`load_resnet` of the file's bytes (what :func:`resnet_bytes` returns); ``name``
+    says where they came from in an error."""
+    from .training._io import first_line
+
+    try:
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, TypeError):
+        raise ValueError(f"{name} is not a saved network (not a zip archive)") from None
+    is_export = any(n.endswith("/archive_format") for n in names)
+    extra = {_SPEC_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if is_export:
+                program = torch.export.load(io.BytesIO(data), extra_files=extra).module()
+            else:
+                program = torch.jit.load(io.BytesIO(data), _extra_files=extra)
+        except Exception as exc:  # torch's readers raise many kinds
+            kind = "torch.export" if is_export else "TorchScript"
+            raise ValueError(
+                f"{name} is not a readable saved network ({kind}: {first_line(exc)})"
+            ) from None
+    raw = extra.get(_SPEC_FILE) or ""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        spec = json.loads(raw) if raw else None
+    except ValueError:
+        raise ValueError(f"{name} holds a damaged input description ({_SPEC_FILE})") from None
+    return SavedResNet(program, spec)
