@@ -52,7 +52,7 @@ def test_train_evaluate_export_on_function_data(cli, dataset, options, tmp_path)
 
 
 def test_function_data_refuse_a_grid_other_than_their_own(cli, tmp_path):
-    p = cli("train", "--dataset", "burgers", "--samples", "20", "--widths", "64",
+    p = cli("train", "--dataset", "burgers", "--samples", "20", "--widths", "64,32",
             "--kernel", "spectral", "--channels", "4", "--out", str(tmp_path / "b"))  # fmt: skip
     assert p.returncode == 2 and "n_max must be 128" in p.stderr, p.stderr
     p = cli("train", "--dataset", "burgers", "--samples", "20", "--rule", "trapezoid",

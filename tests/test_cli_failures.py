@@ -126,6 +126,14 @@ def test_a_checkpoint_with_nan_weights_is_refused(run_dir, capsys):
     doc["model"]["readout_bias"][0] = float("nan")
     doc.pop("digest")
     torch.save(doc, run_dir / "last.pt")
+    # without its digest the file is refused before its weights are read
+    assert main(["evaluate", str(run_dir)]) == 2
+    assert "no digest" in one_error_line(capsys.readouterr().err)
+    # signed again (as a buggy trainer would), the NaN weight itself is refused
+    from spacetime_nets.training.checkpoint import _digest
+
+    doc["digest"] = _digest(doc)
+    torch.save(doc, run_dir / "last.pt")
     assert main(["evaluate", str(run_dir)]) == 2
     assert "not finite" in one_error_line(capsys.readouterr().err)
 
@@ -221,6 +229,11 @@ def test_export_to_a_folder_or_an_unwritable_place_is_one_line(run_dir, tmp_path
     blocker.write_text("")
     assert main(["export", str(run_dir), "--out", str(blocker / "net.pt2")]) == 2
     assert "cannot write" in one_error_line(capsys.readouterr().err)
+    # a mistyped folder is not created
+    missing = tmp_path / "no-such-folder"
+    assert main(["export", str(run_dir), "--out", str(missing / "net.pt2")]) == 2
+    assert "does not exist" in one_error_line(capsys.readouterr().err)
+    assert not missing.exists()
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -232,10 +245,10 @@ def test_export_to_a_folder_or_an_unwritable_place_is_one_line(run_dir, tmp_path
         (["--widths", "100000,4"], "GiB"),
         (["-T", "0"], "-T"),
         (["-T", "nan"], "-T"),
-        (["--init-scale", "nan"], "init_scale"),
-        (["--lr", "0"], "lr"),
+        (["--init-scale", "nan"], "--init-scale"),
+        (["--lr", "0"], "--lr"),
         (["--device", "cuda:7"], "device"),
-        (["--batch-size", "0"], "batch_size"),
+        (["--batch-size", "0"], "--batch-size"),
     ],
 )
 def test_bad_train_options_are_one_line(argv, named, tmp_path, capsys):

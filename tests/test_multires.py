@@ -293,7 +293,7 @@ def test_the_cli_refuses_multires_for_a_model_without_the_identity_lift(tmp_path
             "40", "--epochs", "1", "--quiet", "--multires", "0.5,1", "--out",
             str(tmp_path / "c")]  # fmt: skip
     assert main(argv) == 2
-    assert "resolutions: training across resolutions needs" in capsys.readouterr().err
+    assert "--multires: training across resolutions needs" in capsys.readouterr().err
 
 
 def test_resume_conflicts_compare_the_stored_scales():

@@ -3,9 +3,12 @@ distances, multiply-add counts, and schedules as (times, grids) lists."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from grids import Grid, GridSchedule
@@ -14,6 +17,9 @@ from grids.quadrature import check_n
 from ..integrate import multiply_adds
 from ..models import SpaceTimeNet
 from ..steppers import STEPPERS
+from ..validation import first_nonfinite
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 #: global order p of each time stepper (the error of a step of size dt is O(dt^(p+1)))
 ORDERS = {name: tab.order for name, tab in STEPPERS.items()}
@@ -70,6 +76,14 @@ def _calibration(
         raise ValueError(
             f"data: the model reads {model.in_features} features, x has shape {tuple(x.shape)}"
         )
+    if x.is_complex() or not (x.is_floating_point() or x.dtype in _INT_DTYPES):
+        raise ValueError(f"data: expected real inputs x, got dtype {x.dtype}")
+    bad = first_nonfinite(x)
+    if bad is not None:
+        raise ValueError(
+            f"data: x is not finite at row {bad[0]} (index {list(bad)}: {float(x[bad])}); "
+            "calibrate on finite inputs"
+        )
     ref = next(model.parameters())
     x = x.to(device=ref.device, dtype=ref.dtype)
     if channels:  # the accepted layouts depend on the lift: let the model check one sample
@@ -86,12 +100,29 @@ def _calibration(
             )
         y = y.to(ref.device)
     if need_labels:
-        if y is None or y.dim() != 1 or y.is_floating_point():
+        if y is None or y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
             raise ValueError(
                 "data: metric='accuracy' needs integer class labels y [N] with x (a pair "
                 "(x, y) or a Split)"
             )
     return x, y
+
+
+def _check_labels(labels: torch.Tensor | None, out: torch.Tensor) -> None:
+    """Class labels ``[N]`` must index the model's ``out.shape[1]`` classes: a label outside
+    ``[0, classes)`` would count as a wrong prediction for every schedule, silently."""
+    if labels is None or labels.dim() != 1 or labels.is_floating_point() or out.dim() != 2:
+        return
+    if labels.dtype == torch.bool or labels.is_complex():
+        return
+    classes = out.shape[1]
+    outside = (labels < 0) | (labels >= classes)
+    if bool(outside.any()):
+        i = int(outside.nonzero()[0, 0])
+        raise ValueError(
+            f"data: the labels must be class indices in [0, {classes}) (the model has "
+            f"{classes} outputs); row {i} has label {int(labels[i])}"
+        )
 
 
 @torch.no_grad()
@@ -152,11 +183,28 @@ def model_macs(model: SpaceTimeNet) -> int:
 
 
 def _cost_fn(cost: object) -> Callable[[SpaceTimeNet], float]:
-    if cost == "macs":
+    """The cost function: ``model_macs`` for ``"macs"``, or the callable with its answers
+    checked (a finite real number >= 0; a NaN, a string or an infinity would make every
+    comparison of the search false and silently keep or drop schedules)."""
+    if isinstance(cost, str) and cost == "macs":
         return model_macs
-    if callable(cost):
-        return lambda m: float(cost(m))
-    raise ValueError(f"cost: expected 'macs' or a callable model -> float, got {cost!r}")
+    if isinstance(cost, str) or not callable(cost):
+        raise ValueError(f"cost: expected 'macs' or a callable model -> float, got {cost!r:.80}")
+
+    def checked(m: SpaceTimeNet) -> float:
+        v = cost(m)
+        ok = isinstance(v, (numbers.Real, torch.Tensor)) and not isinstance(v, (bool, np.bool_))
+        if isinstance(v, torch.Tensor):
+            ok = v.numel() == 1 and not v.is_complex() and v.dtype != torch.bool
+        f = float(v) if ok else math.nan
+        if not (ok and math.isfinite(f) and f >= 0):
+            raise ValueError(
+                f"cost: the callable must return a finite number >= 0 for every model, it "
+                f"returned {v!r:.60} for the schedule with widths {m.schedule.widths}"
+            )
+        return f
+
+    return checked
 
 
 # ---- schedules as (times, grids) lists --------------------------------------------------------

@@ -9,7 +9,7 @@ import torch
 
 from ..models import SpaceTimeNet
 from ..ops import op_tensors
-from ..validation import check_int
+from ..validation import check_bool, check_int
 from ._common import (
     ORDERS,
     SPACE_ORDER,
@@ -37,6 +37,7 @@ def time_order(model: SpaceTimeNet) -> int:
     constant on the steps), else 1, since every scheme freezes the controls at t_k over a step
     (a first-order error in the time variation of w and b). Checked by evaluating the
     operators of the kernel(s) at t_k and at the step's midpoint on G_k (every kind of kernel)."""
+    _check_continuous(model, "time_order")
     p = ORDERS[model.method]
     if p == 1:
         return 1
@@ -160,6 +161,7 @@ def estimate_errors(
     _check_continuous(model, "estimate_errors")
     norm = _check_norm(norm)
     batch_size = check_int("batch_size", batch_size)
+    totals = check_bool("totals", totals)
     x, _ = _calibration(model, data, need_labels=False)
     sched = model.schedule
     times, grids = _lists(sched)

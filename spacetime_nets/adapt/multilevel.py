@@ -13,6 +13,7 @@ from typing import Any
 from grids import GridSchedule
 
 from ..models import SpaceTimeNet
+from ..training._io import check_path
 from ..validation import check_int
 
 # --------------------------------------------------------------------------------------------
@@ -88,28 +89,35 @@ def multilevel_fit(
     if not isinstance(levels, list) or not levels:
         raise ValueError(f"levels: expected a non-empty list of schedules, got {levels!r:.80}")
     for i, lv in enumerate(levels):
-        ok = isinstance(lv, GridSchedule) or (
-            isinstance(lv, tuple)
-            and len(lv) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in lv)
-        )
+        if isinstance(lv, GridSchedule):
+            continue
+        ok = isinstance(lv, tuple) and len(lv) == 2
+        if ok:
+            try:  # NumPy integers are ints here too
+                levels[i] = tuple(check_int(f"levels[{i}]", v) for v in lv)
+            except ValueError:
+                ok = False
         if not ok:
             raise ValueError(
                 f"levels[{i}]: expected a GridSchedule or a pair (width, depth) of positive "
                 f"ints, got {lv!r:.80}"
             )
-    if isinstance(epochs, int) and not isinstance(epochs, bool):
-        per_level = [epochs] * len(levels)
-    elif isinstance(epochs, (list, tuple)):
+    if isinstance(epochs, (list, tuple)):
         per_level = list(epochs)
     else:
-        raise ValueError(f"epochs: expected an int or one int per level, got {epochs!r:.80}")
+        try:
+            per_level = [check_int("epochs", epochs)] * len(levels)
+        except ValueError:
+            raise ValueError(
+                f"epochs: expected an int >= 1 or one int per level, got {epochs!r:.80}"
+            ) from None
     if len(per_level) != len(levels):
         raise ValueError(
             f"epochs: expected {len(levels)} entries (one per level), got {len(per_level)}"
         )
-    for i, e in enumerate(per_level):
-        check_int(f"epochs[{i}]", e)
+    per_level = [check_int(f"epochs[{i}]", e) for i, e in enumerate(per_level)]
+    if out_dir is not None:
+        check_path("out_dir", out_dir)
     if "resume" in fit_kwargs:
         raise ValueError(
             "resume: multilevel_fit starts from the given model; resume is not supported"

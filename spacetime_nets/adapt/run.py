@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 import torch
 
+from ..export import SAVE_FORMATS, resnet_bytes
 from ..models import SpaceTimeNet
-from ..training._io import atomic_write_text
-from ..validation import check_int, check_real
+from ..training._io import atomic_write_files, check_path
+from ..validation import check_int, check_real, check_seed
 from ._common import (
     METRICS,
     _check_continuous,
@@ -68,23 +70,27 @@ def compress_run(
     Returns:
         The :class:`AdaptSummary`, with ``files`` naming what was written.
     """
-    import warnings
-
     from .. import datasets
     from ..export import to_resnet
     from ..runs import load_run
     from ..training import evaluate
 
-    if split not in ("train", "val", "test"):
+    if not isinstance(split, str) or split not in ("train", "val", "test"):
         raise ValueError(f"split: expected 'train', 'val' or 'test', got {split!r}")
-    if export_format not in ("export", "torchscript"):
+    if not isinstance(export_format, str) or export_format not in SAVE_FORMATS:
         raise ValueError(
             f"export_format: expected 'export' or 'torchscript', got {export_format!r}"
         )
     if samples is not None:
-        check_int("samples", samples)
-    if metric not in (*METRICS, "auto"):
+        samples = check_int("samples", samples)
+    if not isinstance(metric, str) or metric not in (*METRICS, "auto"):
         raise ValueError(f"metric: expected 'auto' or one of {', '.join(METRICS)}; got {metric!r}")
+    check_path("run_dir", run_dir)
+    dest = check_path("out", out) if out is not None else Path(run_dir) / "compressed"
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"out: {dest} is a file; name a folder to write into")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise ValueError(f"checkpoint: expected a file name (str), got {checkpoint!r:.80}")
     tol = check_real("tol", tol)
     run = load_run(run_dir, checkpoint)
     model, config = run.model, run.config
@@ -94,7 +100,8 @@ def compress_run(
     name = ds.get("name")
     if name not in datasets.REGISTRY:
         raise ValueError(f"{run_dir}: model.json names no known data set ({name!r})")
-    data = datasets.load(name, seed=int(ds.get("seed", 0)), dtype=dtype, **(ds.get("kwargs") or {}))
+    seed = check_seed(f"{run_dir}: model.json dataset seed", ds.get("seed", 0))
+    data = datasets.load(name, seed=seed, dtype=dtype, **(ds.get("kwargs") or {}))
     cal = getattr(data, split)
     x, y = cal.x, cal.y
     if samples is not None:
@@ -111,39 +118,47 @@ def compress_run(
         fewer_steps=fewer_steps,
         progress=progress,
     )
-    dest = Path(out) if out is not None else Path(run_dir) / "compressed"
-    dest.mkdir(parents=True, exist_ok=True)
-    files = {}
-    files["schedule"] = str(dest / "schedule.json")
-    small.schedule.to_json(files["schedule"])
+    # everything is computed in memory first, then written file by file atomically: a
+    # failure (a full disk) leaves no temporary file and keeps any previous file whole
+    schedule_text = small.schedule.to_json()
     resnet = to_resnet(small).eval()
+    program = resnet_bytes(resnet, x[:8].to(next(small.parameters()).dtype), format=export_format)
     suffix = ".pt2" if export_format == "export" else ".ts.pt"
-    files["resnet"] = str(dest / f"resnet{suffix}")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xs = x[:8]
-        if export_format == "export":
-            try:
-                batch = torch.export.Dim("batch", min=1)
-                prog = torch.export.export(resnet, (xs,), dynamic_shapes=({0: batch},))
-            except Exception:  # a static batch still exports the same network
-                prog = torch.export.export(resnet, (xs,))
-            torch.export.save(prog, files["resnet"])
-        else:
-            torch.jit.save(torch.jit.trace(resnet, (xs,)), files["resnet"])
+    files = {
+        "schedule": str(dest / "schedule.json"),
+        "resnet": str(dest / f"resnet{suffix}"),
+        "summary": str(dest / "compress.json"),
+    }
     loss = (config.training or {}).get("loss")
-    test_before = evaluate(model, data.test, loss)
+    p = (config.training or {}).get("p")
+    test_before = evaluate(model, data.test, loss, p=p)
     judged = small
     if _function_readout(small):
         # a function readout answers on its own last grid: judge it on the trained one
         judged = _OnGrid(small, model.schedule.grids[-1])
-    test_after = evaluate(judged, data.test, loss)
+    test_after = evaluate(judged, data.test, loss, p=p)
     summary.files = files
     info = summary.to_dict()
     info["test_before"], info["test_after"] = test_before, test_after
-    files["summary"] = str(dest / "compress.json")
     info["files"] = files
-    atomic_write_text(Path(files["summary"]), json.dumps(info, indent=1, default=str))
+    summary_text = json.dumps(info, indent=1, default=str)
+    # the three files are written as one: all of them, or (a full disk) none, and a folder
+    # made for them is removed again
+    made = [q for q in (dest, *dest.parents) if not q.exists()]
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write_files(
+            {
+                Path(files["schedule"]): schedule_text.encode(),
+                Path(files["resnet"]): program,
+                Path(files["summary"]): summary_text.encode(),
+            }
+        )
+    except OSError:
+        for q in made:
+            with contextlib.suppress(OSError):
+                q.rmdir()
+        raise
     return summary
 
 

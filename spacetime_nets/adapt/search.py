@@ -14,11 +14,12 @@ import torch
 from grids import Grid, GridSchedule
 
 from ..models import SpaceTimeNet
-from ..validation import check_int, check_real
+from ..validation import check_bool, check_int, check_real
 from ._common import (
     METRICS,
     _calibration,
     _check_continuous,
+    _check_labels,
     _check_norm,
     _coarser,
     _cost_fn,
@@ -199,14 +200,13 @@ def compress(
     report = _progress_reporter(progress, start)
     tol = check_real("tol", tol)
     cost_fn = _cost_fn(cost)
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise ValueError(f"metric: expected one of {', '.join(METRICS)}; got {metric!r}")
     norm = _check_norm(norm)
     min_nodes = check_int("min_nodes", min_nodes)
     max_evaluations = check_int("max_evaluations", max_evaluations)
     batch_size = check_int("batch_size", batch_size)
-    if not isinstance(fewer_steps, bool):
-        raise ValueError(f"fewer_steps: expected True or False, got {fewer_steps!r}")
+    fewer_steps = check_bool("fewer_steps", fewer_steps)
     x, labels = _calibration(model, data, need_labels=metric == "accuracy")
     sched = model.schedule
     out_grid = sched.grids[-1]
@@ -216,6 +216,7 @@ def compress(
             f"metric: {metric!r} needs class scores [N, classes], the model answers "
             f"{tuple(y_ref.shape)}; use metric='output'"
         )
+    _check_labels(labels, y_ref)
     acc_ref = _accuracy(y_ref, labels) if _is_labels(labels, y_ref) else None
 
     def error(out: torch.Tensor) -> float:
@@ -308,7 +309,7 @@ def compress(
 def _progress_reporter(progress: bool | Callable[[dict], Any], start: float) -> Callable:
     """report(round, trials, cost0, cost, change, done, within=False): calls ``progress``
     with a dict, or for True prints a line to stderr (within a round at most every 2 s)."""
-    if progress is False or progress is None:
+    if progress is False:
         return lambda *a, **k: None
     if not (progress is True or callable(progress)):
         raise ValueError(f"progress: expected True, False or a callable, got {progress!r}")

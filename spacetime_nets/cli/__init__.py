@@ -20,10 +20,9 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
-from ..runs import MODEL_FORMAT, MODEL_VERSION, SCHEDULES, make_schedule, parse_widths
-from .commands import build_model, load_run
-from .parser import COMMANDS, EXPORT_FORMATS, PROG, SPLITS, _UsageError, build_parser
+PROG = "spacetime-nets"
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -39,8 +38,33 @@ __all__ = [
     "parse_widths",
 ]
 
+# imported on first use, so that importing the command line is quick and an interrupt while
+# the library loads is handled by main
+_LAZY = {
+    "MODEL_FORMAT": "..runs",
+    "MODEL_VERSION": "..runs",
+    "SCHEDULES": "..runs",
+    "make_schedule": "..runs",
+    "parse_widths": "..runs",
+    "build_model": ".commands",
+    "load_run": ".commands",
+    "EXPORT_FORMATS": ".parser",
+    "SPLITS": ".parser",
+    "build_parser": ".parser",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def _command_of(argv: Sequence[str]) -> str | None:
+    from .parser import COMMANDS
+
     for a in argv:
         if a in COMMANDS:
             return a
@@ -55,11 +79,21 @@ def _error(exc: BaseException | str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code:
     0 success, 1 failure of the run (divergence, an export that does not match, an unexpected
-    error), 2 bad input, 130 interrupted."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    error), 2 bad input, 130 interrupted (Ctrl-C at any point, while the library still loads
+    too)."""
     try:
-        from ..training import TrainingDiverged
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
+
+def _main(argv: list[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from ..training import TrainingDiverged
+    from .parser import _UsageError, build_parser
+
+    try:
         parser = build_parser(_command_of(argv))
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
@@ -76,9 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         _error(f"{exc.strerror or exc}{where}")
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
     except MemoryError:
         _error("out of memory; use smaller widths, fewer steps or a smaller --batch-size")
         return 1

@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,143 @@ def _dataset_of(args: argparse.Namespace) -> dict:
     return {"name": args.dataset, "seed": args.seed, "kwargs": data_kw}
 
 
+_SCHEDULE_FLAGS = {
+    "widths": "--widths",
+    "steps": "--steps",
+    "T": "-T",
+    "rule": "--rule",
+    "transfer": "--transfer",
+}
+
+
+def _given_schedule_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule-shaping options given on the command line (None: not given)."""
+    return {k: getattr(args, k) for k in _SCHEDULE_FLAGS if getattr(args, k, None) is not None}
+
+
+def _check_schedule_options(spec: str, given: dict[str, Any]) -> None:
+    """Refuse a schedule option that the chosen schedule would not read: any of them next to
+    a schedule file (it fixes grids, steps, horizon, rule and transfers), two widths for
+    ``constant`` and ``moving`` (one width n on every step), ``--rule`` for ``moving``
+    (it places its own nodes)."""
+    if spec not in SCHEDULES:
+        if given:
+            flags = ", ".join(_SCHEDULE_FLAGS[k] for k in given)
+            raise ValueError(
+                f"{_SCHEDULE_FLAGS[next(iter(given))]}: the schedule file {spec} fixes the "
+                f"grids, steps, horizon, rule and transfers, so {flags} would be ignored; drop "
+                f"{flags}, or name a builder ({', '.join(SCHEDULES)}) instead of the file"
+            )
+        return
+    if spec not in ("constant", "moving") and given.get("widths") is not None:
+        w = parse_widths(given["widths"])
+        if len(w) != 2:
+            raise ValueError(
+                f"--widths: the {spec} schedule goes between two widths, n_max,n_min (e.g. "
+                f"16,4), got {given['widths']}; for one width on every step use --schedule "
+                "constant"
+            )
+    if spec in ("constant", "moving") and given.get("widths") is not None:
+        w = parse_widths(given["widths"])
+        if len(set(w)) > 1:
+            raise ValueError(
+                f"--widths: the {spec} schedule keeps one width n on every step, so n_min "
+                f"would be ignored; give one value such as {w[0]}, got {given['widths']}"
+            )
+    if spec == "moving" and given.get("rule") is not None:
+        raise ValueError(
+            f"--rule: the moving schedule places its own nodes (no quadrature rule to choose), "
+            f"so --rule {given['rule']} would be ignored; drop --rule"
+        )
+
+
+#: a library message starting with one of these argument names is about this option
+_TRAIN_FLAGS = {
+    "lr": "--lr",
+    "weight_decay": "--weight-decay",
+    "lam": "--lam",
+    "turnpike": "--turnpike",
+    "grad_clip": "--grad-clip",
+    "checkpoint_every": "--checkpoint-every",
+    "batch_size": "--batch-size",
+    "epochs": "--epochs",
+    "p": "--p",
+    "loss": "--loss",
+    "resolutions": "--multires",
+    "optimizer": "--optimizer",
+    "lr_schedule": "--lr-schedule",
+    "device": "--device",
+    "compile": "--compile",
+    "precision": "--precision",
+    "kernel": "--kernel",
+    "form": "--form",
+    "activation": "--activation",
+    "lift": "--lift",
+    "method": "--method",
+    "modes": "--modes",
+    "basis": "--basis",
+    "init_scale": "--init-scale",
+    "readout": "--readout",
+    "channels": "--channels",
+    "radius": "--radius",
+    "radius_spacings": "--radius-spacings",
+    "pointwise": "--pointwise",
+    "norm": "--norm",
+    "norm_groups": "--norm-groups",
+    "head_hidden": "--head-hidden",
+    "coordinates": "--coordinates",
+}
+
+
+#: the data sets' argument names as the options of ``train`` that set them
+_DATA_FLAGS = {"n": "--samples", "grid_size": "--grid-size", "splits": "--splits", "seed": "--seed"}
+
+
+def _as_flag(exc: ValueError, flags: dict[str, str] = _TRAIN_FLAGS) -> ValueError:
+    """A library message ``"radius: ..."`` (or ``"n, grid_size: ..."``) as the command line's
+    ``"--radius: ..."``."""
+    head, sep, rest = str(exc).partition(":")
+    names = [n.strip() for n in head.split(",")]
+    if sep and all(n in flags for n in names):
+        return ValueError(f"{', '.join(flags[n] for n in names)}:{rest}")
+    return exc
+
+
+def _check_train_numbers(args: argparse.Namespace) -> None:
+    """The numbers of ``train`` that the library reads as floats of the run's dtype: finite
+    and representable there (a learning rate of 1e300 overflows float32 in the first step)."""
+    import torch
+
+    from ..validation import check_int, check_seed
+
+    if args.samples is not None:
+        check_int("--samples", args.samples, 1)
+    if args.grid_size is not None:
+        check_int("--grid-size", args.grid_size, 1)
+    check_seed("--seed", args.seed)
+    if args.seed >= 2**32:  # the data generators' range
+        raise ValueError(f"--seed: expected an int in [0, 2**32), got {args.seed}")
+    big = float(torch.finfo(getattr(torch, args.dtype)).max)
+    for name in ("lr", "weight_decay", "lam", "turnpike", "grad_clip", "init_scale", "p",
+                 "radius", "radius_spacings", "T"):  # fmt: skip
+        v = getattr(args, name, None)
+        if v is not None and math.isfinite(v) and abs(v) > big:
+            flag = "-T" if name == "T" else _TRAIN_FLAGS[name]
+            raise ValueError(
+                f"{flag}: expected a number representable in {args.dtype} (at most "
+                f"{big:.3g}), got {v:g}"
+            )
+
+
 def _train_config(args: argparse.Namespace, data) -> RunConfig:
     # the data set says where it lives: a box (digits, heat, PDE fields) and, for functions
     # sampled on a grid of their own (burgers, darcy, signals), that grid's rule
     dim = len(data.meta.get("domain", [(0.0, 1.0)]))
     function_data = "rule" in data.meta
+    spec = args.schedule
+    given = _given_schedule_options(args)
+    _check_schedule_options(spec, given)
+    from_file = spec not in SCHEDULES
     rule, widths = args.rule, args.widths
     if function_data:
         # the model's first grid is the grid the data live on
@@ -115,18 +248,23 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
             raise ValueError(
                 f"--rule: the {args.dataset} data live on a {rule!r} grid, got {args.rule!r}"
             )
-        if widths is None:  # n_max on the data's grid, n_min one coarsening below it
+        if widths is None and not from_file:  # n_max on the data's grid, n_min one coarser
             half = shape[0] // 2 if rule == "periodic" else (shape[0] - 1) // 2 + 1
-            widths = f"{shape[0]},{max(half, 2)}"
-        n0 = parse_widths(widths)[0]
-        if n0 != shape[0]:
-            raise ValueError(
-                f"--widths: the {args.dataset} data have {shape[0]} nodes per axis, so n_max "
-                f"must be {shape[0]}, got {widths}"
-            )
+            one = spec in ("constant", "moving")
+            widths = f"{shape[0]}" if one else f"{shape[0]},{max(half, 2)}"
+        if not from_file:
+            n0 = parse_widths(widths)[0]
+            if n0 != shape[0]:
+                raise ValueError(
+                    f"--widths: the {args.dataset} data have {shape[0]} nodes per axis, so "
+                    f"n_max must be {shape[0]}, got {widths}"
+                )
     widths = parse_widths(widths if widths is not None else "16,4")
     rule = rule if rule is not None else "trapezoid"
-    schedule = make_schedule(args.schedule, widths, args.steps, args.T, rule, dim, args.transfer)
+    steps = args.steps if args.steps is not None else 8
+    T = args.T if args.T is not None else 1.0
+    transfer = args.transfer if args.transfer is not None else "galerkin"
+    schedule = make_schedule(spec, widths, steps, T, rule, dim, transfer)
     lift = args.lift
     if lift == "auto":
         lift = (
@@ -143,6 +281,12 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
     operator_data = function_data and data.task == "regression"  # burgers, darcy
     if readout == "auto":
         readout = "function" if operator_data else "quadrature"
+    if readout == "function" and data.task == "classification":
+        raise ValueError(
+            f"--readout: 'function' predicts a function on the last grid, but the "
+            f"{args.dataset} data have class labels (classification); choose quadrature, mean "
+            "or pool"
+        )
     normalize = operator_data if args.normalize is None else bool(args.normalize)
     weight_decay = args.weight_decay
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
@@ -168,7 +312,10 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
         head_hidden=args.head_hidden,
         coordinates=args.coordinates,
     )
-    options.check()
+    try:
+        options.check()
+    except ValueError as exc:
+        raise _as_flag(exc) from None
     return RunConfig(
         in_features=data.in_features,
         out_features=1 if readout == "function" else data.out_features,
@@ -178,12 +325,12 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
         dtype=args.dtype,
         dataset=_dataset_of(args),
         schedule_args={
-            "spec": args.schedule,
-            "widths": list(widths),
-            "steps": args.steps,
-            "T": args.T,
-            "rule": rule,
-            "transfer": args.transfer,
+            "spec": spec,
+            "widths": None if from_file else list(widths),
+            "steps": schedule.num_steps,
+            "T": float(schedule.T),
+            "rule": None if from_file else rule,
+            "transfer": None if from_file else transfer,
             "dim": dim,
         },
         training={
@@ -233,18 +380,35 @@ def _check_resume(config: RunConfig, ckpt: Path, out: Path) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        return _train(args)
+    except ValueError as exc:
+        raise _as_flag(exc) from None
+
+
+def _train(args: argparse.Namespace) -> int:
     from ..training import baselines, evaluate, load_model_state
 
-    data = _load_data(_dataset_of(args), args.dtype)
+    if args.resume is not None and args.overwrite:
+        raise ValueError(
+            "--overwrite: not with --resume (--resume continues the run, --overwrite starts "
+            "it again); give one of them"
+        )
+    _check_train_numbers(args)
+    try:
+        data = _load_data(_dataset_of(args), args.dtype)
+    except ValueError as exc:
+        raise _as_flag(exc, _DATA_FLAGS) from None
     config = _train_config(args, data)
-    model = _build_model(config, source=None)
     out = Path(args.out) if args.out else Path("runs") / args.dataset
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} exists and is not a folder")
     ckpt = None
-    if args.resume is not None:
+    if args.resume is not None:  # changed settings are named before the model is built
         ckpt = _resume_checkpoint(args.resume)
         _check_resume(config, ckpt, out)
+    model = _build_model(config, source=None)
+    if ckpt is not None:
         load_model_state(model, ckpt)  # refuses a checkpoint of another model: nothing written
     else:
         held = [out / n for n in ("last.pt", "interrupted.pt") if (out / n).exists()]
@@ -260,6 +424,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="resume: learning rate")
+            warnings.showwarning = _show_warning  # one line each, not the source line
             history = _fit_from_args(args, model, data, out, config, ckpt, start)
     except KeyboardInterrupt as exc:
         where = getattr(exc, "checkpoint", None)
@@ -285,6 +450,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             _print(_baseline_line("test", baselines(data.train, data.test, loss, p)))
         _print(f"wrote {out / 'last.pt'}, {out / 'model.json'}, {out / 'history.csv'}")
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    _note(f"warning: {' '.join(str(message).split())}")
 
 
 def _baseline_line(split: str, base: dict) -> str:
@@ -416,14 +585,20 @@ def _new_schedule(args: argparse.Namespace, config: RunConfig):
             f"--schedule: the run was trained {how}; name a builder "
             f"({', '.join(SCHEDULES)}) or another schedule JSON file"
         )
+    _check_schedule_options(spec, {k: v for k, v in given.items() if k != "schedule"})
+    widths = given.get("widths", old.get("widths") or (16, 4))
+    if spec in ("constant", "moving") and "widths" not in given:
+        widths = parse_widths(widths)[:1]  # the run's n (its n_min was never read)
     return make_schedule(
         spec,
-        parse_widths(given.get("widths", old.get("widths", (16, 4)))),
-        int(given.get("steps", old.get("steps", 8))),
-        float(given.get("T", old.get("T", 1.0))),
-        given.get("rule", old.get("rule", "trapezoid")),
-        int(old.get("dim", 1)),
-        old.get("transfer", "linear"),
+        parse_widths(widths),
+        int(given.get("steps", old.get("steps") or 8)),
+        float(given.get("T", old.get("T") or 1.0)),
+        given.get("rule", old.get("rule") or "trapezoid"),
+        int(old.get("dim") or 1),
+        # absent: a run from before the option (linear then); None: a schedule file's run,
+        # which gets the builders' default as train gives it
+        old.get("transfer", "linear") or "galerkin",
     )
 
 
@@ -535,7 +710,8 @@ def _positive(name: str, v: int | None) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from ..export import to_resnet
+    from ..export import resnet_bytes, resnet_from_bytes, to_resnet
+    from ..training._io import atomic_write_bytes
 
     _positive("--samples", args.samples)
     if not (math.isfinite(args.tol) and args.tol >= 0):
@@ -547,41 +723,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
         x = x[: args.samples]
     resnet = to_resnet(model).eval()
     suffix = ".pt2" if args.format == "export" else ".ts.pt"
-    out = Path(args.out) if args.out else Path(args.run) / f"resnet{suffix}"
-    if out.is_dir():
-        raise ValueError(f"--out: {out} is a folder; name the file to write")
-    if out.name in RUN_FILES and (out.parent / "model.json").is_file():
-        raise ValueError(
-            f"--out: {out} is one of the run's own files ({', '.join(RUN_FILES)}); name "
-            "another file (default: resnet.pt2 in the run folder)"
+    out = _output_file(args.out or str(Path(args.run) / f"resnet{suffix}"), "--out")
+    # serialised and read back in memory; written (atomically) only once it matches
+    with torch.no_grad():
+        data = resnet_bytes(resnet, x, format=args.format)
+        loaded = resnet_from_bytes(data, f"--out: the program for {out}")
+        diff = float((model(x) - loaded(x)).abs().max())
+    if not diff <= args.tol:
+        print(
+            f"{PROG}: error: the exported network differs by {diff:.3e} > --tol "
+            f"{args.tol:g}; {out} was not written"
+            + (" (the previous file is kept)" if out.exists() else ""),
+            file=sys.stderr,
         )
-    _writable(out.parent)
-    # written beside the target and moved over it only once the reloaded file matches
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
-    if hasattr(os, "fchmod"):  # the user's umask, not mkstemp's 0o600
-        from ..training._io import umask_mode
-
-        os.fchmod(fd, umask_mode())
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            loaded = _write_and_reload(resnet, x, tmp, args.format)
-            ref, got = model(x), loaded(x)
-        diff = float((ref - got).abs().max())
-        if not diff <= args.tol:
-            print(
-                f"{PROG}: error: the exported network differs by {diff:.3e} > --tol "
-                f"{args.tol:g}; {out} was not written"
-                + (" (the previous file is kept)" if out.exists() else ""),
-                file=sys.stderr,
-            )
-            return 1
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        return 1
+    atomic_write_bytes(out, data)
     print(
         f"wrote {out} ({args.format}, widths {resnet.widths}); max |diff| = {diff:.3e} "
         f"against the space-time net on {x.shape[0]} {args.split} samples"
@@ -589,43 +745,94 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_and_reload(resnet, x, path: Path, fmt: str):
-    import torch
-
-    if fmt == "export":
-        batch = torch.export.Dim("batch", min=1)
-        try:
-            prog = torch.export.export(resnet, (x,), dynamic_shapes=({0: batch},))
-        except Exception:  # a static batch still exports the same network
-            prog = torch.export.export(resnet, (x,))
-        torch.export.save(prog, str(path))
-        return torch.export.load(str(path)).module()
-    traced = torch.jit.trace(resnet, (x,))
-    torch.jit.save(traced, str(path))
-    return torch.jit.load(str(path))
-
-
 # --------------------------------------------------------------------------------------------
 # schedule, demo, experiments
 # --------------------------------------------------------------------------------------------
 
 
+def _output_file(path: str, option: str, others: Sequence[str] = ()) -> Path:
+    """A file a command writes: not a folder, not one of a run folder's own files, not the
+    path of another output of the same command; its folder must exist (a mistyped folder is
+    not created) and be writable."""
+    out = Path(path)
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ValueError(f"{option}: cannot write {out}, {out.parent} is a file, not a folder")
+    if not out.parent.is_dir():
+        raise ValueError(
+            f"{option}: the folder {out.parent} does not exist; create it first or name "
+            "another file"
+        )
+    if out.is_dir():
+        raise ValueError(f"{option}: {out} is a folder; name the file to write")
+    if out.name in RUN_FILES and (out.parent / "model.json").is_file():
+        raise ValueError(
+            f"{option}: {out} is one of the run's own files ({', '.join(RUN_FILES)}) in "
+            f"{out.parent}; name another file"
+        )
+    for other in others:
+        if other and Path(other).resolve() == out.resolve():
+            raise ValueError(f"{option}: {out} is also the path of another output; name another")
+    _writable(out.parent, option)
+    return out
+
+
 def _cmd_schedule(args: argparse.Namespace) -> int:
+    from ..training._io import atomic_write_text
+
+    spec = args.spec
+    given = _given_schedule_options(args)
+    _check_schedule_options(spec, given)
+    if spec in SCHEDULES:
+        default_widths = "16" if spec in ("constant", "moving") else "16,4"
+        dim = args.dim if args.dim is not None else 1
+    else:
+        default_widths, dim = "16,4", args.dim  # None: the file's own
+    json_out = _output_file(args.json, "--json", [args.out]) if args.json else None
+    png_out = _output_file(args.out, "--out") if args.out else None
     sched = make_schedule(
-        args.spec, parse_widths(args.widths), args.steps, args.T, args.rule, args.dim, args.transfer
+        spec,
+        parse_widths(args.widths or default_widths),
+        args.steps if args.steps is not None else 8,
+        args.T if args.T is not None else 1.0,
+        args.rule or "trapezoid",
+        dim,
+        args.transfer or "galerkin",
     )
     print(sched.summary())
     print(f"widths: {sched.widths}")
-    if args.json:
-        _writable(Path(args.json).parent, "--json")
-        sched.to_json(args.json)
-        print(f"wrote {args.json}")
-    if args.out:
-        _writable(Path(args.out).parent)
+    if json_out is not None:
+        atomic_write_text(json_out, sched.to_json())
+        print(f"wrote {json_out}")
+    if png_out is not None:
         fig = sched.plot()
-        fig.savefig(args.out, dpi=120)
-        print(f"wrote {args.out}")
+        _save_figure(fig, png_out)
+        print(f"wrote {png_out}")
     return 0
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Save a figure to ``path`` (PNG unless its suffix names another format) through a
+    temporary file beside it: a failing write leaves a previous file as it was."""
+    import matplotlib.pyplot as plt
+
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            fig.savefig(tmp, dpi=120, format=fmt)
+        except ValueError as exc:  # a suffix matplotlib has no writer for
+            raise ValueError(f"--out: cannot write {path} ({exc})") from None
+        if hasattr(os, "chmod"):  # the user's umask, not mkstemp's 0o600
+            from ..training._io import umask_mode
+
+            os.chmod(tmp, umask_mode())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        plt.close(fig)
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
@@ -636,8 +843,25 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     _positive("--samples", args.samples)
     if not Path(args.run).is_dir():
         raise ValueError(f"run: no such run folder: {args.run}")
+    if args.norm is not None:
+        metric = args.metric
+        if metric == "auto":
+            task = RunConfig.read(args.run).task
+            metric = "accuracy" if task == "classification" else "output"
+        if metric != "output":
+            raise ValueError(
+                f"--norm: measures the output change (--metric output), but the metric is "
+                f"{metric}"
+                + (" (auto, for classification)" if args.metric == "auto" else "")
+                + f", so --norm {args.norm} would be ignored; drop --norm or pass --metric output"
+            )
     if args.out:
-        _writable(Path(args.out).parent, "--out")
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out: {out} exists and is not a folder")
+        if (out / "model.json").is_file() and out.resolve() != Path(args.run).resolve():
+            raise ValueError(f"--out: {out} is the folder of another run; name another folder")
+        _writable(out.parent, "--out")
     summary = compress_run(
         args.run,
         args.tol,
@@ -646,7 +870,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         split=args.split,
         samples=args.samples,
         checkpoint=args.checkpoint,
-        norm=args.norm,
+        norm=args.norm or "max",
         fewer_steps=not args.keep_steps,
         export_format=args.format,
         progress=not args.quiet,

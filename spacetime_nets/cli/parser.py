@@ -47,17 +47,32 @@ class _Fmt(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFo
 # --------------------------------------------------------------------------------------------
 
 
+#: the defaults of the schedule options where a command has them (train, schedule); they are
+#: filled in by the command, so that it knows which options were given (an option the chosen
+#: schedule does not read is refused, never ignored)
+SCHEDULE_DEFAULTS = {"widths": "16,4", "steps": 8, "T": 1.0, "rule": "trapezoid"}
+
+
 def _add_schedule_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
-    d = (lambda v: v) if defaults else (lambda v: None)
+    def d(name: str) -> str:
+        if not defaults:
+            return "; default: the training run's"
+        return f"; default {SCHEDULE_DEFAULTS[name]}"
+
     p.add_argument(
         "--widths",
-        default=d("16,4"),
+        default=None,
         metavar="N_MAX,N_MIN",
-        help="widths of the schedule: n_max,n_min (per axis in 2-D: 16,4 means 16x16 -> 4x4)",
+        help="widths of the schedule: n_max,n_min (per axis in 2-D: 16,4 means 16x16 -> 4x4; "
+        "constant and moving: one width n)" + d("widths"),
     )
-    p.add_argument("--steps", type=int, default=d(8), help="number of time steps K (layers)")
-    p.add_argument("-T", "--horizon", dest="T", type=float, default=d(1.0), help="horizon T")
-    p.add_argument("--rule", default=d("trapezoid"), choices=RULES, help="quadrature rule")
+    p.add_argument(
+        "--steps", type=int, default=None, help="number of time steps K (layers)" + d("steps")
+    )
+    p.add_argument("-T", "--horizon", dest="T", type=float, default=None, help="horizon T" + d("T"))
+    p.add_argument(
+        "--rule", default=None, choices=RULES, help="quadrature rule (not moving)" + d("rule")
+    )
 
 
 def parse_multires(text: str) -> list[float]:
@@ -185,14 +200,14 @@ def _train_parser(sub) -> None:
         help="fractions of the samples in each split, e.g. 0.8,0.04,0.16 (default 0.7,0.15,0.15)",
     )
     p.add_argument("--schedule", default="hourglass", help=_schedule_spec_help())
-    _add_schedule_args(p)
     # burgers, darcy and signals live on their own grid: it fixes n_max and the rule
-    p.set_defaults(widths=None, rule=None)
+    _add_schedule_args(p)
     p.add_argument(
         "--transfer",
-        default="galerkin",
+        default=None,
         choices=TRANSFERS,
-        help="Pi_k kind (galerkin: filters where a grid coarsens, interpolates where it refines)",
+        help="Pi_k kind (galerkin: filters where a grid coarsens, interpolates where it "
+        "refines; default galerkin)",
     )
     p.add_argument("--kernel", default="nodal", choices=KERNELS, help="kernel storage")
     p.add_argument(
@@ -245,7 +260,9 @@ def _train_parser(sub) -> None:
         choices=("auto", *READOUTS),
         help="auto: function for burgers/darcy, quadrature otherwise",
     )
-    p.add_argument("--basis", default="legendre", choices=BASES, help="basis family")
+    p.add_argument(
+        "--basis", default=None, choices=BASES, help="basis family of a basis kernel (legendre)"
+    )
     p.add_argument("--form", default="inside", choices=FORMS, help="vector field form")
     p.add_argument(
         "--activation", default="tanh", choices=tuple(ACTIVATIONS), help="activation sigma"
@@ -406,7 +423,8 @@ def _compress_parser(sub) -> None:
     p.add_argument("--tol", type=float, required=True, help="allowed change (>= 0)")
     p.add_argument("--metric", default="auto", choices=METRICS,
                    help="auto: accuracy for classification, output otherwise")  # fmt: skip
-    p.add_argument("--norm", default="max", choices=NORMS, help="output change: max or rms")
+    p.add_argument("--norm", default=None, choices=NORMS,
+                   help="the output change (metric output): max or rms (default max)")  # fmt: skip
     p.add_argument("--split", default="val", choices=SPLITS, help="calibration data")
     p.add_argument("--samples", type=int, default=None, help="calibrate on the first N rows")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default <run>/last.pt)")
@@ -426,12 +444,19 @@ def _schedule_parser(sub) -> None:
     )
     p.add_argument("spec", nargs="?", default="hourglass", help=_schedule_spec_help())
     _add_schedule_args(p)
-    p.add_argument("--dim", type=int, default=1, choices=(1, 2), help="1: [0,1]; 2: [0,1]^2")
+    p.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        choices=(1, 2),
+        help="1: [0,1]; 2: [0,1]^2 (default 1; a schedule file's own)",
+    )
     p.add_argument(
         "--transfer",
-        default="galerkin",
+        default=None,
         choices=TRANSFERS,
-        help="Pi_k kind (galerkin: filters where a grid coarsens, interpolates where it refines)",
+        help="Pi_k kind (galerkin: filters where a grid coarsens, interpolates where it "
+        "refines; default galerkin)",
     )
     p.add_argument("--out", default=None, help="PNG file for the picture")
     p.add_argument("--json", default=None, help="also save the schedule JSON here")
