@@ -919,3 +919,38 @@ def test_conv_kernel_on_nodes_without_the_conv_path_warns_once_unless_allowed():
     assert m(torch.randn(2, 12)).shape == (2, 12)
     with pytest.raises(ValueError, match="allow_dense: expected True or False, got 'no'"):
         ConvKernel((0.0, 1.0), allow_dense="no")
+
+
+def test_output_grid_interpolates_the_last_state_linearly():
+    """``forward(x, output_grid=G')`` reads the function readout at the nodes of G' by linear
+    interpolation of its values on the last grid (np.interp as the reference)."""
+    sched = GridSchedule.constant(17, 2)
+    model = SpaceTimeNet(sched, None, 1, kernel="conv", lift="identity", readout="function",
+                         channels=3, radius=0.2, seed=0).double()  # fmt: skip
+    x = torch.randn(4, 1, 17, dtype=torch.float64)
+    target = Grid.uniform(23, (0.0, 1.0))  # nodes between the last grid's, so methods differ
+    with torch.no_grad():
+        on_last = model(x).numpy()
+        on_target = model(x, output_grid=target).numpy()
+    xi, eta = sched.grids[-1].nodes[:, 0].numpy(), target.nodes[:, 0].numpy()
+    ref = np.stack([np.interp(eta, xi, row) for row in on_last.reshape(-1, 17)])
+    np.testing.assert_allclose(on_target.reshape(-1, 23), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [16, (8, 8)])
+def test_exported_conv_on_a_periodic_grid_wraps_around(shape):
+    """On a periodic grid the exported convolution pads circularly: the same function as the
+    model, which is equivariant under a cyclic shift of its input (zero padding is not)."""
+    d = 1 if isinstance(shape, int) else 2
+    dom = (0.0, 1.0) if d == 1 else ((0.0, 1.0), (0.0, 1.0))
+    sched = GridSchedule.constant(shape, 2, rule="periodic", domain=dom)
+    m = SpaceTimeNet(sched, None, 1, kernel="conv", lift="identity", readout="function",
+                     channels=3, radius=0.3, seed=0).double()  # fmt: skip
+    dims = tuple(range(2, 2 + d))
+    x = torch.randn(2, 1, *((shape,) if d == 1 else shape), dtype=torch.float64)
+    r = to_resnet(m)
+    with torch.no_grad():
+        y = m(x)
+        torch.testing.assert_close(r(x), y, rtol=1e-12, atol=1e-12)
+        shifted = r(torch.roll(x, shifts=(3,) * d, dims=dims))
+    torch.testing.assert_close(shifted, torch.roll(y, shifts=(3,) * d, dims=dims))

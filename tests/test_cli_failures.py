@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from spacetime_nets.cli import main
+from spacetime_nets.cli.parser import COMMANDS
 from spacetime_nets.runs import RunConfig, load_run
 from spacetime_nets.training import load_checkpoint
 
@@ -299,9 +300,7 @@ def test_an_unexpected_error_is_one_line_with_exit_1(run_dir, monkeypatch, capsy
     assert "TypeError: something nobody foresaw" in line and "SPACETIME_NETS_DEBUG" in line
 
 
-@pytest.mark.parametrize(
-    "command", ["train", "evaluate", "export", "schedule", "asymptotics", "turnpike", "demo"]
-)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_help_has_examples(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])

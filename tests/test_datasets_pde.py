@@ -357,3 +357,27 @@ def test_solvers_reject_bad_arrays():
         D.solve_darcy(np.ones((4, 5)))
     with pytest.raises(ValueError, match="a: expected finite and positive"):
         D.solve_darcy(np.zeros((5, 5)))
+
+
+def test_darcy_coefficient_takes_the_first_value_where_the_random_field_is_nonnegative():
+    """The documented construction, rebuilt here term by term: a = a_values[0] where
+    sum_{(k, l) != 0} s_kl xi_kl cos(pi k x) cos(pi l y) >= 0 and a_values[1] elsewhere."""
+    n, s, modes, alpha, tau, seed = 60, 9, 4, 2.0, 3.0, 5
+    d = D.darcy(n=n, grid_size=s, fine=s, modes=modes, alpha=alpha, tau=tau, seed=seed,
+                a_values=(12.0, 3.0), dtype=torch.float64)  # fmt: skip
+    xi = np.random.default_rng(seed).standard_normal((n, modes, modes))
+    t = np.linspace(0.0, 1.0, s)
+    field = np.zeros((n, s, s))
+    for k in range(modes):
+        for l in range(modes):
+            if k == l == 0:
+                continue
+            s_kl = (1.0 + math.pi**2 * (k * k + l * l) / tau**2) ** (-alpha / 2)
+            cos_k, cos_l = np.cos(math.pi * k * t), np.cos(math.pi * l * t)
+            field += s_kl * xi[:, k, l, None, None] * cos_k[None, :, None] * cos_l[None, None, :]
+    expected = np.where(field >= 0.0, 12.0, 3.0).reshape(n, s * s)
+    clear = np.abs(field.reshape(n, s * s)) > 1e-9  # nodes where rounding cannot flip the sign
+    for name in ("train", "val", "test"):
+        rows = d.meta["split_indices"][name].numpy()
+        got = getattr(d, name).x.numpy()
+        np.testing.assert_array_equal(got[clear[rows]], expected[rows][clear[rows]])

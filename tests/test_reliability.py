@@ -245,3 +245,31 @@ def test_data_set_errors_name_the_command_line_option(tmp_path, capsys):
             "--channels", "2", "--grid-size", "1", "--out", str(tmp_path / "r")]  # fmt: skip
     assert main(argv) == 2
     assert one_error_line(capsys.readouterr().err).startswith("spacetime-nets: error: --grid-size:")
+
+
+# ------------------------------------------------------------------------------ the command line
+
+
+def test_ctrl_c_during_any_command_exits_130_with_one_line(monkeypatch, capsys):
+    from spacetime_nets.cli import commands
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "make_schedule", interrupted)
+    assert main(["schedule", "hourglass", "--widths", "8,4"]) == 130
+    assert one_error_line(capsys.readouterr().err) == "spacetime-nets: interrupted"
+
+
+def test_a_resume_into_a_new_out_still_refuses_changed_settings(tmp_path, capsys):
+    base = ["train", "--samples", "60", "--steps", "2", "--widths", "8,4", "--quiet"]
+    assert main([*base, "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    new = tmp_path / "b"
+    resume = ["--resume", str(tmp_path / "a" / "last.pt"), "--out", str(new)]
+    assert main([*base, "--epochs", "2", "--lam", "0.5", *resume]) == 2
+    assert "--lam 0 -> 0.5" in one_error_line(capsys.readouterr().err)
+    assert not new.exists()
+    # with the run's own settings it continues into the new folder
+    assert main([*base, "--epochs", "2", *resume]) == 0
+    assert load_checkpoint(new / "last.pt")["epoch"] == 2
