@@ -32,7 +32,7 @@ from grids import Grid, GridSchedule
 from .fields import FORMS, ChannelNorm, NormOp, check_form, get_activation, norm_reads, normed
 from .kernels import Kernel, NodalKernel
 from .ops import ConvOp, GridInfo, LowRankOp, SpectralOp, apply_op, op_rebuild, op_tensors
-from .steppers import STEPPERS, get_stepper, rk_step
+from .steppers import STEPPER_NAMES, get_stepper, rk_step
 
 __all__ = [
     "integrate",
@@ -46,8 +46,9 @@ __all__ = [
     "multiply_adds",
 ]
 
-#: the registered steppers (see :mod:`spacetime_nets.steppers`)
-METHODS = tuple(STEPPERS)
+#: the registered steppers' names (see :mod:`spacetime_nets.steppers`), read at each use: a
+#: stepper registered later is included
+METHODS = STEPPER_NAMES
 
 #: transfers with at most this many entries n_{k+1} n_k are also kept as a dense matrix and
 #: applied as one product, fused with the residual (Pi x + dt f): up to about 128 x 128 that

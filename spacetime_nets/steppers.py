@@ -11,12 +11,20 @@ every stationary kernel) takes the step on G_k and then transfers, X^{k+1} = Pi_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ButcherTableau", "STEPPERS", "register_stepper", "get_stepper", "rk_step"]
+__all__ = [
+    "ButcherTableau",
+    "STEPPERS",
+    "STEPPER_NAMES",
+    "STEPPER_ORDERS",
+    "register_stepper",
+    "get_stepper",
+    "rk_step",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,41 @@ class ButcherTableau:
 
 
 STEPPERS: dict[str, ButcherTableau] = {}
+
+
+class _Names(Sequence):
+    """The names of :data:`STEPPERS`, read at each use: a stepper registered after import is
+    in the list (``in``, iteration, ``len``, indexing)."""
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return tuple(STEPPERS)[i]
+
+    def __len__(self) -> int:
+        return len(STEPPERS)
+
+    def __repr__(self) -> str:
+        return repr(tuple(STEPPERS))
+
+
+class _Orders(Mapping):
+    """``{name: order}`` of :data:`STEPPERS`, read at each use."""
+
+    def __getitem__(self, name: str) -> int:
+        return STEPPERS[name].order
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(STEPPERS))
+
+    def __len__(self) -> int:
+        return len(STEPPERS)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+#: the registered steppers' names and global orders p, live views of :data:`STEPPERS`
+STEPPER_NAMES: Sequence[str] = _Names()
+STEPPER_ORDERS: Mapping[str, int] = _Orders()
 
 
 def register_stepper(tableau: ButcherTableau) -> ButcherTableau:

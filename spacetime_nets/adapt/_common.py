@@ -16,13 +16,14 @@ from grids.quadrature import check_n
 
 from ..integrate import multiply_adds
 from ..models import SpaceTimeNet
-from ..steppers import STEPPERS
+from ..steppers import STEPPER_ORDERS
 from ..validation import first_nonfinite
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 #: global order p of each time stepper (the error of a step of size dt is O(dt^(p+1)))
-ORDERS = {name: tab.order for name, tab in STEPPERS.items()}
+#: (read at each use: a stepper registered later is included)
+ORDERS = STEPPER_ORDERS
 #: order of the spatial discretisation: trapezoid/midpoint quadrature and linear transfers
 SPACE_ORDER = 2
 NORMS = ("max", "rms")
