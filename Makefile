@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # would pull a multi-gigabyte CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test install lint format docs bench clean
+.PHONY: demo test test-fast install lint format docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# the everyday check while editing: everything but the tests marked slow (notebooks, docs
+# build, the probe, subprocess and multi-process runs), about a minute on two cores
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -269,6 +269,7 @@ def test_cuda_graph_signatures_separate_inference_mode_and_moves_record_again(mo
 
 
 # ------------------------------------------------------------------------ torch.compile
+@pytest.mark.slow
 def test_compiled_channel_model_matches_eager(dynamo_reset):
     """A conv channel model with checkpoint=1 traced by dynamo + AOTAutograd: outputs and
     parameter gradients equal eager ones at batch 4, then at batch 6 (a re-trace with a

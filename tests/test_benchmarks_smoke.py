@@ -30,6 +30,7 @@ def _finite(*values) -> bool:
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
 
+@pytest.mark.slow
 def test_memory_quick(bench):
     rows = bench("bench_memory").main(["--quick", "--threads", "1"])
     assert [r["steps"] for r in rows] == [10, 50]

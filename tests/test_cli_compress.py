@@ -18,6 +18,7 @@ def run(cli, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_compress_stays_within_tol_on_the_calibration_split(cli, run):
     p = cli("compress", str(run), "--tol", "2", "--split", "val")
     assert p.returncode == 0, p.stderr
@@ -36,6 +37,7 @@ def test_compress_stays_within_tol_on_the_calibration_split(cli, run):
     assert resnet(torch.zeros(3, 64)).shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_compress_refuses_bad_arguments_in_one_line(cli, run, tmp_path):
     for args, text in [
         (["--tol", "-1"], "--tol: expected a finite number >= 0"),

@@ -13,6 +13,7 @@ from spacetime_nets import datasets
 from spacetime_nets.runs import load_run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "dataset, options",
     [
@@ -51,6 +52,7 @@ def test_train_evaluate_export_on_function_data(cli, dataset, options, tmp_path)
     assert ex.returncode == 0, ex.stderr
 
 
+@pytest.mark.slow
 def test_function_data_refuse_a_grid_other_than_their_own(cli, tmp_path):
     p = cli("train", "--dataset", "burgers", "--samples", "20", "--widths", "64,32",
             "--kernel", "spectral", "--channels", "4", "--out", str(tmp_path / "b"))  # fmt: skip

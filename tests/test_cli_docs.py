@@ -284,6 +284,7 @@ def run_all(cmds: list[dict], work: Path, logs: Path, env: dict) -> list[dict]:
     return results
 
 
+@pytest.mark.slow
 def test_cli_page_commands_run(tmp_path):
     found, skipped = commands(PAGE)
     assert found, f"{PAGE.name}: no {PROGRAM} commands found"

@@ -84,6 +84,7 @@ def test_export_over_tolerance_exits_1(trained, tmp_path, monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------- exit code 130
+@pytest.mark.slow
 def test_sigint_to_a_training_process_exits_130_with_a_usable_checkpoint(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

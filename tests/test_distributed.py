@@ -28,6 +28,7 @@ ARGS = ["train", "--dataset", "circles", "--schedule", "hourglass", "--widths", 
         "--turnpike", "0.1", "--device", "cpu", "--quiet"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
@@ -102,6 +103,7 @@ RECORDING_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_each_process_trains_on_its_own_half_of_the_batch(tmp_path, monkeypatch):
     """The samples each rank reads at every step: disjoint halves whose union is the batch of
     the one-process run, every sample once per epoch; the parameters agree with that run."""

@@ -67,6 +67,7 @@ RUNNABLE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", RUNNABLE)
 def test_page_examples_run(page, tmp_path):
     run, files, skipped = blocks(page)

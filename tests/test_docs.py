@@ -32,6 +32,7 @@ def _missing() -> list[str]:
 MISSING = _missing()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     bool(MISSING),
     reason=f"the docs extras are not installed (pip install -e '.[docs]'): {', '.join(MISSING)}",

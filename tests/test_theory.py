@@ -575,6 +575,7 @@ def test_moved_names_stay_importable_from_theory():
         theory.no_such_name  # noqa: B018
 
 
+@pytest.mark.slow
 def test_driver_modules_import_first_without_a_cycle():
     import subprocess
     import sys
