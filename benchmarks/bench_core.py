@@ -1,7 +1,9 @@
 """Core speed ratios, measured side by side in one process (medians of interleaved repeats).
 
 1. fixed grid, nodal kernel, B=256, n=64, K=20, tanh, forward+backward: SpaceTimeNet against a
-   hand-written PyTorch ResNet loop with the same widths and weights (goal <= 1.05);
+   hand-written PyTorch ResNet loop with the same widths and weights (goal <= 1.05), and the
+   functional ``integrate(x, schedule, kernel)`` against the same loop without lift and
+   readout (goal <= 1.05);
 2. NeuralODE forward+backward against torchdiffeq.odeint(method="euler") with the same steps
    and weights (goal <= 0.8);
 3. a moving schedule against its fixed maximum-width schedule: time ratio over multiply-add
@@ -78,6 +80,45 @@ def case_hand_resnet(repeats: int, device: str) -> tuple:
     return _row(
         "SpaceTimeNet / hand-written ResNet loop (B=256,n=64,K=20,tanh)",
         t["spacetime"],
+        t["hand"],
+        r,
+        1.05,
+    )
+
+
+def case_integrate(repeats: int, device: str) -> tuple:
+    """The functional API, integrate(x, schedule, kernel), against the same hand-written loop
+    (the flow alone: no lift, no readout)."""
+    B, n, K = 256, 64, 20
+    sched = grids.GridSchedule.constant(n, K, T=1.0)
+    kern = st.SpaceTimeNet(
+        sched, n, 10, kernel="nodal", form="outside", activation="tanh", lift="identity", seed=0
+    ).kernel.to(device)
+    Ws, bs, dt = list(kern.weight), list(kern.bias), 1.0 / K
+    x = torch.randn(B, n, device=device)
+
+    def loop():
+        h = x
+        for W, b in zip(Ws, bs):
+            h = h + dt * torch.tanh(F.linear(h, W, b))
+        return h
+
+    def hand():
+        kern.zero_grad(set_to_none=True)
+        loop().sum().backward()
+
+    def functional():
+        kern.zero_grad(set_to_none=True)
+        st.integrate(x, sched, kern, form="outside", activation="tanh").final.sum().backward()
+
+    with torch.no_grad():  # same function
+        got = st.integrate(x, sched, kern, form="outside", activation="tanh").final
+        assert torch.allclose(got, loop(), atol=1e-5)
+    t = compare({"integrate": functional, "hand": hand}, repeats=repeats)
+    r = t["integrate"] / t["hand"]
+    return _row(
+        "integrate(x, schedule, kernel) / hand-written loop (B=256,n=64,K=20,tanh)",
+        t["integrate"],
         t["hand"],
         r,
         1.05,
@@ -259,6 +300,7 @@ def main(argv: list[str] | None = None) -> list[tuple]:
         rows = []
         for case in (
             case_hand_resnet,
+            case_integrate,
             case_torchdiffeq,
             case_moving,
             case_pyramid,

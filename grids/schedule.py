@@ -153,6 +153,16 @@ class GridSchedule:
             and all(a.same_as(b, tol) for a, b in zip(self.grids, other.grids))
         )
 
+    def derived(self) -> dict:
+        """A dict in which other packages keep what they compute from this schedule, once (a
+        schedule is data: its times and grids do not change). It is not pickled or copied."""
+        return self.__dict__.setdefault("_derived", {})
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_derived", None)
+        return state
+
     def to(self, *args, **kwargs) -> GridSchedule:
         """A copy with times, grids and cached transfers moved, with torch's conventions:
         ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords."""

@@ -148,8 +148,9 @@ class Discretization(nn.Module):
             self.grid_index.append(ids[id(g)])
         self.num_unique = len(ids)
         infos: dict[int, GridInfo] = {}
-        for g in all_grids:
-            infos.setdefault(ids[id(g)], GridInfo.of(g))
+        for g in all_grids:  # once per distinct grid (a constant schedule repeats one)
+            if ids[id(g)] not in infos:
+                infos[ids[id(g)]] = GridInfo.of(g)
         self.infos = [infos[i] for i in range(len(ids))]
         K = schedule.num_steps
         self.hidden_index = self.grid_index[K + 1 :] if hidden is not None else None
@@ -539,6 +540,28 @@ def _op_macs(op, n: int) -> int:
     raise ValueError(f"op: unknown step operator {type(op).__name__}")
 
 
+def _discretization(
+    schedule: GridSchedule,
+    hidden: Sequence[Grid] | None,
+    allow_underresolved: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Discretization:
+    """The schedule's :class:`Discretization` on ``device`` in ``dtype``, made once per
+    schedule and kept with it (a schedule is data: its grids and times do not change), so
+    that repeated :func:`integrate` calls do not scan the grids again. Hidden grids are not
+    keyed (a list the caller may rebuild): with them, a new one every call."""
+    if hidden is not None:
+        disc = Discretization(schedule, hidden, allow_underresolved)
+        return disc.to(device=device, dtype=dtype)
+    cache = schedule.derived()
+    key = ("discretization", allow_underresolved, str(device), dtype)
+    if key not in cache:
+        disc = Discretization(schedule, None, allow_underresolved)
+        cache[key] = disc.to(device=device, dtype=dtype)
+    return cache[key]
+
+
 def integrate(
     x0: torch.Tensor,
     schedule: GridSchedule,
@@ -586,8 +609,7 @@ def integrate(
         raise ValueError(
             f"x0: expected {want} with n_0={schedule.widths[0]}, got shape {tuple(x0.shape)}"
         )
-    disc = Discretization(schedule, hidden, allow_underresolved)
-    disc = disc.to(device=x0.device, dtype=x0.dtype)
+    disc = _discretization(schedule, hidden, bool(allow_underresolved), x0.device, x0.dtype)
     disc.check_kernel(kernel, form, method, kernel2)
     mats = disc.step_matrices(kernel, form, method, kernel2)
     final, states = run_steps(disc, mats, x0, form, act, method, checkpoint, keep_states=True)

@@ -270,3 +270,27 @@ def test_integrate_rejects_bad_arguments():
         integrate(x0, GridSchedule.from_widths([4, 7, 5]), nodal)
     with pytest.raises(ValueError, match="made for another schedule"):
         integrate(x0, sched, nodal, method="heun")  # Heun needs square matrices
+
+
+def test_repeated_calls_reuse_the_schedules_discretization_without_changing_results():
+    import pickle
+
+    sched = GridSchedule.hourglass(9, 5, 4, transfer_kind="linear")
+    kern = NodalKernel(sched).double()
+    x = torch.randn(3, 9, dtype=torch.float64)
+    first = integrate(x, sched, kern, form="inside", activation="tanh").final
+    cached = sched.derived()
+    assert len(cached) == 1
+    with torch.no_grad():  # a changed kernel is read again: only the grids' facts are kept
+        kern.weight[0].mul_(2.0)
+    again = integrate(x, sched, kern, form="inside", activation="tanh").final
+    assert len(sched.derived()) == 1 and not torch.equal(again, first)
+    fresh = pickle.loads(pickle.dumps(sched))  # the cache is not pickled...
+    assert fresh.derived() == {}
+    # ...and a schedule rebuilt from nothing gives the same numbers
+    torch.testing.assert_close(
+        integrate(x, fresh, kern, form="inside", activation="tanh").final, again, rtol=0, atol=0
+    )
+    # another dtype is another entry
+    integrate(x.float(), sched, kern.float(), form="inside", activation="tanh")
+    assert len(sched.derived()) == 2
