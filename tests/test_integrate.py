@@ -294,3 +294,22 @@ def test_repeated_calls_reuse_the_schedules_discretization_without_changing_resu
     # another dtype is another entry
     integrate(x.float(), sched, kern.float(), form="inside", activation="tanh")
     assert len(sched.derived()) == 2
+
+
+def test_a_trajectory_builds_its_step_operators_once(monkeypatch):
+    from spacetime_nets import SpaceTimeNet
+    from spacetime_nets.integrate import Discretization
+
+    calls = []
+    real = Discretization.step_matrices
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Discretization, "step_matrices", counted)
+    model = SpaceTimeNet(GridSchedule.hourglass(9, 5, 4), 2, 3, kernel="basis", modes=4)
+    tr = model.trajectory(torch.randn(5, 2))
+    assert len(calls) == 1
+    # the count is still each step's operator: 4 steps of dense or factored work, batch 5
+    assert tr.stats["multiply_adds"] > 0 and tr.stats["multiply_adds"] % 5 == 0

@@ -157,14 +157,15 @@ class _FlowModel(nn.Module):
             self.kernel, self.form, self.method, self.kernel2, getattr(self, "norm_layer", None)
         )
 
-    def _flow(self, x0: torch.Tensor, keep_states: bool):
-        mats = self.controls()
+    def _flow(self, x0: torch.Tensor, keep_states: bool, mats: list | None = None):
+        mats = self.controls() if mats is None else mats
         return run_steps(
             self.disc, mats, x0, self.form, self.act, self.method, self.checkpoint, keep_states
         )
 
     def _trajectory(self, x0: torch.Tensor) -> Trajectory:
-        final, states = self._flow(x0, keep_states=True)
+        mats = self.controls()  # built once: stepped with, then counted
+        final, states = self._flow(x0, keep_states=True, mats=mats)
         return Trajectory(
             states=states,
             times=list(self.disc.times),
@@ -173,7 +174,7 @@ class _FlowModel(nn.Module):
                 "widths": list(self.disc.widths),
                 "steps": self.disc.num_steps,
                 "multiply_adds": multiply_adds(
-                    self.disc, self.form, self.method, x0.shape[0], self.controls()
+                    self.disc, self.form, self.method, x0.shape[0], mats
                 ),
                 "method": self.method,
             },
