@@ -205,10 +205,6 @@ class Discretization(nn.Module):
         i = self.grid_index[k]
         return self.nodes[i], self.weights[i]
 
-    def hidden_grid(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        i = self.hidden_index[k] if self.hidden_index is not None else self.grid_index[k]
-        return self.nodes[i], self.weights[i]
-
     def info(self, k: int) -> GridInfo:
         """Static facts (shape, spacing, periodicity) of G_k."""
         return self.infos[self.grid_index[k]]

@@ -36,7 +36,7 @@ from torch import nn
 from . import objectives
 from .fields import check_form, form_is_homogeneous, get_activation
 from .integrate import field, step
-from .tables import format_arc, format_table, format_value, write_csv
+from .tables import format_arc
 
 __all__ = [
     "is_homogeneous",
@@ -81,10 +81,6 @@ def __getattr__(name: str):
         module, attr = _MOVED[name]
         return getattr(importlib.import_module(f".{module}", __package__), attr)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# the table helpers under the names they had here
-_fmt, _table, _write_csv = format_value, format_table, write_csv
 
 
 # --------------------------------------------------------------------------- homogeneity

@@ -493,10 +493,6 @@ class NeuralKernel(Kernel):
         c = self.channels or 1
         self.net = _mlp(1 + 2 * d, hidden, depth, generator, init_scale / math.sqrt(c), c * c)
         self.bias_net = _mlp(1 + d, hidden, depth, generator, init_scale, c) if bias else None
-        lo = torch.tensor(self.domain.lower, dtype=torch.float32)
-        hi = torch.tensor(self.domain.upper, dtype=torch.float32)
-        self.register_buffer("_lo", lo, persistent=False)
-        self.register_buffer("_hi", hi, persistent=False)
 
     def _unit(self, x: torch.Tensor) -> torch.Tensor:
         # the bounds as Python floats: exact in every dtype (a float32 buffer moved to float64

@@ -41,8 +41,6 @@ from .history import HISTORY_FIELDS, Callback, History, TrainState
 from .loop import TrainingDiverged, fit
 from .objective import LR_SCHEDULES, OPTIMIZERS, baselines, evaluate
 
-_resolve_device = resolve_device  # the former private name, kept for existing imports
-
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
