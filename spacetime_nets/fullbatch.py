@@ -37,6 +37,7 @@ __all__ = [
     "freeze_all_but_controls",
     "erm_objective",
     "turnpike_objective",
+    "seeded",
 ]
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -270,6 +271,16 @@ def train_objective(
         state["reason"],
         history,
     )
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """torch's global CPU generator seeded with ``seed`` inside the block and restored after
+    it: a driver's draws (and those of the models it builds) are reproducible without
+    changing the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _blas_single_thread():

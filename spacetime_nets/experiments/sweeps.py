@@ -24,6 +24,7 @@ from ..fullbatch import (
     as_xy,
     erm_objective,
     freeze_all_but_controls,
+    seeded,
     train_objective,
 )
 from ..tables import format_table, write_csv
@@ -168,54 +169,54 @@ def horizon_sweep(
     if not (math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam: expected a finite lam >= 0, got {lam!r}")
     x, y = as_xy(data, dtype)
-    torch.manual_seed(seed)
-    rows, models = [], []
-    prev = None
-    for T in Ts:
-        if warm_start and prev is not None:
-            model = rescale_horizon(prev, T)
-        else:
-            model = make_model(T)
-        model = model.to(dtype)
-        if abs(model.T - T) > 1e-9 * T:
-            raise ValueError(f"make_model: asked for T={T:g}, got a model on [0, {model.T:g}]")
-        params = freeze_all_but_controls(model, train)
-        info = train_objective(
-            params,
-            erm_objective(model, x, y, lam, loss, p),
-            optimizer=optimizer,
-            max_iter=max_iter,
-            tol=tol,
-            window=window,
-            lr=lr,
-        )
-        with torch.no_grad():
-            out = model(x)
-            err = float(objectives.empirical_risk(out, y, loss, p))
-            l2 = float(objectives.l2_control(model))
-            v2 = float(objectives.l2_control(rescale_horizon(model, 1.0, strict=False)))
-        row = {
-            "T": T,
-            "error": err,
-            "objective": info.objective,
-            "l2_control": l2,
-            "T_l2_control": T * l2,
-            "v_norm2": v2,
-            "accuracy": _accuracy(out, y),
-            "max_residual": _max_residual(out, y),
-            "grad_norm": info.grad_norm,
-            "steps": info.steps,
-            "evals": info.evals,
-            "wall_time": info.wall_time,
-            "stop_reason": info.stop_reason,
-        }
-        rows.append(row)
-        models.append(model)
-        prev = model
-        if verbose:
-            print(format_table([row], SWEEP_COLUMNS).splitlines()[-1], flush=True)
-    slope, icpt = fit_power_law(Ts, [r["error"] for r in rows], floor)
-    return SweepResult(rows, slope, icpt, lam, loss, floor, models)
+    with seeded(seed):  # reproducible draws; the caller's random state is kept
+        rows, models = [], []
+        prev = None
+        for T in Ts:
+            if warm_start and prev is not None:
+                model = rescale_horizon(prev, T)
+            else:
+                model = make_model(T)
+            model = model.to(dtype)
+            if abs(model.T - T) > 1e-9 * T:
+                raise ValueError(f"make_model: asked for T={T:g}, got a model on [0, {model.T:g}]")
+            params = freeze_all_but_controls(model, train)
+            info = train_objective(
+                params,
+                erm_objective(model, x, y, lam, loss, p),
+                optimizer=optimizer,
+                max_iter=max_iter,
+                tol=tol,
+                window=window,
+                lr=lr,
+            )
+            with torch.no_grad():
+                out = model(x)
+                err = float(objectives.empirical_risk(out, y, loss, p))
+                l2 = float(objectives.l2_control(model))
+                v2 = float(objectives.l2_control(rescale_horizon(model, 1.0, strict=False)))
+            row = {
+                "T": T,
+                "error": err,
+                "objective": info.objective,
+                "l2_control": l2,
+                "T_l2_control": T * l2,
+                "v_norm2": v2,
+                "accuracy": _accuracy(out, y),
+                "max_residual": _max_residual(out, y),
+                "grad_norm": info.grad_norm,
+                "steps": info.steps,
+                "evals": info.evals,
+                "wall_time": info.wall_time,
+                "stop_reason": info.stop_reason,
+            }
+            rows.append(row)
+            models.append(model)
+            prev = model
+            if verbose:
+                print(format_table([row], SWEEP_COLUMNS).splitlines()[-1], flush=True)
+        slope, icpt = fit_power_law(Ts, [r["error"] for r in rows], floor)
+        return SweepResult(rows, slope, icpt, lam, loss, floor, models)
 
 
 @dataclass

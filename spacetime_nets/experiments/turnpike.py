@@ -20,6 +20,7 @@ from ..fullbatch import (
     as_xy,
     erm_objective,
     freeze_all_but_controls,
+    seeded,
     train_objective,
     turnpike_objective,
 )
@@ -176,49 +177,49 @@ def train_turnpike(
     if any(b <= a for a, b in zip(Ts, Ts[1:])):
         raise ValueError(f"Ts: expected increasing horizons, got {Ts!r}")
     x, y = as_xy(data, dtype)
-    torch.manual_seed(seed)
-    tp, er, rows = [], [], []
-    models: dict = {"tp": [], "erm": []}
-    problems = [("tp", turnpike_objective)] + ([("erm", erm_objective)] if erm else [])
-    for T in Ts:
-        init = make_model(T).to(dtype)
-        if abs(init.T - T) > 1e-9 * T:
-            raise ValueError(f"make_model: asked for T={T:g}, got a model on [0, {init.T:g}]")
-        for name, make_obj in problems:
-            model = copy.deepcopy(init)
-            params = freeze_all_but_controls(model, train)
-            info = train_objective(
-                params,
-                make_obj(model, x, y, lam, loss, p),
-                optimizer=optimizer,
-                max_iter=max_iter,
-                tol=tol,
-                window=window,
-                lr=lr,
-            )
-            prof = turnpike_profile(model, x, y, loss, threshold, p=p, window=fit_window)
-            with torch.no_grad():
-                l2 = float(objectives.l2_control(model))
-            row = {
-                "problem": name,
-                **prof.row(),
-                "objective": info.objective,
-                "l2_control": l2,
-                "grad_norm": info.grad_norm,
-                "steps": info.steps,
-                "wall_time": info.wall_time,
-                "stop_reason": info.stop_reason,
-            }
-            rows.append(row)
-            (tp if name == "tp" else er).append(prof)
-            models[name].append(model)
-            if verbose:
-                print(format_table([row], TURNPIKE_COLUMNS).splitlines()[-1], flush=True)
-    # the same arc for every T: [0.2, 0.8] x the shortest horizon (C, mu independent of T)
-    common = (fit_window[0] * Ts[0], fit_window[1] * Ts[0])
-    by_problem = {"tp": iter(tp), "erm": iter(er)}
-    for row in rows:
-        prof = next(by_problem[row["problem"]])
-        prof.fit_common(common)
-        row.update(prof.row())
-    return TurnpikeResult(Ts, float(lam), loss, threshold, tp, er, rows, models, common)
+    with seeded(seed):  # reproducible draws; the caller's random state is kept
+        tp, er, rows = [], [], []
+        models: dict = {"tp": [], "erm": []}
+        problems = [("tp", turnpike_objective)] + ([("erm", erm_objective)] if erm else [])
+        for T in Ts:
+            init = make_model(T).to(dtype)
+            if abs(init.T - T) > 1e-9 * T:
+                raise ValueError(f"make_model: asked for T={T:g}, got a model on [0, {init.T:g}]")
+            for name, make_obj in problems:
+                model = copy.deepcopy(init)
+                params = freeze_all_but_controls(model, train)
+                info = train_objective(
+                    params,
+                    make_obj(model, x, y, lam, loss, p),
+                    optimizer=optimizer,
+                    max_iter=max_iter,
+                    tol=tol,
+                    window=window,
+                    lr=lr,
+                )
+                prof = turnpike_profile(model, x, y, loss, threshold, p=p, window=fit_window)
+                with torch.no_grad():
+                    l2 = float(objectives.l2_control(model))
+                row = {
+                    "problem": name,
+                    **prof.row(),
+                    "objective": info.objective,
+                    "l2_control": l2,
+                    "grad_norm": info.grad_norm,
+                    "steps": info.steps,
+                    "wall_time": info.wall_time,
+                    "stop_reason": info.stop_reason,
+                }
+                rows.append(row)
+                (tp if name == "tp" else er).append(prof)
+                models[name].append(model)
+                if verbose:
+                    print(format_table([row], TURNPIKE_COLUMNS).splitlines()[-1], flush=True)
+        # the same arc for every T: [0.2, 0.8] x the shortest horizon (C, mu independent of T)
+        common = (fit_window[0] * Ts[0], fit_window[1] * Ts[0])
+        by_problem = {"tp": iter(tp), "erm": iter(er)}
+        for row in rows:
+            prof = next(by_problem[row["problem"]])
+            prof.fit_common(common)
+            row.update(prof.row())
+        return TurnpikeResult(Ts, float(lam), loss, threshold, tp, er, rows, models, common)
