@@ -23,7 +23,7 @@ from grids import GridSchedule
 from .fields import FORMS, NormOp, activation_module, quadrature_norm
 from .kernels import NodalKernel
 from .ops import ConvOp, LowRankOp, SpectralOp, spectral_apply
-from .steppers import get_stepper, rk_step
+from .steppers import get_stepper, rk_step, steps_between_grids
 
 __all__ = [
     "MAX_EXPORT_BYTES",
@@ -160,7 +160,7 @@ class ResidualBlock(nn.Module):
         self.form = form
         self.method = method
         self.tableau = get_stepper(method)
-        self.square = method != "euler" if square is None else bool(square)
+        self.square = not steps_between_grids(method) if square is None else bool(square)
         self.activation = activation
         self.channels_out = channels_out
         self.has_shortcut = shortcut is not None
@@ -622,8 +622,11 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
         )
     forms = {b.form for b in blocks}
     methods = {b.method for b in blocks}
-    if len(forms) != 1 or methods != {"euler"} or forms & {"bottleneck"}:
-        raise ValueError(f"module: needs euler blocks of one form (outside/inside), got {forms}")
+    if len(forms) != 1 or not all(map(steps_between_grids, methods)) or forms & {"bottleneck"}:
+        raise ValueError(
+            f"module: needs single-stage (euler) blocks of one form (outside/inside), got "
+            f"{sorted(forms)} with {sorted(methods)}"
+        )
     head = module.head
     if any(_block_norm(b) is not None for b in blocks) or (
         isinstance(head, ChannelHead)

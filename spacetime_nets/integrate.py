@@ -32,7 +32,7 @@ from grids import Grid, GridSchedule
 from .fields import FORMS, ChannelNorm, NormOp, check_form, get_activation, norm_reads, normed
 from .kernels import Kernel, NodalKernel
 from .ops import ConvOp, GridInfo, LowRankOp, SpectralOp, apply_op, op_rebuild, op_tensors
-from .steppers import STEPPER_NAMES, get_stepper, rk_step
+from .steppers import STEPPER_NAMES, get_stepper, rk_step, steps_between_grids
 
 __all__ = [
     "integrate",
@@ -275,7 +275,7 @@ class Discretization(nn.Module):
         with the weights of the grid sigma reads on: the step's input grid (``inside``: the
         state) or the output grid of the operator sigma follows (``outside``: G_{k+1}, or G_k
         when square; ``bottleneck``: H_k)."""
-        square = method != "euler" or getattr(kernel, "stationary", False)
+        square = not steps_between_grids(method) or getattr(kernel, "stationary", False)
         two = FORMS[form].operators == 2
         # the controls are built in the parameters' precision, also under bf16 autocast
         with without_autocast(self.weights[0].device.type):
@@ -318,7 +318,7 @@ class Discretization(nn.Module):
             raise ValueError(
                 f"kernel: expected a spacetime_nets Kernel, got {type(kernel).__name__}"
             )
-        square = method != "euler" or getattr(kernel, "stationary", False)
+        square = not steps_between_grids(method) or getattr(kernel, "stationary", False)
         outs = self.widths[:-1] if square else self.widths[1:]
         ins = self.widths[:-1]
         kernels = [kernel]
@@ -506,7 +506,7 @@ def multiply_adds(
     total = 0
     for k in range(disc.num_steps):
         n_in, n_out = disc.widths[k], disc.widths[k + 1]
-        square = mats[k].square if mats is not None else method != "euler"
+        square = mats[k].square if mats is not None else not steps_between_grids(method)
         n_f = n_in if square else n_out
         if mats is not None:
             mat = sum(_op_macs(op, n_in) for op in mats[k].layers)

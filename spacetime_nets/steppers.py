@@ -4,9 +4,11 @@ A step of size dt from x with the field f (controls frozen on the step):
 
     k_i = f(x + dt sum_{j<i} a_ij k_j),    y = x + dt sum_i b_i k_i
 
-``euler`` is special in the space-time model: with dense kernels its field is evaluated at the
-*new* nodes (W^k maps G_k to G_{k+1}), X^{k+1} = Pi_k X^k + dt f(X^k); every other stepper (and
-every stationary kernel) takes the step on G_k and then transfers, X^{k+1} = Pi_k(y).
+A single-stage tableau (``euler``, under whatever name it is registered) is special in the
+space-time model (:attr:`ButcherTableau.between_grids`): with dense kernels its field is
+evaluated at the *new* nodes (W^k maps G_k to G_{k+1}), X^{k+1} = Pi_k X^k + dt f(X^k); every
+other stepper (and every stationary kernel) takes the step on G_k and then transfers,
+X^{k+1} = Pi_k(y).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "STEPPER_ORDERS",
     "register_stepper",
     "get_stepper",
+    "steps_between_grids",
     "rk_step",
 ]
 
@@ -40,6 +43,14 @@ class ButcherTableau:
     @property
     def stages(self) -> int:
         return len(self.b)
+
+    @property
+    def between_grids(self) -> bool:
+        """A single-stage tableau (forward Euler, the ResNet step) reads its field at the next
+        grid's nodes, X^{k+1} = Pi_k X^k + dt f(X^k) with W^k: G_k -> G_{k+1}; a tableau of
+        several stages evaluates f at intermediate states on G_k, so it steps on G_k and then
+        transfers."""
+        return self.stages == 1
 
 
 STEPPERS: dict[str, ButcherTableau] = {}
@@ -125,3 +136,8 @@ def rk_step(
         if bi != 0.0:
             y = torch.add(y, ki, alpha=dt * bi)
     return y
+
+
+def steps_between_grids(method: str) -> bool:
+    """:attr:`ButcherTableau.between_grids` of the registered stepper ``method``."""
+    return get_stepper(method).between_grids

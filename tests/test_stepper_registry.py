@@ -5,6 +5,7 @@ the scheme."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from grids import GridSchedule
 from spacetime_nets import SpaceTimeNet, adapt
@@ -47,3 +48,35 @@ def test_a_registered_stepper_is_taken_by_the_options_the_cli_and_adapt(kutta3, 
     sched = GridSchedule.constant(9, 4)
     model = SpaceTimeNet(sched, 2, 2, kernel="basis", modes=4, method=kutta3)
     assert adapt.time_order(model) == 3
+
+
+def test_euler_is_a_property_of_the_tableau_not_its_name():
+    """A single-stage tableau under another name takes the ResNet step between grids, exactly
+    as ``euler`` does: the same function on a moving schedule, the same export and import."""
+    from spacetime_nets import from_resnet, to_resnet
+
+    register_stepper(ButcherTableau("forward", ((),), (1.0,), 1))
+    try:
+        sched = GridSchedule.hourglass(9, 5, 4)
+        x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+        models = {
+            m: SpaceTimeNet(
+                sched,
+                2,
+                3,
+                kernel="nodal",
+                form="inside",
+                activation="tanh",
+                lift="linear",
+                method=m,
+                seed=1,
+            )  # fmt: skip
+            for m in ("euler", "forward")
+        }
+        assert models["forward"].kernel.weight[0].shape == (7, 9)  # W^0 maps G_0 to G_1
+        with torch.no_grad():
+            torch.testing.assert_close(models["forward"](x), models["euler"](x), rtol=0, atol=0)
+            back = from_resnet(to_resnet(models["forward"]), sched)
+            torch.testing.assert_close(back(x), models["euler"](x), rtol=1e-6, atol=1e-6)
+    finally:
+        del STEPPERS["forward"]

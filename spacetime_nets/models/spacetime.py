@@ -27,6 +27,7 @@ from ..kernels import (
     tensor_basis,
 )
 from ..ops import GridInfo, pointwise
+from ..steppers import steps_between_grids
 from ..validation import check_bool, check_choice, check_int
 from . import base as _base
 from .base import (
@@ -300,9 +301,9 @@ def _size_terms(
         if kern == "nodal":
             if form == "bottleneck":  # W1: G_k -> H_k, W2: H_k -> G_{k+1} (euler) or G_k
                 hid = [n[k] if hidden_nodes is None else hidden_nodes for k in range(K)]
-                back = n[1:] if method == "euler" else n[:-1]
+                back = n[1:] if steps_between_grids(method) else n[:-1]
                 pairs = list(zip(hid, n[:-1])) if j == 0 else list(zip(back, hid))
-            elif method == "euler":
+            elif steps_between_grids(method):
                 pairs = [(n[k + 1], n[k]) for k in range(K)]
             else:
                 pairs = [(n[k], n[k]) for k in range(K)]
@@ -754,11 +755,12 @@ class SpaceTimeNet(_FlowModel):
             )
         if kernel == "nodal":
             steps_c = None if ch is None else ch[:-1]
+            between = steps_between_grids(self.method)
             if self.form == "bottleneck":
                 outs = (
                     hidden_widths
                     if first
-                    else (schedule.widths[1:] if self.method == "euler" else schedule.widths[:-1])
+                    else (schedule.widths[1:] if between else schedule.widths[:-1])
                 )
                 ins = schedule.widths[:-1] if first else hidden_widths
                 return NodalKernel(
@@ -768,7 +770,7 @@ class SpaceTimeNet(_FlowModel):
                     generator=gen,
                     channels=steps_c,
                 )
-            if self.method == "euler":
+            if between:
                 return NodalKernel(schedule, init_scale=init_scale, generator=gen, channels=steps_c)
             w = schedule.widths[:-1]
             return NodalKernel(
@@ -1230,8 +1232,11 @@ class SpaceTimeNet(_FlowModel):
         fine = self.schedule.refine(width, depth)
         if self.continuous:
             return self.with_schedule(fine)
-        if self.form == "bottleneck" or self.method != "euler":
-            raise ValueError("refine: nodal refinement supports the euler outside/inside forms")
+        if self.form == "bottleneck" or not steps_between_grids(self.method):
+            raise ValueError(
+                "refine: nodal refinement supports single-stage (euler) steps of the outside "
+                "and inside forms"
+            )
         return _refine_nodal(self, fine, depth)
 
     def _rebind(self, schedule: GridSchedule) -> None:
