@@ -5,7 +5,16 @@ Pure numerics; no training logic. ``spacetime_nets`` builds on it, never the oth
 
 from .domain import Domain
 from .grid import Grid
-from .quadrature import NODE_RULES, RULES, nearest_valid_n, rule_degree
+from .quadrature import (
+    NODE_RULES,
+    QUADRATURE_RULES,
+    RULES,
+    QuadratureRule,
+    get_rule,
+    nearest_valid_n,
+    register_rule,
+    rule_degree,
+)
 from .schedule import GridSchedule, cluster_map
 from .transfer import TRANSFER_KINDS, Transfer, make_transfer
 
@@ -18,6 +27,10 @@ __all__ = [
     "cluster_map",
     "RULES",
     "NODE_RULES",
+    "QUADRATURE_RULES",
+    "QuadratureRule",
+    "get_rule",
+    "register_rule",
     "TRANSFER_KINDS",
     "nearest_valid_n",
     "rule_degree",

@@ -20,6 +20,8 @@ would exceed it raises ValueError before anything is allocated.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,6 +29,10 @@ import torch
 from ._checks import as_int, as_real
 
 __all__ = [
+    "QuadratureRule",
+    "QUADRATURE_RULES",
+    "register_rule",
+    "get_rule",
     "RULES",
     "NODE_RULES",
     "MAX_GRID_BYTES",
@@ -39,8 +45,70 @@ __all__ = [
     "nodes_rule",
 ]
 
-#: rules for ``Grid.uniform``
-RULES = ("trapezoid", "simpson", "boole", "gauss_legendre", "midpoint", "periodic")
+
+@dataclass(frozen=True)
+class QuadratureRule:
+    """One uniform rule on [a, b]: everything the library asks of it, in one entry.
+
+    Attributes:
+        name: the name ``Grid.uniform``, the builders and the command line take.
+        nodes_weights: ``(n, a, b) -> (nodes [n], weights [n])`` as float64 NumPy arrays,
+            in O(n).
+        degree: ``n -> `` the highest polynomial degree integrated exactly with n nodes.
+        valid: ``n -> `` whether the rule takes n nodes per axis.
+        sizes: the node counts it takes, in words, for error messages.
+        end_points: the nodes include a and b (refining keeps them: n -> (n - 1) w + 1).
+        equispaced: the nodes are equally spaced (convolutions can read them as a lattice).
+        periodic: nodes a + j (b - a) / n, j < n, for (b - a)-periodic functions.
+    """
+
+    name: str
+    nodes_weights: Callable[[int, float, float], tuple[np.ndarray, np.ndarray]]
+    degree: Callable[[int], int]
+    valid: Callable[[int], bool] = lambda n: n >= 1
+    sizes: str = "at least 1 node"
+    end_points: bool = False
+    equispaced: bool = False
+    periodic: bool = False
+
+
+#: every uniform rule by name (:func:`register_rule` adds one)
+QUADRATURE_RULES: dict[str, QuadratureRule] = {}
+
+
+def register_rule(rule: QuadratureRule) -> QuadratureRule:
+    """Add ``rule`` to :data:`QUADRATURE_RULES`: grids, schedules, transfers, the models and
+    the command line take its name from then on."""
+    if not isinstance(rule, QuadratureRule):
+        raise ValueError(f"rule: expected a QuadratureRule, got {type(rule).__name__}")
+    QUADRATURE_RULES[rule.name] = rule
+    return rule
+
+
+def get_rule(name: str, argument: str = "rule") -> QuadratureRule:
+    """The registered rule ``name`` (ValueError naming ``argument`` otherwise)."""
+    return QUADRATURE_RULES[check_rule(name, RULES, argument)]
+
+
+class _RuleNames(Sequence):
+    """The names of :data:`QUADRATURE_RULES`, read at each use (a rule registered later is
+    in the list)."""
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return tuple(QUADRATURE_RULES)[i]
+
+    def __len__(self) -> int:
+        return len(QUADRATURE_RULES)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(QUADRATURE_RULES))
+
+    def __repr__(self) -> str:
+        return repr(tuple(QUADRATURE_RULES))
+
+
+#: rules for ``Grid.uniform``: the names of :data:`QUADRATURE_RULES`, read live
+RULES: Sequence[str] = _RuleNames()
 #: rules for ``Grid.from_nodes`` (arbitrary increasing nodes)
 NODE_RULES = ("trapezoid",)
 
@@ -61,32 +129,20 @@ def rule_degree(rule: str, n: int) -> int:
     ``periodic`` is exact on constants only among polynomials (degree 0); what it integrates
     exactly are the trigonometric polynomials of degree < n on the period (b - a).
     """
-    rule = check_rule(rule)
-    n = check_n(rule, n)
-    return {
-        "trapezoid": 1,
-        "midpoint": 1,
-        "simpson": 3,
-        "boole": 5,
-        "gauss_legendre": 2 * n - 1,
-        "periodic": 0,
-    }[rule]
+    entry = get_rule(rule)
+    return entry.degree(check_n(rule, n))
 
 
-def check_rule(rule: str, allowed: tuple[str, ...] = RULES, name: str = "rule") -> str:
+def check_rule(rule: str, allowed: Sequence[str] | None = None, name: str = "rule") -> str:
+    """``rule`` if it is one of ``allowed`` (default: every registered rule)."""
+    allowed = tuple(RULES if allowed is None else allowed)
     if not isinstance(rule, str) or rule not in allowed:
         raise ValueError(f"{name}: expected one of {', '.join(allowed)}; got {rule!r}")
     return rule
 
 
 def _valid(rule: str, n: int) -> bool:
-    if rule == "trapezoid":
-        return n >= 2
-    if rule == "simpson":
-        return n >= 3 and n % 2 == 1
-    if rule == "boole":
-        return n >= 5 and (n - 1) % 4 == 0
-    return n >= 1
+    return QUADRATURE_RULES[rule].valid(n)
 
 
 def nearest_valid_n(rule: str, n: int) -> int:
@@ -108,11 +164,7 @@ def check_n(rule: str, n: object, name: str = "n") -> int:
     check_rule(rule)
     n = as_int(name, n)
     if not _valid(rule, n):
-        need = {
-            "trapezoid": "at least 2 nodes",
-            "simpson": "an odd number of nodes >= 3",
-            "boole": "n = 4k + 1 nodes (5, 9, 13, ...)",
-        }[rule]
+        need = QUADRATURE_RULES[rule].sizes
         raise ValueError(
             f"{name}: rule {rule!r} needs {need}, got {n}; nearest valid n is "
             f"{nearest_valid_n(rule, n)}"
@@ -161,39 +213,52 @@ def uniform_rule(rule: str, n: int, a: float, b: float) -> tuple[torch.Tensor, t
     exact on trigonometric polynomials of degree < n. O(n) time and memory; ValueError when
     the grid would exceed :data:`MAX_GRID_BYTES`.
     """
-    check_rule(rule)
+    entry = get_rule(rule)
     n = check_n(rule, n)
     a, b = _check_interval(a, b)
     check_grid_bytes((n,))
-    length = b - a
-    if rule in ("midpoint", "periodic"):
-        h = length / n
-        shift = 0.5 if rule == "midpoint" else 0.0
-        nodes = a + h * (np.arange(n, dtype=np.float64) + shift)
-        weights = np.full(n, h)
-    elif rule == "gauss_legendre":
-        t, w = gauss_legendre_unit(n)
-        nodes = (a + b) / 2 + (length / 2) * t
-        weights = (length / 2) * w
-    else:
-        nodes = np.linspace(a, b, n)
-        weights = _newton_cotes_weights(rule, n, length / (n - 1))
-    return torch.from_numpy(nodes), torch.from_numpy(weights)
+    nodes, weights = entry.nodes_weights(n, a, b)
+    return torch.from_numpy(np.asarray(nodes, np.float64)), torch.from_numpy(
+        np.asarray(weights, np.float64)
+    )
 
 
-def _newton_cotes_weights(rule: str, n: int, h: float) -> np.ndarray:
-    """Composite Newton-Cotes weights: a per-panel pattern, end nodes shared by two panels."""
-    if rule == "trapezoid":
-        w = np.full(n, h)
-        w[0] = w[-1] = h / 2
-        return w
-    if rule == "simpson":
-        w = np.empty(n)
-        w[1::2] = 4.0 * h / 3  # panel midpoints
-        w[0::2] = 2.0 * h / 3  # panel ends, shared by two panels
-        w[0] = w[-1] = h / 3
-        return w
-    # Boole: panels of 4 cells, pattern 7, 32, 12, 32, (7 + 7 at shared ends)
+# --------------------------------------------------------------------------- the rules
+def _cells(shift: float) -> Callable:
+    """n equal cells of [a, b], a node at ``shift`` of each (midpoint 1/2, periodic 0)."""
+
+    def nodes_weights(n: int, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+        h = (b - a) / n
+        return a + h * (np.arange(n, dtype=np.float64) + shift), np.full(n, h)
+
+    return nodes_weights
+
+
+def _newton_cotes(pattern: Callable[[int, float], np.ndarray]) -> Callable:
+    """Equispaced nodes with both end points, weights from a per-panel ``pattern(n, h)``."""
+
+    def nodes_weights(n: int, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+        return np.linspace(a, b, n), pattern(n, (b - a) / (n - 1))
+
+    return nodes_weights
+
+
+def _trapezoid_weights(n: int, h: float) -> np.ndarray:
+    w = np.full(n, h)
+    w[0] = w[-1] = h / 2
+    return w
+
+
+def _simpson_weights(n: int, h: float) -> np.ndarray:
+    w = np.empty(n)
+    w[1::2] = 4.0 * h / 3  # panel midpoints
+    w[0::2] = 2.0 * h / 3  # panel ends, shared by two panels
+    w[0] = w[-1] = h / 3
+    return w
+
+
+def _boole_weights(n: int, h: float) -> np.ndarray:
+    # panels of 4 cells, pattern 7, 32, 12, 32, (7 + 7 at shared ends)
     w = np.empty(n)
     c = 2.0 * h / 45
     w[1::2] = 32.0 * c
@@ -201,6 +266,11 @@ def _newton_cotes_weights(rule: str, n: int, h: float) -> np.ndarray:
     w[0::4] = 14.0 * c
     w[0] = w[-1] = 7.0 * c
     return w
+
+
+def _gauss_legendre(n: int, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    t, w = gauss_legendre_unit(n)
+    return (a + b) / 2 + ((b - a) / 2) * t, ((b - a) / 2) * w
 
 
 # --------------------------------------------------------------------------- Gauss-Legendre
@@ -375,3 +445,21 @@ def _check_interval(a: object, b: object) -> tuple[float, float]:
     if not a < b:
         raise ValueError(f"b: expected an end point above a = {a}, got {b}")
     return a, b
+
+
+register_rule(QuadratureRule(
+    "trapezoid", _newton_cotes(_trapezoid_weights), lambda n: 1, lambda n: n >= 2,
+    "at least 2 nodes", end_points=True, equispaced=True,
+))  # fmt: skip
+register_rule(QuadratureRule(
+    "simpson", _newton_cotes(_simpson_weights), lambda n: 3, lambda n: n >= 3 and n % 2 == 1,
+    "an odd number of nodes >= 3", end_points=True, equispaced=True,
+))  # fmt: skip
+register_rule(QuadratureRule(
+    "boole", _newton_cotes(_boole_weights), lambda n: 5, lambda n: n >= 5 and (n - 1) % 4 == 0,
+    "n = 4k + 1 nodes (5, 9, 13, ...)", end_points=True, equispaced=True,
+))  # fmt: skip
+register_rule(QuadratureRule("gauss_legendre", _gauss_legendre, lambda n: 2 * n - 1))
+register_rule(QuadratureRule("midpoint", _cells(0.5), lambda n: 1, equispaced=True))
+# exact on constants only among polynomials; on trigonometric polynomials of degree < n
+register_rule(QuadratureRule("periodic", _cells(0.0), lambda n: 0, equispaced=True, periodic=True))

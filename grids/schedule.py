@@ -15,7 +15,7 @@ import torch
 from ._checks import as_int, as_real, is_int
 from .domain import Domain, as_domain
 from .grid import Grid, parse_to_args
-from .quadrature import RULES, check_rule, nearest_valid_n
+from .quadrature import RULES, check_rule, get_rule, nearest_valid_n
 from .transfer import TRANSFER_KINDS, Transfer, make_transfer
 
 __all__ = ["GridSchedule", "cluster_map"]
@@ -805,7 +805,7 @@ def _refine_grid(g: Grid, width: int) -> Grid:
     if width == 1:
         return g
     if g.is_uniform:
-        if g.rule in ("midpoint", "gauss_legendre", "periodic"):
+        if not get_rule(g.rule).end_points:  # n cells or n roots: n w of them
             n = tuple(s * width for s in g.shape)
         else:
             n = tuple((s - 1) * width + 1 for s in g.shape)

@@ -229,7 +229,9 @@ def _tensor_stencil(source: Grid, target: Grid, kind: str) -> tuple[np.ndarray, 
     """Tensor product of 1-D stencils, flattened row-major like ``Grid.nodes``."""
     idx = np.zeros((1,), dtype=np.int64)[:, None]
     coeff = np.ones((1, 1))
-    periodic = source.rule == "periodic" and target.rule == "periodic"
+    periodic = (
+        quadrature.get_rule(source.rule).periodic and quadrature.get_rule(target.rule).periodic
+    )
     for a_src, a_dst, (lo, hi) in zip(source.axes, target.axes, source.domain.bounds):
         i1, c1 = _axis_stencil(
             a_src.detach().cpu().double().numpy(),

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from grids import Grid
+from grids.quadrature import get_rule
 
 __all__ = [
     "GridInfo",
@@ -35,9 +36,6 @@ __all__ = [
     "op_rebuild",
     "pointwise",
 ]
-
-#: rules whose nodes are equally spaced on every axis
-EQUISPACED_RULES = ("trapezoid", "simpson", "boole", "midpoint", "periodic")
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,8 @@ class GridInfo:
         axes = [a.detach().cpu().double() for a in g.axes]
         lengths = tuple(float(b - a) for a, b in g.domain.bounds)
         h = tuple(float(a[1] - a[0]) if a.numel() > 1 else lengths[i] for i, a in enumerate(axes))
-        equi = bool(g.is_uniform and g.rule in EQUISPACED_RULES)
+        rule = get_rule(g.rule)
+        equi = bool(g.is_uniform and rule.equispaced)
         if equi:
             for a, hi in zip(axes, h):
                 if a.numel() > 1 and float((a[1:] - a[:-1] - hi).abs().max()) > 1e-9 * hi:
@@ -74,7 +73,7 @@ class GridInfo:
             equispaced=equi,
             h=h,
             first=tuple(float(a[0]) for a in axes),
-            periodic=g.rule == "periodic",
+            periodic=rule.periodic,
             lengths=lengths,
             equal_weights=bool(equi and float((w - vol).abs().max()) <= 1e-12 * vol),
         )

@@ -249,7 +249,10 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
                 f"--rule: the {args.dataset} data live on a {rule!r} grid, got {args.rule!r}"
             )
         if widths is None and not from_file:  # n_max on the data's grid, n_min one coarser
-            half = shape[0] // 2 if rule == "periodic" else (shape[0] - 1) // 2 + 1
+            from grids.quadrature import get_rule
+
+            ends = get_rule(rule).end_points  # n nodes span n - 1 cells, else n
+            half = (shape[0] - 1) // 2 + 1 if ends else shape[0] // 2
             one = spec in ("constant", "moving")
             widths = f"{shape[0]}" if one else f"{shape[0]},{max(half, 2)}"
         if not from_file:

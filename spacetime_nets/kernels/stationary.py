@@ -18,6 +18,7 @@ from torch import nn
 
 from grids import Domain, GridSchedule
 from grids.domain import as_domain
+from grids.quadrature import get_rule
 
 from ..ops import ConvOp, Dense, GridInfo, SpectralOp
 from ..validation import check_bool, check_int
@@ -550,7 +551,7 @@ class SpectralKernel(_PiecewiseKernel):
     def for_schedule(cls, schedule: GridSchedule, **kwargs):
         """One piece per step of ``schedule``; the period is the box's length on periodic
         grids and twice it on grids with boundaries (a linear convolution over the box)."""
-        if kwargs.get("period") is None and schedule.grids[0].rule != "periodic":
+        if kwargs.get("period") is None and not get_rule(schedule.grids[0].rule).periodic:
             kwargs["period"] = tuple(2 * (b - a) for a, b in schedule.domain.bounds)
         return super().for_schedule(schedule, **kwargs)
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from grids import Grid, GridSchedule, make_transfer, nearest_valid_n
+from grids.quadrature import get_rule
 
 from ..kernels import NodalKernel
 
@@ -60,7 +61,6 @@ def _resolution_schedule(sched: GridSchedule, n: int | Sequence[int], stages: st
     target = _target_shape(g0, n)
     made: dict[int, Grid] = {}
     grids = []
-    ends = {"trapezoid", "simpson", "boole"}
     for k, g in enumerate(sched.grids):
         if id(g) in made:
             grids.append(made[id(g)])
@@ -78,7 +78,7 @@ def _resolution_schedule(sched: GridSchedule, n: int | Sequence[int], stages: st
         elif stages == "keep":
             new = _uniform(target, g, k)
         else:
-            off = 1 if g.rule in ends else 0
+            off = 1 if get_rule(g.rule).end_points else 0
             shape = [
                 max(round((sk - off) * (t - off) / max(s0 - off, 1)) + off, 1)
                 for s0, sk, t in zip(g0.shape, g.shape, target)

@@ -30,11 +30,9 @@ import torch
 from torch import nn
 
 from grids import Grid, make_transfer
+from grids.quadrature import get_rule
 
 __all__ = ["MultiResolution", "check_resolutions", "epoch_scales", "scaled_size"]
-
-#: rules whose nodes include both end points: their node count scales as n - 1 (cells)
-_END_POINT_RULES = ("trapezoid", "simpson", "boole")
 
 
 def check_resolutions(resolutions: Any) -> list[float] | None:
@@ -64,7 +62,7 @@ def check_resolutions(resolutions: Any) -> list[float] | None:
 def scaled_size(n: int, scale: float, rule: str) -> int:
     """Nodes per axis at ``scale`` times an axis of ``n`` nodes of ``rule``: round(s (n - 1)) + 1
     for rules with end points (the cells scale), round(s n) otherwise."""
-    if rule in _END_POINT_RULES:
+    if get_rule(rule).end_points:  # nodes at both ends: the count scales as n - 1 (cells)
         return round(scale * (n - 1)) + 1
     return round(scale * n)
 
