@@ -20,7 +20,7 @@ from torch import nn
 
 from grids import GridSchedule
 
-from .fields import FORMS, NormOp, activation_module, quadrature_norm
+from .fields import FORMS, NormOp, activation_module, activation_name, quadrature_norm
 from .kernels import NodalKernel
 from .ops import ConvOp, LowRankOp, SpectralOp, spectral_apply
 from .steppers import get_stepper, rk_step, steps_between_grids
@@ -677,15 +677,7 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
         ):
             raise ValueError(f"schedule: transfer {k} does not match the module's shortcut")
     act = copy.deepcopy(blocks[0].activation)
-    name = {
-        nn.ReLU: "relu",
-        nn.LeakyReLU: "leaky_relu",
-        nn.Tanh: "tanh",
-        nn.Sigmoid: "sigmoid",
-        nn.Softplus: "softplus",
-        nn.GELU: "gelu",
-        nn.Identity: "identity",
-    }.get(type(act))
+    name = activation_name(act)
     kernel = NodalKernel(schedule)
     opts = {"kernel": kernel, "form": blocks[0].form, "activation": name or act}
     if chan:

@@ -21,7 +21,7 @@ bottleneck:  f(x, u) = W2 sigma(N_k(W1 x + beta1)) + beta2
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,10 +32,14 @@ __all__ = [
     "Form",
     "FORMS",
     "register_form",
+    "Activation",
+    "ACTIVATION_REGISTRY",
+    "register_activation",
     "ACTIVATIONS",
     "HOMOGENEOUS_ACTIVATIONS",
     "get_activation",
     "activation_module",
+    "activation_name",
     "form_is_homogeneous",
     "check_form",
     "NORMS",
@@ -86,7 +90,7 @@ def register_form(form: Form) -> Form:
 def _sigma_is_homogeneous(activation: str | Callable) -> bool:
     if isinstance(activation, str):
         get_activation(activation)
-        return activation in HOMOGENEOUS_ACTIVATIONS
+        return ACTIVATION_REGISTRY[activation].homogeneous
     return _probe_positive_homogeneity(activation)
 
 
@@ -118,28 +122,81 @@ register_form(
     )
 )
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": torch.relu,
-    "leaky_relu": F.leaky_relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "softplus": F.softplus,
-    "gelu": F.gelu,
-    "identity": lambda z: z,
-}
 
-#: sigma(a z) = a sigma(z) for every a > 0
-HOMOGENEOUS_ACTIVATIONS = ("relu", "leaky_relu", "identity")
+@dataclass(frozen=True)
+class Activation:
+    """One activation sigma: its ``name``, the function ``fn`` applied in the flow, the plain
+    ``torch.nn`` ``module`` class an exported ResNet uses, and whether it is positively
+    homogeneous, sigma(a z) = a sigma(z) for every a > 0 (the scaling lemma's condition)."""
 
-_MODULES = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "softplus": nn.Softplus,
-    "gelu": nn.GELU,
-    "identity": nn.Identity,
-}
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    module: type[nn.Module]
+    homogeneous: bool = False
+
+
+#: every activation by name (:func:`register_activation` adds one)
+ACTIVATION_REGISTRY: dict[str, Activation] = {}
+
+
+def register_activation(activation: Activation) -> Activation:
+    """Add ``activation`` to :data:`ACTIVATION_REGISTRY`: models, ``ModelOptions``, the
+    command line, the homogeneity rules and the export take its name from then on."""
+    if not isinstance(activation, Activation):
+        raise ValueError(f"activation: expected an Activation, got {type(activation).__name__}")
+    ACTIVATION_REGISTRY[activation.name] = activation
+    return activation
+
+
+class _Functions(Mapping):
+    """``{name: fn}`` of :data:`ACTIVATION_REGISTRY`, read at each use."""
+
+    def __getitem__(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        return ACTIVATION_REGISTRY[name].fn
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(ACTIVATION_REGISTRY))
+
+    def __len__(self) -> int:
+        return len(ACTIVATION_REGISTRY)
+
+
+class _Homogeneous(Sequence):
+    """The names of the positively homogeneous activations, read at each use."""
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in ACTIVATION_REGISTRY.values() if a.homogeneous)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._names()[i]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+#: the activations' functions by name: a live view of :data:`ACTIVATION_REGISTRY`
+ACTIVATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = _Functions()
+#: sigma(a z) = a sigma(z) for every a > 0: a live view of :data:`ACTIVATION_REGISTRY`
+HOMOGENEOUS_ACTIVATIONS: Sequence[str] = _Homogeneous()
+
+for _entry in (
+    Activation("relu", torch.relu, nn.ReLU, homogeneous=True),
+    Activation("leaky_relu", F.leaky_relu, nn.LeakyReLU, homogeneous=True),
+    Activation("tanh", torch.tanh, nn.Tanh),
+    Activation("sigmoid", torch.sigmoid, nn.Sigmoid),
+    Activation("softplus", F.softplus, nn.Softplus),
+    Activation("gelu", F.gelu, nn.GELU),
+    Activation("identity", lambda z: z, nn.Identity, homogeneous=True),
+):
+    register_activation(_entry)
+
+
+def activation_name(module: nn.Module) -> str | None:
+    """The registered name whose module class ``module`` is an instance of (None: none)."""
+    for entry in ACTIVATION_REGISTRY.values():
+        if type(module) is entry.module:
+            return entry.name
+    return None
 
 
 def check_form(form: str) -> str:
@@ -168,7 +225,7 @@ def activation_module(activation: str | Callable) -> nn.Module:
     """A plain ``torch.nn`` module computing the activation (for exported ResNets)."""
     if isinstance(activation, str):
         get_activation(activation)
-        return _MODULES[activation]()
+        return ACTIVATION_REGISTRY[activation].module()
     if isinstance(activation, nn.Module):
         return activation
     return _Lambda(activation)
