@@ -6,7 +6,8 @@ import copy
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,14 @@ from .grid import Grid, parse_to_args
 from .quadrature import RULES, check_rule, get_rule, nearest_valid_n
 from .transfer import TRANSFER_KINDS, Transfer, make_transfer
 
-__all__ = ["GridSchedule", "cluster_map"]
+__all__ = [
+    "GridSchedule",
+    "cluster_map",
+    "ScheduleBuilder",
+    "SCHEDULE_BUILDERS",
+    "SCHEDULES",
+    "register_schedule_builder",
+]
 
 JSON_VERSION = 1
 _JSON_FORMAT = "spacetime-nets/grid-schedule"
@@ -659,6 +667,79 @@ def _write_atomic(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@dataclass(frozen=True)
+class ScheduleBuilder:
+    """A schedule shape by name, as run files and the command line ask for one:
+    ``build(widths, steps, T, domain, rule, transfer_kind) -> GridSchedule`` with ``widths``
+    the ``widths`` (1: one width n on every step; 2: n_max, n_min) given, per axis as ints.
+    ``takes_rule``: False when the shape places its own nodes (``rule`` is not read)."""
+
+    name: str
+    build: Callable[..., GridSchedule]
+    widths: int = 2
+    takes_rule: bool = True
+
+
+#: every named schedule shape (:func:`register_schedule_builder` adds one)
+SCHEDULE_BUILDERS: dict[str, ScheduleBuilder] = {}
+
+
+def register_schedule_builder(builder: ScheduleBuilder) -> ScheduleBuilder:
+    """Add ``builder`` to :data:`SCHEDULE_BUILDERS` (run files and ``--schedule`` take its
+    name from then on)."""
+    if not isinstance(builder, ScheduleBuilder) or builder.widths not in (1, 2):
+        raise ValueError(f"builder: expected a ScheduleBuilder with widths 1 or 2, got {builder!r}")
+    SCHEDULE_BUILDERS[builder.name] = builder
+    return builder
+
+
+class _BuilderNames(Sequence):
+    """The names of :data:`SCHEDULE_BUILDERS`, read at each use."""
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return tuple(SCHEDULE_BUILDERS)[i]
+
+    def __len__(self) -> int:
+        return len(SCHEDULE_BUILDERS)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(SCHEDULE_BUILDERS))
+
+    def __repr__(self) -> str:
+        return repr(tuple(SCHEDULE_BUILDERS))
+
+
+#: the names of the schedule shapes: a live view of :data:`SCHEDULE_BUILDERS`
+SCHEDULES: Sequence[str] = _BuilderNames()
+
+
+def _constant(widths, steps, T, domain, rule, transfer_kind) -> GridSchedule:
+    dim = as_domain(domain).dim
+    n = widths[0] if dim == 1 else (widths[0],) * dim
+    return GridSchedule.constant(
+        n, steps, T=T, domain=domain, rule=rule, transfer_kind=transfer_kind
+    )
+
+
+def _moving(widths, steps, T, domain, rule, transfer_kind) -> GridSchedule:
+    return GridSchedule.moving(widths[0], steps, T=T, domain=domain, transfer_kind=transfer_kind)
+
+
+def _between(shape: str) -> Callable[..., GridSchedule]:
+    def build(widths, steps, T, domain, rule, transfer_kind) -> GridSchedule:
+        make = getattr(GridSchedule, shape)
+        return make(widths[0], widths[-1], steps, T=T, domain=domain, rule=rule,
+                    transfer_kind=transfer_kind)  # fmt: skip
+
+    return build
+
+
+register_schedule_builder(ScheduleBuilder("constant", _constant, widths=1))
+for _shape in ("ramp", "hourglass", "pyramid"):
+    register_schedule_builder(ScheduleBuilder(_shape, _between(_shape)))
+register_schedule_builder(ScheduleBuilder("moving", _moving, widths=1, takes_rule=False))
 
 
 def cluster_map(strength: float = 0.6, center: float = 0.5) -> Callable:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from grids import RULES as _RULES
 from grids import TRANSFER_KINDS
+from grids.schedule import SCHEDULE_BUILDERS
+from grids.schedule import SCHEDULES as _SCHEDULES
 
 from . import kernels as _kernels
 from . import models as _models
@@ -63,7 +65,8 @@ __all__ = [
 
 MODEL_FORMAT = "spacetime-nets/model"
 MODEL_VERSION = 1
-SCHEDULES = ("constant", "ramp", "hourglass", "pyramid", "moving")
+#: the schedule shapes by name (a live view of ``grids.schedule.SCHEDULE_BUILDERS``)
+SCHEDULES = _SCHEDULES
 # the library's own lists (one home each), re-exported for the command line's choices
 KERNELS, READOUTS, LIFTS = _models.KERNELS, _models.READOUTS, _models.LIFTS
 BASES = _kernels.BASES
@@ -711,18 +714,7 @@ def make_schedule(
         dim = 1 if dim is None else check_int("--dim", dim, 1)
         domain: Any = (0.0, 1.0) if dim == 1 else [(0.0, 1.0)] * dim
         _check_size(hi, lo, steps, dim)
-        kw = {"T": T, "domain": domain, "transfer_kind": transfer}
-        if spec == "constant":
-            n = hi if dim == 1 else (hi,) * dim
-            return GridSchedule.constant(n, steps, rule=rule, **kw)
-        if spec == "moving":
-            return GridSchedule.moving(hi, steps, **kw)
-        builder = {
-            "ramp": GridSchedule.ramp,
-            "hourglass": GridSchedule.hourglass,
-            "pyramid": GridSchedule.pyramid,
-        }[spec]
-        return builder(hi, lo, steps, rule=rule, **kw)
+        return SCHEDULE_BUILDERS[spec].build((hi, lo), steps, T, domain, rule, transfer)
     if not path.is_file():
         why = "a folder" if path.is_dir() else "no such file"
         raise ValueError(

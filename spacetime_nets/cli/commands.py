@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from grids.schedule import SCHEDULE_BUILDERS
+
 from ..runs import (
     SCHEDULES,
     ModelOptions,
@@ -118,9 +120,9 @@ def _given_schedule_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_schedule_options(spec: str, given: dict[str, Any]) -> None:
     """Refuse a schedule option that the chosen schedule would not read: any of them next to
-    a schedule file (it fixes grids, steps, horizon, rule and transfers), two widths for
-    ``constant`` and ``moving`` (one width n on every step), ``--rule`` for ``moving``
-    (it places its own nodes)."""
+    a schedule file (it fixes grids, steps, horizon, rule and transfers), two widths for a
+    shape of one width (``constant``, ``moving``: n on every step) and one for a shape of two,
+    ``--rule`` for a shape that places its own nodes (``moving``)."""
     if spec not in SCHEDULES:
         if given:
             flags = ", ".join(_SCHEDULE_FLAGS[k] for k in given)
@@ -130,7 +132,8 @@ def _check_schedule_options(spec: str, given: dict[str, Any]) -> None:
                 f"{flags}, or name a builder ({', '.join(SCHEDULES)}) instead of the file"
             )
         return
-    if spec not in ("constant", "moving") and given.get("widths") is not None:
+    builder = SCHEDULE_BUILDERS[spec]
+    if builder.widths == 2 and given.get("widths") is not None:
         w = parse_widths(given["widths"])
         if len(w) != 2:
             raise ValueError(
@@ -138,16 +141,16 @@ def _check_schedule_options(spec: str, given: dict[str, Any]) -> None:
                 f"16,4), got {given['widths']}; for one width on every step use --schedule "
                 "constant"
             )
-    if spec in ("constant", "moving") and given.get("widths") is not None:
+    if builder.widths == 1 and given.get("widths") is not None:
         w = parse_widths(given["widths"])
         if len(set(w)) > 1:
             raise ValueError(
                 f"--widths: the {spec} schedule keeps one width n on every step, so n_min "
                 f"would be ignored; give one value such as {w[0]}, got {given['widths']}"
             )
-    if spec == "moving" and given.get("rule") is not None:
+    if not builder.takes_rule and given.get("rule") is not None:
         raise ValueError(
-            f"--rule: the moving schedule places its own nodes (no quadrature rule to choose), "
+            f"--rule: the {spec} schedule places its own nodes (no quadrature rule to choose), "
             f"so --rule {given['rule']} would be ignored; drop --rule"
         )
 
@@ -253,7 +256,7 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
 
             ends = get_rule(rule).end_points  # n nodes span n - 1 cells, else n
             half = (shape[0] - 1) // 2 + 1 if ends else shape[0] // 2
-            one = spec in ("constant", "moving")
+            one = SCHEDULE_BUILDERS[spec].widths == 1
             widths = f"{shape[0]}" if one else f"{shape[0]},{max(half, 2)}"
         if not from_file:
             n0 = parse_widths(widths)[0]
@@ -590,7 +593,7 @@ def _new_schedule(args: argparse.Namespace, config: RunConfig):
         )
     _check_schedule_options(spec, {k: v for k, v in given.items() if k != "schedule"})
     widths = given.get("widths", old.get("widths") or (16, 4))
-    if spec in ("constant", "moving") and "widths" not in given:
+    if spec in SCHEDULE_BUILDERS and SCHEDULE_BUILDERS[spec].widths == 1 and "widths" not in given:
         widths = parse_widths(widths)[:1]  # the run's n (its n_min was never read)
     return make_schedule(
         spec,
@@ -786,7 +789,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     given = _given_schedule_options(args)
     _check_schedule_options(spec, given)
     if spec in SCHEDULES:
-        default_widths = "16" if spec in ("constant", "moving") else "16,4"
+        default_widths = "16" if SCHEDULE_BUILDERS[spec].widths == 1 else "16,4"
         dim = args.dim if args.dim is not None else 1
     else:
         default_widths, dim = "16,4", args.dim  # None: the file's own
