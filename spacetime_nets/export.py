@@ -279,6 +279,41 @@ class ChannelHead(nn.Module):
 _NORMALIZER_NAMES = ("in_shift", "in_scale", "out_shift", "out_scale")
 
 
+def _check_x(
+    x: object,
+    shapes: list[tuple[int, ...]] | None,
+    dtype: torch.dtype | None,
+    device: torch.device | None,
+    *,
+    at: str,
+    dtype_hint: str,
+    device_hint: str,
+    shape_hint: str = "",
+    dtype_fix: str = "",
+    device_fix: str = "",
+) -> None:
+    """The input checks of an exported or saved network, from metadata only (no device sync):
+    a ValueError naming ``x`` for another type, per-sample shape, dtype or device (None: that
+    property is not checked). ``at``, the hints and the fixes word the messages."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if shapes is not None and (x.dim() < 1 or tuple(x.shape[1:]) not in shapes):
+        want = " or ".join(f"[batch, {', '.join(map(str, t))}]" for t in shapes)
+        raise ValueError(
+            f"x: expected {want} (the resolution the network was {at} at), got shape "
+            f"{tuple(x.shape)}{shape_hint}"
+        )
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(
+            f"x: expected dtype {dtype} ({dtype_hint}), got {x.dtype}; convert the input with "
+            f"x.to({dtype}){dtype_fix}"
+        )
+    if device is not None and x.device != device:
+        raise ValueError(
+            f"x: expected a tensor on {device} ({device_hint}), got one on {x.device}{device_fix}"
+        )
+
+
 class VariableWidthResNet(nn.Module):
     """input -> lift (``Linear(in, n_0)``, or a pointwise :class:`ChannelLift`) -> residual
     blocks n_k -> n_{k+1} -> head (``Linear(n_K, out)`` or a :class:`ChannelHead`).
@@ -352,27 +387,20 @@ class VariableWidthResNet(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """The checks of :meth:`forward` (metadata only): a ValueError naming ``x`` for
         another type, shape (resolution), dtype or device than the network's."""
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-        shapes = getattr(self, "in_shapes", None)  # None in a module pickled before them
-        if shapes is not None and (x.dim() < 1 or tuple(x.shape[1:]) not in shapes):
-            want = " or ".join(f"[batch, {', '.join(map(str, t))}]" for t in shapes)
-            raise ValueError(
-                f"x: expected {want} (the resolution the network was exported at), got shape "
-                f"{tuple(x.shape)}; export the model again at another resolution "
-                "(model.at_resolution(n) or with_schedule(...), then to_resnet)"
-            )
         ref = next(self.parameters(), None)
-        if ref is not None and x.dtype != ref.dtype:
-            raise ValueError(
-                f"x: expected dtype {ref.dtype} (the network's), got {x.dtype}; convert the "
-                f"input with x.to({ref.dtype}) or the network with .to({x.dtype})"
-            )
-        if ref is not None and x.device != ref.device:
-            raise ValueError(
-                f"x: expected a tensor on {ref.device} (the network's device), got one on "
-                f"{x.device}; move the input with x.to({str(ref.device)!r})"
-            )
+        _check_x(
+            x,
+            getattr(self, "in_shapes", None),  # None in a module pickled before them
+            None if ref is None else ref.dtype,
+            None if ref is None else ref.device,
+            at="exported",
+            shape_hint="; export the model again at another resolution "
+            "(model.at_resolution(n) or with_schedule(...), then to_resnet)",
+            dtype_hint="the network's",
+            device_hint="the network's device",
+            dtype_fix=f" or the network with .to({x.dtype})" if isinstance(x, torch.Tensor) else "",
+            device_fix="" if ref is None else f"; move the input with x.to({str(ref.device)!r})",
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -835,26 +863,16 @@ class SavedResNet(nn.Module):
         spec = self.spec
         if spec is None:
             return self.program(x)
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-        shapes = [tuple(t) for t in spec["in_shapes"]]
-        if x.dim() < 1 or tuple(x.shape[1:]) not in shapes:
-            want = " or ".join(f"[batch, {', '.join(map(str, t))}]" for t in shapes)
-            raise ValueError(
-                f"x: expected {want} (the resolution the network was saved at), got shape "
-                f"{tuple(x.shape)}"
-            )
         dtype = getattr(torch, spec["dtype"])
-        if x.dtype != dtype:
-            raise ValueError(
-                f"x: expected dtype {dtype} (the saved network's), got {x.dtype}; convert the "
-                f"input with x.to({dtype})"
-            )
-        if str(x.device) != spec["device"]:
-            raise ValueError(
-                f"x: expected a tensor on {spec['device']} (where the network was saved), got "
-                f"one on {x.device}"
-            )
+        _check_x(
+            x,
+            [tuple(t) for t in spec["in_shapes"]],
+            dtype,
+            torch.device(spec["device"]),
+            at="saved",
+            dtype_hint="the saved network's",
+            device_hint="where the network was saved",
+        )
         if x.shape[0] == 0:
             return torch.empty((0, *spec["out_shape"]), dtype=dtype, device=x.device)
         if spec.get("batch") is not None and x.shape[0] != spec["batch"]:
