@@ -20,13 +20,14 @@ would exceed it raises ValueError before anything is allocated.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ._checks import as_int, as_real
+from .registry import NamesView
 
 __all__ = [
     "QuadratureRule",
@@ -90,25 +91,8 @@ def get_rule(name: str, argument: str = "rule") -> QuadratureRule:
     return QUADRATURE_RULES[check_rule(name, RULES, argument)]
 
 
-class _RuleNames(Sequence):
-    """The names of :data:`QUADRATURE_RULES`, read at each use (a rule registered later is
-    in the list)."""
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return tuple(QUADRATURE_RULES)[i]
-
-    def __len__(self) -> int:
-        return len(QUADRATURE_RULES)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(QUADRATURE_RULES))
-
-    def __repr__(self) -> str:
-        return repr(tuple(QUADRATURE_RULES))
-
-
 #: rules for ``Grid.uniform``: the names of :data:`QUADRATURE_RULES`, read live
-RULES: Sequence[str] = _RuleNames()
+RULES: Sequence[str] = NamesView(QUADRATURE_RULES)
 #: rules for ``Grid.from_nodes`` (arbitrary increasing nodes)
 NODE_RULES = ("trapezoid",)
 

@@ -6,7 +6,7 @@ import copy
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from ._checks import as_int, as_real, is_int
 from .domain import Domain, as_domain
 from .grid import Grid, parse_to_args
 from .quadrature import RULES, check_rule, get_rule, nearest_valid_n
+from .registry import NamesView
 from .transfer import TRANSFER_KINDS, Transfer, make_transfer
 
 __all__ = [
@@ -695,24 +696,8 @@ def register_schedule_builder(builder: ScheduleBuilder) -> ScheduleBuilder:
     return builder
 
 
-class _BuilderNames(Sequence):
-    """The names of :data:`SCHEDULE_BUILDERS`, read at each use."""
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return tuple(SCHEDULE_BUILDERS)[i]
-
-    def __len__(self) -> int:
-        return len(SCHEDULE_BUILDERS)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(SCHEDULE_BUILDERS))
-
-    def __repr__(self) -> str:
-        return repr(tuple(SCHEDULE_BUILDERS))
-
-
 #: the names of the schedule shapes: a live view of :data:`SCHEDULE_BUILDERS`
-SCHEDULES: Sequence[str] = _BuilderNames()
+SCHEDULES: Sequence[str] = NamesView(SCHEDULE_BUILDERS)
 
 
 def _constant(widths, steps, T, domain, rule, transfer_kind) -> GridSchedule:

@@ -21,12 +21,14 @@ bottleneck:  f(x, u) = W2 sigma(N_k(W1 x + beta1)) + beta2
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from grids.registry import FieldView, NamesView
 
 __all__ = [
     "Form",
@@ -148,36 +150,12 @@ def register_activation(activation: Activation) -> Activation:
     return activation
 
 
-class _Functions(Mapping):
-    """``{name: fn}`` of :data:`ACTIVATION_REGISTRY`, read at each use."""
-
-    def __getitem__(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-        return ACTIVATION_REGISTRY[name].fn
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(ACTIVATION_REGISTRY))
-
-    def __len__(self) -> int:
-        return len(ACTIVATION_REGISTRY)
-
-
-class _Homogeneous(Sequence):
-    """The names of the positively homogeneous activations, read at each use."""
-
-    def _names(self) -> tuple[str, ...]:
-        return tuple(a.name for a in ACTIVATION_REGISTRY.values() if a.homogeneous)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return self._names()[i]
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-
 #: the activations' functions by name: a live view of :data:`ACTIVATION_REGISTRY`
-ACTIVATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = _Functions()
+ACTIVATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = FieldView(
+    ACTIVATION_REGISTRY, "fn"
+)
 #: sigma(a z) = a sigma(z) for every a > 0: a live view of :data:`ACTIVATION_REGISTRY`
-HOMOGENEOUS_ACTIVATIONS: Sequence[str] = _Homogeneous()
+HOMOGENEOUS_ACTIVATIONS: Sequence[str] = NamesView(ACTIVATION_REGISTRY, lambda a: a.homogeneous)
 
 for _entry in (
     Activation("relu", torch.relu, nn.ReLU, homogeneous=True),

@@ -13,10 +13,12 @@ X^{k+1} = Pi_k(y).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from grids.registry import FieldView, NamesView
 
 __all__ = [
     "ButcherTableau",
@@ -56,39 +58,9 @@ class ButcherTableau:
 STEPPERS: dict[str, ButcherTableau] = {}
 
 
-class _Names(Sequence):
-    """The names of :data:`STEPPERS`, read at each use: a stepper registered after import is
-    in the list (``in``, iteration, ``len``, indexing)."""
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return tuple(STEPPERS)[i]
-
-    def __len__(self) -> int:
-        return len(STEPPERS)
-
-    def __repr__(self) -> str:
-        return repr(tuple(STEPPERS))
-
-
-class _Orders(Mapping):
-    """``{name: order}`` of :data:`STEPPERS`, read at each use."""
-
-    def __getitem__(self, name: str) -> int:
-        return STEPPERS[name].order
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(STEPPERS))
-
-    def __len__(self) -> int:
-        return len(STEPPERS)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
-
-
 #: the registered steppers' names and global orders p, live views of :data:`STEPPERS`
-STEPPER_NAMES: Sequence[str] = _Names()
-STEPPER_ORDERS: Mapping[str, int] = _Orders()
+STEPPER_NAMES: Sequence[str] = NamesView(STEPPERS)
+STEPPER_ORDERS: Mapping[str, int] = FieldView(STEPPERS, "order")
 
 
 def register_stepper(tableau: ButcherTableau) -> ButcherTableau:
