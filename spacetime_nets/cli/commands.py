@@ -5,7 +5,7 @@ and prints what happened."""
 from __future__ import annotations
 
 import argparse
-import contextlib
+import io
 import json
 import math
 import os
@@ -817,28 +817,21 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _save_figure(fig: Any, path: Path) -> None:
-    """Save a figure to ``path`` (PNG unless its suffix names another format) through a
-    temporary file beside it: a failing write leaves a previous file as it was."""
+    """Save a figure to ``path`` (PNG unless its suffix names another format): drawn in memory,
+    then written atomically, so a failing write leaves a previous file as it was."""
     import matplotlib.pyplot as plt
 
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        try:
-            fig.savefig(tmp, dpi=120, format=fmt)
-        except ValueError as exc:  # a suffix matplotlib has no writer for
-            raise ValueError(f"--out: cannot write {path} ({exc})") from None
-        if hasattr(os, "chmod"):  # the user's umask, not mkstemp's 0o600
-            from ..training._io import umask_mode
+    from ..training._io import atomic_write_bytes
 
-            os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=120, format=fmt)
+    except ValueError as exc:  # a suffix matplotlib has no writer for
+        raise ValueError(f"--out: cannot write {path} ({exc})") from None
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
