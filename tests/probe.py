@@ -165,18 +165,23 @@ def _cli_verdict(case: Case, rc: int, err: str) -> Outcome:
     return Outcome(case, "raw", detail)
 
 
-def classify_cli(case: Case, fixtures: dict[str, Path], work: Path) -> Outcome:
-    from spacetime_nets.cli import main
-
-    slots: dict[str, str] = {"tmp": str(work)}
+def _copy_runs(case: Case, fixtures: dict[str, Path], work: Path) -> dict[str, Path]:
+    """A fresh copy in ``work`` of each run folder the case names: {name: copy}."""
     copies = {}
     for name in case.runs:
         dst = work / name
         if dst.exists():
             shutil.rmtree(dst)
         shutil.copytree(fixtures[name], dst)
-        slots[name] = str(dst)
         copies[name] = dst
+    return copies
+
+
+def classify_cli(case: Case, fixtures: dict[str, Path], work: Path) -> Outcome:
+    from spacetime_nets.cli import main
+
+    copies = _copy_runs(case, fixtures, work)
+    slots: dict[str, str] = {"tmp": str(work), **{n: str(p) for n, p in copies.items()}}
     for key, path in fixtures.items():
         slots.setdefault(key, str(path))
     argv = [a.format(**slots) for a in case.argv]
@@ -227,15 +232,10 @@ def classify_fault(case: Case, fixtures: dict[str, Path], work: Path) -> Outcome
     """Run ``case.argv`` in a child process whose files may not grow beyond 512 bytes (what a
     full disk does to a write); the target must be refused with its name, good files kept and
     no temporary file left."""
-    slots = {"tmp": str(work)}
-    for name in case.runs:
-        dst = work / name
-        if dst.exists():
-            shutil.rmtree(dst)
-        shutil.copytree(fixtures[name], dst)
-        slots[name] = str(dst)
+    copies = _copy_runs(case, fixtures, work)
+    slots = {"tmp": str(work), **{n: str(p) for n, p in copies.items()}}
     argv = [a.format(**slots) for a in case.argv]
-    watched = [Path(slots[n]) for n in case.runs] + [work / "out"]
+    watched = [*copies.values(), work / "out"]
     (work / "out").mkdir(exist_ok=True)
     keep = work / "out" / "good.bin"
     keep.write_bytes(b"a good file\n")
