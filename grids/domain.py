@@ -12,6 +12,15 @@ class Domain:
     """An axis-aligned box ``[a1, b1] x ... x [ad, bd]`` with ``a_i < b_i`` (finite).
 
     ``Domain((0, 1))`` is an interval, ``Domain([(0, 1), (-1, 1)])`` a rectangle.
+
+    Args:
+        bounds: one pair ``(a, b)`` (an interval), a sequence of pairs ``[(a1, b1), ...]``
+            (one per axis), or a `Domain` (its bounds are shared). Numbers may be Python,
+            NumPy or zero-dimensional torch reals, never bools or strings.
+        name: the argument name used in error messages.
+
+    Raises:
+        ValueError: for anything else, a side that is not finite, or one with ``a >= b``.
     """
 
     __slots__ = ("bounds",)
@@ -65,13 +74,20 @@ class Domain:
 
     @property
     def lower(self) -> tuple[float, ...]:
+        """The lower corner ``(a1, ..., ad)``."""
         return tuple(a for a, _ in self.bounds)
 
     @property
     def upper(self) -> tuple[float, ...]:
+        """The upper corner ``(b1, ..., bd)``."""
         return tuple(b for _, b in self.bounds)
 
     def to_json(self) -> list[list[float]]:
+        """The bounds as JSON lists.
+
+        Returns:
+            ``[[a1, b1], ..., [ad, bd]]``, which `Domain(...)` reads back.
+        """
         return [[a, b] for a, b in self.bounds]
 
     def __eq__(self, other: object) -> bool:
@@ -98,5 +114,16 @@ def _is_number(v: object) -> bool:
 
 
 def as_domain(domain: Domain | Sequence, name: str = "domain") -> Domain:
-    """Validate and return ``domain`` as a :class:`Domain`."""
+    """Validate and return ``domain`` as a [`Domain`][grids.domain.Domain].
+
+    Args:
+        domain: a `Domain` (returned as it is) or bounds that `Domain(...)` takes.
+        name: the argument name used in error messages.
+
+    Returns:
+        The `Domain`.
+
+    Raises:
+        ValueError: when ``domain`` is not a valid box.
+    """
     return domain if isinstance(domain, Domain) else Domain(domain, name=name)

@@ -28,9 +28,24 @@ class Grid:
     Every grid is a tensor product of 1-D node sets ``axes`` (one ``[n_i]`` tensor per
     dimension), flattened in row-major order (the last axis varies fastest), so that
     ``integrate(f(nodes)) = sum_j omega_j f(xi_j) ~ int_Omega f``.
-    Build grids with :meth:`uniform` or :meth:`from_nodes`. A grid of N nodes in d
-    dimensions takes 8 (d + 1) N bytes (float64); more than ``grids.quadrature.MAX_GRID_BYTES``
-    (1 GiB by default) raises ValueError before anything is allocated.
+    Build grids with [`uniform`][grids.grid.Grid.uniform] or
+    [`from_nodes`][grids.grid.Grid.from_nodes]. A grid of N nodes in d dimensions takes
+    8 (d + 1) N bytes (float64); more than ``grids.quadrature.MAX_GRID_BYTES`` (1 GiB by
+    default) raises ValueError before anything is allocated.
+
+    Args:
+        axes: one floating 1-D node tensor ``[n_i]`` per axis.
+        axis_weights: the quadrature weights of each axis, ``[n_i]`` each, matching ``axes``;
+            the grid's weight of a node is the product of its axis weights.
+        domain: the box the nodes lie in.
+        rule: the name of the quadrature rule that made the weights (a key of
+            ``grids.quadrature.RULES``).
+        uniform: whether the nodes are those of the standard rule (``is_uniform``; such a
+            grid is saved as its node counts, another as its nodes).
+
+    Raises:
+        ValueError: for a wrong domain, rule or flag, axes that are not one floating 1-D
+            tensor per axis, weights of another shape, or a grid above the byte limit.
     """
 
     def __init__(
@@ -97,6 +112,14 @@ class Grid:
         cannot take raises ValueError naming the nearest valid n. Set-up costs O(n) time and
         memory per axis; a grid above ``grids.quadrature.MAX_GRID_BYTES`` (1 GiB by default,
         8 (d + 1) N bytes for N nodes) raises ValueError before anything is allocated.
+
+        Args:
+            n: the node count on an interval, or one count per axis on a box.
+            domain: the box, a `Domain` or its bounds.
+            rule: the rule of every axis, one of the names above.
+
+        Returns:
+            The grid, with ``is_uniform`` True.
         """
         dom = as_domain(domain)
         rule = check_rule(rule, RULES)
@@ -122,6 +145,16 @@ class Grid:
 
         1-D: ``nodes`` ``[n]`` (or ``[n, 1]``). 2-D: a pair ``(x_nodes, y_nodes)`` of 1-D node
         sets whose tensor product is the grid. Nodes must be finite and lie in the domain.
+
+        Args:
+            nodes: the nodes ``[n]`` (1-D) or one 1-D node set per axis.
+            domain: the box, a `Domain` or its bounds.
+            rule: how the weights are computed from the nodes, one of
+                ``grids.quadrature.NODE_RULES`` (e.g. ``trapezoid``: half the neighbouring
+                gaps, plus the gap to the box's end at either end).
+
+        Returns:
+            The grid, with ``is_uniform`` False.
         """
         dom = as_domain(domain)
         rule = check_rule(rule, NODE_RULES)
@@ -159,10 +192,12 @@ class Grid:
 
     @property
     def device(self) -> torch.device:
+        """The device of the nodes and weights."""
         return self.nodes.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The floating dtype of the nodes and weights (float64 unless moved with ``to``)."""
         return self.nodes.dtype
 
     @property
@@ -172,7 +207,15 @@ class Grid:
         return max(gaps) if gaps else max(b - a for a, b in self.domain.bounds)
 
     def integrate(self, values: torch.Tensor) -> torch.Tensor:
-        """Quadrature ``sum_j omega_j values[..., j]``: ``[..., n] -> [...]``."""
+        """Quadrature ``sum_j omega_j values[..., j]``: ``[..., n] -> [...]``.
+
+        Args:
+            values: samples f(xi_j) at the nodes, ``[..., n]`` (floating or complex, on the
+                grid's device).
+
+        Returns:
+            ``[...]``: the quadrature sums, approximating int_Omega f.
+        """
         if not isinstance(values, torch.Tensor) or values.dim() == 0:
             raise ValueError(
                 f"values: expected a tensor [..., {self.n}] (last dimension the grid size), got "
@@ -195,7 +238,15 @@ class Grid:
     def to(self, *args: object, **kwargs: object) -> Grid:
         """A copy with every tensor on ``device`` and/or in ``dtype``, with torch's conventions:
         ``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(tensor)`` (its device and
-        dtype) or the keywords ``device=`` / ``dtype=``. The dtype must be a floating type."""
+        dtype) or the keywords ``device=`` / ``dtype=``. The dtype must be a floating type.
+
+        Args:
+            *args: a device, a dtype, both (in that order) or a tensor.
+            **kwargs: ``device=`` and / or ``dtype=``.
+
+        Returns:
+            The new grid (this one is unchanged).
+        """
         device, dtype = parse_to_args(args, kwargs)
         new = object.__new__(Grid)
         new.domain, new.rule, new.is_uniform, new.shape = (
@@ -211,7 +262,15 @@ class Grid:
         return new
 
     def same_as(self, other: Grid, tol: float = 1e-12) -> bool:
-        """True when both grids have the same domain, shape and nodes (to ``tol``)."""
+        """True when both grids have the same domain, shape and nodes (to ``tol``).
+
+        Args:
+            other: the grid to compare with.
+            tol: the largest absolute difference between nodes that still counts as equal.
+
+        Returns:
+            Whether the grids agree (weights and rule are not compared).
+        """
         if not isinstance(other, Grid):
             raise ValueError(f"other: expected a grids.Grid, got {type(other).__name__}")
         tol = as_real("tol", tol)
@@ -228,6 +287,13 @@ class Grid:
 
     # ------------------------------------------------------------------ serialisation
     def to_json(self) -> dict:
+        """The grid as a JSON object, which [`from_json_dict`][grids.grid.Grid.from_json_dict]
+        reads back.
+
+        Returns:
+            ``{"domain", "rule", "n"}`` for a uniform grid (``n`` an int, or a list per axis),
+                ``{"domain", "rule", "nodes"}`` (one list of nodes per axis) otherwise.
+        """
         d = {"domain": self.domain.to_json(), "rule": self.rule}
         if self.is_uniform:
             d["n"] = list(self.shape) if self.dim > 1 else self.shape[0]
@@ -237,6 +303,20 @@ class Grid:
 
     @classmethod
     def from_json_dict(cls, d: dict, name: str = "grid") -> Grid:
+        """The grid of a JSON object written by [`to_json`][grids.grid.Grid.to_json].
+
+        Args:
+            d: ``{"domain": ..., "rule": ..., "n": ...}`` or the same with ``"nodes"`` (one
+                list per axis) instead of ``"n"``; ``rule`` defaults to ``trapezoid``.
+            name: the prefix of error messages (where the object came from).
+
+        Returns:
+            The grid, built with [`uniform`][grids.grid.Grid.uniform] or
+                [`from_nodes`][grids.grid.Grid.from_nodes].
+
+        Raises:
+            ValueError: for unknown or missing keys, or values the builders refuse.
+        """
         if not isinstance(d, dict):
             raise ValueError(
                 f"{name}: expected an object with 'domain' and 'n' or 'nodes', got {d!r}"

@@ -12,7 +12,16 @@ __all__ = ["plot_schedule"]
 
 def plot_schedule(schedule: GridSchedule, max_points: int = 20000):
     """Return a matplotlib Figure with two panels: n_k against t_k, and xi^k_j against t_k
-    (first axis of the nodes in 2-D). Uses the object-oriented API only (no pyplot state)."""
+    (first axis of the nodes in 2-D). Uses the object-oriented API only (no pyplot state).
+
+    Args:
+        schedule: the schedule to draw.
+        max_points: about the most node markers drawn in the right panel; above it only every
+            s-th grid is drawn (s = total nodes // ``max_points``).
+
+    Returns:
+        (matplotlib.figure.Figure): the figure, not shown and not saved.
+    """
     from matplotlib.figure import Figure
 
     from ._checks import as_int

@@ -13,7 +13,7 @@ The tests compare every rule with torchquad's public integrators for moderate n;
 is called inside a forward pass. Rules on arbitrary (moving, non-uniform) nodes are computed
 here too (``nodes_rule``).
 
-Memory: no grid may take more than :data:`MAX_GRID_BYTES` (1 GiB by default); a request that
+Memory: no grid may take more than ``MAX_GRID_BYTES`` (1 GiB by default); a request that
 would exceed it raises ValueError before anything is allocated.
 """
 
@@ -73,13 +73,23 @@ class QuadratureRule:
     periodic: bool = False
 
 
-#: every uniform rule by name (:func:`register_rule` adds one)
+#: every uniform rule by name (``register_rule`` adds one)
 QUADRATURE_RULES: dict[str, QuadratureRule] = {}
 
 
 def register_rule(rule: QuadratureRule) -> QuadratureRule:
-    """Add ``rule`` to :data:`QUADRATURE_RULES`: grids, schedules, transfers, the models and
-    the command line take its name from then on."""
+    """Add ``rule`` to ``QUADRATURE_RULES``: grids, schedules, transfers, the models and
+    the command line take its name from then on.
+
+    Args:
+        rule: the rule; one of the same name is replaced.
+
+    Returns:
+        ``rule``, so that the call can wrap its definition.
+
+    Raises:
+        ValueError: when ``rule`` is not a [`QuadratureRule`][grids.quadrature.QuadratureRule].
+    """
     if not isinstance(rule, QuadratureRule):
         raise ValueError(f"rule: expected a QuadratureRule, got {type(rule).__name__}")
     QUADRATURE_RULES[rule.name] = rule
@@ -87,11 +97,19 @@ def register_rule(rule: QuadratureRule) -> QuadratureRule:
 
 
 def get_rule(name: str, argument: str = "rule") -> QuadratureRule:
-    """The registered rule ``name`` (ValueError naming ``argument`` otherwise)."""
+    """The registered rule ``name`` (ValueError naming ``argument`` otherwise).
+
+    Args:
+        name: a registered rule name, e.g. ``"trapezoid"``.
+        argument: the argument named in the error message.
+
+    Returns:
+        The [`QuadratureRule`][grids.quadrature.QuadratureRule] registered as ``name``.
+    """
     return QUADRATURE_RULES[check_rule(name, RULES, argument)]
 
 
-#: rules for ``Grid.uniform``: the names of :data:`QUADRATURE_RULES`, read live
+#: rules for ``Grid.uniform``: the names of ``QUADRATURE_RULES``, read live
 RULES: Sequence[str] = NamesView(QUADRATURE_RULES)
 #: rules for ``Grid.from_nodes`` (arbitrary increasing nodes)
 NODE_RULES = ("trapezoid",)
@@ -112,13 +130,33 @@ def rule_degree(rule: str, n: int) -> int:
 
     ``periodic`` is exact on constants only among polynomials (degree 0); what it integrates
     exactly are the trigonometric polynomials of degree < n on the period (b - a).
+
+    Args:
+        rule: a registered rule name.
+        n: the node count per axis (one the rule takes).
+
+    Returns:
+        The degree: e.g. 1 for ``trapezoid``, 3 for ``simpson``, 2 n - 1 for
+            ``gauss_legendre``.
     """
     entry = get_rule(rule)
     return entry.degree(check_n(rule, n))
 
 
 def check_rule(rule: str, allowed: Sequence[str] | None = None, name: str = "rule") -> str:
-    """``rule`` if it is one of ``allowed`` (default: every registered rule)."""
+    """``rule`` if it is one of ``allowed`` (default: every registered rule).
+
+    Args:
+        rule: the rule name to check.
+        allowed: the names accepted; None for every registered rule.
+        name: the argument named in the error message.
+
+    Returns:
+        ``rule``.
+
+    Raises:
+        ValueError: when ``rule`` is not a string among ``allowed``.
+    """
     allowed = tuple(RULES if allowed is None else allowed)
     if not isinstance(rule, str) or rule not in allowed:
         raise ValueError(f"{name}: expected one of {', '.join(allowed)}; got {rule!r}")
@@ -130,7 +168,18 @@ def _valid(rule: str, n: int) -> bool:
 
 
 def nearest_valid_n(rule: str, n: int) -> int:
-    """The valid node count for ``rule`` closest to ``n`` (the larger one on a tie)."""
+    """The valid node count for ``rule`` closest to ``n`` (the larger one on a tie).
+
+    Args:
+        rule: a registered rule name.
+        n: the wanted node count.
+
+    Returns:
+        The nearest count >= 1 that ``rule`` takes.
+
+    Raises:
+        ValueError: when the rule takes no count within 4096 of ``n``.
+    """
     check_rule(rule)
     n = as_int("n", n)
     for delta in range(0, 1 << 12):  # a registered rule may take sparse sizes
@@ -144,6 +193,14 @@ def check_n(rule: str, n: object, name: str = "n") -> int:
     """Validate a per-axis node count for ``rule``; raise ValueError naming the nearest valid n.
 
     Python, NumPy and torch integers are accepted; bools, floats and strings are refused.
+
+    Args:
+        rule: a registered rule name.
+        n: the node count per axis.
+        name: the argument named in the error message.
+
+    Returns:
+        ``n`` as a Python int.
     """
     check_rule(rule)
     n = as_int(name, n)
@@ -195,7 +252,16 @@ def uniform_rule(rule: str, n: int, a: float, b: float) -> tuple[torch.Tensor, t
     with weight (b - a) / n; ``periodic`` uses a + j (b - a) / n, j = 0..n-1 (no duplicate end
     point), each with weight (b - a) / n: the trapezoid rule of a (b - a)-periodic function,
     exact on trigonometric polynomials of degree < n. O(n) time and memory; ValueError when
-    the grid would exceed :data:`MAX_GRID_BYTES`.
+    the grid would exceed ``MAX_GRID_BYTES``.
+
+    Args:
+        rule: a registered rule name.
+        n: the node count (one the rule takes).
+        a: the left end point.
+        b: the right end point, ``b > a``.
+
+    Returns:
+        ``(nodes, weights)``, two float64 tensors ``[n]``, the nodes increasing.
     """
     entry = get_rule(rule)
     n = check_n(rule, n)
@@ -408,6 +474,15 @@ def nodes_rule(nodes: torch.Tensor, a: float, b: float, rule: str = "trapezoid")
     extended as a constant to [a, x_1] and [x_n, b]; w_j = (x_{j+1} - x_{j-1}) / 2 in the
     interior (which is also the length of the cell of x_j). Exact on constants always and on
     linear functions when x_1 = a and x_n = b.
+
+    Args:
+        nodes: finite, strictly increasing nodes ``[n]`` (or ``[n, 1]``) in [a, b].
+        a: the left end point.
+        b: the right end point, ``b > a``.
+        rule: the rule, one of ``NODE_RULES`` (only ``trapezoid``).
+
+    Returns:
+        The weights, a float64 tensor ``[n]`` summing to b - a.
     """
     from .grid import _check_nodes
 

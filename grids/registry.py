@@ -11,7 +11,13 @@ __all__ = ["NamesView", "FieldView"]
 
 class NamesView(Sequence):
     """The names of ``registry`` (those whose entry passes ``where``), read at each use:
-    ``in``, iteration, ``len`` and indexing see the registry as it is now."""
+    ``in``, iteration, ``len`` and indexing see the registry as it is now.
+
+    Args:
+        registry: the dict of entries by name (kept, not copied).
+        where: a test on an entry; only the names of entries that pass it are in the view
+            (None: every name).
+    """
 
     def __init__(self, registry: dict[str, Any], where: Callable[[Any], bool] | None = None):
         self._registry, self._where = registry, where
@@ -35,7 +41,12 @@ class NamesView(Sequence):
 
 
 class FieldView(Mapping):
-    """``{name: getattr(entry, field)}`` of ``registry``, read at each use."""
+    """``{name: getattr(entry, field)}`` of ``registry``, read at each use.
+
+    Args:
+        registry: the dict of entries by name (kept, not copied).
+        field: the attribute of each entry that the view maps its name to.
+    """
 
     def __init__(self, registry: dict[str, Any], field: str) -> None:
         self._registry, self._field = registry, field

@@ -48,6 +48,18 @@ class GridSchedule:
     node: step k acts on c_k channels and, where c_{k+1} != c_k, its shortcut also changes the
     channel count (zero-padding or truncation). A schedule with channels is a ResNet whose
     block k has width c_k n_k -> c_{k+1} n_{k+1}. ``None`` is the scalar model (one feature).
+
+    Args:
+        times: the times ``[K + 1]``, finite and strictly increasing from t_0 = 0.
+        grids: one [`Grid`][grids.grid.Grid] per time, all on one domain (the same object may
+            appear several times).
+        transfer_kind: how the shortcuts Pi_k are built, one of ``TRANSFER_KINDS``.
+        channels: K + 1 positive channel counts, or None for the scalar model.
+
+    Raises:
+        ValueError: for times that are not such a grid, grids that are not one per time on
+            one domain, an unknown ``transfer_kind`` or channel counts that are not K + 1
+            positive ints.
     """
 
     def __init__(
@@ -88,7 +100,14 @@ class GridSchedule:
 
     def with_channels(self, channels: int | Sequence[int] | None) -> GridSchedule:
         """The same times and grids with channel counts ``c_k`` (an int: the same at every
-        time; ``None``: the scalar model). Shares the grids and cached transfers."""
+        time; ``None``: the scalar model). Shares the grids and cached transfers.
+
+        Args:
+            channels: one int for every time, K + 1 ints ``[c_0, ..., c_K]``, or None.
+
+        Returns:
+            The new schedule (this one is unchanged).
+        """
         if is_int(channels):
             channels = [channels] * len(self.grids)
         new = copy.copy(self)
@@ -118,22 +137,34 @@ class GridSchedule:
 
     @property
     def domain(self) -> Domain:
+        """The box Omega shared by every grid."""
         return self.grids[0].domain
 
     @property
     def dim(self) -> int:
+        """The dimension d of the box."""
         return self.domain.dim
 
     @property
     def device(self) -> torch.device:
+        """The device of the times and grids."""
         return self.times.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The floating dtype of the times and grids (float64 unless moved with ``to``)."""
         return self.times.dtype
 
     def transfer(self, k: int) -> Transfer:
-        """Pi_k: grid k -> grid k + 1 (built once, then cached)."""
+        """Pi_k: grid k -> grid k + 1 (built once, then cached).
+
+        Args:
+            k: the step, ``0 <= k < K``.
+
+        Returns:
+            The [`Transfer`][grids.transfer.Transfer] of kind ``transfer_kind``, ``[n_{k+1},
+                n_k]`` as a matrix.
+        """
         if not is_int(k) or not 0 <= k < self.num_steps:
             raise ValueError(f"k: expected 0 <= k < {self.num_steps}, got {k!r}")
         k = int(k)
@@ -142,15 +173,33 @@ class GridSchedule:
         return self._transfers[k]
 
     def transfers(self) -> list[Transfer]:
-        """All K transfers, Pi_0 ... Pi_{K-1}."""
+        """All K transfers, Pi_0 ... Pi_{K-1}.
+
+        Returns:
+            The list of K transfers, ``transfer(k)`` at index k.
+        """
         return [self.transfer(k) for k in range(self.num_steps)]
 
     def is_constant(self) -> bool:
-        """True when every grid coincides with the first (a fixed-width ResNet)."""
+        """True when every grid coincides with the first (a fixed-width ResNet).
+
+        Returns:
+            Whether all grids have the nodes of grid 0 (to 1e-12).
+        """
         return all(g.same_as(self.grids[0]) for g in self.grids[1:])
 
     def same_as(self, other: GridSchedule, tol: float = 1e-12) -> bool:
-        """True when both have the same times and grids (to ``tol``)."""
+        """True when both have the same times and grids (to ``tol``).
+
+        Args:
+            other: the schedule to compare with.
+            tol: the largest absolute difference between times or nodes that still counts as
+                equal.
+
+        Returns:
+            Whether the step counts, times and grids agree (transfer kind and channels are
+                not compared).
+        """
         if not isinstance(other, GridSchedule):
             raise ValueError(f"other: expected a GridSchedule, got {type(other).__name__}")
         tol = as_real("tol", tol)
@@ -164,7 +213,11 @@ class GridSchedule:
 
     def derived(self) -> dict:
         """A dict in which other packages keep what they compute from this schedule, once (a
-        schedule is data: its times and grids do not change). It is not pickled or copied."""
+        schedule is data: its times and grids do not change). It is not pickled or copied.
+
+        Returns:
+            The dict, the same object at every call on this schedule.
+        """
         return self.__dict__.setdefault("_derived", {})
 
     def __getstate__(self) -> dict:
@@ -174,7 +227,15 @@ class GridSchedule:
 
     def to(self, *args, **kwargs) -> GridSchedule:
         """A copy with times, grids and cached transfers moved, with torch's conventions:
-        ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords."""
+        ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords.
+
+        Args:
+            *args (object): a device, a dtype, both (in that order) or a tensor.
+            **kwargs (object): ``device=`` and / or ``dtype=``.
+
+        Returns:
+            The new schedule (this one is unchanged).
+        """
         device, dtype = parse_to_args(args, kwargs)
         new = GridSchedule.__new__(GridSchedule)
         new.times = self.times.to(device=device, dtype=dtype)
@@ -195,7 +256,19 @@ class GridSchedule:
         rule: str = "trapezoid",
         transfer_kind: str = "linear",
     ) -> GridSchedule:
-        """The same grid at every time: a fixed-width ResNet with ``steps`` layers."""
+        """The same grid at every time: a fixed-width ResNet with ``steps`` layers.
+
+        Args:
+            n: the width, one int on an interval or one per axis on a box.
+            steps: K, the number of time steps (1 to ``MAX_STEPS``).
+            T: the horizon t_K (> 0); the times are uniform, t_k = k T / K.
+            domain: the box, a [`Domain`][grids.domain.Domain] or its bounds.
+            rule: the quadrature rule of every grid (a name of ``grids.quadrature.RULES``).
+            transfer_kind: how the shortcuts Pi_k are built, one of ``TRANSFER_KINDS``.
+
+        Returns:
+            The schedule.
+        """
         steps = _check_steps(steps)
         g = Grid.uniform(n, domain, rule)
         return cls(_uniform_times(steps, T), [g] * (steps + 1), transfer_kind)
@@ -214,6 +287,17 @@ class GridSchedule:
 
         ``T`` is the horizon of the uniform times (1.0 when left out); with ``times`` given,
         leave ``T`` out or give ``times[-1]``.
+
+        Args:
+            widths: K + 1 widths (at least 2), each an int or one int per axis.
+            T: the horizon of uniform times (None: 1.0, or ``times[-1]`` with ``times``).
+            domain: the box, a [`Domain`][grids.domain.Domain] or its bounds.
+            rule: the quadrature rule of every grid (a name of ``grids.quadrature.RULES``).
+            times: the K + 1 times (from 0, strictly increasing), or None for uniform times.
+            transfer_kind: how the shortcuts Pi_k are built, one of ``TRANSFER_KINDS``.
+
+        Returns:
+            The schedule (grids of equal widths are one shared object).
         """
         widths = _check_widths(widths)
         dom = as_domain(domain)
@@ -258,7 +342,19 @@ class GridSchedule:
         rule: str = "trapezoid",
         transfer_kind: str = "linear",
     ) -> GridSchedule:
-        """Widths n_k = width_fn(t_k) on a uniform time grid of ``steps`` steps."""
+        """Widths n_k = width_fn(t_k) on a uniform time grid of ``steps`` steps.
+
+        Args:
+            width_fn: t -> the width at t, a positive int (or one per axis).
+            steps: K, the number of time steps.
+            T: the horizon t_K (> 0); the times are uniform, t_k = k T / K.
+            domain: the box, a [`Domain`][grids.domain.Domain] or its bounds.
+            rule: the quadrature rule of every grid (a name of ``grids.quadrature.RULES``).
+            transfer_kind: how the shortcuts Pi_k are built, one of ``TRANSFER_KINDS``.
+
+        Returns:
+            The schedule.
+        """
         if not callable(width_fn):
             raise ValueError(f"width_fn: expected a function t -> width, got {width_fn!r:.80}")
         steps = _check_steps(steps)
@@ -293,7 +389,20 @@ class GridSchedule:
     ) -> GridSchedule:
         """Widths varying linearly in t from ``n_start`` to ``n_end`` (per axis in 2-D).
         Widths between the given ones snap to the nearest the rule takes; the
-        given ones must be widths the rule takes (e.g. odd for simpson)."""
+        given ones must be widths the rule takes (e.g. odd for simpson).
+
+        Args:
+            n_start: the width at t = 0 (an int, or one per axis).
+            n_end: the width at t = T.
+            steps: K, the number of time steps.
+            T: the horizon t_K (> 0); the times are uniform, t_k = k T / K.
+            domain: the box, a [`Domain`][grids.domain.Domain] or its bounds.
+            rule: the quadrature rule of every grid (a name of ``grids.quadrature.RULES``).
+            transfer_kind: how the shortcuts Pi_k are built, one of ``TRANSFER_KINDS``.
+
+        Returns:
+            The schedule.
+        """
         return cls._shape(
             lambda s: s, n_start, n_end, steps, T, domain, rule, transfer_kind,
             names=("n_start", "n_end"),
@@ -313,7 +422,20 @@ class GridSchedule:
         """Wide - narrow - wide: ``n_outer`` at t = 0 and T, ``n_waist`` at t = T / 2. The
         default transfer filters where it coarsens and interpolates where it refines.
         Widths between the given ones snap to the nearest the rule takes; the
-        given ones must be widths the rule takes (e.g. odd for simpson)."""
+        given ones must be widths the rule takes (e.g. odd for simpson).
+
+        Args:
+            n_outer: the width at t = 0 and t = T (an int, or one per axis).
+            n_waist: the width at t = T / 2.
+            steps: K, the number of time steps.
+            T: the horizon t_K (> 0); the times are uniform, t_k = k T / K.
+            domain: the box, a [`Domain`][grids.domain.Domain] or its bounds.
+            rule: the quadrature rule of every grid (a name of ``grids.quadrature.RULES``).
+            transfer_kind: how the shortcuts Pi_k are built, one of ``TRANSFER_KINDS``.
+
+        Returns:
+            The schedule.
+        """
         return cls._shape(
             lambda s: 1.0 - abs(2.0 * s - 1.0),
             n_outer,
@@ -341,7 +463,22 @@ class GridSchedule:
         """Coarsening in ``levels`` equal stages from ``n_base`` to ``n_top`` (widths geometric);
         the default transfer integrates each finer state exactly against the coarse hats.
         Widths between the given ones snap to the nearest the rule takes; the
-        given ones must be widths the rule takes (e.g. odd for simpson)."""
+        given ones must be widths the rule takes (e.g. odd for simpson).
+
+        Args:
+            n_base: the width of the first stage (an int, or one per axis).
+            n_top: the width of the last stage.
+            steps: K, the number of time steps.
+            T: the horizon t_K (> 0); the times are uniform, t_k = k T / K.
+            domain: the box, a [`Domain`][grids.domain.Domain] or its bounds.
+            rule: the quadrature rule of every grid (a name of ``grids.quadrature.RULES``).
+            levels: the number of stages of constant width (stage i has width
+                n_base (n_top / n_base)^(i / (levels - 1)), snapped).
+            transfer_kind: how the shortcuts Pi_k are built, one of ``TRANSFER_KINDS``.
+
+        Returns:
+            The schedule.
+        """
         levels = as_int("levels", levels)
         return cls._shape(
             lambda s: min(math.floor(s * levels), levels - 1) / max(levels - 1, 1),
@@ -417,8 +554,22 @@ class GridSchedule:
 
         ``phi(tau, s)`` maps the reference nodes s (a tensor on each axis's interval) at
         relative time tau in [0, 1] to increasing nodes in the same interval; the default
-        :func:`cluster_map` gathers nodes towards the centre as tau grows. ``widths`` is one
-        int (every step) or K + 1 ints. Weights use the non-uniform trapezoid rule.
+        [`cluster_map`][grids.schedule.cluster_map] gathers nodes towards the centre as tau
+        grows. ``widths`` is one int (every step) or K + 1 ints. Weights use the non-uniform
+        trapezoid rule.
+
+        Args:
+            widths: one width for every time (then ``steps`` is required) or K + 1 widths;
+                each an int or one per axis.
+            steps: K; with a list of widths, None or ``len(widths) - 1``.
+            T: the horizon t_K (> 0); the times are uniform, t_k = k T / K.
+            domain: the box, a [`Domain`][grids.domain.Domain] or its bounds.
+            phi: ``phi(tau, s) -> nodes`` of the same shape as ``s`` (None:
+                ``cluster_map()``).
+            transfer_kind: how the shortcuts Pi_k are built, one of ``TRANSFER_KINDS``.
+
+        Returns:
+            The schedule, its grids built with [`Grid.from_nodes`][grids.grid.Grid.from_nodes].
         """
         dom = as_domain(domain)
         if is_int(widths):
@@ -461,6 +612,14 @@ class GridSchedule:
 
         Substeps inside step k use the refined grid k (the grid changes where it changed
         before), so the refined schedule discretises the same moving-grid problem.
+
+        Args:
+            width: the refinement factor of every grid (>= 1).
+            depth: the number of substeps per step (>= 1; K depth at most ``MAX_STEPS``).
+
+        Returns:
+            The refined schedule, with K depth steps (channels kept, a change of channel count
+                in the last substep of its step), on this schedule's device and dtype.
         """
         width = as_int("width", width)
         depth = as_int("depth", depth, high=max(1, MAX_STEPS // max(self.num_steps, 1)))
@@ -492,7 +651,15 @@ class GridSchedule:
 
     # ------------------------------------------------------------------ JSON
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """JSON text of the schedule (written to ``path`` too when given, atomically)."""
+        """JSON text of the schedule (written to ``path`` too when given, atomically).
+
+        Args:
+            path: a file to write (its folder must exist), or None to write nothing.
+
+        Returns:
+            The JSON text, which [`from_json`][grids.schedule.GridSchedule.from_json] reads
+                back (each distinct grid stored once, with an index per time).
+        """
         table: list[dict] = []
         index: list[int] = []
         ids: dict[int, int] = {}
@@ -526,7 +693,17 @@ class GridSchedule:
     @classmethod
     def from_json(cls, source: str | os.PathLike) -> GridSchedule:
         """Read a schedule from JSON text or a file path; every field is validated, and an error
-        in a file names the file and the field."""
+        in a file names the file and the field.
+
+        Args:
+            source: JSON text (a string starting with ``{``) or the path of a JSON file.
+
+        Returns:
+            The schedule.
+
+        Raises:
+            ValueError: for a missing file, malformed JSON or any invalid field.
+        """
         text = source
         if not isinstance(source, (str, os.PathLike)):
             raise ValueError(
@@ -613,10 +790,18 @@ class GridSchedule:
         return cls(times, [grid_objs[i] for i in index], transfer, channels)
 
     def plot(self, ax=None):
-        """Figure: widths against t, and node positions against t. See :mod:`grids.plot`.
+        """Figure: widths against t, and node positions against t. See
+        [`grids.plot`][grids.plot].
 
         The figure has two panels of its own, so ``ax`` must be left out (None): an axes
         given is refused rather than ignored.
+
+        Args:
+            ax (None): must be None.
+
+        Returns:
+            (matplotlib.figure.Figure): the figure of
+                [`plot_schedule`][grids.plot.plot_schedule].
         """
         from .plot import plot_schedule
 
@@ -629,7 +814,12 @@ class GridSchedule:
         return plot_schedule(self)
 
     def summary(self) -> str:
-        """A short text table: step, t_k, n_k -> n_{k+1}, transfer."""
+        """A short text table: step, t_k, n_k -> n_{k+1}, transfer.
+
+        Returns:
+            The table, a header line and one line per step (with the channel counts when the
+                schedule has them).
+        """
         lines = [f"GridSchedule: K={self.num_steps} steps, T={self.T:g}, domain={self.domain}"]
         for k in range(self.num_steps):
             line = (
@@ -675,7 +865,14 @@ class ScheduleBuilder:
     """A schedule shape by name, as run files and the command line ask for one:
     ``build(widths, steps, T, domain, rule, transfer_kind) -> GridSchedule`` with ``widths``
     the ``widths`` (1: one width n on every step; 2: n_max, n_min) given, per axis as ints.
-    ``takes_rule``: False when the shape places its own nodes (``rule`` is not read)."""
+    ``takes_rule``: False when the shape places its own nodes (``rule`` is not read).
+
+    Attributes:
+        name: the shape's name, as ``--schedule`` and run files give it.
+        build: ``build(widths, steps, T, domain, rule, transfer_kind) -> GridSchedule``.
+        widths: how many widths the shape takes: 1 (n) or 2 (n_max, n_min).
+        takes_rule: whether ``build`` reads ``rule``.
+    """
 
     name: str
     build: Callable[..., GridSchedule]
@@ -683,20 +880,31 @@ class ScheduleBuilder:
     takes_rule: bool = True
 
 
-#: every named schedule shape (:func:`register_schedule_builder` adds one)
+#: every named schedule shape (``register_schedule_builder`` adds one)
 SCHEDULE_BUILDERS: dict[str, ScheduleBuilder] = {}
 
 
 def register_schedule_builder(builder: ScheduleBuilder) -> ScheduleBuilder:
-    """Add ``builder`` to :data:`SCHEDULE_BUILDERS` (run files and ``--schedule`` take its
-    name from then on)."""
+    """Add ``builder`` to ``SCHEDULE_BUILDERS`` (run files and ``--schedule`` take its
+    name from then on).
+
+    Args:
+        builder: the shape; one of the same name is replaced.
+
+    Returns:
+        ``builder``.
+
+    Raises:
+        ValueError: when ``builder`` is not a
+            [`ScheduleBuilder`][grids.schedule.ScheduleBuilder] with ``widths`` 1 or 2.
+    """
     if not isinstance(builder, ScheduleBuilder) or builder.widths not in (1, 2):
         raise ValueError(f"builder: expected a ScheduleBuilder with widths 1 or 2, got {builder!r}")
     SCHEDULE_BUILDERS[builder.name] = builder
     return builder
 
 
-#: the names of the schedule shapes: a live view of :data:`SCHEDULE_BUILDERS`
+#: the names of the schedule shapes: a live view of ``SCHEDULE_BUILDERS``
 SCHEDULES: Sequence[str] = NamesView(SCHEDULE_BUILDERS)
 
 
@@ -729,7 +937,18 @@ register_schedule_builder(ScheduleBuilder("moving", _moving, widths=1, takes_rul
 
 def cluster_map(strength: float = 0.6, center: float = 0.5) -> Callable:
     """phi(tau, s): nodes drift towards ``center`` (relative position in the interval) as tau
-    goes 0 -> 1; monotone in s for 0 <= strength < 1, end points fixed."""
+    goes 0 -> 1; monotone in s for 0 <= strength < 1, end points fixed.
+
+    With u = (s - lo) / (hi - lo) and a = strength tau, the map is
+    u -> u - a sin(2 pi (u - c)) / (2 pi), rescaled so that both end points stay put.
+
+    Args:
+        strength: how far the nodes move at tau = 1, in [0, 1).
+        center: where they gather, as a relative position in [0, 1] of each interval.
+
+    Returns:
+        ``phi(tau, s) -> nodes`` for [`GridSchedule.moving`][grids.schedule.GridSchedule.moving].
+    """
     s_val = as_real("strength", strength)
     if not 0.0 <= s_val < 1.0:
         raise ValueError(f"strength: expected 0 <= strength < 1, got {strength!r}")

@@ -21,7 +21,22 @@ TRANSFER_KINDS = ("linear", "nearest", "l2", "galerkin")
 
 
 class Transfer:
-    """A linear map ``[..., n_src] -> [..., n_dst]`` acting on the last dimension."""
+    """A linear map ``[..., n_src] -> [..., n_dst]`` acting on the last dimension.
+
+    In gather form: ``(P x)_i = sum_r coeff[i, r] * x[..., index[i, r]]``. Build one with
+    [`make_transfer`][grids.transfer.make_transfer]; calling it applies P.
+
+    Args:
+        index: the source indices, int64 ``[n_dst, m]``, each in ``[0, n_src)``.
+        coeff: the coefficients, floating ``[n_dst, m]`` on the device of ``index`` (zero
+            where a row has fewer than m entries).
+        n_src: the size of the source grid.
+        kind: the kind that built it, one of ``TRANSFER_KINDS``.
+        identity: True when source and target are the same grid: the call returns its input.
+
+    Raises:
+        ValueError: for tensors of the wrong dtype, shape or device, or indices out of range.
+    """
 
     def __init__(
         self,
@@ -82,7 +97,11 @@ class Transfer:
         return y
 
     def matrix(self) -> torch.Tensor:
-        """The dense ``[n_dst, n_src]`` matrix of P (for export and tests)."""
+        """The dense ``[n_dst, n_src]`` matrix of P (for export and tests).
+
+        Returns:
+            The matrix, in the dtype and on the device of ``coeff``.
+        """
         m = torch.zeros(self.n_dst, self.n_src, dtype=self.coeff.dtype, device=self.coeff.device)
         m.scatter_add_(1, self.index, self.coeff)
         return m
@@ -90,7 +109,15 @@ class Transfer:
     def to(self, *args: object, **kwargs: object) -> Transfer:
         """A copy on ``device`` with coefficients in ``dtype`` (indices stay int64), with
         torch's conventions: ``to(dtype)``, ``to(device)``, ``to(device, dtype)``,
-        ``to(tensor)`` or the keywords ``device=`` / ``dtype=`` (a floating dtype)."""
+        ``to(tensor)`` or the keywords ``device=`` / ``dtype=`` (a floating dtype).
+
+        Args:
+            *args: a device, a dtype, both (in that order) or a tensor.
+            **kwargs: ``device=`` and / or ``dtype=``.
+
+        Returns:
+            The new transfer (this one is unchanged).
+        """
         device, dtype = parse_to_args(args, kwargs)
         return Transfer(
             self.index.to(device=device),
@@ -120,6 +147,15 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
     for a nested refinement). When both grids use the
     ``periodic`` rule, ``linear`` and ``nearest`` wrap around (the node past the last one is
     the first node shifted by the period b - a) instead of extrapolating.
+
+    Args:
+        source: the grid the values live on (n_src nodes).
+        target: the grid they are carried to (n_dst nodes), on the same domain.
+        kind: one of ``TRANSFER_KINDS``: ``linear``, ``nearest``, ``l2`` or ``galerkin``.
+
+    Returns:
+        The [`Transfer`][grids.transfer.Transfer], in the dtype and on the device of the
+            source's weights; an identity transfer when the grids are the same.
     """
     if kind not in TRANSFER_KINDS:
         raise ValueError(f"kind: expected one of {', '.join(TRANSFER_KINDS)}; got {kind!r}")

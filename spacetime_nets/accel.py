@@ -3,16 +3,16 @@
 A forward pass of a space-time net is a loop of K steps X^{k+1} = Pi_k X^k + dt_k f(W^k, X^k)
 whose products are small at moderate widths: on a GPU each step then costs kernel launches and
 Python dispatch rather than arithmetic. Two ways to remove that overhead, both behind
-:func:`compile_model`:
+[`compile_model`][spacetime_nets.accel.compile_model]:
 
 - ``torch.compile`` (modes ``"default"``, ``"reduce-overhead"``, ``"max-autotune"``,
   ``"max-autotune-no-cudagraphs"``): the whole lift -> K steps -> readout becomes one traced
   graph with fused kernels, forward and backward (AOTAutograd). ``"reduce-overhead"`` also
   replays it as a CUDA graph on a GPU; on the CPU it behaves as ``"default"``.
 - ``"cuda-graphs"``: no compiler, the model's own kernels recorded once as a CUDA graph per
-  input shape with :func:`torch.cuda.make_graphed_callables` (forward and backward as two
-  graphs) and replayed. On any other device the model runs eagerly (:class:`GraphedModule`
-  says why in ``fallback_reason``).
+  input shape with ``torch.cuda.make_graphed_callables`` (forward and backward as two
+  graphs) and replayed. On any other device the model runs eagerly
+  ([`GraphedModule`][spacetime_nets.accel.GraphedModule] says why in ``fallback_reason``).
 
 Changing batch sizes. ``torch.compile`` with ``dynamic=None`` re-traces once with a symbolic
 batch size when a second shape arrives; ``dynamic=False`` compiles one graph per shape. The
@@ -20,10 +20,10 @@ batch size when a second shape arrives; ``dynamic=False`` compiles one graph per
 ``.train()``/``.eval()``, grad mode, autocast state), at most ``max_graphs`` of them: a
 training epoch needs two (full batches and the last, shorter one). Inputs are never padded.
 
-Mixed precision. :func:`mixed_precision` is ``torch.autocast`` with ``bfloat16``: matrix
-products run in bf16 while the parameters, the grid buffers (nodes, quadrature weights,
-transfers) and the state's residual sums stay float32, and the gradients are float32.
-bf16 has float32's exponent range, so no loss scaling is needed; ``"fp16"`` is refused.
+Mixed precision. [`mixed_precision`][spacetime_nets.accel.mixed_precision] is ``torch.autocast``
+with ``bfloat16``: matrix products run in bf16 while the parameters, the grid buffers (nodes,
+quadrature weights, transfers) and the state's residual sums stay float32, and the gradients are
+float32. bf16 has float32's exponent range, so no loss scaling is needed; ``"fp16"`` is refused.
 """
 
 from __future__ import annotations
@@ -68,7 +68,14 @@ GRAPH_MODE = "cuda-graphs"
 
 # ------------------------------------------------------------------------ argument checks
 def check_precision(precision: str) -> str:
-    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming the choices."""
+    """``precision`` if it is one of ``PRECISIONS``, else a ValueError naming the choices.
+
+    Args:
+        precision: ``"fp32"`` or ``"bf16"`` (``"fp16"`` is refused with a reason).
+
+    Returns:
+        ``precision``.
+    """
     if precision == "fp16":
         raise ValueError(
             "precision: 'fp16' is not supported (its narrow exponent range needs loss scaling); "
@@ -80,8 +87,16 @@ def check_precision(precision: str) -> str:
 
 
 def check_compile_mode(mode: str | bool | None, name: str = "mode") -> str | None:
-    """None / False (eager), True (``"default"``) or one of :data:`COMPILE_MODES`; the
-    ValueError names the argument ``name``."""
+    """None / False (eager), True (``"default"``) or one of ``COMPILE_MODES``; the
+    ValueError names the argument ``name``.
+
+    Args:
+        mode: the requested mode.
+        name: the argument named in the error message.
+
+    Returns:
+        None for eager, else the mode's name (True gives ``"default"``).
+    """
     if mode is None or mode is False:
         return None
     if mode is True:
@@ -190,6 +205,13 @@ def compile_unavailable(backend: str | None = "inductor", device: Any = "cpu") -
 
     Checks what is known before compiling: torch.compile and dynamo present, a CUDA device for
     ``cuda``, a C/C++ compiler on PATH for inductor on the CPU, Triton for inductor on a GPU.
+
+    Args:
+        backend: the ``torch.compile`` backend (None: inductor).
+        device: where the model runs: a device, a device string, a tensor or a module.
+
+    Returns:
+        The reason in one line, or None when nothing known stands in the way.
     """
     backend = backend or "inductor"
     dev = _device_of(device)
@@ -226,13 +248,13 @@ def compile_model(
 
     ``mode=None`` returns ``model`` itself. A ``torch.compile`` mode returns the compiled
     module: lift, all K steps and the readout in one graph, forward and backward.
-    ``"cuda-graphs"`` returns a :class:`GraphedModule` (CUDA graphs without a compiler, eager
-    elsewhere). ``.train()`` / ``.eval()`` reach the wrapped model; checkpointed models
-    (``checkpoint=m``) and models with channels are supported by both paths.
+    ``"cuda-graphs"`` returns a [`GraphedModule`][spacetime_nets.accel.GraphedModule] (CUDA graphs
+    without a compiler, eager elsewhere). ``.train()`` / ``.eval()`` reach the wrapped model;
+    checkpointed models (``checkpoint=m``) and models with channels are supported by both paths.
 
     Args:
         model: the module to accelerate.
-        mode: None / False (eager), True (``"default"``) or one of :data:`COMPILE_MODES`.
+        mode: None / False (eager), True (``"default"``) or one of ``COMPILE_MODES``.
         dynamic: ``torch.compile``'s shape policy: None (re-trace once with a symbolic batch
             size on the second shape), True (symbolic from the start), False (one graph per
             shape).
@@ -241,11 +263,12 @@ def compile_model(
         fullgraph: make a graph break an error instead of a split.
         max_graphs: ``"cuda-graphs"`` only: the most input signatures kept recorded
             (default 8).
-        strict: when torch.compile cannot run here (:func:`compile_unavailable`), raise a
+        strict: when torch.compile cannot run here
+            ([`compile_unavailable`][spacetime_nets.accel.compile_unavailable]), raise a
             RuntimeError instead of warning and returning ``model`` unchanged.
 
     Returns:
-        ``model``, a compiled module, or a :class:`GraphedModule`.
+        ``model``, a compiled module, or a [`GraphedModule`][spacetime_nets.accel.GraphedModule].
 
     Raises:
         ValueError: a bad argument (model not a Module, unknown mode, ...).
@@ -314,14 +337,15 @@ class GraphedModule(nn.Module):
     On a CUDA device the first call with a new signature (argument shapes, dtypes and
     ``requires_grad``, ``.train()``/``.eval()``, grad and inference mode, autocast state)
     records the model's forward and, with grad enabled, its backward through
-    :func:`torch.cuda.make_graphed_callables` (a few warm-up passes on a side stream first);
+    ``torch.cuda.make_graphed_callables`` (a few warm-up passes on a side stream first);
     later calls copy the arguments into the recorded inputs and replay: one launch for the
     whole lift -> K steps -> readout, one for its backward. The outputs are copied out of the
     graph's static buffers, so a result survives the next call. At most ``max_graphs``
     signatures are kept (the least recently used is dropped). The parameters are the graph's
     inputs by address: an optimiser may update them in place, and ``.to(...)`` through the
     wrapper records again, but replacing a parameter tensor of the wrapped model itself
-    (``model.load_state_dict(..., assign=True)``, ``model.to(...)``) needs :meth:`reset`.
+    (``model.load_state_dict(..., assign=True)``, ``model.to(...)``) needs
+    [`reset`][spacetime_nets.accel.GraphedModule.reset].
 
     Elsewhere (the CPU, or CUDA tensors without a CUDA runtime) every call runs ``model``
     eagerly, with the same results: ``captured`` is False and ``fallback_reason`` says why.
@@ -330,6 +354,10 @@ class GraphedModule(nn.Module):
     reason in ``fallback_reason``; any other error propagates. Positional tensor arguments
     only (keyword arguments raise a ValueError). The wrapper's ``state_dict`` keys carry a
     ``model.`` prefix: save ``model.state_dict()``.
+
+    Args:
+        model: the module to replay (its parameters are shared, not copied).
+        max_graphs: the most input signatures kept recorded (>= 1).
     """
 
     def __init__(self, model: nn.Module, max_graphs: int = 8) -> None:
@@ -372,6 +400,16 @@ class GraphedModule(nn.Module):
         return None
 
     def forward(self, *args: torch.Tensor, **kwargs: Any) -> Any:
+        """``model(*args)``, replayed from the recording of this signature on a CUDA device
+        (recorded first when new), run eagerly elsewhere.
+
+        Args:
+            *args: the model's positional tensor arguments.
+            **kwargs: refused (a ValueError): a recording takes positional tensors only.
+
+        Returns:
+            The model's output (tensors copied out of the graph's buffers).
+        """
         if kwargs:
             raise ValueError(
                 f"GraphedModule takes positional tensors only; got keywords {sorted(kwargs)}"
@@ -429,12 +467,17 @@ class GraphedModule(nn.Module):
             return None
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            ``max_graphs=..., recorded=...`` (recorded: the signatures seen, eager ones too).
+        """
         return f"max_graphs={self.max_graphs}, recorded={len(self._graphs)}"
 
 
 # ------------------------------------------------------------------------ training step
 def _autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:
-    """The context of :class:`mixed_precision` as plain torch objects (traceable by dynamo)."""
+    """The context of ``mixed_precision`` as plain torch objects (traceable by dynamo)."""
     if precision == "bf16":
         return torch.autocast(device_type, torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
@@ -459,12 +502,29 @@ class _LossOf(nn.Module):
 
 class TrainStep:
     """One optimiser step ``loss = loss_fn(model(x), y); loss.backward(); optimizer.step()``,
-    compiled or graph-captured per :func:`compile_model`, under :func:`mixed_precision`.
+    compiled or graph-captured per [`compile_model`][spacetime_nets.accel.compile_model], under
+    [`mixed_precision`][spacetime_nets.accel.mixed_precision].
 
     Calling it with ``(x, y)`` returns the loss as a detached 0-d tensor (no host sync). The
     forward pass and the loss run under the precision context and, for a compile mode, as one
     traced graph with its backward; the optimiser step stays eager, so learning-rate changes
-    between steps take effect. See :func:`train_step`.
+    between steps take effect. See [`train_step`][spacetime_nets.accel.train_step].
+
+    Args:
+        model: the model (its parameters are the optimiser's).
+        loss_fn: ``loss_fn(outputs, targets) -> 0-d tensor``, computed in the model's dtype.
+        optimizer: built over ``model.parameters()``.
+        compile: None (eager) or a mode of [`compile_model`][spacetime_nets.accel.compile_model].
+        precision: ``"fp32"`` or ``"bf16"``
+            ([`mixed_precision`][spacetime_nets.accel.mixed_precision] around forward and loss).
+        dynamic: passed to [`compile_model`][spacetime_nets.accel.compile_model].
+        backend: passed to [`compile_model`][spacetime_nets.accel.compile_model].
+        grad_clip: clip the global gradient norm to this value (> 0) before the update; None
+            for no clipping.
+
+    Raises:
+        ValueError: for a bad argument, or a precision the model's device or dtype cannot
+            take.
     """
 
     def __init__(
@@ -527,15 +587,17 @@ def train_step(
         model: the model (its parameters are the optimiser's).
         loss_fn: ``loss_fn(outputs, targets) -> 0-d tensor``, computed in the model's dtype.
         optimizer: built over ``model.parameters()``.
-        compile: None (eager) or a mode of :func:`compile_model` (``"reduce-overhead"``,
-            ``"cuda-graphs"``, ...): forward, loss and backward compiled or captured.
-        precision: ``"fp32"`` or ``"bf16"`` (:func:`mixed_precision` around forward and loss).
-        dynamic: passed to :func:`compile_model`.
-        backend: passed to :func:`compile_model`.
+        compile: None (eager) or a mode of [`compile_model`][spacetime_nets.accel.compile_model]
+            (``"reduce-overhead"``, ``"cuda-graphs"``, ...): forward, loss and backward compiled or
+            captured.
+        precision: ``"fp32"`` or ``"bf16"``
+            ([`mixed_precision`][spacetime_nets.accel.mixed_precision] around forward and loss).
+        dynamic: passed to [`compile_model`][spacetime_nets.accel.compile_model].
+        backend: passed to [`compile_model`][spacetime_nets.accel.compile_model].
         grad_clip: clip the global gradient norm to this value before the update.
 
     Returns:
-        A :class:`TrainStep`.
+        A [`TrainStep`][spacetime_nets.accel.TrainStep].
 
     Example:
         >>> step = train_step(model, torch.nn.functional.mse_loss, opt,

@@ -22,7 +22,11 @@ __all__ = ["run_demo", "demo_schedule", "demo_model"]
 
 def demo_schedule() -> GridSchedule:
     """16x16 -> 8x8 midpoint grids on [0, 1]^2, 6 Euler steps over T = 3, conservative (l2)
-    transfers so coarsening averages the state instead of sampling it."""
+    transfers so coarsening averages the state instead of sampling it.
+
+    Returns:
+        The demo's [`GridSchedule`][grids.schedule.GridSchedule] (a two-level pyramid).
+    """
     return GridSchedule.pyramid(
         (16, 16),
         (8, 8),
@@ -37,7 +41,17 @@ def demo_schedule() -> GridSchedule:
 
 def demo_model(schedule: GridSchedule, seed: int = 0) -> SpaceTimeNet:
     """inside form, tanh, 8 x 8 Legendre modes; the image enters as the piecewise-constant
-    function of its pixels (cells lift), the readout integrates against learned p_c."""
+    function of its pixels (cells lift), the readout integrates against learned p_c.
+
+    Args:
+        schedule: the schedule the model is built on (e.g.
+            [`demo_schedule`][spacetime_nets.demo.demo_schedule]), over [0, 1]^2.
+        seed: the seed of the initialisation.
+
+    Returns:
+        An untrained [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet] for the digits:
+            inputs ``[B, 64]`` (8x8 images, row-major), outputs ``[B, 10]`` class scores.
+    """
     return SpaceTimeNet(
         schedule,
         64,
@@ -58,7 +72,15 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 
 
 def trajectory_figure(model: SpaceTimeNet, image: torch.Tensor):
-    """One digit through the grids: the state X^k reshaped to each grid's (n_x, n_y)."""
+    """One digit through the grids: the state X^k reshaped to each grid's (n_x, n_y).
+
+    Args:
+        model: the demo model (a scalar SpaceTimeNet on a 2-D schedule).
+        image: one image, ``[64]`` (8x8, row-major).
+
+    Returns:
+        figure (matplotlib.figure.Figure): the input and the state at a few times.
+    """
     from matplotlib.figure import Figure
 
     traj = model.trajectory(image[None])

@@ -1,8 +1,9 @@
 """Export to plain PyTorch: a ResNet of ``nn.Linear(n_k -> n_{k+1})`` (dense kernels),
 ``nn.Conv1d`` / ``nn.Conv2d`` (conv kernels) or FFT blocks (spectral kernels), with the fixed
 shortcuts Pi_k (and channel changes) as buffers, and back (``from_resnet``). A channel
-normalisation becomes a :class:`QuadratureNorm` before each block's activation (its grid's
-weights omega / |Omega| a buffer), an MLP head on the channel means an ``nn.Sequential``."""
+normalisation becomes a [`QuadratureNorm`][spacetime_nets.export.QuadratureNorm] before each
+block's activation (its grid's weights omega / |Omega| a buffer), an MLP head on the channel
+means an ``nn.Sequential``."""
 
 from __future__ import annotations
 
@@ -55,24 +56,27 @@ class ConvLayer(nn.Module):
     """A conv kernel's step operator as ``nn.Conv1d`` / ``nn.Conv2d`` (zero or circular
     padding), the input scaled by omega_j / prod(h) where the rule's weights differ (buffer),
     and an optional pointwise channel mix (a bias-free 1x1 convolution): ``[B, c, n] -> [B, c, n]``.
+
+    Args:
+        op: the step operator to copy (its taps, bias, pointwise mix and input scale).
     """
 
     def __init__(self, op: ConvOp) -> None:
         super().__init__()
-        c, d = op.taps.shape[0], op.taps.dim() - 2
+        c_out, c_in, d = op.taps.shape[0], op.taps.shape[1], op.taps.dim() - 2
         k = tuple(op.taps.shape[2:])
         conv = nn.Conv1d if d == 1 else nn.Conv2d
         kw = {"device": op.taps.device, "dtype": op.taps.dtype}
         self.shape = tuple(op.shape)
         self.conv = conv(
-            c,
-            c,
+            c_in,
+            c_out,
             k,
             padding=tuple((m - 1) // 2 for m in k),
             padding_mode="circular" if op.periodic else "zeros",
             **kw,
         )
-        self.point = nn.Conv1d(c, c, 1, bias=False, **kw) if op.point is not None else None
+        self.point = nn.Conv1d(c_in, c_out, 1, bias=False, **kw) if op.point is not None else None
         with torch.no_grad():
             self.conv.weight.copy_(op.taps)
             self.conv.bias.copy_(op.bias)
@@ -83,6 +87,14 @@ class ConvLayer(nn.Module):
             self.register_buffer("in_scale", op.in_scale.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the convolution.
+
+        Args:
+            x: the state, ``[B, c_in, n]``.
+
+        Returns:
+            ``[B, c_out, n]``.
+        """
         xs = x * self.in_scale if self.has_scale else x
         y = self.conv(xs.reshape(x.shape[0], x.shape[1], *self.shape))
         y = y.reshape(x.shape[0], -1, x.shape[-1])
@@ -91,7 +103,12 @@ class ConvLayer(nn.Module):
 
 class SpectralLayer(nn.Module):
     """A spectral kernel's step operator as a plain-torch FFT block (rfft, multiply the lowest
-    modes, inverse FFT, plus the pointwise mix and bias): ``[B, c, n] -> [B, c, n]``."""
+    modes, inverse FFT, plus the pointwise mix and bias): ``[B, c, n] -> [B, c, n]``.
+
+    Args:
+        op: the step operator to copy (its weights become parameters, the input scale and
+            per-mode factor buffers).
+    """
 
     def __init__(self, op: SpectralOp) -> None:
         super().__init__()
@@ -105,6 +122,15 @@ class SpectralLayer(nn.Module):
             self.register_buffer(name, v.detach().clone() if v is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the FFT block
+        ([`spectral_apply`][spacetime_nets.ops.spectral_apply]).
+
+        Args:
+            x: the state, ``[B, c_in, n]``.
+
+        Returns:
+            ``[B, c_out, n]``.
+        """
         # a module pickled before boxes had the FFT path has none of the three (periodic)
         fft, in_scale = getattr(self, "fft", None), getattr(self, "in_scale", None)
         mult = getattr(self, "mult", None)
@@ -117,8 +143,14 @@ class QuadratureNorm(nn.Module):
     """One step's channel normalisation by quadrature, ``[B, c, n] -> [B, c, n]``: per sample
     and group of c / ``groups`` channels, mean and variance sum_j p_j (.)_j with the fixed
     weights ``p = omega / |Omega|`` (buffer) of the grid, then ``gamma_c (z - mu) /
-    sqrt(s^2 + eps) + beta_c`` (parameters); see :func:`spacetime_nets.fields.quadrature_norm`.
-    In an exported block it precedes the activation: ``nn.Sequential(QuadratureNorm, act)``."""
+    sqrt(s^2 + eps) + beta_c`` (parameters); see
+    [`quadrature_norm`][spacetime_nets.fields.quadrature_norm]. In an exported block it
+    precedes the activation: ``nn.Sequential(QuadratureNorm, act)``.
+
+    Args:
+        op: the step's normalisation (its weights p become a buffer, gamma and beta
+            parameters).
+    """
 
     def __init__(self, op: NormOp) -> None:
         super().__init__()
@@ -128,9 +160,22 @@ class QuadratureNorm(nn.Module):
         self.beta = nn.Parameter(op.beta.detach().clone())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalise ``z``.
+
+        Args:
+            z: ``[B, c, n]``.
+
+        Returns:
+            N(z), ``[B, c, n]``.
+        """
         return quadrature_norm(z, self.p, self.gamma, self.beta, self.groups, self.eps)
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The channels, groups and grid size.
+        """
         return f"channels={self.gamma.shape[0]}, groups={self.groups}, n={self.p.shape[0]}"
 
 
@@ -140,7 +185,21 @@ class ResidualBlock(nn.Module):
     stationary kernels, ``square``) take the Runge-Kutta step with operators on G_k and then
     apply Pi. ``shortcut`` is None for the identity; ``channels_out`` pads or truncates the
     channel dimension after Pi where the channel count changes. ``layers`` are ``nn.Linear``
-    (on the flattened ``[B, c n]`` state), :class:`ConvLayer` or :class:`SpectralLayer`.
+    (on the flattened ``[B, c n]`` state), [`ConvLayer`][spacetime_nets.export.ConvLayer] or
+    [`SpectralLayer`][spacetime_nets.export.SpectralLayer].
+
+    Args:
+        linears: the step operators, one (L) or two (L1, L2 of the bottleneck).
+        dt: the step size.
+        form: a registered form name.
+        activation: sigma as a module (with a channel normalisation,
+            ``nn.Sequential(QuadratureNorm, act)``).
+        shortcut: Pi_k as a dense matrix ``[n_{k+1}, n_k]`` (a buffer), or None for the
+            identity.
+        method: a registered stepper name.
+        square: whether the operators act on G_k (then Pi after the step); None: from
+            ``method`` (every stepper but a single-stage one).
+        channels_out: c_{k+1}, padded or truncated to after Pi; None keeps the channels.
     """
 
     def __init__(
@@ -174,6 +233,14 @@ class ResidualBlock(nn.Module):
         return layer(x)
 
     def field(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's vector field F(x) (the form's formula with these layers).
+
+        Args:
+            x: the state, ``[B, n]`` or ``[B, c, n]``.
+
+        Returns:
+            F(x), on the output grid of the last layer.
+        """
         return FORMS[self.form].field(self.activation, self._run_layer, self.layers, x)
 
     def _pi(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,19 +256,39 @@ class ResidualBlock(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step, y = Pi x + dt F(x) (or Pi applied to the Runge-Kutta step).
+
+        Args:
+            x: X^k, ``[B, n_k]`` or ``[B, c_k, n_k]``.
+
+        Returns:
+            X^{k+1}, ``[B, n_{k+1}]`` or ``[B, c_{k+1}, n_{k+1}]``.
+        """
         if not self.square:
             px = x @ self.shortcut.T if self.has_shortcut else x
             return self._channels(torch.add(px, self.field(x), alpha=self.dt))
         return self._pi(rk_step(self.field, x, self.dt, self.tableau))
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The form, method and dt.
+        """
         return f"form={self.form}, method={self.method}, dt={self.dt:g}"
 
 
 class ChannelLift(nn.Module):
     """The input ``[B, n_0]``, ``[B, c_in, n_0]``, ``[B, c_in, *grid]`` (or cell values, gathered
     onto G_0 by the fixed ``index``) lifted pointwise to ``[B, c_0, n_0]`` by a 1x1 convolution,
-    plus the fixed ``field [c_0, n_0]`` L_xi xi_j of a lift that sees the coordinates."""
+    plus the fixed ``field [c_0, n_0]`` L_xi xi_j of a lift that sees the coordinates.
+
+    Args:
+        weight: the pointwise map L, ``[c_0, c_in]``.
+        bias: l, ``[c_0]``.
+        index: the cell of each node of G_0 for a cells lift (a buffer, ``[n_0]``), or None.
+        field: L_xi xi_j, ``[c_0, n_0]`` (a buffer), or None.
+    """
 
     def __init__(
         self,
@@ -224,9 +311,18 @@ class ChannelLift(nn.Module):
 
     @property
     def out_features(self) -> int:
+        """c_0, the channels of the lifted state."""
         return self.conv.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Lift ``x`` onto G_0.
+
+        Args:
+            x: the input in one of the layouts above.
+
+        Returns:
+            X^0, ``[B, c_0, n_0]``.
+        """
         x = x.reshape(x.shape[0], self.in_channels, -1)
         if self.has_index:
             x = x[..., self.index]
@@ -240,7 +336,16 @@ class ChannelHead(nn.Module):
     state, quadrature weights folded in), ``mean`` (fixed weights omega / |Omega| per node,
     then ``nn.Linear(c_K, out)``, or the MLP ``nn.Sequential(Linear(c_K, H), GELU,
     Linear(H, out))``; with ``act`` the activation is applied before the pooling: the
-    ``pool`` readout), ``function`` (a 1x1 convolution, in the input's layout)."""
+    ``pool`` readout), ``function`` (a 1x1 convolution, in the input's layout).
+
+    Args:
+        kind: ``quadrature``, ``mean`` (the pool readout too) or ``function``.
+        linear: the head's module (``nn.Linear``, ``nn.Sequential`` MLP or ``nn.Conv1d``).
+        pool: ``mean``: the weights omega / |Omega| of G_K, ``[n_K]`` (a buffer); else None.
+        grid_shape: ``function``: the nodes per axis of G_K, for the output's layout.
+        cells: ``function``: whether the input came as cell values (a cells lift).
+        act: ``mean``: sigma applied before the pooling (the pool readout), or None.
+    """
 
     def __init__(
         self,
@@ -259,10 +364,22 @@ class ChannelHead(nn.Module):
 
     @property
     def out_features(self) -> int:
+        """The number of outputs (output channels for ``function``)."""
         m = self.linear[-1] if isinstance(self.linear, nn.Sequential) else self.linear
         return m.out_features if isinstance(m, nn.Linear) else m.out_channels
 
     def forward(self, h: torch.Tensor, in_dim: int) -> torch.Tensor:
+        """The readout of the final state.
+
+        Args:
+            h: X^K, ``[B, c_K, n_K]``.
+            in_dim: the number of dimensions of the network's input (the function readout
+                answers in the input's layout).
+
+        Returns:
+            ``[B, out]``, or for ``function`` ``[B, out, n_K]``, ``[B, out, *grid]`` or
+                ``[B, n_K]``.
+        """
         if self.kind == "quadrature":
             return self.linear(h.flatten(1))
         if self.kind == "mean":
@@ -315,8 +432,9 @@ def _check_x(
 
 
 class VariableWidthResNet(nn.Module):
-    """input -> lift (``Linear(in, n_0)``, or a pointwise :class:`ChannelLift`) -> residual
-    blocks n_k -> n_{k+1} -> head (``Linear(n_K, out)`` or a :class:`ChannelHead`).
+    """input -> lift (``Linear(in, n_0)``, or a pointwise
+    [`ChannelLift`][spacetime_nets.export.ChannelLift]) -> residual blocks n_k -> n_{k+1} ->
+    head (``Linear(n_K, out)`` or a [`ChannelHead`][spacetime_nets.export.ChannelHead]).
 
     Plain ``torch.nn``: it needs nothing from this library's model classes to run, save or
     export.
@@ -335,6 +453,15 @@ class VariableWidthResNet(nn.Module):
     an empty output. The values are not read: a NaN or infinite input propagates to a NaN or
     infinite output (checking would cost a device sync in every call); check the inputs
     yourself where they may hold them (``torch.isfinite(x).all()``).
+
+    Args:
+        lift: the lift module.
+        blocks: the residual blocks, one per step.
+        head: the readout module.
+        grid_widths: the widths n_0..n_K to report (None: read from the blocks).
+        normalizers: ``(in_shift, in_scale, out_shift, out_scale)`` (buffers), or None.
+        in_shapes: the accepted per-sample input shapes (None: ``[(in,)]`` for a
+            ``Linear`` lift, else not checked).
     """
 
     def __init__(
@@ -385,8 +512,12 @@ class VariableWidthResNet(nn.Module):
         return w
 
     def check_input(self, x: torch.Tensor) -> None:
-        """The checks of :meth:`forward` (metadata only): a ValueError naming ``x`` for
-        another type, shape (resolution), dtype or device than the network's."""
+        """The checks of ``forward`` (metadata only): a ValueError naming ``x`` for
+        another type, shape (resolution), dtype or device than the network's.
+
+        Args:
+            x: the input to check.
+        """
         ref = next(self.parameters(), None)
         _check_x(
             x,
@@ -403,6 +534,15 @@ class VariableWidthResNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """normalise -> lift -> blocks -> head -> de-normalise, after ``check_input``.
+
+        Args:
+            x: the input, one of ``in_shapes`` per sample, in the network's dtype and on its
+                device.
+
+        Returns:
+            The outputs, as the exported model's.
+        """
         self.check_input(x)
         if x.shape[0] == 0:  # an empty batch: the output of one sample, without its row
             return self._forward(torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=x.device))[:0]
@@ -422,7 +562,11 @@ class VariableWidthResNet(nn.Module):
         return y
 
     def layer_table(self) -> str:
-        """One line per block: index, layers, dt, shortcut kind, parameters."""
+        """One line per block: index, layers, dt, shortcut kind, parameters.
+
+        Returns:
+            The table (lift and head on lines of their own).
+        """
         rows = [f"lift   {self.lift}".replace("\n", " ")]
         for k, b in enumerate(self.blocks):
             shapes = " + ".join(_describe_layer(m) for m in b.layers)
@@ -543,10 +687,12 @@ def _channel_parts(model) -> tuple[nn.Module, nn.Module]:
 
 @torch.no_grad()
 def to_resnet(model: nn.Module) -> VariableWidthResNet:
-    """Export a :class:`SpaceTimeNet` or :class:`NeuralODE` to a :class:`VariableWidthResNet`
-    that computes the same function (the step operators, Pi_k and channel changes frozen at
-    their values): dense kernels give ``nn.Linear`` blocks, conv kernels ``nn.Conv1d`` /
-    ``nn.Conv2d`` blocks, spectral kernels FFT blocks.
+    """Export a [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet] or
+    [`NeuralODE`][spacetime_nets.models.NeuralODE] to a
+    [`VariableWidthResNet`][spacetime_nets.export.VariableWidthResNet] that computes the same
+    function (the step operators, Pi_k and channel changes frozen at their values): dense kernels
+    give ``nn.Linear`` blocks, conv kernels ``nn.Conv1d`` / ``nn.Conv2d`` blocks, spectral kernels
+    FFT blocks.
 
     The model's scalar normalisers (``set_normalizers``) become the exported network's
     (buffers), so it takes and returns the same raw units.
@@ -555,7 +701,8 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
         model: the model to export (its current schedule, dtype and device).
 
     Returns:
-        A :class:`VariableWidthResNet` equal to ``model`` up to rounding.
+        A [`VariableWidthResNet`][spacetime_nets.export.VariableWidthResNet] equal to ``model`` up
+            to rounding.
     """
     from .models import NeuralODE, SpaceTimeNet
 
@@ -632,12 +779,25 @@ def _in_shapes(model: nn.Module) -> list[tuple[int, ...]] | None:
 
 
 def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
-    """A nodal :class:`SpaceTimeNet` on ``schedule`` reproducing ``module`` (an exported
+    """A nodal [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet] on ``schedule`` reproducing
+    ``module`` (an exported
     ResNet of the euler ``outside`` or ``inside`` form with ``nn.Linear`` blocks): W^k, beta^k
     copied, the readout p_c = R_c / omega on G_K, the lift as a learned linear map (scalar) or
     the pointwise lift (channels, read from the blocks' shapes and channel changes; quadrature
     or mean heads). The schedule's widths, steps and transfers must match the module's
-    blocks."""
+    blocks.
+
+    Args:
+        module: the network to import.
+        schedule: the schedule to build the model on (one step per block).
+
+    Returns:
+        (SpaceTimeNet): the nodal model; ``model(x)`` equals ``module(x)`` up to rounding.
+
+    Raises:
+        ValueError: for a network this cannot import (another form or stepper, normalised
+            blocks, ...) or a schedule that does not match it.
+    """
     from .models import SpaceTimeNet
 
     if not isinstance(module, VariableWidthResNet):
@@ -752,7 +912,7 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
 # saving and loading the exported network as a self-contained program
 # --------------------------------------------------------------------------------------------
 
-#: the program formats of :func:`save_resnet`: ``torch.export`` (.pt2) and TorchScript
+#: the program formats of ``save_resnet``: ``torch.export`` (.pt2) and TorchScript
 SAVE_FORMATS = ("export", "torchscript")
 _SPEC_FILE = "spacetime_nets_input.json"
 
@@ -766,7 +926,8 @@ def save_resnet(
 ) -> Path:
     """Write ``resnet`` as a self-contained program (``format="export"``: ``torch.export``
     with a dynamic batch, a ``.pt2`` file; ``"torchscript"``: ``torch.jit.trace``), traced on
-    ``example`` (a batch of inputs ``resnet`` takes). :func:`load_resnet` reads it back.
+    ``example`` (a batch of inputs ``resnet`` takes).
+    [`load_resnet`][spacetime_nets.export.load_resnet] reads it back.
 
     The program is serialised in memory first and then written through a temporary file in
     the same folder and ``os.replace``: a full disk or a read-only folder raises an OSError
@@ -775,10 +936,10 @@ def save_resnet(
     shape go into the file too, so the loaded program checks its inputs as ``resnet`` does.
 
     Args:
-        resnet: the exported network (:func:`to_resnet`).
+        resnet: the exported network ([`to_resnet`][spacetime_nets.export.to_resnet]).
         path: the file to write (its folder must exist).
         example: a non-empty batch of inputs for the trace.
-        format: one of :data:`SAVE_FORMATS`.
+        format: one of ``SAVE_FORMATS``.
 
     Returns:
         The path written.
@@ -796,7 +957,17 @@ def save_resnet(
 def resnet_bytes(
     resnet: VariableWidthResNet, example: torch.Tensor, *, format: str = "export"
 ) -> bytes:
-    """The file :func:`save_resnet` writes, as bytes (nothing touches the disk)."""
+    """The file [`save_resnet`][spacetime_nets.export.save_resnet] writes, as bytes (nothing touches
+    the disk).
+
+    Args:
+        resnet: the exported network.
+        example: a non-empty batch of inputs for the trace.
+        format: one of ``SAVE_FORMATS``.
+
+    Returns:
+        The file's bytes (a zip archive, the input description among its extra files).
+    """
     if not isinstance(resnet, VariableWidthResNet):
         raise ValueError(f"resnet: expected a VariableWidthResNet, got {type(resnet).__name__}")
     if not isinstance(format, str) or format not in SAVE_FORMATS:
@@ -841,12 +1012,18 @@ def resnet_bytes(
 
 
 class SavedResNet(nn.Module):
-    """A program read by :func:`load_resnet`, with the input checks of the network it was
-    saved from: a ValueError naming ``x`` for another shape (resolution), dtype or device,
-    an empty output for an empty batch. ``program`` is the loaded module itself (no checks);
-    ``spec`` what :func:`save_resnet` recorded (None for a program saved otherwise: then
-    nothing is checked). As for :class:`VariableWidthResNet`, values are not read: a NaN
-    input gives NaN outputs."""
+    """A program read by [`load_resnet`][spacetime_nets.export.load_resnet], with the input checks
+    of the network it was saved from: a ValueError naming ``x`` for another shape (resolution),
+    dtype or device, an empty output for an empty batch. ``program`` is the loaded module itself (no
+    checks); ``spec`` what [`save_resnet`][spacetime_nets.export.save_resnet] recorded (None for a
+    program saved otherwise: then nothing is checked). As for
+    [`VariableWidthResNet`][spacetime_nets.export.VariableWidthResNet], values are not read: a NaN
+    input gives NaN outputs.
+
+    Args:
+        program: the loaded ``torch.export`` module or TorchScript module.
+        spec: ``{"in_shapes", "dtype", "device", "out_shape", "batch", "format"}``, or None.
+    """
 
     def __init__(self, program: nn.Module, spec: dict | None) -> None:
         super().__init__()
@@ -855,11 +1032,26 @@ class SavedResNet(nn.Module):
 
     def train(self, mode: bool = True) -> SavedResNet:
         """The program was traced in eval mode, which its graph keeps: only the flag changes
-        (a ``torch.export`` program refuses ``train()`` itself)."""
+        (a ``torch.export`` program refuses ``train()`` itself).
+
+        Args:
+            mode: the value of the ``training`` flag.
+
+        Returns:
+            The module itself.
+        """
         self.training = bool(mode)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Check ``x`` against the recorded description, then run the program.
+
+        Args:
+            x: the input, as the saved network took it.
+
+        Returns:
+            The program's output.
+        """
         spec = self.spec
         if spec is None:
             return self.program(x)
@@ -884,8 +1076,9 @@ class SavedResNet(nn.Module):
 
 
 def load_resnet(path: str | os.PathLike) -> SavedResNet:
-    """Read a program written by :func:`save_resnet` (either format) as a
-    :class:`SavedResNet`, which checks its inputs as the saved network did.
+    """Read a program written by [`save_resnet`][spacetime_nets.export.save_resnet] (either format)
+    as a [`SavedResNet`][spacetime_nets.export.SavedResNet], which checks its inputs as the saved
+    network did.
 
     Args:
         path: the ``.pt2`` or TorchScript file.
@@ -906,8 +1099,20 @@ def load_resnet(path: str | os.PathLike) -> SavedResNet:
 
 
 def resnet_from_bytes(data: bytes, name: str = "data") -> SavedResNet:
-    """:func:`load_resnet` of the file's bytes (what :func:`resnet_bytes` returns); ``name``
-    says where they came from in an error."""
+    """[`load_resnet`][spacetime_nets.export.load_resnet] of the file's bytes (what
+    [`resnet_bytes`][spacetime_nets.export.resnet_bytes] returns); ``name`` says where they came
+    from in an error.
+
+    Args:
+        data: the file's bytes.
+        name: what to call them in an error message.
+
+    Returns:
+        The [`SavedResNet`][spacetime_nets.export.SavedResNet].
+
+    Raises:
+        ValueError: when the bytes are not a readable saved network.
+    """
     from .training._io import first_line
 
     try:

@@ -5,13 +5,13 @@ inside:      f(x, u) = W sigma(x) + beta
 bottleneck:  f(x, u) = W2 sigma(W1 x + beta1) + beta2
 
 with the integral operators folded into the step operators W (quadrature weights included).
-:data:`FORMS` is a registry: a form is one :class:`Form` entry (its field, how many operators
-a step needs, its homogeneity rule, and where its activation's argument lives), used by the
-step loop and by exported ResNets alike.
+``FORMS`` is a registry: a form is one [`Form`][spacetime_nets.fields.Form] entry (its field,
+how many operators a step needs, its homogeneity rule, and where its activation's argument
+lives), used by the step loop and by exported ResNets alike.
 
-Channel normalisation by quadrature (:class:`ChannelNorm`, :func:`quadrature_norm`) acts on the
-argument of sigma in every form, so a normalised field is the same formula with sigma replaced
-by sigma o N_k:
+Channel normalisation by quadrature ([`ChannelNorm`][spacetime_nets.fields.ChannelNorm],
+[`quadrature_norm`][spacetime_nets.fields.quadrature_norm]) acts on the argument of sigma in
+every form, so a normalised field is the same formula with sigma replaced by sigma o N_k:
 
 outside:     f(x, u) = sigma(N_k(W x + beta))
 inside:      f(x, u) = W sigma(N_k(x)) + beta
@@ -68,6 +68,14 @@ class Form:
     activation reads, so that a channel normalisation of that tensor knows its grid: -1 the
     state x itself (on the step's input grid), i >= 0 the output of operator i (on that
     operator's output grid); None (not declared) leaves the form without normalisation.
+
+    Attributes:
+        name: the name ``form=`` takes.
+        operators: the step operators per step, 1 or 2 (W, or W1 and W2).
+        field: ``field(act, apply, ops, x) -> f(x, u)``, with ``ops`` the step's operators.
+        homogeneous: ``homogeneous(activation) -> bool``, the exact homogeneity rule.
+        act_reads: which tensor the activation reads (-1 the state, i >= 0 the output of
+            operator i), or None.
     """
 
     name: str
@@ -82,7 +90,17 @@ FORMS: dict[str, Form] = {}
 
 
 def register_form(form: Form) -> Form:
-    """Add a form to :data:`FORMS` (one entry is all a new form needs)."""
+    """Add a form to ``FORMS`` (one entry is all a new form needs).
+
+    Args:
+        form: the form; one of the same name is replaced.
+
+    Returns:
+        ``form``.
+
+    Raises:
+        ValueError: when ``form.operators`` is not 1 or 2.
+    """
     if form.operators not in (1, 2):
         raise ValueError(f"form {form.name!r}: operators must be 1 or 2, got {form.operators}")
     FORMS[form.name] = form
@@ -129,7 +147,14 @@ register_form(
 class Activation:
     """One activation sigma: its ``name``, the function ``fn`` applied in the flow, the plain
     ``torch.nn`` ``module`` class an exported ResNet uses, and whether it is positively
-    homogeneous, sigma(a z) = a sigma(z) for every a > 0 (the scaling lemma's condition)."""
+    homogeneous, sigma(a z) = a sigma(z) for every a > 0 (the scaling lemma's condition).
+
+    Attributes:
+        name: the name ``activation=`` takes.
+        fn: sigma, applied elementwise.
+        module: the ``torch.nn`` module class computing sigma (built without arguments).
+        homogeneous: whether sigma(a z) = a sigma(z) for every a > 0.
+    """
 
     name: str
     fn: Callable[[torch.Tensor], torch.Tensor]
@@ -137,24 +162,35 @@ class Activation:
     homogeneous: bool = False
 
 
-#: every activation by name (:func:`register_activation` adds one)
+#: every activation by name (``register_activation`` adds one)
 ACTIVATION_REGISTRY: dict[str, Activation] = {}
 
 
 def register_activation(activation: Activation) -> Activation:
-    """Add ``activation`` to :data:`ACTIVATION_REGISTRY`: models, ``ModelOptions``, the
-    command line, the homogeneity rules and the export take its name from then on."""
+    """Add ``activation`` to ``ACTIVATION_REGISTRY``: models, ``ModelOptions``, the
+    command line, the homogeneity rules and the export take its name from then on.
+
+    Args:
+        activation: the entry; one of the same name is replaced.
+
+    Returns:
+        ``activation``.
+
+    Raises:
+        ValueError: when ``activation`` is not an
+            [`Activation`][spacetime_nets.fields.Activation].
+    """
     if not isinstance(activation, Activation):
         raise ValueError(f"activation: expected an Activation, got {type(activation).__name__}")
     ACTIVATION_REGISTRY[activation.name] = activation
     return activation
 
 
-#: the activations' functions by name: a live view of :data:`ACTIVATION_REGISTRY`
+#: the activations' functions by name: a live view of ``ACTIVATION_REGISTRY``
 ACTIVATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = FieldView(
     ACTIVATION_REGISTRY, "fn"
 )
-#: sigma(a z) = a sigma(z) for every a > 0: a live view of :data:`ACTIVATION_REGISTRY`
+#: sigma(a z) = a sigma(z) for every a > 0: a live view of ``ACTIVATION_REGISTRY``
 HOMOGENEOUS_ACTIVATIONS: Sequence[str] = NamesView(ACTIVATION_REGISTRY, lambda a: a.homogeneous)
 
 for _entry in (
@@ -170,7 +206,14 @@ for _entry in (
 
 
 def activation_name(module: nn.Module) -> str | None:
-    """The registered name whose module class ``module`` is an instance of (None: none)."""
+    """The registered name whose module class ``module`` is an instance of (None: none).
+
+    Args:
+        module: an activation module, e.g. ``nn.ReLU()`` (its exact class is compared).
+
+    Returns:
+        The activation's name, or None.
+    """
     for entry in ACTIVATION_REGISTRY.values():
         if type(module) is entry.module:
             return entry.name
@@ -178,6 +221,14 @@ def activation_name(module: nn.Module) -> str | None:
 
 
 def check_form(form: str) -> str:
+    """``form`` if it names a registered form, else a ValueError naming the registered ones.
+
+    Args:
+        form: the form's name.
+
+    Returns:
+        ``form``.
+    """
     if not isinstance(form, str) or form not in FORMS:
         raise ValueError(f"form: expected one of {', '.join(FORMS)}; got {form!r}")
     return form
@@ -186,7 +237,17 @@ def check_form(form: str) -> str:
 def get_activation(
     activation: str | Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-    """Return ``(sigma, name)`` for a name in :data:`ACTIVATIONS` or a callable."""
+    """Return ``(sigma, name)`` for a name in ``ACTIVATIONS`` or a callable.
+
+    Args:
+        activation: a registered name or a callable sigma.
+
+    Returns:
+        ``(sigma, name)``; a callable's name is its ``__name__`` (else its class name).
+
+    Raises:
+        ValueError: for an unknown name or anything else.
+    """
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:
             raise ValueError(
@@ -200,7 +261,14 @@ def get_activation(
 
 
 def activation_module(activation: str | Callable) -> nn.Module:
-    """A plain ``torch.nn`` module computing the activation (for exported ResNets)."""
+    """A plain ``torch.nn`` module computing the activation (for exported ResNets).
+
+    Args:
+        activation: a registered name, an ``nn.Module`` (returned as it is) or a callable.
+
+    Returns:
+        The registered module class's instance, the module, or a module wrapping the callable.
+    """
     if isinstance(activation, str):
         get_activation(activation)
         return ACTIVATION_REGISTRY[activation].module()
@@ -221,7 +289,15 @@ class _Lambda(nn.Module):
 def form_is_homogeneous(form: str, activation: str | Callable) -> bool:
     """Exact rule: is f(x, a u) = a f(x, u) for all a > 0? inside: always; outside: only for
     positively homogeneous sigma (relu, leaky_relu, identity); bottleneck: never (degree 2).
-    A callable activation is judged by a numerical probe (see ``theory.is_homogeneous``)."""
+    A callable activation is judged by a numerical probe (see ``theory.is_homogeneous``).
+
+    Args:
+        form: a registered form name.
+        activation: a registered activation name or a callable.
+
+    Returns:
+        Whether the form's field is homogeneous of degree 1 in the controls.
+    """
     return FORMS[check_form(form)].homogeneous(activation)
 
 
@@ -266,7 +342,19 @@ def quadrature_norm(
     gamma, beta ``[c]``. The statistics are integrals over Omega, so the same numbers (to the
     quadrature error) on every grid that resolves z. Tensor operations only (no host
     synchronisation); the weighted sums are elementwise products, so under autocast they are
-    taken in p's precision, not rounded like a matrix product."""
+    taken in p's precision, not rounded like a matrix product.
+
+    Args:
+        z: the tensor to normalise, ``[B, c, n]``.
+        p: omega / sum(omega), ``[n]``.
+        gamma: the scales, ``[c]``.
+        beta: the shifts, ``[c]``.
+        groups: the number of groups g (dividing c).
+        eps: added to s^2 before the square root.
+
+    Returns:
+        N(z), ``[B, c, n]``.
+    """
     d, _, var = _centred(z, p, groups)
     y = (d * torch.rsqrt(var + eps)).reshape(z.shape[0], z.shape[1], z.shape[-1])
     return torch.addcmul(beta[:, None], y, gamma[:, None])
@@ -275,9 +363,19 @@ def quadrature_norm(
 def quadrature_stats(
     z: torch.Tensor, p: torch.Tensor, groups: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu ``[B, groups]``, s^2 ``[B, groups]``) of :func:`quadrature_norm` for ``z [B, c, n]``
-    and ``p = omega / sum(omega) [n]``: the group means of (1/|Omega|) int z_c and of
-    (1/|Omega|) int (z_c - mu)^2 by the grid's quadrature."""
+    """(mu ``[B, groups]``, s^2 ``[B, groups]``) of
+    [`quadrature_norm`][spacetime_nets.fields.quadrature_norm] for ``z [B, c, n]`` and
+    ``p = omega / sum(omega) [n]``: the group means of (1/|Omega|) int z_c and of
+    (1/|Omega|) int (z_c - mu)^2 by the grid's quadrature.
+
+    Args:
+        z: the tensor, ``[B, c, n]``.
+        p: omega / sum(omega), ``[n]``.
+        groups: the number of groups g (dividing c).
+
+    Returns:
+        ``(mu, s2)``, each ``[B, groups]``.
+    """
     _, mu, var = _centred(z, p, groups)
     return mu[..., 0, 0], var[..., 0, 0]
 
@@ -297,8 +395,16 @@ def _centred(z: torch.Tensor, p: torch.Tensor, groups: int):
 class NormOp:
     """One step's normalisation: ``p [n]`` (omega / sum(omega) of the grid sigma's argument
     lives on), ``gamma``, ``beta`` ``[c]``, the number of groups and eps. Calling it applies
-    :func:`quadrature_norm`; ``tensors`` / ``rebuild`` serve checkpointed recomputation like
-    the step operators'."""
+    [`quadrature_norm`][spacetime_nets.fields.quadrature_norm]; ``tensors`` / ``rebuild``
+    serve checkpointed recomputation like the step operators'.
+
+    Attributes:
+        p: omega / sum(omega) of the grid, ``[n]``.
+        gamma: the scales, ``[c]``.
+        beta: the shifts, ``[c]``.
+        groups: the number of groups.
+        eps: added to the variance.
+    """
 
     p: torch.Tensor
     gamma: torch.Tensor
@@ -310,23 +416,51 @@ class NormOp:
         return quadrature_norm(z, self.p, self.gamma, self.beta, self.groups, self.eps)
 
     def tensors(self) -> list[torch.Tensor]:
+        """The trainable tensors, for checkpointed recomputation.
+
+        Returns:
+            ``[gamma, beta]``.
+        """
         return [self.gamma, self.beta]
 
     def rebuild(self, tensors: Sequence[torch.Tensor]) -> NormOp:
+        """The same normalisation with other trainable tensors.
+
+        Args:
+            tensors: ``[gamma, beta]``, in the order of ``tensors()``.
+
+        Returns:
+            A new ``NormOp`` with this one's ``p``, groups and eps.
+        """
         return NormOp(self.p, tensors[0], tensors[1], self.groups, self.eps)
 
 
 def normed(act: Callable[[torch.Tensor], torch.Tensor], norm: NormOp | None) -> Callable:
-    """sigma o N (sigma itself when ``norm`` is None): the activation of a normalised field."""
+    """sigma o N (sigma itself when ``norm`` is None): the activation of a normalised field.
+
+    Args:
+        act: sigma.
+        norm: the step's normalisation, or None.
+
+    Returns:
+        z -> sigma(N(z)), or ``act`` itself.
+    """
     if norm is None:
         return act
     return lambda z: act(norm(z))
 
 
 def norm_reads(form: str) -> int:
-    """Which tensor sigma reads in ``form`` (:attr:`Form.act_reads`: -1 the state, i >= 0 the
+    """Which tensor sigma reads in ``form`` (``Form.act_reads``: -1 the state, i >= 0 the
     output of operator i), so that a channel normalisation knows its grid; a ValueError for a
-    form that does not declare it."""
+    form that does not declare it.
+
+    Args:
+        form: a registered form name.
+
+    Returns:
+        -1 or the index of the operator.
+    """
     reads = FORMS[form].act_reads
     if reads is None:
         raise ValueError(
@@ -342,7 +476,17 @@ def check_norm(
 ) -> int | None:
     """Validate ``norm`` / ``norm_groups`` against the steps' channel counts ``[c_0, ...,
     c_{K-1}]`` (None: the scalar model). Returns the number of groups (None: per channel, or
-    no normalisation); raises ValueError naming the argument, what was expected and what came."""
+    no normalisation); raises ValueError naming the argument, what was expected and what came.
+
+    Args:
+        norm: None, ``"instance"`` or ``"group"``.
+        norm_groups: the number of groups, with ``"group"`` only (dividing every channel
+            count).
+        channels: the channel count of each step, or None for the scalar model.
+
+    Returns:
+        ``norm_groups`` for ``"group"``, else None.
+    """
     if norm is None:
         if norm_groups is not None:
             raise ValueError(
@@ -376,7 +520,8 @@ def check_norm(
 
 class ChannelNorm(nn.Module):
     """The learned channel normalisation of a flow: on a grid with weights omega at time t,
-    N_t(z) = :func:`quadrature_norm` (z, omega / sum(omega), gamma(t), beta(t), g).
+    N_t(z) = [`quadrature_norm`][spacetime_nets.fields.quadrature_norm]
+    (z, omega / sum(omega), gamma(t), beta(t), g).
 
     gamma(t), beta(t) in R^{c(t)} are piecewise constant on ``pieces`` equal intervals of
     [0, T] (one per step of the schedule the model is built on, like the stationary kernels'
@@ -413,19 +558,50 @@ class ChannelNorm(nn.Module):
         self.beta = nn.ParameterList([nn.Parameter(torch.zeros(c)) for c in self.piece_channels])
 
     def piece(self, t: float) -> int:
-        """The piece holding time t (t_k = k T / K may come out a few ulps low)."""
+        """The piece holding time t (t_k = k T / K may come out a few ulps low).
+
+        Args:
+            t: the time, clamped to [0, T].
+
+        Returns:
+            The piece's index, ``floor(P t / T)`` (with a tolerance), at most P - 1.
+        """
         tau = min(max(t / self.T, 0.0), 1.0)
         return min(int(tau * self.pieces + 1e-9), self.pieces - 1)
 
     def channels_at(self, t: float) -> int:
+        """The channel count of the piece holding t.
+
+        Args:
+            t: the time.
+
+        Returns:
+            c of that piece.
+        """
         return self.piece_channels[self.piece(t)]
 
     def groups_for(self, c: int) -> int:
-        """Groups of a c-channel state: c (instance) or the fixed g (group)."""
+        """Groups of a c-channel state: c (instance) or the fixed g (group).
+
+        Args:
+            c: the channel count.
+
+        Returns:
+            The number of groups.
+        """
         return c if self.groups is None else self.groups
 
     def step_op(self, t: float, weights: torch.Tensor) -> NormOp:
-        """The normalisation at time t on a grid with weights ``omega [n]``."""
+        """The normalisation at time t on a grid with weights ``omega [n]``.
+
+        Args:
+            t: the time (picks the piece).
+            weights: the quadrature weights omega ``[n]`` of the grid sigma's argument lives
+                on.
+
+        Returns:
+            The step's [`NormOp`][spacetime_nets.fields.NormOp].
+        """
         j = self.piece(t)
         c = self.piece_channels[j]
         return NormOp(
@@ -433,11 +609,26 @@ class ChannelNorm(nn.Module):
         )
 
     def get_extra_state(self) -> dict:
+        """The horizon, saved in ``state_dict`` (it changes with ``rescale_horizon``).
+
+        Returns:
+            ``{"T": T}``.
+        """
         return {"T": self.T}
 
     def set_extra_state(self, state: dict) -> None:
+        """Restore the horizon from ``state_dict``.
+
+        Args:
+            state: ``{"T": T}`` of ``get_extra_state``.
+        """
         self.T = float(state["T"])
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The kind, the groups (for ``group``), the pieces, T and eps.
+        """
         g = "" if self.groups is None else f", groups={self.groups}"
         return f"kind={self.kind}{g}, pieces={self.pieces}, T={self.T:g}, eps={self.eps:g}"

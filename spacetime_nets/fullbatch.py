@@ -1,14 +1,17 @@
 """The full-batch optimiser of the large-time experiments, and their objectives.
 
-:func:`train_objective` minimises a closure J() over a list of tensors, in place: scipy's
-L-BFGS-B in float64 with the exact gradient, or torch's Adam, with one stopping rule (gradient
-norm, relative decrease over a window, iteration limit) and a :class:`TrainInfo` that says why
-it stopped. The closures are the problems of docs/concepts.md (large-time behaviour):
+[`train_objective`][spacetime_nets.fullbatch.train_objective] minimises a closure J() over a
+list of tensors, in place: scipy's L-BFGS-B in float64 with the exact gradient, or torch's
+Adam, with one stopping rule (gradient norm, relative decrease over a window, iteration limit)
+and a [`TrainInfo`][spacetime_nets.fullbatch.TrainInfo] that says why it stopped. The closures
+are the problems of docs/concepts.md (large-time behaviour):
 
-ERM:       J_{T,lam}(u) = E(x(T)) + lam * int_0^T |u(t)|^2 dt        (:func:`erm_objective`)
-Turnpike:  J_T(u) = E(x(T)) + int_0^T E(x(t)) dt + lam * int_0^T |u|^2  (:func:`turnpike_objective`)
+ERM:       J_{T,lam}(u) = E(x(T)) + lam * int_0^T |u(t)|^2 dt        (``erm_objective``)
+Turnpike:  J_T(u) = E(x(T)) + int_0^T E(x(t)) dt + lam * int_0^T |u|^2  (``turnpike_objective``)
 
-Only the controls are trained by default (:func:`freeze_all_but_controls`), as in the theory.
+Only the controls are trained by default
+([`freeze_all_but_controls`][spacetime_nets.fullbatch.freeze_all_but_controls]), as in the
+theory.
 """
 
 from __future__ import annotations
@@ -79,7 +82,17 @@ def as_xy(data: Any, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
 @dataclass
 class TrainInfo:
     """Statistics of one training run: final objective, gradient norm (w.r.t. the trained
-    tensors), iterations, objective evaluations, wall time (s) and why it stopped."""
+    tensors), iterations, objective evaluations, wall time (s) and why it stopped.
+
+    Attributes:
+        objective: the final value of J.
+        grad_norm: |grad J| at the final point, over the trained tensors.
+        steps: the iterations taken.
+        evals: the evaluations of the objective (with its gradient).
+        wall_time: the seconds the run took.
+        stop_reason: why it stopped, one of ``STOP_REASONS``.
+        history: J after each iteration.
+    """
 
     objective: float
     grad_norm: float
@@ -114,7 +127,7 @@ def train_objective(
     Args:
         params: the tensors to train (those without ``requires_grad`` are left out).
         objective: a closure returning the scalar J for the current values of ``params``.
-        optimizer: one of :data:`OPTIMIZERS`.
+        optimizer: one of ``OPTIMIZERS``.
         max_iter: the largest number of iterations (>= 0).
         tol: the tolerance of the gradient-norm and relative-decrease tests.
         window: iterations spanned by the relative-decrease test.
@@ -122,7 +135,7 @@ def train_objective(
         history_size: the L-BFGS memory (number of correction pairs).
 
     Returns:
-        A :class:`TrainInfo`; ``params`` hold the final point.
+        A [`TrainInfo`][spacetime_nets.fullbatch.TrainInfo]; ``params`` hold the final point.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
@@ -277,7 +290,14 @@ def train_objective(
 def seeded(seed: int):
     """torch's global CPU generator seeded with ``seed`` inside the block and restored after
     it: a driver's draws (and those of the models it builds) are reproducible without
-    changing the caller's random state."""
+    changing the caller's random state.
+
+    Args:
+        seed: the seed of torch's global CPU generator inside the block.
+
+    Yields:
+        (None): nothing; the block runs with the seeded generator.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
@@ -299,7 +319,7 @@ def freeze_all_but_controls(model: nn.Module, train: str = "controls") -> list[n
     Args:
         model: a ``NeuralODE`` or ``SpaceTimeNet``, changed in place.
         train: ``'controls'`` (the kernels' parameters,
-            :func:`spacetime_nets.theory.control_parameters`) or ``'all'``.
+            [`control_parameters`][spacetime_nets.theory.control_parameters]) or ``'all'``.
 
     Returns:
         The tensors that are trained.

@@ -6,12 +6,13 @@ Euler (the canonical scheme, a ResNet block per step, integral at the new nodes)
     inside:     X^{k+1} = Pi_k X^k + dt_k (W^k sigma(X^k) + beta^k)
     bottleneck: X^{k+1} = Pi_k X^k + dt_k (W2^k sigma(W1^k X^k + beta1^k) + beta2^k)
 
-The other steppers (a registry of Butcher tableaux, :mod:`spacetime_nets.steppers`) and every
-stationary kernel (conv, spectral) take the step on G_k, then transfer: X^{k+1} = Pi_k(RK step).
-With channels the state is ``[B, c_k, n_k]``; where c_{k+1} != c_k the shortcut also pads the
-new channels with zeros (or keeps the first c_{k+1}). A channel normalisation N_k (see
-:class:`spacetime_nets.fields.ChannelNorm`) replaces sigma by sigma o N_k in the field, with
-the weights of the grid sigma's argument lives on (:attr:`Form.act_reads`).
+The other steppers (a registry of Butcher tableaux,
+[`spacetime_nets.steppers`][spacetime_nets.steppers]) and every stationary kernel (conv,
+spectral) take the step on G_k, then transfer: X^{k+1} = Pi_k(RK step). With channels the
+state is ``[B, c_k, n_k]``; where c_{k+1} != c_k the shortcut also pads the new channels with
+zeros (or keeps the first c_{k+1}). A channel normalisation N_k (see
+[`ChannelNorm`][spacetime_nets.fields.ChannelNorm]) replaces sigma by sigma o N_k in the
+field, with the weights of the grid sigma's argument lives on (``Form.act_reads``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ __all__ = [
     "multiply_adds",
 ]
 
-#: the registered steppers' names (see :mod:`spacetime_nets.steppers`), read at each use: a
+#: the registered steppers' names (see ``spacetime_nets.steppers``), read at each use: a
 #: stepper registered later is included
 METHODS = STEPPER_NAMES
 
@@ -58,8 +59,16 @@ DENSE_TRANSFER_MAX = 16384
 
 @dataclass
 class Trajectory:
-    """Result of :func:`integrate`: ``states[k]`` ``[B, n_k]`` at ``times[k]`` (k = 0..K),
-    ``final`` = ``states[-1]``, and ``stats`` (widths, steps, multiply-adds, method)."""
+    """Result of [`integrate`][spacetime_nets.integrate.integrate]: ``states[k]`` ``[B, n_k]``
+    at ``times[k]`` (k = 0..K), ``final`` = ``states[-1]``, and ``stats`` (widths, steps,
+    multiply-adds, method).
+
+    Attributes:
+        states: X^k for k = 0..K, ``[B, n_k]`` (``[B, c_k, n_k]`` with channels).
+        times: t_0 = 0, ..., t_K = T.
+        final: X^K, the last state.
+        stats: ``{"widths", "channels", "steps", "multiply_adds", "method"}``.
+    """
 
     states: list[torch.Tensor]
     times: list[float]
@@ -77,7 +86,15 @@ class StepMatrices:
     ``ConvOp`` or ``SpectralOp``, with the quadrature weights of the output and input grids of
     each (for control costs). ``square``: the operators map G_k to itself and the step
     transfers after. ``norm``: the step's channel normalisation N_k (None: none), applied to
-    the argument of sigma."""
+    the argument of sigma.
+
+    Attributes:
+        dt: the step size dt_k.
+        layers: the step operators, one (W^k) or two (W1^k, W2^k).
+        grids: ``(out_weights, in_weights)`` of each operator, ``[n_out]`` and ``[n_in]``.
+        square: whether the operators map G_k to itself (the step transfers after).
+        norm: the channel normalisation N_k, or None.
+    """
 
     dt: float
     layers: list
@@ -87,12 +104,24 @@ class StepMatrices:
 
     def tensors(self) -> list[torch.Tensor]:
         """The step's tensors (operators, then the normalisation's gamma and beta), for
-        checkpointed recomputation."""
+        checkpointed recomputation.
+
+        Returns:
+            The tensors, in the order ``rebuild`` takes them.
+        """
         out = [t for op in self.layers for t in op_tensors(op)]
         return out + (self.norm.tensors() if self.norm is not None else [])
 
     def rebuild(self, tensors: Sequence[torch.Tensor]) -> StepMatrices:
-        """The same step made of other tensors (in the order of :meth:`tensors`)."""
+        """The same step made of other tensors (in the order of
+        [`tensors`][spacetime_nets.integrate.StepMatrices.tensors]).
+
+        Args:
+            tensors: one tensor for each of ``tensors()``, e.g. detached copies.
+
+        Returns:
+            A new ``StepMatrices`` with this one's dt, grids and ``square``.
+        """
         it = iter(tensors)
         layers = [op_rebuild(op, [next(it) for _ in op_tensors(op)]) for op in self.layers]
         norm = None if self.norm is None else self.norm.rebuild([next(it), next(it)])
@@ -100,11 +129,27 @@ class StepMatrices:
 
 
 def check_method(method: str) -> str:
+    """``method`` if it names a registered stepper, else a ValueError naming them.
+
+    Args:
+        method: the stepper's name.
+
+    Returns:
+        ``method``.
+    """
     get_stepper(method)
     return method
 
 
 def check_checkpoint(checkpoint: int | None) -> int | None:
+    """None or a positive int (the steps per recomputed segment), else a ValueError.
+
+    Args:
+        checkpoint: the value of ``checkpoint=``.
+
+    Returns:
+        ``checkpoint``.
+    """
     if checkpoint is None:
         return None
     if isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1:
@@ -113,11 +158,18 @@ def check_checkpoint(checkpoint: int | None) -> int | None:
 
 
 class Discretization(nn.Module):
-    """Every tensor of a :class:`grids.GridSchedule` that stepping needs, as buffers.
+    """Every tensor of a [`GridSchedule`][grids.schedule.GridSchedule] that stepping needs, as
+    buffers.
 
     Grid nodes/weights (``[n, d]``, ``[n]``), the hidden grids of the bottleneck form, and the
     transfers Pi_k in gather form. ``.to(device, dtype)`` moves them with the module; nothing is
     recomputed in the forward pass. Step sizes are Python floats (no host round trips).
+
+    Args:
+        schedule: the schedule (its times, grids, transfers and channel counts).
+        hidden: the bottleneck form's hidden grids H_k, one per step, or None.
+        allow_underresolved: skip the check that every grid resolves the kernels
+            (``check_kernel``).
     """
 
     def __init__(
@@ -198,15 +250,30 @@ class Discretization(nn.Module):
 
     @property
     def num_steps(self) -> int:
+        """K, the number of steps."""
         return len(self.dts)
 
     def grid(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(nodes [n_k, d], weights [n_k]) of G_k."""
+        """(nodes [n_k, d], weights [n_k]) of G_k.
+
+        Args:
+            k: the time index, 0..K.
+
+        Returns:
+            ``(nodes, weights)``, the module's buffers.
+        """
         i = self.grid_index[k]
         return self.nodes[i], self.weights[i]
 
     def info(self, k: int) -> GridInfo:
-        """Static facts (shape, spacing, periodicity) of G_k."""
+        """Static facts (shape, spacing, periodicity) of G_k.
+
+        Args:
+            k: the time index, 0..K.
+
+        Returns:
+            The grid's [`GridInfo`][spacetime_nets.ops.GridInfo].
+        """
         return self.infos[self.grid_index[k]]
 
     def _point(self, k: int, hidden: bool = False):
@@ -219,12 +286,28 @@ class Discretization(nn.Module):
 
     def transfer(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Pi_k applied to the last dimension of ``x``, then the channel change c_k ->
-        c_{k+1} (zero-padding or truncation of dimension 1) where the schedule has one."""
+        c_{k+1} (zero-padding or truncation of dimension 1) where the schedule has one.
+
+        Args:
+            k: the step, 0..K-1.
+            x: a state on G_k, ``[B, n_k]`` or ``[B, c_k, n_k]``.
+
+        Returns:
+            Pi_k x on G_{k+1}, ``[B, n_{k+1}]`` or ``[B, c_{k+1}, n_{k+1}]``.
+        """
         return self.change_channels(k, self.grid_transfer(k, x))
 
     def grid_transfer(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Pi_k alone, on the last dimension of ``x`` (a matrix product on narrow layers, the
-        stencil on wide ones and under autocast, where a product would round the state)."""
+        stencil on wide ones and under autocast, where a product would round the state).
+
+        Args:
+            k: the step, 0..K-1.
+            x: values on G_k, ``[..., n_k]``.
+
+        Returns:
+            ``[..., n_{k+1}]`` (``x`` itself where Pi_k is the identity).
+        """
         dense = self.dense_shortcut(k, x)
         if dense is not None:
             return x @ dense
@@ -234,14 +317,30 @@ class Discretization(nn.Module):
     def dense_shortcut(self, k: int, x: torch.Tensor) -> torch.Tensor | None:
         """Pi_k^T ``[n_k, n_{k+1}]`` where Pi_k runs as a product on ``x`` (narrow layers), None
         where it runs as the stencil (wide layers, and under autocast, where a product would
-        round the state to the low precision)."""
+        round the state to the low precision).
+
+        Args:
+            k: the step, 0..K-1.
+            x: the state it would act on (its device type decides the autocast test).
+
+        Returns:
+            The buffer Pi_k^T ``[n_k, n_{k+1}]``, or None.
+        """
         dense = self.pi_dense[k]
         if dense is None or _autocast_state(x.device.type) is not None:
             return None
         return dense
 
     def change_channels(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """c_k -> c_{k+1} channels on dimension 1: new channels zero, or the first kept."""
+        """c_k -> c_{k+1} channels on dimension 1: new channels zero, or the first kept.
+
+        Args:
+            k: the step, 0..K-1.
+            x: ``[B, c_k, n]`` (or a scalar-model state, returned as it is).
+
+        Returns:
+            ``[B, c_{k+1}, n]``.
+        """
         if self.channels is not None:
             c_in, c_out = self.channels[k], self.channels[k + 1]
             if c_out > c_in:
@@ -251,7 +350,14 @@ class Discretization(nn.Module):
         return x
 
     def transfer_matrix(self, k: int) -> torch.Tensor:
-        """Dense Pi_k ``[n_{k+1}, n_k]``."""
+        """Dense Pi_k ``[n_{k+1}, n_k]``.
+
+        Args:
+            k: the step, 0..K-1.
+
+        Returns:
+            The matrix (the identity where Pi_k is one), in the buffers' dtype.
+        """
         n_out, n_in = self.widths[k + 1], self.widths[k]
         p = self.pi[k]
         ref = self.nodes[0]
@@ -274,7 +380,18 @@ class Discretization(nn.Module):
         G_k -> H_k -> G_{k+1} (or H_k -> G_k). With ``norm``, each step also gets N_k at t_k
         with the weights of the grid sigma reads on: the step's input grid (``inside``: the
         state) or the output grid of the operator sigma follows (``outside``: G_{k+1}, or G_k
-        when square; ``bottleneck``: H_k)."""
+        when square; ``bottleneck``: H_k).
+
+        Args:
+            kernel: the controls (W^k, beta^k), or (W1^k, beta1^k) of the bottleneck.
+            form: a registered form name.
+            method: a registered stepper name.
+            kernel2: the bottleneck's second kernel (W2^k, beta2^k), or None.
+            norm: the model's channel normalisation, or None.
+
+        Returns:
+            One [`StepMatrices`][spacetime_nets.integrate.StepMatrices] per step, K in all.
+        """
         square = not steps_between_grids(method) or getattr(kernel, "stationary", False)
         two = FORMS[form].operators == 2
         # the controls are built in the parameters' precision, also under bf16 autocast
@@ -314,6 +431,19 @@ class Discretization(nn.Module):
         ]
 
     def check_kernel(self, kernel: Kernel, form: str, method: str, kernel2: Kernel | None):
+        """Check that the kernel(s) fit this discretisation before stepping: their sizes
+        (``check_discretisation``), channel counts (``check_channels``) and, unless
+        ``allow_underresolved``, that every grid resolves them (``check_resolution``).
+
+        Args:
+            kernel: the first (or only) kernel.
+            form: a registered form name.
+            method: a registered stepper name.
+            kernel2: the bottleneck's second kernel, or None.
+
+        Raises:
+            ValueError: naming what does not fit.
+        """
         if not isinstance(kernel, Kernel):
             raise ValueError(
                 f"kernel: expected a spacetime_nets Kernel, got {type(kernel).__name__}"
@@ -343,7 +473,16 @@ def apply_stencil(x: torch.Tensor, index: torch.Tensor, coeff: torch.Tensor) -> 
     """(P x)_i = sum_r coeff[r, i] x[..., index[r, i]]: ``[..., n_src] -> [..., n_dst]``.
 
     One index_select per stencil column (its backward is an index_add, much cheaper than the
-    scatter behind advanced indexing), fused multiply-adds in between."""
+    scatter behind advanced indexing), fused multiply-adds in between.
+
+    Args:
+        x: values on the source grid, ``[..., n_src]``.
+        index: source indices, int64 ``[m, n_dst]`` (stencil columns as rows).
+        coeff: their coefficients, ``[m, n_dst]``.
+
+    Returns:
+        ``[..., n_dst]``.
+    """
     y = torch.index_select(x, -1, index[0]) * coeff[0]
     for r in range(1, index.shape[0]):
         y = torch.addcmul(y, torch.index_select(x, -1, index[r]), coeff[r])
@@ -356,12 +495,36 @@ def field(
     """The vector field f(X) of ``form`` with the step operators ``layers``:
     outside sigma(K X + b), inside K sigma(X) + b, bottleneck K2 sigma(K1 X + b1) + b2; with
     ``norm`` N, sigma o N in place of sigma (outside sigma(N(K X + b)), inside
-    K sigma(N(X)) + b, bottleneck K2 sigma(N(K1 X + b1)) + b2)."""
+    K sigma(N(X)) + b, bottleneck K2 sigma(N(K1 X + b1)) + b2).
+
+    Args:
+        form: a registered form name.
+        act: sigma.
+        layers (list): the step's operators (``StepMatrices.layers``).
+        x: the state, ``[B, n]`` or ``[B, c, n]``.
+        norm: the step's normalisation N, or None.
+
+    Returns:
+        f(X), on the output grid of the last operator.
+    """
     return FORMS[form].field(normed(act, norm), apply_op, layers, x)
 
 
 def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, method: str):
-    """One step X^k -> X^{k+1} (see the module docstring)."""
+    """One step X^k -> X^{k+1} (see the module docstring).
+
+    Args:
+        disc: the discretisation.
+        k: the step, 0..K-1.
+        sm: the step's operators.
+        x (torch.Tensor): X^k, ``[B, n_k]`` or ``[B, c_k, n_k]``.
+        form: a registered form name.
+        act (Callable): sigma.
+        method: a registered stepper name.
+
+    Returns:
+        (torch.Tensor): X^{k+1}, ``[B, n_{k+1}]`` or ``[B, c_{k+1}, n_{k+1}]``.
+    """
     if not sm.square:
         f = field(form, act, sm.layers, x, sm.norm)
         dense = disc.dense_shortcut(k, x)
@@ -392,7 +555,22 @@ def run_steps(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The step loop shared by every model. Returns (final state, states if kept). Under
     autocast the state, a residual sum, is kept in the grids' precision (a lift's product may
-    hand it over in bf16)."""
+    hand it over in bf16).
+
+    Args:
+        disc: the discretisation.
+        mats: the step operators, one per step.
+        x: X^0, ``[B, n_0]`` or ``[B, c_0, n_0]``.
+        form: a registered form name.
+        act: sigma.
+        method: a registered stepper name.
+        checkpoint: recompute segments of this many steps in the backward pass (None: keep
+            the graph).
+        keep_states: whether to return every state.
+
+    Returns:
+        ``(X^K, states)``: ``states`` holds X^0..X^K when ``keep_states``, else it is empty.
+    """
     if _autocast_state(x.device.type) is not None:
         x = x.to(disc.weights[0].dtype)
     states = [x] if keep_states else []
@@ -480,7 +658,14 @@ def _autocast_state(device_type: str):
 
 def without_autocast(device_type: str) -> contextlib.AbstractContextManager:
     """Autocast switched off on ``device_type`` where it is on (a no-op context otherwise):
-    the controls and their costs are computed in the parameters' precision."""
+    the controls and their costs are computed in the parameters' precision.
+
+    Args:
+        device_type: ``"cpu"``, ``"cuda"``, ...
+
+    Returns:
+        The context manager.
+    """
     if _autocast_state(device_type) is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type, enabled=False)
@@ -501,7 +686,18 @@ def multiply_adds(
 
     Without ``mats`` the operators are taken as scalar dense matrices; with them each operator
     counts its own work (dense: the matrix size; conv: c^2 taps n; spectral: c^2 modes plus the
-    FFTs, counted as 5 c n log2 n)."""
+    FFTs, counted as 5 c n log2 n).
+
+    Args:
+        disc: the discretisation.
+        form: a registered form name.
+        method: a registered stepper name (a square step counts its stages).
+        batch: the batch size the count is multiplied by.
+        mats: the step operators, or None.
+
+    Returns:
+        The count.
+    """
     stages = get_stepper(method).stages
     total = 0
     for k in range(disc.num_steps):
@@ -543,9 +739,9 @@ def _discretization(
     device: torch.device,
     dtype: torch.dtype,
 ) -> Discretization:
-    """The schedule's :class:`Discretization` on ``device`` in ``dtype``, made once per
+    """The schedule's ``Discretization`` on ``device`` in ``dtype``, made once per
     schedule and kept with it (a schedule is data: its grids and times do not change), so
-    that repeated :func:`integrate` calls do not scan the grids again. Hidden grids are not
+    that repeated ``integrate`` calls do not scan the grids again. Hidden grids are not
     keyed (a list the caller may rebuild): with them, a new one every call."""
     if hidden is not None:
         disc = Discretization(schedule, hidden, allow_underresolved)
@@ -574,13 +770,15 @@ def integrate(
     """Integrate the space-time flow from ``x0`` (values on ``schedule.grids[0]``): ``[B, n_0]``
     for the scalar model, ``[B, c_0, n_0]`` when the schedule has channels.
 
-    Returns a :class:`Trajectory` with ``states[k]`` ``[B, n_k]`` (``[B, c_k, n_k]``).
+    Returns a [`Trajectory`][spacetime_nets.integrate.Trajectory] with ``states[k]``
+    ``[B, n_k]`` (``[B, c_k, n_k]``).
+
     Args:
         x0: the initial state on G_0, ``[B, n_0]`` or ``[B, c_0, n_0]``.
         schedule: times, grids and (optionally) channel counts.
-        kernel: the controls (w, b) as a :class:`spacetime_nets.kernels.Kernel`.
-        form: a registered form (:data:`spacetime_nets.fields.FORMS`).
-        activation: a name of :data:`spacetime_nets.fields.ACTIVATIONS` or a callable.
+        kernel: the controls (w, b) as a [`Kernel`][spacetime_nets.kernels.Kernel].
+        form: a registered form (``spacetime_nets.fields.FORMS``).
+        activation: a name of ``spacetime_nets.fields.ACTIVATIONS`` or a callable.
         method: a registered stepper (``euler``, the canonical ResNet, ``midpoint``, ``heun``,
             ``ralston``, ``rk4``).
         checkpoint: recompute segments of this many steps in the backward pass.
@@ -589,7 +787,8 @@ def integrate(
         allow_underresolved: skip the check that every grid resolves the kernel.
 
     Returns:
-        The :class:`Trajectory` (states, times, final state, statistics).
+        The [`Trajectory`][spacetime_nets.integrate.Trajectory] (states, times, final state,
+            statistics).
     """
     form = check_form(form)
     act, _ = get_activation(activation)

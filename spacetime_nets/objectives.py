@@ -37,7 +37,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Loss:
-    """One entry of :data:`LOSS_REGISTRY`: a per-sample loss ``[B, ...], [B, ...] -> [B]``.
+    """One entry of ``LOSS_REGISTRY``: a per-sample loss ``[B, ...], [B, ...] -> [B]``.
 
     Attributes:
         name: the name ``fit`` / ``evaluate`` / the CLI take.
@@ -89,8 +89,17 @@ LOSSES = tuple(LOSS_REGISTRY)
 
 
 def get_loss(loss: str, p: float | None = None) -> Loss:
-    """The :class:`Loss` named ``loss`` (ValueError for another name, or a missing / bad
-    ``p`` where the loss reads one)."""
+    """The [`Loss`][spacetime_nets.objectives.Loss] named ``loss`` (ValueError for another
+    name, or a missing / bad ``p`` where the loss reads one).
+
+    Args:
+        loss: one of ``LOSSES``: ``mse``, ``cross_entropy``, ``l1``, ``l2``, ``lp``,
+            ``rel_l2``, ``rel_lp``.
+        p: the exponent, needed (>= 1, ``inf`` for the max norm) by ``lp`` and ``rel_lp``.
+
+    Returns:
+        The registry entry.
+    """
     entry = LOSS_REGISTRY.get(loss) if isinstance(loss, str) else None
     if entry is None:
         raise ValueError(f"loss: expected one of {', '.join(LOSSES)}; got {loss!r}")
@@ -109,7 +118,16 @@ def relative_error(outputs: torch.Tensor, targets: torch.Tensor, p: float = 2.0)
     The denominator is clamped at the smallest normal number of the dtype, which only
     changes a target whose norm is zero (or subnormal): such a sample gives a huge or
     infinite value instead of NaN, and ``fit`` / ``evaluate`` refuse such targets before
-    they start (see ``training.data.check_data``)."""
+    they start (see ``training.data.check_data``).
+
+    Args:
+        outputs: the predictions z ``[B, ...]``.
+        targets: the targets y, of the same shape.
+        p: the exponent of the norm (``inf``: the max norm).
+
+    Returns:
+        ``[B]``: the relative error of each sample.
+    """
     if targets.shape != outputs.shape:
         raise ValueError(
             f"targets: shape {tuple(targets.shape)} does not match outputs {tuple(outputs.shape)}"
@@ -127,8 +145,18 @@ def loss_per_sample(
     mse: |z - y|_2^2 / m; cross_entropy: -log softmax(z)_y (y class indices); l1, l2, lp:
     the distance |z - y|_p (p = 1, 2 or ``p``), which the turnpike results use; rel_l2,
     rel_lp: the relative error |z - y|_p / |y|_p (p = 2 or ``p``, over all entries of a
-    sample, :func:`relative_error`), the loss of operator learning. Class labels for the
-    other losses are turned into one-hot targets.
+    sample, [`relative_error`][spacetime_nets.objectives.relative_error]), the loss of
+    operator learning. Class labels for the other losses are turned into one-hot targets.
+
+    Args:
+        outputs: the predictions z = P x_i ``[B, m]`` (``[B, ...]`` for the distances).
+        targets: the targets y ``[B, m]`` (same shape as ``outputs``) or class indices ``[B]``
+            (int64 / int32).
+        loss: one of ``LOSSES``.
+        p: the exponent of ``lp`` and ``rel_lp``.
+
+    Returns:
+        ``[B]``: the loss of each sample.
     """
     entry = get_loss(loss, p)
     if entry.takes_labels:
@@ -147,7 +175,18 @@ def loss_per_sample(
 def empirical_risk(
     outputs: torch.Tensor, targets: torch.Tensor, loss: str = "mse", p: float | None = None
 ) -> torch.Tensor:
-    """E = (1/N) sum_i loss(P x_i, y_i) -> scalar."""
+    """E = (1/N) sum_i loss(P x_i, y_i) -> scalar.
+
+    Args:
+        outputs: the predictions ``[N, m]``.
+        targets: the targets ``[N, m]`` or class indices ``[N]``.
+        loss: one of ``LOSSES``.
+        p: the exponent of ``lp`` and ``rel_lp``.
+
+    Returns:
+        The mean of [`loss_per_sample`][spacetime_nets.objectives.loss_per_sample], a 0-d
+            tensor.
+    """
     return loss_per_sample(outputs, targets, loss, p).mean()
 
 
@@ -156,9 +195,16 @@ def control_norms(model: nn.Module) -> list[torch.Tensor]:
     |w|^2_{L2(Omega x Omega)} ~ sum_ij omega_out_i omega_in_j (W_ij / omega_in_j)^2 and
     |b|^2_{L2(Omega)} ~ sum_i omega_out_i beta_i^2 (unit weights: the Frobenius norms).
     With channels the sums run over the channel pairs too; factored operators (basis kernels)
-    and stationary operators (conv, spectral) compute the same quadrature (see :mod:`.ops`),
-    the pointwise mix A of the stationary ones counting |A|^2 |Omega|. Computed in the
-    parameters' precision, also under bf16 autocast."""
+    and stationary operators (conv, spectral) compute the same quadrature (see
+    [`spacetime_nets.ops`][spacetime_nets.ops]), the pointwise mix A of the stationary ones
+    counting |A|^2 |Omega|. Computed in the parameters' precision, also under bf16 autocast.
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``.
+
+    Returns:
+        One 0-d tensor |u_k|^2 per step, K in all.
+    """
     with without_autocast(model.disc.weights[0].device.type):
         return [_control_norm(sm) for sm in model.controls()]
 
@@ -179,14 +225,31 @@ def _control_norm(sm) -> torch.Tensor:
 
 def l2_control(model: nn.Module) -> torch.Tensor:
     """int_0^T |u(t)|^2 dt = sum_k dt_k |u_k|^2 over the controls (w, b) only, never the
-    readout or the lift (piecewise-constant controls: the sum is exact in t)."""
+    readout or the lift (piecewise-constant controls: the sum is exact in t).
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``.
+
+    Returns:
+        The 0-d tensor, differentiable in the kernels' parameters.
+    """
     dts = model.disc.dts
     norms = control_norms(model)
     return sum(dt * n for dt, n in zip(dts, norms))
 
 
 def trapezoid_in_time(values: Sequence[torch.Tensor], times: Sequence[float]) -> torch.Tensor:
-    """int_0^T v(t) dt by the trapezoid rule on the time grid (values[k] at times[k])."""
+    """int_0^T v(t) dt by the trapezoid rule on the time grid (values[k] at times[k]).
+
+    sum_k (t_{k+1} - t_k) (v_k + v_{k+1}) / 2.
+
+    Args:
+        values: v(t_k), one tensor (of any one shape) per time.
+        times: t_0 < ... < t_K.
+
+    Returns:
+        The integral, of the shape of the values.
+    """
     if len(values) != len(times):
         raise ValueError(f"values: need one value per time ({len(times)}), got {len(values)}")
     total = 0.0
@@ -204,7 +267,21 @@ def turnpike_cost(
     trajectory=None,
 ) -> torch.Tensor:
     """int_0^T E(x(t)) dt with E(x(t)) = (1/N) sum_i loss(P x_i(t), y_i), trapezoid in t.
-    Pass ``trajectory`` (from ``model.trajectory(x)``) to reuse a forward pass."""
+    Pass ``trajectory`` (from ``model.trajectory(x)``) to reuse a forward pass.
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``.
+        x: the inputs ``[N, d]``.
+        y: the targets ``[N, m]`` or class indices ``[N]``.
+        loss: one of ``LOSSES``.
+        p: the exponent of ``lp`` and ``rel_lp``.
+        trajectory (Trajectory | None): the
+            [`Trajectory`][spacetime_nets.integrate.Trajectory] of ``model.trajectory(x)``
+            to reuse, or None to run the forward pass here.
+
+    Returns:
+        The 0-d tensor.
+    """
     traj = trajectory if trajectory is not None else model.trajectory(x)
     return trapezoid_in_time(risk_profile(model, x, y, loss, p, traj), traj.times)
 
@@ -217,7 +294,23 @@ def risk_profile(
     p: float | None = None,
     trajectory=None,
 ) -> torch.Tensor:
-    """E(x(t_k)) for k = 0..K -> ``[K + 1]``."""
+    """E(x(t_k)) for k = 0..K -> ``[K + 1]``.
+
+    E(x(t_k)) = (1/N) sum_i loss(P x_i(t_k), y_i), with the readout applied to every state.
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``.
+        x: the inputs ``[N, d]``.
+        y: the targets ``[N, m]`` or class indices ``[N]``.
+        loss: one of ``LOSSES``.
+        p: the exponent of ``lp`` and ``rel_lp``.
+        trajectory (Trajectory | None): the
+            [`Trajectory`][spacetime_nets.integrate.Trajectory] of ``model.trajectory(x)``
+            to reuse, or None to run the forward pass here.
+
+    Returns:
+        ``[K + 1]``: the risk at each time.
+    """
     traj = trajectory if trajectory is not None else model.trajectory(x)
     return torch.stack([empirical_risk(o, y, loss, p) for o in model.readout_along(traj.states)])
 
@@ -227,7 +320,19 @@ def tracking_cost(
 ) -> torch.Tensor:
     """(1/N) sum_i int_0^T |x_i(t) - xbar_i|^2 dt (trapezoid in t). ``xbar`` ``[B, n]`` is a
     fixed target state (constant-width models), or one ``[B, n_k]`` per time on a moving
-    schedule; on grids the norm is the quadrature L^2(Omega) norm."""
+    schedule; on grids the norm is the quadrature L^2(Omega) norm.
+
+    Args:
+        model: a ``NeuralODE`` or ``SpaceTimeNet``.
+        x: the inputs ``[B, d]``.
+        xbar: the target state ``[B, n]``, or a list of ``[B, n_k]``, one per time.
+        trajectory (Trajectory | None): the
+            [`Trajectory`][spacetime_nets.integrate.Trajectory] of ``model.trajectory(x)``
+            to reuse, or None to run the forward pass here.
+
+    Returns:
+        The 0-d tensor.
+    """
     traj = trajectory if trajectory is not None else model.trajectory(x)
     vals = []
     for k, s in enumerate(traj.states):

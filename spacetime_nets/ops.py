@@ -29,6 +29,7 @@ __all__ = [
     "GridInfo",
     "Dense",
     "LowRankOp",
+    "StationaryOp",
     "ConvOp",
     "SpectralOp",
     "apply_op",
@@ -45,6 +46,15 @@ class GridInfo:
     ``shape`` nodes per axis; ``equispaced`` and ``h`` (spacing per axis); ``first`` node per
     axis; ``periodic`` (rule "periodic": nodes a + j L / n, j < n); ``lengths`` of the box;
     ``equal_weights`` (every quadrature weight is prod h).
+
+    Attributes:
+        shape: the nodes per axis.
+        equispaced: whether the nodes are equally spaced on every axis (a lattice).
+        h: the spacing per axis (the box's length on an axis of one node).
+        first: the first node per axis.
+        periodic: whether the grid uses the ``periodic`` rule.
+        lengths: the box's length per axis.
+        equal_weights: whether every quadrature weight equals prod(h).
     """
 
     shape: tuple[int, ...]
@@ -57,6 +67,14 @@ class GridInfo:
 
     @classmethod
     def of(cls, g: Grid) -> GridInfo:
+        """The facts of ``g``, read once on the host.
+
+        Args:
+            g: the grid.
+
+        Returns:
+            Its ``GridInfo``.
+        """
         axes = [a.detach().cpu().double() for a in g.axes]
         lengths = tuple(float(b - a) for a, b in g.domain.bounds)
         h = tuple(float(a[1] - a[0]) if a.numel() > 1 else lengths[i] for i, a in enumerate(axes))
@@ -80,11 +98,17 @@ class GridInfo:
 
     @property
     def n(self) -> int:
+        """The number of nodes, prod(shape)."""
         return math.prod(self.shape)
 
 
 class Dense(NamedTuple):
-    """A dense step operator ``(W [c n_out, c n_in], b [c n_out])``; unpacks as ``(W, b)``."""
+    """A dense step operator ``(W [c n_out, c n_in], b [c n_out])``; unpacks as ``(W, b)``.
+
+    Attributes:
+        W: the matrix, quadrature weights of the input folded in, ``[c n_out, c n_in]``.
+        b: the bias beta, ``[c n_out]``.
+    """
 
     W: torch.Tensor
     b: torch.Tensor
@@ -101,6 +125,14 @@ class LowRankOp:
     ``c [A]``; with channels ``M [c A, c A]`` in blocks (o, a), (p, b) and ``c [c A]``. A step
     costs c A (n_in + n_out) + (c A)^2 multiply-adds per sample instead of c^2 n_in n_out, and
     no kernel matrix is built.
+
+    Args:
+        U: the basis at the output nodes, ``[n_out, A]``.
+        M: the coefficients, ``[A, A]`` (``[c A, c A]`` with channels).
+        c: the bias coefficients, ``[A]`` (``[c A]``).
+        phi_in: the basis at the input nodes, ``[n_in, A]``.
+        V: ``phi_in`` times the input weights omega, ``[n_in, A]``.
+        channels: the channel count c, or None for the scalar model.
     """
 
     def __init__(
@@ -116,9 +148,22 @@ class LowRankOp:
         self.channels = channels
 
     def tensors(self) -> list[torch.Tensor]:
+        """The trainable tensors, for checkpointed recomputation.
+
+        Returns:
+            ``[M, c]``.
+        """
         return [self.M, self.c]
 
     def rebuild(self, tensors: list[torch.Tensor]) -> LowRankOp:
+        """The same operator with other trainable tensors.
+
+        Args:
+            tensors: ``[M, c]``, e.g. detached copies.
+
+        Returns:
+            A copy sharing the bases ``U``, ``phi_in``, ``V``.
+        """
         new = copy.copy(self)
         new.M, new.c = tensors
         return new
@@ -134,7 +179,12 @@ class LowRankOp:
         return (u.view(B * x.shape[1], A) @ self.U.T).view(B, x.shape[1], n_out)
 
     def dense(self) -> Dense:
-        """The same operator as a :class:`Dense` pair ``(W [c n_out, c n_in], beta [c n_out])``."""
+        """The same operator as a [`Dense`][spacetime_nets.ops.Dense] pair
+        ``(W [c n_out, c n_in], beta [c n_out])``.
+
+        Returns:
+            ``Dense(U M V^T, U c)``, with channels in blocks.
+        """
         ch = self.channels or 1
         n_out, n_in = self.U.shape[0], self.V.shape[0]
         W = ((self.U @ self._blocks()) @ self.V.T).transpose(1, 2).reshape(ch * n_out, ch * n_in)
@@ -146,14 +196,27 @@ class LowRankOp:
         return self.M.view(ch, A, ch, A).permute(0, 2, 1, 3)
 
     def multiply_adds(self) -> int:
-        """Multiply-adds per sample."""
+        """Multiply-adds per sample.
+
+        Returns:
+            c A (n_in + n_out) + (c A)^2.
+        """
         ch, A = self.channels or 1, self.U.shape[1]
         return ch * A * (self.U.shape[0] + self.V.shape[0]) + (ch * A) ** 2
 
     def control_norm_sq(self, w_out: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
-        """The :class:`Dense` quadrature sum_ij w_out_i w_in_j (W_ij / omega_j)^2 + sum_i w_out_i
-        beta_i^2 in closed form: sum over channel blocks of tr(M^T G_out M G_in) + c^T G_out c,
-        with the Gram matrices G_out = U^T diag(w_out) U, G_in = Phi_in^T diag(w_in) Phi_in."""
+        """The [`Dense`][spacetime_nets.ops.Dense] quadrature sum_ij w_out_i w_in_j
+        (W_ij / omega_j)^2 + sum_i w_out_i beta_i^2 in closed form: sum over channel blocks of
+        tr(M^T G_out M G_in) + c^T G_out c, with the Gram matrices G_out = U^T diag(w_out) U,
+        G_in = Phi_in^T diag(w_in) Phi_in.
+
+        Args:
+            w_out: the quadrature weights of the output grid, ``[n_out]``.
+            w_in: the quadrature weights of the input grid, ``[n_in]``.
+
+        Returns:
+            |w|^2_{L2(Omega x Omega)} + |b|^2_{L2(Omega)}, a 0-d tensor.
+        """
         g_out = self.U.T @ (self.U * w_out[:, None])
         g_in = self.phi_in.T @ (self.phi_in * w_in[:, None])
         blocks = self._blocks()
@@ -161,19 +224,35 @@ class LowRankOp:
         return ((g_out @ blocks) * (blocks @ g_in)).sum() + ((cv @ g_out) * cv).sum()
 
 
-class _StationaryOp:
+class StationaryOp:
     """Shared parts of the stationary operators: their trainable tensors (the main one named
-    by ``_MAIN``, the bias, the optional pointwise mix) and a copy made of other tensors."""
+    by ``_MAIN``, the bias, the optional pointwise mix) and a copy made of other tensors.
+    The base of [`ConvOp`][spacetime_nets.ops.ConvOp] and
+    [`SpectralOp`][spacetime_nets.ops.SpectralOp]; not built on its own."""
 
     _MAIN = ""
     bias: torch.Tensor
     point: torch.Tensor | None
 
     def tensors(self) -> list[torch.Tensor]:
+        """The trainable tensors, for checkpointed recomputation.
+
+        Returns:
+            The main tensor (taps or spectral weights), the bias, and the pointwise mix when
+                there is one.
+        """
         ts = [getattr(self, self._MAIN), self.bias]
         return ts + ([self.point] if self.point is not None else [])
 
     def rebuild(self, tensors: list[torch.Tensor]):
+        """The same operator with other trainable tensors.
+
+        Args:
+            tensors: one tensor for each of ``tensors()``, in that order.
+
+        Returns:
+            (StationaryOp): a copy of this operator (same class) holding them.
+        """
         new = copy.copy(self)
         setattr(new, self._MAIN, tensors[0])
         new.bias = tensors[1]
@@ -186,7 +265,7 @@ class _StationaryOp:
         return total + vol * (self.point**2).sum() if self.point is not None else total
 
 
-class ConvOp(_StationaryOp):
+class ConvOp(StationaryOp):
     """Discrete convolution with a stationary kernel on an equispaced grid (square: G -> G).
 
     y_i = sum_j kappa(xi_i - xi_j) x_j omega_j (+ A x_i) + b, run as one ``conv1d`` /
@@ -194,6 +273,15 @@ class ConvOp(_StationaryOp):
     cross-correlation), zero padding (circular on periodic grids), and the input multiplied by
     omega_j / prod(h) when the rule's weights are not all equal (``in_scale [n]``, e.g. the
     halved end weights of the trapezoid rule). ``bias [c]``, ``point [c, c]`` or None.
+
+    Args:
+        taps: the convolution taps, ``[c, c, *k]`` (k odd per axis).
+        bias: the bias, ``[c]``.
+        point: the pointwise channel mix A, ``[c, c]``, or None.
+        shape: the grid's nodes per axis.
+        periodic: circular padding (a periodic grid) instead of zero padding.
+        in_scale: omega_j / prod(h) ``[n]`` where the weights are not all equal, else None.
+        cell: prod(h), the volume of a grid cell (taps = kappa(m h) prod(h)).
     """
 
     _MAIN = "taps"
@@ -219,7 +307,15 @@ class ConvOp(_StationaryOp):
     def control_norm_sq(self, w_out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this grid (``w_out`` is
         ``weights``: the operator is square): sum_ij omega_i omega_j |kappa(xi_i - xi_j)|_F^2 by
-        one convolution of the weights with sum_oc kappa_oc^2 (kappa(m h) = taps / prod(h))."""
+        one convolution of the weights with sum_oc kappa_oc^2 (kappa(m h) = taps / prod(h)).
+
+        Args:
+            w_out: the output grid's weights (the same as ``weights``).
+            weights: the grid's quadrature weights omega, ``[n]``.
+
+        Returns:
+            The 0-d tensor.
+        """
         k2 = (self.taps**2).sum(dim=(0, 1))[None, None] / self.cell**2
         g = weights.reshape(1, 1, *self.shape)
         pads: list[int] = []
@@ -240,7 +336,20 @@ def conv_apply(
     periodic: bool,
     in_scale: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The convolution of :class:`ConvOp`: ``x [B, c, n] -> [B, c, n]``."""
+    """The convolution of [`ConvOp`][spacetime_nets.ops.ConvOp]: ``x [B, c, n] -> [B, c, n]``.
+
+    Args:
+        x: the state, ``[B, c, n]``.
+        taps: ``[c_out, c, *k]``.
+        bias: ``[c_out]``.
+        point: the pointwise mix ``[c_out, c]``, or None.
+        shape: the grid's nodes per axis (prod(shape) = n).
+        periodic: circular padding instead of zero padding.
+        in_scale: omega_j / prod(h) ``[n]``, or None.
+
+    Returns:
+        ``[B, c_out, n]``.
+    """
     B, c = x.shape[0], x.shape[1]
     xs = x * in_scale if in_scale is not None else x
     g = xs.reshape(B, c, *shape)
@@ -258,11 +367,20 @@ def conv_apply(
 
 
 def pointwise(x: torch.Tensor, A: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """A x_i (+ b) at every node: ``[B, c_in, n] -> [B, c_out, n]`` as a 1x1 convolution."""
+    """A x_i (+ b) at every node: ``[B, c_in, n] -> [B, c_out, n]`` as a 1x1 convolution.
+
+    Args:
+        x: ``[B, c_in, n]``.
+        A: the channel mix, ``[c_out, c_in]``.
+        b: the bias ``[c_out]``, or None.
+
+    Returns:
+        ``[B, c_out, n]``.
+    """
     return F.conv1d(x, A[..., None], b)
 
 
-class SpectralOp(_StationaryOp):
+class SpectralOp(StationaryOp):
     """A stationary kernel of period P (per axis) applied by FFT on an equispaced grid (G -> G).
 
     y(xi_i) = sum_j kappa(xi_i - zeta_j) x_j omega_j (+ A x + b), kappa(delta) = sum_m K_m
@@ -276,6 +394,16 @@ class SpectralOp(_StationaryOp):
     (None: the grid's shape); ``in_scale [n]`` = omega_j / prod(h) where the weights are not
     all equal; ``mult [*modes]`` a real factor per mode (Galerkin: the hat's Fourier
     transform), or None.
+
+    Args:
+        weight: K as real pairs, ``[c, c, *modes, 2]``.
+        bias: the bias, ``[c]``.
+        point: the pointwise channel mix A, ``[c, c]``, or None.
+        shape: the grid's nodes per axis.
+        scale: prod(h) N.
+        fft: the FFT size N per axis (None: ``shape``).
+        in_scale: omega_j / prod(h) ``[n]``, or None.
+        mult: a real factor per mode ``[*modes]``, or None.
     """
 
     _MAIN = "weight"
@@ -305,7 +433,11 @@ class SpectralOp(_StationaryOp):
     def kernel_samples(self) -> torch.Tensor:
         """kappa(m h) at the N offsets m of one period per axis, ``[c_in, c_out, *fft]`` (real):
         the operator on the N-point torus applied to a unit impulse at offset 0 of each input
-        channel gives prod(h) kappa(m h)."""
+        channel gives prod(h) kappa(m h).
+
+        Returns:
+            ``[c_in, c_out, *fft]``.
+        """
         c = self.weight.shape[1]
         e = self.weight.new_zeros(c, c, math.prod(self.fft))
         diag = torch.arange(c, device=e.device)  # no host index on an accelerator
@@ -318,7 +450,15 @@ class SpectralOp(_StationaryOp):
         """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this grid (square:
         ``w_out`` is ``weights``): sum_ij omega_i omega_j |kappa(xi_i - xi_j)|_F^2, with
         kappa(xi_i - xi_j) = kappa(((i - j) mod N) h) (period N h), as one circular
-        convolution of the weights (zero-padded to N points) with sum_oc kappa_oc^2."""
+        convolution of the weights (zero-padded to N points) with sum_oc kappa_oc^2.
+
+        Args:
+            w_out: the output grid's weights (the same as ``weights``).
+            weights: the grid's quadrature weights omega, ``[n]``.
+
+        Returns:
+            The 0-d tensor.
+        """
         k2 = (self.kernel_samples() ** 2).sum(dim=(0, 1))  # [*fft]
         g = weights.reshape(*self.shape)
         corr = torch.fft.irfftn(
@@ -339,7 +479,23 @@ def spectral_apply(
     in_scale: torch.Tensor | None = None,
     mult: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The FFT path of :class:`SpectralOp`: ``x [B, c, n] -> [B, c, n]``."""
+    """The FFT path of [`SpectralOp`][spacetime_nets.ops.SpectralOp]:
+    ``x [B, c, n] -> [B, c, n]``.
+
+    Args:
+        x: the state, ``[B, c, n]``.
+        weight: K as real pairs, ``[c_out, c, *modes, 2]``.
+        bias: ``[c_out]``.
+        point: the pointwise mix ``[c_out, c]``, or None.
+        shape: the grid's nodes per axis (prod(shape) = n).
+        scale: prod(h) N.
+        fft: the FFT size N per axis (None: ``shape``).
+        in_scale: omega_j / prod(h) ``[n]``, or None.
+        mult: a real factor per mode ``[*modes]``, or None.
+
+    Returns:
+        ``[B, c_out, n]``.
+    """
     B, c = x.shape[0], x.shape[1]
     fft = tuple(shape) if fft is None else tuple(fft)
     # irfft divides by N; the quadrature weight of the input is prod(h): both in K
@@ -375,7 +531,15 @@ def spectral_apply(
 
 def apply_op(op, x: torch.Tensor) -> torch.Tensor:
     """Apply a step operator: ``Dense`` (or a ``(W, b)`` pair) to ``[B, n]`` or ``[B, c, n]``,
-    ``ConvOp`` / ``SpectralOp`` to ``[B, c, n]``."""
+    ``ConvOp`` / ``SpectralOp`` to ``[B, c, n]``.
+
+    Args:
+        op (Dense | tuple | LowRankOp | ConvOp | SpectralOp): the operator.
+        x: the state.
+
+    Returns:
+        The operator applied to ``x``, on its output grid.
+    """
     if isinstance(op, tuple):
         W, b = op
         if x.dim() == 2:
@@ -386,10 +550,25 @@ def apply_op(op, x: torch.Tensor) -> torch.Tensor:
 
 
 def op_tensors(op) -> list[torch.Tensor]:
-    """The tensors an operator is made of (for checkpointed recomputation)."""
+    """The tensors an operator is made of (for checkpointed recomputation).
+
+    Args:
+        op (Dense | tuple | LowRankOp | ConvOp | SpectralOp): the operator.
+
+    Returns:
+        ``[W, b]`` of a dense pair, else ``op.tensors()``.
+    """
     return list(op) if isinstance(op, tuple) else op.tensors()
 
 
 def op_rebuild(op, tensors: list[torch.Tensor]):
-    """The same operator made of other tensors (detached copies in a recomputation)."""
+    """The same operator made of other tensors (detached copies in a recomputation).
+
+    Args:
+        op (Dense | tuple | LowRankOp | ConvOp | SpectralOp): the operator.
+        tensors: one tensor for each of ``op_tensors(op)``.
+
+    Returns:
+        (Dense | LowRankOp | ConvOp | SpectralOp): the new operator.
+    """
     return Dense(*tensors) if isinstance(op, tuple) else op.rebuild(tensors)

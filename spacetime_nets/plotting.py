@@ -1,11 +1,13 @@
 """Figures for the large-time experiments (matplotlib object API only: every function builds
-and returns its own :class:`matplotlib.figure.Figure`; no pyplot, no global state).
+and returns its own ``matplotlib.figure.Figure``; no pyplot, no global state).
 
-- :func:`plot_asymptotics`: training error E(x_T(T)) against T on log-log axes with the fitted
-  slope, and T * int_0^T |u_T|^2 against T;
-- :func:`plot_turnpike`: E(x(t)) and |u(t)| against t (log scale) for several T, turnpike and
-  ERM, with the decay rates fitted on one arc common to every T;
-- :func:`plot_trajectories`: 2-D inputs by class and the readout trajectories P x_i(t_k).
+- [`plot_asymptotics`][spacetime_nets.plotting.plot_asymptotics]: training error E(x_T(T))
+  against T on log-log axes with the fitted slope, and T * int_0^T |u_T|^2 against T;
+- [`plot_turnpike`][spacetime_nets.plotting.plot_turnpike]: E(x(t)) and |u(t)| against t (log
+  scale) for several T, turnpike and ERM, with the decay rates fitted on one arc common to
+  every T;
+- [`plot_trajectories`][spacetime_nets.plotting.plot_trajectories]: 2-D inputs by class and
+  the readout trajectories P x_i(t_k).
 """
 
 from __future__ import annotations
@@ -22,14 +24,32 @@ __all__ = ["plot_asymptotics", "plot_turnpike", "plot_trajectories", "save_figur
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Write ``fig`` to ``path`` (format from the suffix), creating the folder."""
+    """Write ``fig`` to ``path`` (format from the suffix), creating the folder.
+
+    Args:
+        fig: the figure.
+        path: the file to write; its suffix (``.png``, ``.pdf``, ``.svg``, ...) gives the
+            format.
+        dpi: the resolution of raster formats, in dots per inch.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
 
 
 def plot_asymptotics(sweeps: Mapping[str, object], title: str = "") -> Figure:
     """Two panels for ``{label: SweepResult}``: log E(x_T(T)) against log T with the fitted
-    line (slope in the legend) and a reference slope -1; T * int_0^T |u_T|^2 against T."""
+    line (slope in the legend) and a reference slope -1; T * int_0^T |u_T|^2 against T.
+
+    Args:
+        sweeps: ``{label: result}``, each result a
+            [`SweepResult`][spacetime_nets.experiments.SweepResult] of
+            [`horizon_sweep`][spacetime_nets.experiments.horizon_sweep] (its ``Ts``,
+            ``errors``, ``slope``, ``intercept`` and ``rows`` with ``T_l2_control``).
+        title: the figure's title ("" for none).
+
+    Returns:
+        The figure.
+    """
     fig = Figure(figsize=(10, 4))
     ax1, ax2 = fig.subplots(1, 2)
     for i, (label, sw) in enumerate(sweeps.items()):
@@ -73,7 +93,18 @@ def plot_turnpike(result, title: str = "") -> Figure:
 
     The turnpike legends give the rates mu of E and |u| fitted on the one arc shared by every
     T (``result.common_window``, shaded and named in the legend title), so the rates of
-    different horizons are comparable; the per-T own-arc fits are left to the tables."""
+    different horizons are comparable; the per-T own-arc fits are left to the tables.
+
+    Args:
+        result (TurnpikeResult): a
+            [`TurnpikeResult`][spacetime_nets.experiments.TurnpikeResult] of
+            [`train_turnpike`][spacetime_nets.experiments.train_turnpike] (its profiles
+            ``tp`` and ``erm``, ``threshold`` and ``common_window``).
+        title: the figure's title ("" for none).
+
+    Returns:
+        The figure.
+    """
     fig = Figure(figsize=(11, 7))
     axes = fig.subplots(2, 2, sharex="col")
     groups = [("turnpike", result.tp), ("ERM", result.erm)]
@@ -116,7 +147,19 @@ def plot_trajectories(
 ) -> Figure:
     """Two panels: the inputs x_i in the plane coloured by class, and the readout
     trajectories t_k -> P x_i(t_k) in the plane of the first two outputs (one-hot targets
-    marked), for 2-D data."""
+    marked), for 2-D data.
+
+    Args:
+        model: a trained flow model (with ``trajectory`` and ``readout_along``, e.g. a
+            [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet]).
+        x: the inputs ``[batch, 2]``.
+        y: the class labels ``[batch]`` or one-hot targets ``[batch, classes]``.
+        title: the figure's title ("" for none).
+        max_points: only the first ``max_points`` samples are drawn.
+
+    Returns:
+        The figure (with one output, the right panel shows P x_i(t) against t).
+    """
     x, y = x[:max_points], y[:max_points]
     with torch.no_grad():
         traj = model.trajectory(x.to(next(model.parameters()).dtype))

@@ -1,7 +1,7 @@
-"""A training run described once: :class:`RunConfig` is the content of a run folder's
-``model.json`` (model construction, data set, schedule, training settings), with
-:func:`build_model` to construct its model and :func:`load_run` to read a run folder back
-with the trained weights.
+"""A training run described once: [`RunConfig`][spacetime_nets.runs.RunConfig] is the content
+of a run folder's ``model.json`` (model construction, data set, schedule, training settings),
+with [`build_model`][spacetime_nets.runs.build_model] to construct its model and
+[`load_run`][spacetime_nets.runs.load_run] to read a run folder back with the trained weights.
 
 A run folder written by ``spacetime-nets train`` (or by a script, see
 docs/how-to/distributed.md) holds ``model.json``, ``last.pt`` and ``history.{json,csv}``::
@@ -64,17 +64,21 @@ __all__ = [
 ]
 
 MODEL_FORMAT = "spacetime-nets/model"
+"""The format tag of a ``model.json`` file (its ``"format"`` entry); another tag is refused."""
 MODEL_VERSION = 1
-#: the schedule shapes by name (a live view of ``grids.schedule.SCHEDULE_BUILDERS``)
+"""The newest ``model.json`` version this library writes and reads."""
 SCHEDULES = _SCHEDULES
+"""The schedule shapes by name (a live view of ``grids.schedule.SCHEDULE_BUILDERS``)."""
 # the library's own lists (one home each), re-exported for the command line's choices
 KERNELS, READOUTS, LIFTS = _models.KERNELS, _models.READOUTS, _models.LIFTS
 BASES = _kernels.BASES
 TRANSFERS, RULES = TRANSFER_KINDS, _RULES
 DTYPES = ("float32", "float64")
-#: The largest model :func:`build_model` allocates (its nodal weights, estimated from the
-#: widths before anything is allocated); raise it as a module attribute for bigger models.
+"""The floating dtypes a run may have (``RunConfig.dtype``)."""
 MAX_MODEL_BYTES = 4 << 30
+"""The largest model [`build_model`][spacetime_nets.runs.build_model] allocates (its nodal
+weights, estimated from the widths before anything is allocated); raise it as a module
+attribute for bigger models."""
 _KEYS = (
     "format",
     "version",
@@ -118,16 +122,43 @@ KERNEL_OPTIONS = _models.KERNEL_OPTIONS
 
 @dataclass
 class ModelOptions:
-    """The construction arguments of :class:`~spacetime_nets.models.SpaceTimeNet` besides
+    """The construction arguments of [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet] besides
     its schedule and feature counts (see its docstring); stored as ``kwargs`` in model.json.
     A new constructor option is one new field here.
 
     None means "not given" (the model's default): ``modes`` (basis 8, conv 3, spectral 8),
     ``basis`` (``legendre`` for the basis kernel), ``radius`` (conv: 0.1), ``pointwise``.
-    An option the chosen kernel does not read (:data:`KERNEL_OPTIONS`: ``radius`` with a basis
+    An option the chosen kernel does not read (``KERNEL_OPTIONS``: ``radius`` with a basis
     kernel, ``modes`` with a nodal one ...) or ``in_shape`` without the ``cells`` lift is
-    refused by :meth:`check`, naming the option and the kernel; only the options that apply
-    reach :class:`~spacetime_nets.models.SpaceTimeNet`."""
+    refused by [`check`][spacetime_nets.runs.ModelOptions.check], naming the option and the
+    kernel; only the options that apply reach [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet].
+
+    Attributes:
+        kernel: the kernel, a name of ``KERNELS`` (``nodal``, ``basis``, ``neural``,
+            ``conv``, ``spectral``).
+        form: ``outside``, ``inside`` or ``bottleneck``.
+        activation: a name of ``spacetime_nets.fields.ACTIVATIONS``.
+        lift: ``cells``, ``linear`` or ``identity``.
+        method: a registered stepper (``euler`` ...).
+        in_shape: ``lift="cells"`` only: cells per axis (None: the model's default).
+        modes: basis, neural, conv and spectral kernels only: functions or frequencies per
+            axis (None: the kernel's default).
+        basis: basis kernel only: ``legendre`` or ``fourier`` (None: ``legendre``).
+        init_scale: the scale of the initial controls (finite, >= 0).
+        seed: the seed of the initialisation.
+        readout: ``quadrature``, ``mean``, ``pool`` or ``function``.
+        channels: an int or ``[c_0, ..., c_K]`` channels per step (None: a scalar model).
+        in_channels: input features per node (channel models).
+        radius: conv kernel only: the physical radius (a number, per axis, or per step).
+        radius_spacings: conv kernel only: the radius in grid spacings instead.
+        pointwise: conv and spectral kernels only: add the pointwise channel mix (None: the
+            kernel's default).
+        norm: None, ``instance`` or ``group`` channel normalisation.
+        norm_groups: ``norm="group"`` only: the number of groups.
+        head_hidden: the mean or pool readout only: the hidden width of its MLP head.
+        coordinates: channel models with ``lift="identity"``: the lift also sees the
+            coordinates.
+    """
 
     kernel: str = "nodal"
     form: str = "inside"
@@ -153,7 +184,14 @@ class ModelOptions:
     def check(self) -> ModelOptions:
         """Refuse names outside the library's lists, non-finite or negative numbers and options
         the chosen kernel or lift does not read; converts NumPy scalars to Python numbers and
-        fills ``basis`` (``legendre``) for a basis kernel."""
+        fills ``basis`` (``legendre``) for a basis kernel.
+
+        Returns:
+            This object, checked and normalised in place.
+
+        Raises:
+            ValueError: naming the option, what was expected and what came.
+        """
         from .fields import ACTIVATIONS, FORMS
         from .integrate import METHODS
 
@@ -216,8 +254,12 @@ class ModelOptions:
         return self
 
     def model_kwargs(self) -> dict:
-        """The keyword arguments of :class:`~spacetime_nets.models.SpaceTimeNet`: the options
-        that were given (None, "not given", is left out, so the model's own default holds)."""
+        """The keyword arguments of [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet]: the
+        options that were given (None, "not given", is left out, so the model's own default holds).
+
+        Returns:
+            A new dict, field name -> value, without the None fields.
+        """
         kwargs = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         if "in_shape" in kwargs:
             kwargs["in_shape"] = tuple(kwargs["in_shape"])
@@ -225,7 +267,7 @@ class ModelOptions:
 
 
 def _real(name: str, value: Any, positive: bool = False) -> float:
-    """:func:`check_real`, but a string is refused too (``"0.3"`` is text, not a number)."""
+    """``check_real``, but a string is refused too (``"0.3"`` is text, not a number)."""
     if isinstance(value, (str, bytes)):
         raise ValueError(f"{name}: expected a number, got {value!r:.40}")
     return check_real(name, value, positive=positive)
@@ -267,7 +309,7 @@ class RunConfig:
         normalizers: the model's scalar normalisers ``{"x_mean", "x_std", "y_mean",
             "y_std"}`` (``SpaceTimeNet.set_normalizers``; written by ``train`` when it
             standardised the data), or None (the identity). The checkpoint holds the same
-            values; :func:`load_run` refuses a pair that disagrees.
+            values; [`load_run`][spacetime_nets.runs.load_run] refuses a pair that disagrees.
     """
 
     in_features: int
@@ -284,7 +326,12 @@ class RunConfig:
     # ------------------------------------------------------------------------ model.json
 
     def to_dict(self) -> dict:
-        """The model.json document."""
+        """The model.json document.
+
+        Returns:
+            A JSON-ready dict with the format tag, the version, the class, the fields and
+                ``kwargs`` (the model options; ``normalizers`` only when set).
+        """
         kwargs = dataclasses.asdict(self.model)
         if kwargs["in_shape"] is not None:
             kwargs["in_shape"] = list(kwargs["in_shape"])
@@ -306,7 +353,19 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, doc: Any, source: str = "model.json") -> RunConfig:
-        """Read a model.json document; a ValueError naming ``source`` when it is not one."""
+        """Read a model.json document; a ValueError naming ``source`` when it is not one.
+
+        Args:
+            doc: the parsed JSON document (a dict).
+            source: the name of the file it came from, for the error messages.
+
+        Returns:
+            The checked [`RunConfig`][spacetime_nets.runs.RunConfig].
+
+        Raises:
+            ValueError: another format or a newer version, an unknown key or option, or a
+                value outside the library's lists.
+        """
         try:
             if not isinstance(doc, dict):
                 raise ValueError(f"expected a JSON object, found {type(doc).__name__}")
@@ -361,7 +420,14 @@ class RunConfig:
         return config
 
     def write(self, folder: str | os.PathLike) -> Path:
-        """Write ``folder/model.json`` atomically; returns its path."""
+        """Write ``folder/model.json`` atomically; returns its path.
+
+        Args:
+            folder: the run folder (created when missing).
+
+        Returns:
+            The path of ``model.json``.
+        """
         from .training._io import atomic_write_text
 
         text = json.dumps(self.to_dict(), indent=1, default=_plain)
@@ -369,7 +435,18 @@ class RunConfig:
 
     @classmethod
     def read(cls, folder: str | os.PathLike) -> RunConfig:
-        """Read ``folder/model.json`` (FileNotFoundError when there is none)."""
+        """Read ``folder/model.json`` (FileNotFoundError when there is none).
+
+        Args:
+            folder: the run folder.
+
+        Returns:
+            The checked [`RunConfig`][spacetime_nets.runs.RunConfig].
+
+        Raises:
+            FileNotFoundError: the folder holds no ``model.json``.
+            ValueError: malformed JSON or not a usable model description.
+        """
         path = Path(folder) / "model.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: is {folder} a folder written by 'train'?")
@@ -386,7 +463,14 @@ class RunConfig:
         the model (every construction option but ``init_scale``), the features, dtype,
         schedule, data set, optimiser and the scales of ``--multires`` (``resolutions``,
         absent = None = off), the objective (``loss``, ``p``, ``lam``, ``turnpike``,
-        ``weight_decay``) and ``normalize``. Each item reads ``"--option old -> new"``."""
+        ``weight_decay``) and ``normalize``. Each item reads ``"--option old -> new"``.
+
+        Args:
+            new: the description of the run that would resume this one.
+
+        Returns:
+            One line per difference (empty: the resume may go on).
+        """
         out = []
         a, b = dataclasses.asdict(self.model), dataclasses.asdict(new.model)
         for k in a:
@@ -437,8 +521,8 @@ class RunConfig:
 
         Args:
             name: a name of ``datasets.REGISTRY``.
-            schedule: the :class:`grids.GridSchedule` of the model.
-            model: the construction options (default :class:`ModelOptions()`).
+            schedule: the [`GridSchedule`][grids.schedule.GridSchedule] of the model.
+            model: the construction options (default ``ModelOptions(seed=seed)``).
             seed: the seed of the data set (and of the model's initialisation, unless
                 ``model`` sets another).
             dtype: ``float32`` or ``float64``.
@@ -463,7 +547,14 @@ class RunConfig:
         return config, data
 
     def load_data(self) -> Any:
-        """The run's bundled data set (``DatasetSplits``), in the run's dtype."""
+        """The run's bundled data set (``DatasetSplits``), in the run's dtype.
+
+        Returns:
+            The [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] of ``dataset``.
+
+        Raises:
+            ValueError: the run names no bundled data set.
+        """
         if not self.dataset.get("name"):
             raise ValueError(
                 "model.json names no bundled data set (a run on other data); evaluate it with "
@@ -472,14 +563,28 @@ class RunConfig:
         return load_dataset(self.dataset, self.dtype)
 
     def build_schedule(self) -> GridSchedule:
-        """The :class:`grids.GridSchedule` of the run."""
+        """The [`GridSchedule`][grids.schedule.GridSchedule] of the run.
+
+        Returns:
+            The schedule rebuilt from its JSON document ``schedule``.
+        """
         from grids import GridSchedule
 
         return GridSchedule.from_json(json.dumps(self.schedule))
 
 
 def load_dataset(dataset: dict, dtype: str = "float32") -> Any:
-    """``datasets.load`` of a ``{"name", "seed", "kwargs"}`` description, in ``dtype``."""
+    """``datasets.load`` of a ``{"name", "seed", "kwargs"}`` description, in ``dtype``.
+
+    Args:
+        dataset: ``{"name", "seed", "kwargs"}``: a name of
+            [`REGISTRY`][spacetime_nets.datasets.REGISTRY], the seed (default 0) and the
+            generator's further arguments.
+        dtype: ``float32`` or ``float64``.
+
+    Returns:
+        The [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits].
+    """
     import torch
 
     from . import datasets
@@ -668,7 +773,14 @@ def _short(d: dict) -> str:
 
 
 def parse_widths(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"16,4"`` -> (16, 4): n_max, n_min (one value: both). Each must be a positive int."""
+    """``"16,4"`` -> (16, 4): n_max, n_min (one value: both). Each must be a positive int.
+
+    Args:
+        text: ``"n_max,n_min"`` (``x`` also separates), one value, or a sequence of ints.
+
+    Returns:
+        One or two positive ints, as given.
+    """
     if isinstance(text, str):
         parts = [s.strip() for s in text.replace("x", ",").split(",")]
         try:
@@ -695,10 +807,29 @@ def make_schedule(
     dim: int | None = 1,
     transfer: str = "linear",
 ):
-    """A :class:`grids.GridSchedule` on [0, 1] (``dim`` 1) or [0, 1]^2 (``dim`` 2, widths per
-    axis: 16,4 means 16x16 -> 4x4) from a builder name of :data:`SCHEDULES` with widths
-    (n_max, n_min), or from a schedule JSON file (``spec`` is its path; ``dim`` None: the
-    file's own dimension, a builder's 1)."""
+    """A [`GridSchedule`][grids.schedule.GridSchedule] on [0, 1] (``dim`` 1) or [0, 1]^2 (``dim`` 2,
+    widths per axis: 16,4 means 16x16 -> 4x4) from a builder name of
+    [`SCHEDULES`][spacetime_nets.runs.SCHEDULES] with widths (n_max, n_min), or from a schedule JSON
+    file (``spec`` is its path; ``dim`` None: the file's own dimension, a builder's 1).
+
+    Args:
+        spec: a builder name of [`SCHEDULES`][spacetime_nets.runs.SCHEDULES] or the path of
+            a schedule JSON file.
+        widths: (n_max, n_min) nodes per axis, or their text ``"16,4"`` (a builder only).
+        steps: the number of steps K (a builder only).
+        T: the horizon (a builder only).
+        rule: the quadrature rule of the grids, a name of ``RULES`` (a builder only).
+        dim: the dimension of the domain; for a file, the dimension it must have (None:
+            the file's own).
+        transfer: the transfer between grids, a name of ``TRANSFERS`` (a builder only).
+
+    Returns:
+        schedule (grids.GridSchedule): the schedule, built or read.
+
+    Raises:
+        ValueError: a bad argument, a schedule too large (``MAX_MODEL_BYTES``), or a file
+            that is missing, unreadable or of another dimension.
+    """
     from grids import GridSchedule
 
     widths = parse_widths(widths)
@@ -737,7 +868,7 @@ def make_schedule(
 
 def _check_size(hi: int, lo: int, steps: int, dim: int) -> None:
     """Refuse, before any allocation, a schedule whose dense (nodal) weights alone would
-    exceed :data:`MAX_MODEL_BYTES` in float32."""
+    exceed ``MAX_MODEL_BYTES`` in float32."""
     _estimate(steps * (hi**dim) ** 2 * 4, f"--widths {hi},{lo} with --steps {steps}")
 
 
@@ -751,10 +882,10 @@ def _estimate(nbytes: int, what: str) -> None:
 
 
 def build_model(config: RunConfig | dict, source: str | None = "model.json") -> SpaceTimeNet:
-    """The untrained :class:`~spacetime_nets.models.SpaceTimeNet` of a run, in its dtype.
+    """The untrained [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet] of a run, in its dtype.
 
     Args:
-        config: a :class:`RunConfig` or a model.json document.
+        config: a [`RunConfig`][spacetime_nets.runs.RunConfig] or a model.json document.
         source: the name used in error messages (None: the constructor's own message).
 
     Returns:
@@ -794,7 +925,15 @@ def build_model(config: RunConfig | dict, source: str | None = "model.json") -> 
 
 @dataclass
 class Run:
-    """A trained run read back by :func:`load_run`."""
+    """A trained run read back by [`load_run`][spacetime_nets.runs.load_run].
+
+    Attributes:
+        model: the trained model, with the checkpoint's weights, in eval mode.
+        config: the run's [`RunConfig`][spacetime_nets.runs.RunConfig] (its ``model.json``).
+        checkpoint: the validated checkpoint dict (as
+            [`load_checkpoint`][spacetime_nets.training.load_checkpoint] returns it).
+        path: the run folder.
+    """
 
     model: Any
     config: RunConfig
@@ -811,7 +950,8 @@ def load_run(run: str | os.PathLike, checkpoint: str | os.PathLike | None = None
         checkpoint: a file name in the folder or a path (default ``last.pt``).
 
     Returns:
-        A :class:`Run`; FileNotFoundError or ValueError (naming the file) otherwise.
+        A [`Run`][spacetime_nets.runs.Run]; FileNotFoundError or ValueError (naming the file)
+            otherwise.
     """
     from .training import load_model_state
 

@@ -5,10 +5,11 @@ A step of size dt from x with the field f (controls frozen on the step):
     k_i = f(x + dt sum_{j<i} a_ij k_j),    y = x + dt sum_i b_i k_i
 
 A single-stage tableau (``euler``, under whatever name it is registered) is special in the
-space-time model (:attr:`ButcherTableau.between_grids`): with dense kernels its field is
-evaluated at the *new* nodes (W^k maps G_k to G_{k+1}), X^{k+1} = Pi_k X^k + dt f(X^k); every
-other stepper (and every stationary kernel) takes the step on G_k and then transfers,
-X^{k+1} = Pi_k(y).
+space-time model
+([`ButcherTableau.between_grids`][spacetime_nets.steppers.ButcherTableau.between_grids]): with
+dense kernels its field is evaluated at the *new* nodes (W^k maps G_k to G_{k+1}),
+X^{k+1} = Pi_k X^k + dt f(X^k); every other stepper (and every stationary kernel) takes the step
+on G_k and then transfers, X^{k+1} = Pi_k(y).
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ __all__ = [
 @dataclass(frozen=True)
 class ButcherTableau:
     """Coefficients of an explicit RK method: ``a`` (strictly lower triangular rows), ``b``
-    (weights), ``order`` (of the method for smooth fields)."""
+    (weights), ``order`` (of the method for smooth fields).
+
+    Attributes:
+        name: the name ``method=`` takes.
+        a: the stage coefficients a_ij, row i with i entries (``()`` for the first stage).
+        b: the weights b_i, one per stage.
+        order: the global order p of the method for smooth fields (errors O(dt^p)).
+    """
 
     name: str
     a: tuple[tuple[float, ...], ...]
@@ -44,6 +52,7 @@ class ButcherTableau:
 
     @property
     def stages(self) -> int:
+        """The number of stages s (evaluations of the field per step), ``len(b)``."""
         return len(self.b)
 
     @property
@@ -58,13 +67,23 @@ class ButcherTableau:
 STEPPERS: dict[str, ButcherTableau] = {}
 
 
-#: the registered steppers' names and global orders p, live views of :data:`STEPPERS`
+#: the registered steppers' names and global orders p, live views of ``STEPPERS``
 STEPPER_NAMES: Sequence[str] = NamesView(STEPPERS)
 STEPPER_ORDERS: Mapping[str, int] = FieldView(STEPPERS, "order")
 
 
 def register_stepper(tableau: ButcherTableau) -> ButcherTableau:
-    """Add a stepper to :data:`STEPPERS` (its ``a`` rows must be strictly lower triangular)."""
+    """Add a stepper to ``STEPPERS`` (its ``a`` rows must be strictly lower triangular).
+
+    Args:
+        tableau: the tableau; one of the same name is replaced.
+
+    Returns:
+        ``tableau``.
+
+    Raises:
+        ValueError: when row i of ``a`` does not have i entries.
+    """
     if len(tableau.a) != tableau.stages or any(len(row) != i for i, row in enumerate(tableau.a)):
         raise ValueError(f"tableau {tableau.name!r}: row i of a must have i entries")
     STEPPERS[tableau.name] = tableau
@@ -86,7 +105,15 @@ register_stepper(
 
 
 def get_stepper(method: str) -> ButcherTableau:
-    """The tableau named ``method``; ValueError naming the registered ones otherwise."""
+    """The tableau named ``method``; ValueError naming the registered ones otherwise.
+
+    Args:
+        method: a registered stepper name (``euler``, ``midpoint``, ``heun``, ``ralston``,
+            ``rk4`` or one added with ``register_stepper``).
+
+    Returns:
+        The [`ButcherTableau`][spacetime_nets.steppers.ButcherTableau].
+    """
     if not isinstance(method, str) or method not in STEPPERS:
         raise ValueError(f"method: expected one of {', '.join(STEPPERS)}; got {method!r}")
     return STEPPERS[method]
@@ -95,7 +122,19 @@ def get_stepper(method: str) -> ButcherTableau:
 def rk_step(
     f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dt: float, tab: ButcherTableau
 ) -> torch.Tensor:
-    """One explicit RK step ``x -> y`` of size ``dt`` with the tableau ``tab``."""
+    """One explicit RK step ``x -> y`` of size ``dt`` with the tableau ``tab``.
+
+    k_i = f(x + dt sum_{j<i} a_ij k_j), y = x + dt sum_i b_i k_i (zero coefficients skipped).
+
+    Args:
+        f: the field, a tensor of the shape of ``x`` -> one of the same shape.
+        x: the state (any shape).
+        dt: the step size.
+        tab: the tableau.
+
+    Returns:
+        y, of the shape of ``x``.
+    """
     ks: list[torch.Tensor] = []
     for row in tab.a:
         xi = x
@@ -111,5 +150,13 @@ def rk_step(
 
 
 def steps_between_grids(method: str) -> bool:
-    """:attr:`ButcherTableau.between_grids` of the registered stepper ``method``."""
+    """[`ButcherTableau.between_grids`][spacetime_nets.steppers.ButcherTableau.between_grids]
+    of the registered stepper ``method``.
+
+    Args:
+        method: a registered stepper name.
+
+    Returns:
+        True for a single-stage stepper (its field is read at the next grid's nodes).
+    """
     return get_stepper(method).between_grids

@@ -1,7 +1,8 @@
 """Result tables: rows (dicts keyed by column name) as aligned plain text and as CSV files.
 
 The experiments (``spacetime_nets.experiments``) print their summaries with
-:func:`format_table` and write them with :func:`write_csv`; floats go to the CSV files with
+[`format_table`][spacetime_nets.tables.format_table] and write them with
+[`write_csv`][spacetime_nets.tables.write_csv]; floats go to the CSV files with
 ``repr`` (every digit, so a value read back is the value computed) and to the screen with six
 significant digits.
 """
@@ -17,7 +18,14 @@ __all__ = ["format_value", "format_table", "write_csv", "format_arc"]
 
 
 def format_value(v: Any) -> str:
-    """A table cell: floats with 6 significant digits (``%.6g``), anything else by ``str``."""
+    """A table cell: floats with 6 significant digits (``%.6g``), anything else by ``str``.
+
+    Args:
+        v: the value of the cell.
+
+    Returns:
+        The cell's text.
+    """
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
@@ -59,5 +67,12 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[s
 
 
 def format_arc(window: tuple[float, float] | None) -> str:
-    """``"[a, b]"`` for a time window (t_a, t_b) with 4 significant digits; ``""`` for None."""
+    """``"[a, b]"`` for a time window (t_a, t_b) with 4 significant digits; ``""`` for None.
+
+    Args:
+        window: the window ``(t_a, t_b)``, or None.
+
+    Returns:
+        The cell's text.
+    """
     return "" if window is None else f"[{window[0]:.4g}, {window[1]:.4g}]"

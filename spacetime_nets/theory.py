@@ -12,13 +12,17 @@ Consequences: the training error of the ERM minimiser decays like O(1/T) (or fas
 lam with T * int_0^T |u_T|^2 bounded, and with the integral term the risk along the
 trajectory decays like C exp(-mu t) with C, mu independent of T.
 
-This module holds the mathematics: the homogeneity test (:func:`is_homogeneous`), the scaling
-lemma (:func:`rescale_horizon`, :func:`fold_output_scale`), rate fits
-(:func:`fit_exponential_rate`, :func:`fit_power_law`) and risk / control profiles along a
-trajectory (:func:`turnpike_profile`). The full-batch optimiser lives in
-:mod:`spacetime_nets.fullbatch`, the experiment drivers (horizon sweeps, the scaling check, the
-turnpike study) in :mod:`spacetime_nets.experiments`, the table helpers in
-:mod:`spacetime_nets.tables`; their names stay importable from here.
+This module holds the mathematics: the homogeneity test
+([`is_homogeneous`][spacetime_nets.theory.is_homogeneous]), the scaling lemma
+([`rescale_horizon`][spacetime_nets.theory.rescale_horizon],
+[`fold_output_scale`][spacetime_nets.theory.fold_output_scale]), rate fits
+([`fit_exponential_rate`][spacetime_nets.theory.fit_exponential_rate],
+[`fit_power_law`][spacetime_nets.theory.fit_power_law]) and risk / control profiles along a
+trajectory ([`turnpike_profile`][spacetime_nets.theory.turnpike_profile]). The full-batch
+optimiser lives in [`spacetime_nets.fullbatch`][spacetime_nets.fullbatch], the experiment
+drivers (horizon sweeps, the scaling check, the turnpike study) in
+[`spacetime_nets.experiments`][spacetime_nets.experiments], the table helpers in
+[`spacetime_nets.tables`][spacetime_nets.tables]; their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -149,7 +153,8 @@ def is_homogeneous(
     """Is the vector field homogeneous of degree 1 in the controls, f(x, a u) = a f(x, u)
     for all a > 0?
 
-    The exact rule (:func:`fields.form_is_homogeneous`) is checked against a numerical probe:
+    The exact rule ([`form_is_homogeneous`][spacetime_nets.fields.form_is_homogeneous]) is
+    checked against a numerical probe:
     the model's controls are scaled by a in {0.5, 2, 3.7} and one step's increment
     (X^{k+1} - Pi_k X^k) / dt_k is compared with a times the unscaled one on random states
     ``[16, n_k]`` (a form name is probed on a small random ``NeuralODE``).
@@ -375,12 +380,32 @@ class TurnpikeProfile:
 
     The reported rate is ``mu_common`` (``mu_u_common`` for |u(t)|): the fit of
     E(x(t)) ~ C exp(-mu t) on ``common_window``, one arc shared by every horizon of a run (set
-    by :func:`train_turnpike`: [0.2, 0.8] x the shortest horizon), so rates of different T are
-    fitted on the same times. ``mu``, ``C`` (``mu_u``, ``C_u``) are the fits on this profile's
-    own middle arc ``window`` (values above ``floor``): a diagnostic only, since on a long
-    horizon that arc lies where the risk already sits on its floor set by lam, and its slope
-    shrinks with T although the decay does not. ``t_hit``: the first t_k with
-    E(x(t_k)) <= ``threshold`` (None if never).
+    by [`train_turnpike`][spacetime_nets.experiments.train_turnpike]: [0.2, 0.8] x the
+    shortest horizon), so rates of different T are fitted on the same times. ``mu``, ``C``
+    (``mu_u``, ``C_u``) are the fits on this profile's own middle arc ``window`` (values above
+    ``floor``): a diagnostic only, since on a long horizon that arc lies where the risk already
+    sits on its floor set by lam, and its slope shrinks with T although the decay does not.
+    ``t_hit``: the first t_k with E(x(t_k)) <= ``threshold`` (None if never).
+
+    Attributes:
+        T: the horizon t_K.
+        times: the times t_k, ``[K+1]``.
+        risk: E(x(t_k)), ``[K+1]``.
+        control: |u_k|, ``[K]``.
+        mu: the rate of E fitted on the own arc ``window``.
+        C: the constant of that fit, E ~ C exp(-mu t).
+        mu_u: the rate of |u| fitted on the own arc.
+        C_u: the constant of that fit.
+        t_hit: the first t_k with E(x(t_k)) <= ``threshold``, or None.
+        threshold: the risk level of ``t_hit``.
+        window: the own arc (t_a, t_b) of the fits.
+        n_fit: the number of points the fit of E used.
+        floor: values of E at or below it were left out of the fits.
+        mu_common: the rate of E on ``common_window`` (NaN until ``fit_common``).
+        mu_u_common: the rate of |u| on ``common_window`` (NaN until ``fit_common``).
+        common_window: the arc shared by every horizon of a study, or None.
+        floor_u: values of |u| at or below it were left out of the fits (None: derived from
+            the largest |u|).
     """
 
     T: float
@@ -403,6 +428,7 @@ class TurnpikeProfile:
 
     @property
     def final_error(self) -> float:
+        """E(x(T)), the risk at the final time."""
         return float(self.risk[-1])
 
     def fit_common(self, window: tuple[float, float]) -> None:
@@ -420,7 +446,13 @@ class TurnpikeProfile:
         self.mu_u_common = fit_exponential_rate(self.times[:-1], self.control, window, f_u)[0]
 
     def row(self) -> dict:
-        """The table row: reported rates on the common arc first, the own-arc fits last."""
+        """The table row: reported rates on the common arc first, the own-arc fits last.
+
+        Returns:
+            ``{"T", "mu_common", "mu_u_common", "common_arc", "t_hit", "t_hit_over_T",
+                "final_error", "mu_own_arc", "mu_u_own_arc", "own_arc", "C", "C_u",
+                "n_fit"}`` (arcs as text, a missing ``t_hit`` as NaN).
+        """
         return {
             "T": self.T,
             "mu_common": self.mu_common,
@@ -468,7 +500,8 @@ def turnpike_profile(
             epsilon of the model's dtype times max(E(x(0)), 1) for E, times max |u| for |u|).
 
     Returns:
-        A :class:`TurnpikeProfile` (its ``mu_common`` is set by a study with several T).
+        A [`TurnpikeProfile`][spacetime_nets.theory.TurnpikeProfile] (its ``mu_common`` is
+            set by a study with several T).
     """
     with torch.no_grad():
         traj = model.trajectory(x)

@@ -4,9 +4,10 @@ Commands: ``train`` a space-time net on a bundled data set, ``evaluate`` a train
 another schedule, for continuous kernels), ``export`` it to a plain ResNet file and check it,
 draw a ``schedule``, run the ``asymptotics`` and ``turnpike`` experiments, or the ``demo``.
 
-The commands are thin: a run is described by :class:`spacetime_nets.runs.RunConfig` (the
-run folder's ``model.json``), built by :func:`spacetime_nets.runs.build_model` and read back
-by :func:`spacetime_nets.runs.load_run`.
+The commands are thin: a run is described by
+[`RunConfig`][spacetime_nets.runs.RunConfig] (the run folder's ``model.json``), built by
+[`build_model`][spacetime_nets.runs.build_model] and read back by
+[`load_run`][spacetime_nets.runs.load_run].
 
 Every failure ends with one line ``spacetime-nets: error: ...`` on stderr and an exit code:
 0 success, 1 the run failed (divergence, an export that does not match, an unexpected error),
@@ -80,7 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code:
     0 success, 1 failure of the run (divergence, an export that does not match, an unexpected
     error), 2 bad input, 130 interrupted (Ctrl-C at any point, while the library still loads
-    too)."""
+    too).
+
+    Every failure is reported as one line ``spacetime-nets: error: ...`` on stderr (set
+    ``SPACETIME_NETS_DEBUG=1`` for the traceback of an unexpected error).
+
+    Args:
+        argv: the command line without the program name, e.g. ``["train", "--dataset",
+            "circles"]`` (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0, 1, 2 or 130 as above.
+    """
     try:
         return _main(argv)
     except KeyboardInterrupt:

@@ -1,5 +1,5 @@
 """Containers, argument checks and the stratified train / validation / test split shared by
-every generator of :mod:`spacetime_nets.datasets`."""
+every generator of [`spacetime_nets.datasets`][spacetime_nets.datasets]."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch.utils.data import TensorDataset
 from ..validation import check_real, check_seed, first_nonfinite
 
 DEFAULT_SPLITS: tuple[float, float, float] = (0.7, 0.15, 0.15)
+"""The default train / validation / test fractions of every generator."""
 _SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -25,7 +26,15 @@ _SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass
 class Split:
-    """One part of a data set: inputs ``x`` ``[N, ...]`` and targets ``y`` ``[N, ...]``."""
+    """One part of a data set: inputs ``x`` ``[N, ...]`` and targets ``y`` ``[N, ...]``.
+
+    A ValueError is raised when either is not a tensor with at least one dimension, or when
+    their numbers of rows differ.
+
+    Attributes:
+        x: the inputs, ``[N, d]`` (features, or a function's values at the nodes).
+        y: the targets, ``[N]`` class labels (``torch.long``) or ``[N, d]`` values.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -45,11 +54,23 @@ class Split:
         return int(self.x.shape[0])
 
     def to(self, device: torch.device | str) -> Split:
-        """A copy of this split with ``x`` and ``y`` on ``device``."""
+        """A copy of this split with ``x`` and ``y`` on ``device``.
+
+        Args:
+            device: the target device (``"cpu"``, ``"cuda"``, a ``torch.device``).
+
+        Returns:
+            A new [`Split`][spacetime_nets.datasets.Split] (the tensors are not copied when
+                already there).
+        """
         return Split(self.x.to(device), self.y.to(device))
 
     def as_tensor_dataset(self) -> TensorDataset:
-        """The split as a ``TensorDataset`` yielding ``(x[i], y[i])``."""
+        """The split as a ``TensorDataset`` yielding ``(x[i], y[i])``.
+
+        Returns:
+            A ``torch.utils.data.TensorDataset`` over ``x`` and ``y`` (no copy).
+        """
         return TensorDataset(self.x, self.y)
 
 
@@ -61,6 +82,20 @@ class DatasetSplits:
     ``"regression"`` (``num_classes`` is ``None``). ``meta["split_indices"]`` maps ``"train"``,
     ``"val"`` and ``"test"`` to the ``torch.long`` row indices of each split in the data set as
     generated, before splitting; the three are disjoint and together cover ``range(N)``.
+
+    Attributes:
+        train: the training split.
+        val: the validation split.
+        test: the test split.
+        name: the data set's name (a key of
+            [`REGISTRY`][spacetime_nets.datasets.REGISTRY]).
+        num_classes: the number of classes, or None for a regression set.
+        in_features: the number of input features per sample ``d`` (of ``x`` ``[N, d]``).
+        out_features: the number of model outputs: ``num_classes``, or the target size.
+        task: ``"classification"`` or ``"regression"``.
+        meta: how the set was built: its generator's arguments, ``"split_indices"``,
+            ``"seed"``, ``"splits"`` and, for function data, ``"nodes"`` (and
+            ``"grid_shape"`` for 2-D fields).
     """
 
     train: Split
@@ -77,7 +112,14 @@ class DatasetSplits:
         return len(self.train) + len(self.val) + len(self.test)
 
     def to(self, device: torch.device | str) -> DatasetSplits:
-        """A copy with the three splits on ``device`` (``meta`` is shared, not copied)."""
+        """A copy with the three splits on ``device`` (``meta`` is shared, not copied).
+
+        Args:
+            device: the target device (``"cpu"``, ``"cuda"``, a ``torch.device``).
+
+        Returns:
+            A new [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits].
+        """
         return DatasetSplits(
             train=self.train.to(device),
             val=self.val.to(device),
@@ -92,14 +134,14 @@ class DatasetSplits:
 
 
 # --------------------------------------------------------------------------------------------
-# argument checks (the wording of :mod:`spacetime_nets.validation`: ``name: expected X, got Y``)
+# argument checks (the wording of ``spacetime_nets.validation``: ``name: expected X, got Y``)
 # --------------------------------------------------------------------------------------------
 
-#: Largest memory, in bytes, that building one data set may take (its float64 work arrays and
-#: the tensors it returns, estimated from the arguments before anything is allocated): 4 GiB.
-#: A larger request raises ValueError naming the size arguments; set
-#: ``spacetime_nets.datasets.MAX_DATA_BYTES`` to allow more.
 MAX_DATA_BYTES = 4 << 30
+"""Largest memory, in bytes, that building one data set may take (its float64 work arrays and
+the tensors it returns, estimated from the arguments before anything is allocated): 4 GiB.
+A larger request raises ValueError naming the size arguments; set
+``spacetime_nets.datasets.MAX_DATA_BYTES`` to allow more."""
 
 
 def _max_bytes() -> int:

@@ -79,11 +79,12 @@ def digits(
     in ``[0, 1]`` (pixel / 16, row-major), ``y`` ``[N]`` in ``{0, ..., 9}``.
 
     Pixel ``(r, c)`` is the cell ``[r/8, (r+1)/8) x [c/8, (c+1)/8)`` of the domain ``[0, 1]^2``
-    (``meta["domain"]``, ``meta["image_shape"] == (8, 8)``); see :func:`resample_images`. Only
-    ``seed`` (through the stratified split) changes the result. ``scale > 1`` serves the same
-    images on ``8 scale x 8 scale`` pixels (``meta["image_shape"]``), interpolated by
-    :func:`refine_matrix` along both axes, for resolution-transfer studies; the split is the
-    same at every scale.
+    (``meta["domain"]``, ``meta["image_shape"] == (8, 8)``); see
+    [`resample_images`][spacetime_nets.datasets.resample_images]. Only ``seed`` (through the
+    stratified split) changes the result. ``scale > 1`` serves the same images on ``8 scale x 8
+    scale`` pixels (``meta["image_shape"]``), interpolated by
+    [`refine_matrix`][spacetime_nets.datasets.refine_matrix] along both axes, for
+    resolution-transfer studies; the split is the same at every scale.
 
     Args:
         seed: seeds the stratified split.
@@ -93,7 +94,8 @@ def digits(
         interpolation: ``"bilinear"`` or ``"nearest"`` (used when ``scale > 1``).
 
     Returns:
-        A classification :class:`DatasetSplits`.
+        A classification [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with 10
+            classes.
     """
     from sklearn.datasets import load_digits
 
@@ -154,6 +156,13 @@ def pixel_centres(image_shape: tuple[int, int], dtype: torch.dtype = torch.float
     """The centres of the pixels of an ``h x w`` image on ``[0, 1]^2``, ``[h * w, 2]``.
 
     Row ``r * w + c`` is ``((r + 0.5) / h, (c + 0.5) / w)``: row-major, matching flattened images.
+
+    Args:
+        image_shape: the image's ``(h, w)`` in pixels (positive ints).
+        dtype: the floating dtype of the result.
+
+    Returns:
+        The pixel centres, ``[h * w, 2]``, the first coordinate along the rows.
     """
     h, w = _check_image_shape(image_shape)
     dtype = _check_dtype(dtype)
@@ -173,6 +182,15 @@ def resample_images(
     Each image is the piecewise-constant function whose pixel ``(r, c)`` covers
     ``[r/h, (r+1)/h) x [c/w, (c+1)/w)``; nodes on the upper boundary (coordinate 1) belong to the
     last row / column. The result keeps ``x``'s dtype and device and is differentiable in ``x``.
+
+    Args:
+        x: the images, ``[N, h * w]``, flattened row-major.
+        image_shape: the images' ``(h, w)`` in pixels.
+        nodes: the points to sample at, ``[n, 2]`` in ``[0, 1]^2`` (first coordinate along
+            the rows).
+
+    Returns:
+        The images' values at the nodes, ``[N, n]``.
     """
     h, w = _check_image_shape(image_shape)
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != h * w:

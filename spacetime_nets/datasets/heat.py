@@ -79,6 +79,21 @@ def heat(
     the solver runs once per sine mode and each sample combines those solutions with its ``a_m``.
     ``time`` is at most ``ln(1 / eps) / pi^2`` of ``dtype`` (1.61 in float32): later the solution
     is zero to that precision.
+
+    Args:
+        n: the number of samples (split three ways).
+        grid_size: the nodes per function (``>= 3``).
+        time: the time ``t > 0`` of the target solution ``u(t)``.
+        seed: seeds the coefficients ``a_m`` and the split.
+        modes: the number of sine modes of ``u0`` (``>= 1``, fewer than
+            ``refine * (grid_size - 1)``).
+        splits: train / val / test fractions.
+        dtype: floating dtype of ``x``, ``y`` and ``meta["nodes"]``.
+        refine: how many times finer the solver's grid is than the nodes (``>= 1``).
+
+    Returns:
+        A regression [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with
+            ``in_features == out_features == grid_size``.
     """
     n = check_int("n", n, 1)
     grid_size = check_int("grid_size", grid_size, 3)

@@ -2,14 +2,14 @@
 solved once on a fine grid and served at coarser resolutions by subsampling (so a coarse set is
 exactly the restriction of a finer one drawn with the same seed).
 
-- :func:`helmholtz`: ``-lap u - k^2 u = f`` on ``[0, 1]^2`` with ``u = 0`` on the boundary; the
+- ``helmholtz``: ``-lap u - k^2 u = f`` on ``[0, 1]^2`` with ``u = 0`` on the boundary; the
   map from a random forcing ``f`` to ``u``, on ``s x s`` nodes ``(i, j) / (s - 1)`` (boundary
-  included), flattened row-major to ``[N, s * s]``, as for :func:`~.pde.darcy`.
+  included), flattened row-major to ``[N, s * s]``, as for [`darcy`][spacetime_nets.datasets.darcy].
 
-The solution operator is global: its Green's function oscillates with wavelength ``2 pi / k``
-and decays only like ``r^(-1/2)``, so every node of ``u`` depends on the forcing everywhere in
-the box. The forcing is the Gaussian random field of :func:`~.pde.darcy` (a cosine series with
-spectrum ``(1 + pi^2 |k|^2 / tau^2)^(-alpha / 2)``), drawn with the generator's own
+The solution operator is global: its Green's function oscillates with wavelength ``2 pi / k`` and
+decays only like ``r^(-1/2)``, so every node of ``u`` depends on the forcing everywhere in the box.
+The forcing is the Gaussian random field of [`darcy`][spacetime_nets.datasets.darcy] (a cosine
+series with spectrum ``(1 + pi^2 |k|^2 / tau^2)^(-alpha / 2)``), drawn with the generator's own
 ``numpy.random.default_rng(seed)``; the global random state is never read or changed.
 """
 
@@ -52,7 +52,7 @@ def _laplacian_eigenvalues(f: int) -> np.ndarray:
 
 def _resonance(wavenumber: float, f: int) -> str | None:
     """Why ``k = wavenumber`` is too close to resonance on ``F`` nodes per axis, or ``None``:
-    ``k^2`` must stay :data:`_RESONANCE_GAP` (relative) away from the eigenvalues of the
+    ``k^2`` must stay ``_RESONANCE_GAP`` (relative) away from the eigenvalues of the
     five-point Dirichlet Laplacian on the grid and from those of ``-lap`` itself,
     ``pi^2 (p^2 + q^2)``, ``1 <= p, q <= F - 2``."""
     k2 = wavenumber * wavenumber
@@ -159,17 +159,17 @@ def helmholtz(
     ``f``, ``y`` ``[n, s * s]`` the solution ``u`` of ``-lap u - k^2 u = f`` on ``[0, 1]^2``,
     ``u = 0`` on the boundary (``s = grid_size``, ``k = wavenumber``).
 
-    ``f`` is the zero-mean Gaussian random field of :func:`~.pde.darcy` (a cosine series with
-    spectrum ``(1 + pi^2 |k|^2 / tau^2)^(-alpha / 2)``), itself, not thresholded. The default
-    ``k = 10.5`` puts ``k^2 = 110.25`` between the Dirichlet eigenvalues ``10 pi^2`` and ``13
-    pi^2``: the operator is indefinite (the six modes ``sin(p pi x) sin(q pi y)`` with ``p^2 +
-    q^2 <= 10`` respond with their sign flipped) and global (its Green's function oscillates
-    with wavelength ``2 pi / k ~ 0.6`` and barely decays across the box).
-    :func:`solve_helmholtz` solves on ``fine x fine`` nodes (``fine = 2^k + 1``) and both fields
-    are subsampled to the ``s x s`` nodes ``(i, j) / (s - 1)``, ``s = 2^j + 1 <= fine``
-    (boundary included), flattened row-major: entry ``i * s + j`` is node ``(i / (s - 1), j /
-    (s - 1))``; ``meta["grid_shape"] == (s, s)``. The fine solution of the last few argument
-    sets is kept in memory.
+    ``f`` is the zero-mean Gaussian random field of [`darcy`][spacetime_nets.datasets.darcy] (a
+    cosine series with spectrum ``(1 + pi^2 |k|^2 / tau^2)^(-alpha / 2)``), itself, not thresholded.
+    The default ``k = 10.5`` puts ``k^2 = 110.25`` between the Dirichlet eigenvalues ``10 pi^2`` and
+    ``13 pi^2``: the operator is indefinite (the six modes ``sin(p pi x) sin(q pi y)`` with ``p^2 +
+    q^2 <= 10`` respond with their sign flipped) and global (its Green's function oscillates with
+    wavelength ``2 pi / k ~ 0.6`` and barely decays across the box).
+    [`solve_helmholtz`][spacetime_nets.datasets.solve_helmholtz] solves on ``fine x fine`` nodes
+    (``fine = 2^k + 1``) and both fields are subsampled to the ``s x s`` nodes ``(i, j) / (s - 1)``,
+    ``s = 2^j + 1 <= fine`` (boundary included), flattened row-major: entry ``i * s + j`` is node
+    ``(i / (s - 1), j / (s - 1))``; ``meta["grid_shape"] == (s, s)``. The fine solution of the last
+    few argument sets is kept in memory.
 
     Args:
         n: number of samples.
@@ -187,7 +187,8 @@ def helmholtz(
         dtype: floating dtype of ``x`` and ``y``.
 
     Returns:
-        A regression :class:`DatasetSplits`.
+        A regression [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with
+            ``in_features == out_features == s * s``.
     """
     n = check_int("n", n, 1)
     grid_size = check_int("grid_size", grid_size, 3)

@@ -2,11 +2,12 @@
 served at coarser resolutions by subsampling (so a coarse set is exactly the restriction of a
 finer one drawn with the same seed).
 
-- :func:`burgers`: viscous Burgers ``u_t + (u^2 / 2)_x = nu u_xx`` on the periodic unit interval;
-  the map ``u(0, .) -> u(time, .)``, on the periodic nodes ``j / n``, ``j = 0, ..., n - 1``.
-- :func:`darcy`: ``-div(a grad u) = 1`` on ``[0, 1]^2`` with ``u = 0`` on the boundary; the map
-  from a two-valued coefficient ``a`` to ``u``, on ``s x s`` nodes ``(i, j) / (s - 1)`` (boundary
-  included), flattened row-major to ``[N, s * s]``.
+- [`burgers`][spacetime_nets.datasets.burgers]: viscous Burgers ``u_t + (u^2 / 2)_x = nu u_xx`` on
+  the periodic unit interval; the map ``u(0, .) -> u(time, .)``, on the periodic nodes ``j / n``,
+  ``j = 0, ..., n - 1``.
+- [`darcy`][spacetime_nets.datasets.darcy]: ``-div(a grad u) = 1`` on ``[0, 1]^2`` with ``u = 0`` on
+  the boundary; the map from a two-valued coefficient ``a`` to ``u``, on ``s x s`` nodes ``(i, j) /
+  (s - 1)`` (boundary included), flattened row-major to ``[N, s * s]``.
 
 Initial data and coefficients come from Gaussian random fields with a Matern-like spectrum
 ``(1 + |omega|^2 / tau^2)^(-alpha / 2)``, drawn with the generator's own
@@ -41,7 +42,7 @@ __all__ = ["burgers", "darcy", "solve_burgers", "solve_darcy"]
 #: Most ETDRK4 steps one Burgers solve may take (given, or picked for the advection speed); more
 #: raise ValueError before the solve starts.
 MAX_BURGERS_STEPS = 100_000
-#: The coefficient values :func:`darcy` takes: within these bounds ``a`` and ``u`` stay finite in
+#: The coefficient values ``darcy`` takes: within these bounds ``a`` and ``u`` stay finite in
 #: float32 (``u`` is of order ``1 / min a``).
 _A_RANGE = (1e-30, 1e30)
 
@@ -155,7 +156,7 @@ def _check_given_steps(steps: object) -> int:
 
 
 def _check_burgers_steps(steps: int, viscosity: float, time: float) -> None:
-    """Refuse a solve whose automatic step count exceeds :data:`MAX_BURGERS_STEPS`."""
+    """Refuse a solve whose automatic step count exceeds ``MAX_BURGERS_STEPS``."""
     if steps > MAX_BURGERS_STEPS:
         raise ValueError(
             f"time, viscosity: expected a solve of at most {MAX_BURGERS_STEPS:,} ETDRK4 steps, "
@@ -219,11 +220,12 @@ def burgers(
 
     ``u_t + (u^2 / 2)_x = viscosity * u_xx``, periodic in ``x``. The initial data is a zero-mean
     Gaussian random field ``sum_{k=1}^{modes} s_k (a_k cos 2 pi k x + b_k sin 2 pi k x)``,
-    ``a_k, b_k ~ N(0, 1)``, ``s_k = (1 + (2 pi k / tau)^2)^(-alpha / 2)``. The equation is solved
-    by :func:`solve_burgers` on ``fine`` periodic nodes and both functions are subsampled to the
-    ``grid_size`` nodes ``meta["nodes"] = j / grid_size`` (``meta["rule"] == "periodic"``);
-    ``grid_size`` must divide ``fine``. The fine solution of the last few argument sets is kept
-    in memory, so serving the same samples at another ``grid_size`` costs no second solve.
+    ``a_k, b_k ~ N(0, 1)``, ``s_k = (1 + (2 pi k / tau)^2)^(-alpha / 2)``. The equation is solved by
+    [`solve_burgers`][spacetime_nets.datasets.solve_burgers] on ``fine`` periodic nodes and both
+    functions are subsampled to the ``grid_size`` nodes ``meta["nodes"] = j / grid_size``
+    (``meta["rule"] == "periodic"``); ``grid_size`` must divide ``fine``. The fine solution of the
+    last few argument sets is kept in memory, so serving the same samples at another ``grid_size``
+    costs no second solve.
 
     Args:
         n: number of samples (split by ``splits``).
@@ -240,7 +242,7 @@ def burgers(
         steps: ETDRK4 time steps; ``None`` picks enough for the largest initial speed.
 
     Returns:
-        A regression :class:`DatasetSplits`.
+        A regression [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits].
     """
     n = check_int("n", n, 1)
     grid_size = check_int("grid_size", grid_size, 2)
@@ -383,7 +385,7 @@ def solve_darcy(a: np.ndarray, forcing: float = 1.0) -> np.ndarray:
     return out[0] if squeeze else out
 
 
-#: The coefficient values :func:`solve_darcy` takes: the face coefficients (products of two
+#: The coefficient values ``solve_darcy`` takes: the face coefficients (products of two
 #: values) must stay finite in float64.
 _SOLVE_A_RANGE = (1e-150, 1e150)
 
@@ -396,7 +398,7 @@ def _darcy_solve_bytes(fine: int) -> float:
 
 
 def _square_bytes(n: int, fine: int, modes: int, grid_size: int, dtype: torch.dtype) -> float:
-    """Bytes of :func:`_square_field` and the fields solved on the unit square (the cosine
+    """Bytes of ``_square_field`` and the fields solved on the unit square (the cosine
     coefficients, the half-summed series, the fields and their solutions), served at
     ``grid_size``."""
     fields = 8.0 * (n * modes * modes + n * fine * modes + 4.0 * n * fine * fine)
@@ -511,13 +513,13 @@ def darcy(
     ``[n, s * s]`` the solution ``u`` of ``-div(a grad u) = 1`` on ``[0, 1]^2``, ``u = 0`` on
     the boundary (``s = grid_size``).
 
-    ``a`` takes ``a_values[0]`` where a zero-mean Gaussian random field (:func:`_square_field`:
-    a cosine series with spectrum ``(1 + pi^2 |k|^2 / tau^2)^(-alpha / 2)``) is ``>= 0`` and
-    ``a_values[1]`` elsewhere. :func:`solve_darcy` solves on ``fine x fine`` nodes
-    (``fine = 2^k + 1``) and both fields are subsampled to the ``s x s`` nodes ``(i, j) / (s -
-    1)``, ``s = 2^j + 1 <= fine`` (boundary included), flattened row-major: entry ``i * s + j``
-    is node ``(i / (s - 1), j / (s - 1))``; ``meta["grid_shape"] == (s, s)``. The fine solution
-    of the last few argument sets is kept in memory.
+    ``a`` takes ``a_values[0]`` where a zero-mean Gaussian random field (``_square_field``: a cosine
+    series with spectrum ``(1 + pi^2 |k|^2 / tau^2)^(-alpha / 2)``) is ``>= 0`` and ``a_values[1]``
+    elsewhere. [`solve_darcy`][spacetime_nets.datasets.solve_darcy] solves on ``fine x fine`` nodes
+    (``fine = 2^k + 1``) and both fields are subsampled to the ``s x s`` nodes ``(i, j) / (s - 1)``,
+    ``s = 2^j + 1 <= fine`` (boundary included), flattened row-major: entry ``i * s + j`` is node
+    ``(i / (s - 1), j / (s - 1))``; ``meta["grid_shape"] == (s, s)``. The fine solution of the last
+    few argument sets is kept in memory.
 
     Args:
         n: number of samples.
@@ -532,7 +534,7 @@ def darcy(
         dtype: floating dtype of ``x`` and ``y``.
 
     Returns:
-        A regression :class:`DatasetSplits`.
+        A regression [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits].
     """
     n = check_int("n", n, 1)
     grid_size = check_int("grid_size", grid_size, 3)

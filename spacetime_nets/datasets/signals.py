@@ -31,7 +31,6 @@ from ._core import (
 
 __all__ = ["SIGNAL_CLASSES", "signal_templates", "signals"]
 
-#: The ten class templates, in label order.
 SIGNAL_CLASSES: tuple[str, ...] = (
     "bump",
     "two bumps",
@@ -44,6 +43,7 @@ SIGNAL_CLASSES: tuple[str, ...] = (
     "damped wave",
     "dipole",
 )
+"""The ten class templates, in label order."""
 
 _NOISE_MODES = 12
 
@@ -52,6 +52,13 @@ def signal_templates(t: np.ndarray) -> np.ndarray:
     """The ten templates evaluated at ``t`` (any shape, any real values): ``[10, *t.shape]``.
 
     Each is continuous on the real line and of order one on ``[0, 1]``.
+
+    Args:
+        t: the points, an array of real numbers of any shape.
+
+    Returns:
+        A float64 array ``[10, *t.shape]``: row ``c`` is the template of class ``c``
+            ([`SIGNAL_CLASSES`][spacetime_nets.datasets.SIGNAL_CLASSES]``[c]``).
     """
     t = _numeric("t", t, "an array of real numbers")
     c = t - 0.5
@@ -95,7 +102,8 @@ def signals(
     dtype: torch.dtype = torch.float32,
 ) -> DatasetSplits:
     """Ten classes of continuous functions on ``[0, 1]`` (see the module docstring): ``x``
-    ``[n, m]`` the functions at ``m`` nodes, ``y`` ``[n]`` the class (:data:`SIGNAL_CLASSES`).
+    ``[n, m]`` the functions at ``m`` nodes, ``y`` ``[n]`` the class
+    ([`SIGNAL_CLASSES`][spacetime_nets.datasets.SIGNAL_CLASSES]).
 
     Per sample: shift ``d ~ U(-0.12, 0.12)``, stretch ``s ~ U(0.8, 1.25)``, amplitude ``A ~
     U(0.6, 1.4)``, trend ``b ~ U(-1, 1)``, offset ``e ~ U(-0.5, 0.5)``, and noise ``g(t) =
@@ -119,7 +127,8 @@ def signals(
         dtype: floating dtype of ``x``.
 
     Returns:
-        A classification :class:`DatasetSplits` with ``meta["nodes"]`` the evaluation points.
+        A classification [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with
+            ``meta["nodes"]`` the evaluation points.
     """
     n = check_int("n", n, 1)
     seed = _check_seed(seed)

@@ -109,6 +109,17 @@ def circles(
     Class 0 is uniform (in area) in the disk ``r <= 0.5`` with ``n // 3`` points, class 1 uniform
     in the ring ``1 <= r <= 1.5`` with the other ``n - n // 3`` (twice as many when ``3 | n``).
     ``noise > 0`` adds ``N(0, noise^2)`` to each coordinate after the labels are fixed.
+
+    Args:
+        n: the number of points (split three ways).
+        seed: seeds the points, the noise and the split.
+        noise: the standard deviation of the Gaussian noise added to each coordinate
+            (``>= 0``).
+        splits: train / val / test fractions.
+        dtype: floating dtype of ``x``.
+
+    Returns:
+        A classification [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with 2 classes.
     """
     n = check_int("n", n, 1)
     seed = _check_seed(seed)
@@ -151,6 +162,20 @@ def annuli(
     Class ``k`` is uniform (in area) in ``radii[k][0] <= r <= radii[k][1]`` (by default
     ``[0, 0.5]``, ``[1, 1.5]``, ``[2, 2.5]``); the class counts differ by at most one.
     ``noise > 0`` adds ``N(0, noise^2)`` to each coordinate after the labels are fixed.
+
+    Args:
+        n: the number of points (split three ways).
+        seed: seeds the points, the noise and the split.
+        noise: the standard deviation of the Gaussian noise added to each coordinate
+            (``>= 0``).
+        splits: train / val / test fractions.
+        dtype: floating dtype of ``x``.
+        radii: the ``(r0, r1)`` bounds of each class's annulus, at least two, increasing and
+            disjoint, ``0 <= r0 < r1``.
+
+    Returns:
+        A classification [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with
+            ``len(radii)`` classes.
     """
     n = check_int("n", n, 1)
     seed = _check_seed(seed)
@@ -208,6 +233,18 @@ def xor(
     ``margin`` in ``[0, 2)`` empties the bands ``|x1| < margin / 2`` and ``|x2| < margin / 2``
     (a band of total width ``margin`` around each axis). ``noise > 0`` adds ``N(0, noise^2)`` to
     each coordinate after the labels are fixed.
+
+    Args:
+        n: the number of points (split three ways).
+        seed: seeds the points, the noise and the split.
+        noise: the standard deviation of the Gaussian noise added to each coordinate
+            (``>= 0``).
+        splits: train / val / test fractions.
+        dtype: floating dtype of ``x``.
+        margin: the total width of the empty band around each axis, in ``[0, 2)``.
+
+    Returns:
+        A classification [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with 2 classes.
     """
     n = check_int("n", n, 1)
     seed = _check_seed(seed)
@@ -248,6 +285,18 @@ def chess(
     label is ``(i + j) % 2``. Each class gets ``n // 2`` points (class 0 the extra one when ``n``
     is odd), spread over the cells of its colour as evenly as possible (in a random order),
     uniform within each cell. ``noise > 0`` adds ``N(0, noise^2)`` after the labels are fixed.
+
+    Args:
+        n: the number of points (split three ways).
+        squares: the cells per side of the board (``>= 2``).
+        seed: seeds the points, the noise and the split.
+        noise: the standard deviation of the Gaussian noise added to each coordinate
+            (``>= 0``).
+        splits: train / val / test fractions.
+        dtype: floating dtype of ``x``.
+
+    Returns:
+        A classification [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with 2 classes.
     """
     n = check_int("n", n, 1)
     squares = check_int("squares", squares, 2)
@@ -288,6 +337,17 @@ def moons(
     """Two interleaving half circles (``sklearn.datasets.make_moons``): ``x`` ``[n, 2]``,
     ``y`` ``[n]`` in ``{0, 1}`` with ``n // 2`` points of class 0 and ``n - n // 2`` of class 1;
     ``noise`` is the standard deviation of the Gaussian noise added by scikit-learn.
+
+    Args:
+        n: the number of points (split three ways).
+        seed: seeds scikit-learn's draw (``random_state``) and the split.
+        noise: the standard deviation of the Gaussian noise added to each coordinate
+            (``>= 0``).
+        splits: train / val / test fractions.
+        dtype: floating dtype of ``x``.
+
+    Returns:
+        A classification [`DatasetSplits`][spacetime_nets.datasets.DatasetSplits] with 2 classes.
     """
     from sklearn.datasets import make_moons
 

@@ -21,11 +21,12 @@ Both write CSV tables and PNG figures into ``--out`` and print the summary table
 The readout (and the lift) are fixed at their random initialisation and only the controls are
 trained, as in the theory; classification targets are one-hot, so the losses attain 0.
 
-Layout: :mod:`~spacetime_nets.experiments.sweeps` (:func:`horizon_sweep`,
-:func:`scaling_check`) and :mod:`~spacetime_nets.experiments.turnpike` (:func:`train_turnpike`)
-are the drivers, which train with :func:`spacetime_nets.fullbatch.train_objective` and write
-their tables with :mod:`spacetime_nets.tables`; :mod:`~spacetime_nets.experiments.models`
-builds the models above; :mod:`~spacetime_nets.experiments.commands` holds the two commands'
+Layout: ``sweeps`` ([`horizon_sweep`][spacetime_nets.experiments.horizon_sweep],
+[`scaling_check`][spacetime_nets.experiments.scaling_check]) and ``turnpike``
+([`train_turnpike`][spacetime_nets.experiments.train_turnpike]) are the drivers, which train
+with [`train_objective`][spacetime_nets.fullbatch.train_objective] and write their tables with
+[`spacetime_nets.tables`][spacetime_nets.tables]; ``models`` builds the models above
+([`make_model`][spacetime_nets.experiments.make_model]); ``commands`` holds the two commands'
 options and runs. ``python -m spacetime_nets.experiments`` runs the commands without the
 ``spacetime-nets`` entry point.
 """

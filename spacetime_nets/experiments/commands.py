@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 DATASETS = ("circles", "annuli", "xor")
+"""The data sets the experiments' ``--datasets`` option takes (names of
+[`spacetime_nets.datasets.REGISTRY`][spacetime_nets.datasets.REGISTRY])."""
 
 
 @contextlib.contextmanager
@@ -49,8 +51,9 @@ def _fast(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "fast", False)) or os.environ.get("SPACETIME_FAST", "") == "1"
 
 
-#: the options whose values the fast mode replaces by its own sizes
 FAST_SIZES = ("Ts", "n", "steps", "max_iter", "augment", "modes", "outer", "waist", "dt")
+"""The options whose values the fast mode (``--fast`` or ``SPACETIME_FAST=1``) replaces by its
+own sizes."""
 
 
 def check_args(args: argparse.Namespace, command: str) -> None:
@@ -62,7 +65,9 @@ def check_args(args: argparse.Namespace, command: str) -> None:
     refused: the fast mode would replace it silently.
 
     Args:
-        args: the parsed options of :func:`add_asymptotics_args` / :func:`add_turnpike_args`.
+        args: the parsed options of
+            [`add_asymptotics_args`][spacetime_nets.experiments.add_asymptotics_args] /
+            [`add_turnpike_args`][spacetime_nets.experiments.add_turnpike_args].
         command: ``"asymptotics"`` or ``"turnpike"``.
 
     Raises:
@@ -126,7 +131,14 @@ def _common_args(
 
 
 def add_asymptotics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of ``python -m spacetime_nets asymptotics``."""
+    """Options of ``python -m spacetime_nets asymptotics``.
+
+    Args:
+        parser: the (sub)parser to add the options to.
+
+    Returns:
+        ``parser``, with the options added.
+    """
     _common_args(parser, "runs/asymptotics", [1.0, 2.0, 4.0, 8.0, 16.0, 32.0], 1e-3, max_iter=3000)
     parser.add_argument("--steps", type=int, default=16, help="Euler steps K (every T)")
     parser.add_argument(
@@ -144,7 +156,14 @@ def add_asymptotics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def add_turnpike_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of ``python -m spacetime_nets turnpike``."""
+    """Options of ``python -m spacetime_nets turnpike``.
+
+    Args:
+        parser: the (sub)parser to add the options to.
+
+    Returns:
+        ``parser``, with the options added.
+    """
     _common_args(parser, "runs/turnpike", [5.0, 10.0, 20.0], 1e-2, max_iter=2500)
     parser.add_argument("--dt", type=float, default=0.3125, help="step size (K = T / dt)")
     parser.add_argument("--loss", default="l2", choices=("l1", "l2", "mse"))
@@ -164,7 +183,22 @@ def _print(text: str) -> None:
 def run_asymptotics(args: argparse.Namespace) -> int:
     """ERM horizon sweeps (and the scaling check) for every data set x model; writes
     ``asymptotics.csv`` (one row per T), ``asymptotics_summary.csv`` (slope, T*l2 ratio),
-    ``scaling.csv``, ``asymptotics_<data>.png`` and ``trajectories_<data>_<model>.png``."""
+    ``scaling.csv``, ``asymptotics_<data>.png`` and ``trajectories_<data>_<model>.png``.
+
+    The options are checked first ([`check_args`][spacetime_nets.experiments.check_args]); the
+    tables are printed as they are made. Runs with one torch thread.
+
+    Args:
+        args: the options of
+            [`add_asymptotics_args`][spacetime_nets.experiments.add_asymptotics_args] (``out``,
+            ``Ts``, ``lam``, ``datasets``, ``models``, the sizes...).
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        ValueError: bad options.
+    """
     with _torch_threads(1):
         return _run_asymptotics(args)
 
@@ -261,8 +295,24 @@ def _run_asymptotics(args: argparse.Namespace) -> int:
 
 def run_turnpike(args: argparse.Namespace) -> int:
     """Turnpike vs ERM profiles for every data set x model; writes ``turnpike.csv`` (fitted
-    mu, hitting times per problem and T), ``turnpike_summary.csv``, ``turnpike_profiles.csv``,
-    ``turnpike_<data>_<model>.png`` and ``trajectories_<data>_<model>.png``."""
+    mu, hitting times per problem and T), ``turnpike_summary.csv``,
+    ``turnpike_profiles_<data>_<model>.csv``, ``turnpike_<data>_<model>.png`` and
+    ``trajectories_<data>_<model>.png``.
+
+    The options are checked first ([`check_args`][spacetime_nets.experiments.check_args]); the
+    tables are printed as they are made. Runs with one torch thread.
+
+    Args:
+        args: the options of
+            [`add_turnpike_args`][spacetime_nets.experiments.add_turnpike_args] (``out``,
+            ``Ts``, ``lam``, ``dt``, ``loss``, ``threshold``, the sizes...).
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        ValueError: bad options.
+    """
     with _torch_threads(1):
         return _run_turnpike(args)
 
@@ -372,7 +422,14 @@ def _fmt_hit(t: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m spacetime_nets.experiments asymptotics|turnpike [options]``."""
+    """``python -m spacetime_nets.experiments asymptotics|turnpike [options]``.
+
+    Args:
+        argv: the command line without the program name (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 success, 2 bad options (one line on stderr).
+    """
     parser = argparse.ArgumentParser(prog="spacetime_nets.experiments")
     sub = parser.add_subparsers(dest="command", required=True)
     add_asymptotics_args(sub.add_parser("asymptotics", help="ERM: error against T"))

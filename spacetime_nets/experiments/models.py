@@ -13,10 +13,21 @@ from ..models import NeuralODE, SpaceTimeNet
 __all__ = ["MODELS", "hourglass_widths", "make_model"]
 
 MODELS = ("ode-inside-tanh", "ode-outside-relu", "st-basis-hourglass")
+"""The model names [`make_model`][spacetime_nets.experiments.make_model] builds (see the
+package docstring)."""
 
 
 def hourglass_widths(steps: int, outer: int, waist: int) -> list[int]:
-    """n_k = outer + (waist - outer) (1 - |2 k / K - 1|), k = 0..K (wide - narrow - wide)."""
+    """n_k = outer + (waist - outer) (1 - |2 k / K - 1|), k = 0..K (wide - narrow - wide).
+
+    Args:
+        steps: the number of steps K (the schedule has K + 1 grids).
+        outer: the width at both ends, n_0 = n_K.
+        waist: the width in the middle, n_{K/2}.
+
+    Returns:
+        The K + 1 widths n_0, ..., n_K, rounded to ints.
+    """
     return [round(outer + (waist - outer) * (1 - abs(2 * k / steps - 1))) for k in range(steps + 1)]
 
 
@@ -34,12 +45,35 @@ def make_model(
     init_scale: float = 1.0,
     seed: int = 0,
 ) -> nn.Module:
-    """One of :data:`MODELS` on [0, T] with ``steps`` Euler steps, in float64.
+    """One of [`MODELS`][spacetime_nets.experiments.MODELS] on [0, T] with ``steps`` Euler
+    steps, in float64.
 
     NeuralODE: state R^{in + augment}, fixed random affine readout. SpaceTimeNet: Legendre
     basis kernel with ``modes`` functions, coefficients piecewise constant on the steps,
     moving hourglass schedule ``outer -> waist -> outer`` nodes, learned-function lift and
-    quadrature readout (both kept fixed by the experiments).
+    quadrature readout (both kept fixed by the experiments). The readout (and lift) are
+    redrawn from a generator seeded ``10000 + seed``, so they are the same for every T and
+    every number of steps.
+
+    Args:
+        name: a name of [`MODELS`][spacetime_nets.experiments.MODELS].
+        in_features: the input dimension d of ``x`` ``[N, d]``.
+        out_features: the number of outputs m.
+        T: the horizon.
+        steps: the number of Euler steps K.
+        augment: the NeuralODE's extra state dimensions (zeros appended to the input).
+        modes: the SpaceTimeNet's Legendre basis functions per kernel.
+        outer: the hourglass schedule's width at both ends.
+        waist: the hourglass schedule's width in the middle.
+        init_scale: the scale of the controls' random initialisation.
+        seed: seeds the model's initialisation and its fixed parts.
+
+    Returns:
+        A [`NeuralODE`][spacetime_nets.models.NeuralODE] or
+            [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet] in float64.
+
+    Raises:
+        ValueError: an unknown ``name``.
     """
     if name in ("ode-inside-tanh", "ode-outside-relu"):
         form, act = ("inside", "tanh") if name == "ode-inside-tanh" else ("outside", "relu")

@@ -1,7 +1,8 @@
 """Horizon sweeps of the ERM problem and the check of the scaling lemma on trained models.
 
-:func:`horizon_sweep` trains one model per horizon T at a fixed lam (full batch, controls only)
-and fits the decay of the training error in T; :func:`scaling_check` trains at (T, lam) and at
+[`horizon_sweep`][spacetime_nets.experiments.horizon_sweep] trains one model per horizon T at
+a fixed lam (full batch, controls only) and fits the decay of the training error in T;
+[`scaling_check`][spacetime_nets.experiments.scaling_check] trains at (T, lam) and at
 (1, lam / T) from matching initial points and compares (docs/concepts.md, large-time
 behaviour).
 """
@@ -47,17 +48,31 @@ SWEEP_COLUMNS = (
     "wall_time",
     "stop_reason",
 )
+"""The columns of a horizon sweep's table, one row per T (see
+[`SweepResult`][spacetime_nets.experiments.SweepResult])."""
 
 
 @dataclass
 class SweepResult:
     """One ERM run per horizon T at a fixed lam.
 
-    ``rows``: one dict per T with the columns of :data:`SWEEP_COLUMNS` (``error`` = E(x_T(T)) of
+    ``rows``: one dict per T with the columns of
+    [`SWEEP_COLUMNS`][spacetime_nets.experiments.SWEEP_COLUMNS] (``error`` = E(x_T(T)) of
     the trained model, ``T_l2_control`` = T int_0^T |u_T|^2, ``v_norm2`` = int_0^1 |v_T|^2 of
     the rescaled controls v_T(s) = T u_T(T s)). ``slope``/``intercept``: least-squares fit
     log(error) = slope * log(T) + intercept over the rows with error above ``floor``.
     ``models``: the trained models (not written to CSV).
+
+    Attributes:
+        rows: one dict per T, keyed by
+            [`SWEEP_COLUMNS`][spacetime_nets.experiments.SWEEP_COLUMNS].
+        slope: the fitted slope of log(error) against log(T) (the theory: <= -1).
+        intercept: the fitted intercept of that line.
+        lam: the weight of the control penalty of every run.
+        loss: the loss name of every run.
+        floor: errors at or below it were left out of the fit.
+        models: the trained models, one per T (not written to CSV).
+        meta: free-form notes on the sweep (empty unless the caller adds some).
     """
 
     rows: list[dict]
@@ -71,10 +86,12 @@ class SweepResult:
 
     @property
     def Ts(self) -> list[float]:
+        """The horizons T of the rows, in order."""
         return [r["T"] for r in self.rows]
 
     @property
     def errors(self) -> list[float]:
+        """The training errors E(x_T(T)) of the rows, in order."""
         return [r["error"] for r in self.rows]
 
     @property
@@ -84,11 +101,19 @@ class SweepResult:
         return max(v) / max(min(v), 1e-300)
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the table (one row per T) to ``path``."""
+        """Write the table (one row per T) to ``path``.
+
+        Args:
+            path: the CSV file to write.
+        """
         write_csv(path, self.rows, SWEEP_COLUMNS)
 
     def summary(self) -> str:
-        """The table, the fitted slope of log(error) against log(T) and max/min of T * l2."""
+        """The table, the fitted slope of log(error) against log(T) and max/min of T * l2.
+
+        Returns:
+            A multi-line text: a heading, the table (without ``evals``) and the fit.
+        """
         cols = [c for c in SWEEP_COLUMNS if c not in ("evals",)]
         head = f"ERM horizon sweep: lam={self.lam:g}, loss={self.loss}"
         tail = (
@@ -143,7 +168,8 @@ def horizon_sweep(
         lam: the weight of the control penalty (>= 0).
         loss: a name of ``objectives.LOSSES``.
         p: the exponent of the ``lp`` loss.
-        optimizer: ``lbfgs`` or ``adam`` (:func:`spacetime_nets.fullbatch.train_objective`).
+        optimizer: ``lbfgs`` or ``adam``
+            ([`train_objective`][spacetime_nets.fullbatch.train_objective]).
         max_iter: the iteration limit of each training.
         tol: the stopping tolerance of each training.
         window: iterations of the relative-decrease stopping test.
@@ -158,7 +184,8 @@ def horizon_sweep(
         verbose: print each row as it is done.
 
     Returns:
-        A :class:`SweepResult` (rows, fitted slope, trained models).
+        A [`SweepResult`][spacetime_nets.experiments.SweepResult] (rows, fitted slope, trained
+            models).
     """
     Ts = [float(T) for T in Ts]
     if not Ts or any(not (math.isfinite(T) and T > 0) for T in Ts):
@@ -229,6 +256,19 @@ class ScalingCheck:
     ``lemma_objective``: |J_{1,lam/T}(v_T) - J_{T,lam}(u_T)| / J_{T,lam}(u_T) for the trained
     u_T and its image v_T = T u_T(T .), and ``lemma_grad``: |T grad_v J_1 - grad_u J_T| /
     |grad_u J_T| there (the lemma on the trained point, whatever minimum each run found).
+
+    Attributes:
+        T: the horizon of the first model.
+        lam: the weight of the control penalty at horizon T.
+        objective_T: J_{T,lam} of the model trained on [0, T].
+        objective_1: J_{1,lam/T} of the model trained on [0, 1].
+        rel_objective: |objective_T - objective_1| / |objective_T|.
+        rel_outputs: max |P x_T - P x_1| / max |P x_T| over the training inputs.
+        rel_controls: the relative difference of int_0^1 |v|^2 of the two trained models.
+        info_T: the training statistics of the model on [0, T].
+        info_1: the training statistics of the model on [0, 1].
+        lemma_objective: the relative gap of the lemma's objectives at the trained u_T.
+        lemma_grad: the relative gap of the lemma's gradients at the trained u_T.
     """
 
     T: float
@@ -244,6 +284,13 @@ class ScalingCheck:
     lemma_grad: float = float("nan")
 
     def row(self) -> dict:
+        """The check as one table row.
+
+        Returns:
+            The scalar fields, with the steps and final gradient norms of both trainings
+                (``steps_T``, ``steps_1``, ``grad_T``, ``grad_1``) in place of ``info_T`` and
+                ``info_1``.
+        """
         return {
             "T": self.T,
             "lam": self.lam,
@@ -279,8 +326,9 @@ def scaling_check(
     final objectives, the outputs and the rescaled control norms.
 
     Both models have their ``output_scale`` folded into the parameters
-    (:func:`fold_output_scale`), so the optimiser sees the controls u on [0, T] and v = T u on
-    [0, 1] themselves: two parametrisations of one problem, and two different L-BFGS paths.
+    ([`fold_output_scale`][spacetime_nets.theory.fold_output_scale]), so the optimiser sees the
+    controls u on [0, T] and v = T u on [0, 1] themselves: two parametrisations of one problem, and
+    two different L-BFGS paths.
 
     Args:
         model_T: the initial model on [0, T] (not changed).
@@ -294,7 +342,8 @@ def scaling_check(
         dtype: the floating type of the computation.
 
     Returns:
-        A :class:`ScalingCheck` with the relative differences.
+        A [`ScalingCheck`][spacetime_nets.experiments.ScalingCheck] with the relative
+            differences.
     """
     x, y = as_xy(data, dtype)
     mT = fold_output_scale(copy.deepcopy(model_T).to(dtype))

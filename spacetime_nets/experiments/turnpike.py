@@ -30,9 +30,6 @@ from ..theory import TurnpikeProfile, turnpike_profile
 __all__ = ["TURNPIKE_COLUMNS", "TurnpikeResult", "train_turnpike"]
 
 
-#: columns of the turnpike table: the rates fitted on the common arc (``common_arc``) first;
-#: ``mu_own_arc``, ``mu_u_own_arc`` (fits on each T's own middle arc ``own_arc``), ``C``,
-#: ``C_u`` and ``n_fit`` are diagnostics
 TURNPIKE_COLUMNS = (
     "problem",
     "T",
@@ -55,13 +52,30 @@ TURNPIKE_COLUMNS = (
     "C_u",
     "n_fit",
 )
+"""Columns of the turnpike table: the rates fitted on the common arc (``common_arc``) first;
+``mu_own_arc``, ``mu_u_own_arc`` (fits on each T's own middle arc ``own_arc``), ``C``,
+``C_u`` and ``n_fit`` are diagnostics."""
 
 
 @dataclass
 class TurnpikeResult:
     """Per horizon T: the turnpike-trained profile (``tp``) and the ERM-trained one (``erm``,
     the same model and lam without the integral term), with training statistics.
-    ``common_window``: the arc (t_a, t_b) on which the reported rates of every T are fitted."""
+    ``common_window``: the arc (t_a, t_b) on which the reported rates of every T are fitted.
+
+    Attributes:
+        Ts: the horizons, increasing.
+        lam: the weight of the control penalty.
+        loss: the loss name.
+        threshold: the risk level whose hitting time ``t_hit`` is reported.
+        tp: the [`TurnpikeProfile`][spacetime_nets.theory.TurnpikeProfile] of the
+            turnpike-trained model, one per T.
+        erm: the profile of the ERM-trained model, one per T (empty without ERM).
+        rows: one dict per (problem, T), keyed by
+            [`TURNPIKE_COLUMNS`][spacetime_nets.experiments.TURNPIKE_COLUMNS].
+        models: the trained models, ``{"tp": [...], "erm": [...]}`` in the order of ``Ts``.
+        common_window: the common fit arc (t_a, t_b), or None.
+    """
 
     Ts: list[float]
     lam: float
@@ -76,25 +90,51 @@ class TurnpikeResult:
     def mu_ratio(self, problem: str = "tp", which: str = "mu_common") -> float:
         """max / min over T of the fitted rate ``which``: ``mu_common`` (default, the common
         arc), ``mu_u_common`` (of |u|, common arc), or the own-arc diagnostics ``mu`` and
-        ``mu_u``; near 1 when the rate does not depend on T."""
+        ``mu_u``; near 1 when the rate does not depend on T.
+
+        Args:
+            problem: ``"tp"`` (the turnpike-trained profiles) or ``"erm"``.
+            which: the profile attribute to compare, ``mu_common``, ``mu_u_common``, ``mu``
+                or ``mu_u``.
+
+        Returns:
+            max / min of the rates, or nan when one of them is not positive.
+        """
         mus = [getattr(pr, which) for pr in (self.tp if problem == "tp" else self.erm)]
         if any(not (m > 0) for m in mus):
             return float("nan")
         return max(mus) / min(mus)
 
     def t_hit_spread(self, problem: str = "tp") -> float:
-        """(max - min) / min of the times to reach the threshold (nan if one never does)."""
+        """(max - min) / min of the times to reach the threshold (nan if one never does).
+
+        Args:
+            problem: ``"tp"`` (the turnpike-trained profiles) or ``"erm"``.
+
+        Returns:
+            The relative spread of the hitting times over T.
+        """
         th = [pr.t_hit for pr in (self.tp if problem == "tp" else self.erm)]
         if any(t is None for t in th) or min(th) <= 0:
             return float("nan")
         return (max(th) - min(th)) / min(th)
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """One row per (problem, T): fitted rates, hitting time, training statistics."""
+        """One row per (problem, T): fitted rates, hitting time, training statistics.
+
+        Args:
+            path: the CSV file to write, with the columns
+                [`TURNPIKE_COLUMNS`][spacetime_nets.experiments.TURNPIKE_COLUMNS].
+        """
         write_csv(path, self.rows, TURNPIKE_COLUMNS)
 
     def profiles_to_csv(self, path: str | os.PathLike) -> None:
-        """Long format: problem, T, k, t_k, E(x(t_k)), |u(t_k)| (empty at k = K)."""
+        """Long format: problem, T, k, t_k, E(x(t_k)), |u(t_k)| (empty at k = K).
+
+        Args:
+            path: the CSV file to write (its folder is created when missing); the columns
+                are ``problem``, ``T``, ``k``, ``t``, ``risk``, ``control``.
+        """
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -106,6 +146,12 @@ class TurnpikeResult:
                         w.writerow([name, pr.T, k, repr(float(t)), repr(float(pr.risk[k])), u])
 
     def summary(self) -> str:
+        """The table and the fitted rates and hitting times, for printing.
+
+        Returns:
+            A multi-line text: a heading, the table (without the fit diagnostics) and a line
+                with the rates on the common arc, their max/min and the hitting times.
+        """
         skip = ("C", "C_u", "n_fit", "objective", "mu_u_own_arc", "own_arc", "common_arc")
         cols = [c for c in TURNPIKE_COLUMNS if c not in skip]
         head = f"Turnpike vs ERM: lam={self.lam:g}, loss={self.loss}, threshold={self.threshold:g}"
@@ -145,7 +191,8 @@ def train_turnpike(
     """For every T: train ``make_model(T)`` on the turnpike objective
     E(x(T)) + int_0^T E(x(t)) dt + lam int_0^T |u|^2 dt (trapezoid in t on the model's time
     grid, ``objectives.turnpike_cost``), and (``erm=True``) a second copy of the same initial
-    model on E(x(T)) + lam int_0^T |u|^2 dt; return the :func:`turnpike_profile` of each,
+    model on E(x(T)) + lam int_0^T |u|^2 dt; return the
+    [`turnpike_profile`][spacetime_nets.theory.turnpike_profile] of each,
     with the rates of every T also fitted on one common arc, ``fit_window`` x the shortest
     horizon (the rates to report; the own-arc fits are a diagnostic).
 
@@ -155,8 +202,10 @@ def train_turnpike(
         Ts: increasing positive horizons.
         lam: the weight of the control penalty.
         loss: an l^p-distance loss (``l1``, ``l2``, ``lp`` with ``p``) or ``mse``.
+        p: the exponent of the ``lp`` loss.
         threshold: the risk level whose hitting time is reported.
-        optimizer: ``lbfgs`` or ``adam`` (:func:`spacetime_nets.fullbatch.train_objective`).
+        optimizer: ``lbfgs`` or ``adam``
+            ([`train_objective`][spacetime_nets.fullbatch.train_objective]).
         max_iter: the iteration limit of each training.
         tol: the stopping tolerance of each training.
         window: iterations of the relative-decrease stopping test.
@@ -169,7 +218,7 @@ def train_turnpike(
         verbose: print each row as it is done.
 
     Returns:
-        A :class:`TurnpikeResult`.
+        A [`TurnpikeResult`][spacetime_nets.experiments.TurnpikeResult].
     """
     Ts = [float(T) for T in Ts]
     if not Ts or any(not (math.isfinite(T) and T > 0) for T in Ts):

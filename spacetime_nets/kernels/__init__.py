@@ -17,7 +17,7 @@ from .dense import (
     check_scale,
     tensor_basis,
 )
-from .stationary import ConvKernel, SpectralKernel, window
+from .stationary import ConvKernel, PiecewiseKernel, SpectralKernel, window
 
 __all__ = [
     "Kernel",
@@ -27,6 +27,7 @@ __all__ = [
     "FunctionKernel",
     "ConvKernel",
     "SpectralKernel",
+    "PiecewiseKernel",
     "basis_functions",
     "tensor_basis",
     "window",

@@ -52,6 +52,9 @@ class Kernel(nn.Module):
 
     ``output_scale`` multiplies (w, b); ``T`` is the horizon the kernel's time variable spans.
     Both are changed together by ``rescale_horizon`` (the scaling lemma).
+
+    Args:
+        T: the horizon, positive and finite.
     """
 
     continuous: bool = True
@@ -67,11 +70,24 @@ class Kernel(nn.Module):
         self.output_scale = 1.0
 
     def channels_at(self, k: int, t: float) -> int | None:
-        """Channels of step k at time t (None: the scalar model)."""
+        """Channels of step k at time t (None: the scalar model).
+
+        Args:
+            k: the step.
+            t: the time t_k.
+
+        Returns:
+            The channel count c, or None.
+        """
         return self.channels
 
     def check_channels(self, times: Sequence[float], channels: Sequence[int] | None) -> None:
-        """Raise ValueError when the schedule's channel counts c_k differ from the kernel's."""
+        """Raise ValueError when the schedule's channel counts c_k differ from the kernel's.
+
+        Args:
+            times: the schedule's times t_0..t_K.
+            channels: its channel counts c_0..c_K, or None for the scalar model.
+        """
         for k, t in enumerate(times[:-1]):
             mine = self.channels_at(k, t)
             theirs = None if channels is None else channels[k]
@@ -83,24 +99,59 @@ class Kernel(nn.Module):
 
     def check_resolution(self, steps: Sequence, allow_underresolved: bool = False) -> None:
         """Raise ValueError when the kernel is finer than a grid of the schedule (``steps`` are
-        ``(t_k, GridInfo of G_k)`` for k = 0..K); see the subclasses."""
+        ``(t_k, GridInfo of G_k)`` for k = 0..K); see the subclasses.
+
+        Args:
+            steps: ``(t_k, GridInfo)`` for each grid of the schedule.
+            allow_underresolved: skip the check.
+        """
 
     def step_op(self, k: int, t: float, out, inp):
         """The operator of step k from the input grid ``inp`` to the output grid ``out``, each
-        a ``(nodes [n, d], weights [n], GridInfo)`` triple. Dense kernels: ``Dense(W, b)``."""
+        a ``(nodes [n, d], weights [n], GridInfo)`` triple. Dense kernels: ``Dense(W, b)``.
+
+        Args:
+            k: the step.
+            t: the time t_k.
+            out (tuple): the output grid's ``(nodes, weights, GridInfo)``.
+            inp (tuple): the input grid's ``(nodes, weights, GridInfo)``.
+
+        Returns:
+            (Dense): ``Dense(W, beta)`` of ``forward`` (subclasses may return another step
+                operator of [`spacetime_nets.ops`][spacetime_nets.ops]).
+        """
         W, b = self.forward(k, t, out[0], inp[0], inp[1])
         return Dense(W, b)
 
     def step_ops(self, steps: Sequence[tuple]) -> list:
         """The operators of several steps at once, ``steps`` holding ``(k, t, out, inp)``
-        (what :meth:`step_op` takes); kernels may share work between the steps here."""
+        (what [`step_op`][spacetime_nets.kernels.Kernel.step_op] takes); kernels may share
+        work between the steps here.
+
+        Args:
+            steps: ``(k, t, out, inp)`` for each step.
+
+        Returns:
+            One step operator per entry of ``steps``.
+        """
         return [self.step_op(k, t, out, inp) for k, t, out, inp in steps]
 
     def check_discretisation(self, out_widths: Sequence[int], in_widths: Sequence[int]) -> None:
-        """Raise ValueError when the kernel cannot be evaluated on these step shapes."""
+        """Raise ValueError when the kernel cannot be evaluated on these step shapes.
+
+        Args:
+            out_widths: the output width of each step.
+            in_widths: the input width of each step.
+        """
 
     def rescale_horizon_(self, T_new: float) -> None:
-        """In place: u_new(s) = (T / T_new) u(s T / T_new) on [0, T_new]."""
+        """In place: u_new(s) = (T / T_new) u(s T / T_new) on [0, T_new].
+
+        Multiplies ``output_scale`` by T / T_new and sets ``T`` to T_new.
+
+        Args:
+            T_new: the new horizon, positive and finite.
+        """
         T_new = float(T_new)
         if not (math.isfinite(T_new) and T_new > 0):
             raise ValueError(f"T_new: expected a positive finite horizon, got {T_new}")
@@ -108,13 +159,28 @@ class Kernel(nn.Module):
         self.T = T_new
 
     def get_extra_state(self) -> dict:
+        """The horizon and scale, saved in ``state_dict``.
+
+        Returns:
+            ``{"T": T, "output_scale": s}``.
+        """
         return {"T": self.T, "output_scale": self.output_scale}
 
     def set_extra_state(self, state: dict) -> None:
+        """Restore the horizon and scale from ``state_dict``.
+
+        Args:
+            state: the dict of ``get_extra_state``.
+        """
         self.T = float(state["T"])
         self.output_scale = float(state["output_scale"])
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            ``T=...``.
+        """
         return f"T={self.T:g}"
 
 
@@ -124,6 +190,17 @@ class NodalKernel(Kernel):
 
     Tied to the widths (and number of steps) of the schedule it was made for. Initialised like
     ``nn.Linear`` (uniform in +-1/sqrt(n_k)) times ``init_scale``.
+
+    Args:
+        schedule: the schedule whose widths (and channels) it takes; or None with both
+            ``out_widths`` and ``in_widths``.
+        out_widths: n_{k+1} per step (default: from ``schedule``).
+        in_widths: n_k per step (default: from ``schedule``).
+        init_scale: the scale of the initial draws (finite, >= 0).
+        bias: whether the steps have biases beta^k (else they are zero).
+        generator: the random generator of the initial draws (None: torch's global one).
+        channels: one count per step, one for every step, or None (from ``schedule``, else
+            the scalar model).
     """
 
     continuous = False
@@ -177,12 +254,28 @@ class NodalKernel(Kernel):
 
     @property
     def num_steps(self) -> int:
+        """K, the number of steps it has matrices for."""
         return len(self.out_widths)
 
     def channels_at(self, k: int, t: float) -> int | None:
+        """The channel count of step k (``t`` is not read).
+
+        Args:
+            k: the step.
+            t: the time t_k.
+
+        Returns:
+            c_k, or None for the scalar model.
+        """
         return None if self.step_channels is None else self.step_channels[k]
 
     def check_discretisation(self, out_widths, in_widths) -> None:
+        """Raise ValueError unless the widths are those the kernel was made for.
+
+        Args:
+            out_widths (Sequence[int]): the output width of each step.
+            in_widths (Sequence[int]): the input width of each step.
+        """
         if list(out_widths) != self.out_widths or list(in_widths) != self.in_widths:
             raise ValueError(
                 "kernel: this NodalKernel was made for another schedule (steps "
@@ -193,7 +286,12 @@ class NodalKernel(Kernel):
             )
 
     def all_steps(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """[(W^k, beta^k)] for every step at once (the hot path of a forward pass)."""
+        """[(W^k, beta^k)] for every step at once (the hot path of a forward pass).
+
+        Returns:
+            One ``(W [c n_{k+1}, c n_k], beta [c n_{k+1}])`` per step, ``output_scale``
+                included (zero biases without ``bias``).
+        """
         ws = list(self.weight._parameters.values())
         if self.bias is None:
             bs = [w.new_zeros(w.shape[0]) for w in ws]
@@ -205,6 +303,20 @@ class NodalKernel(Kernel):
         return list(zip(ws, bs))
 
     def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        """The free matrices of step k (the nodes and weights are not read: they are folded
+        into the trained matrix).
+
+        Args:
+            k (int): the step.
+            t (float): the time t_k.
+            out_nodes (torch.Tensor): the output grid's nodes xi, ``[n_out, d]``.
+            in_nodes (torch.Tensor): the input grid's nodes zeta, ``[n_in, d]``.
+            in_weights (torch.Tensor): the input grid's quadrature weights omega, ``[n_in]``.
+
+        Returns:
+            (tuple[torch.Tensor, torch.Tensor]): ``(W, beta)``, ``W [c n_out, c n_in]`` and
+                ``beta [c n_out]`` (c = 1 for the scalar model), ``output_scale`` included.
+        """
         W = self.weight[k]
         b = self.bias[k] if self.bias is not None else W.new_zeros(W.shape[0])
         if self.output_scale != 1.0:
@@ -212,6 +324,11 @@ class NodalKernel(Kernel):
         return W, b
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The steps and input widths.
+        """
         return f"steps={self.num_steps}, widths={_short(self.in_widths)}"
 
 
@@ -227,6 +344,16 @@ def basis_functions(
 
     legendre: sqrt((2m+1)/L) P_m(2(x-a)/L - 1); fourier: 1/sqrt(L), sqrt(2/L) cos(2 pi j (x-a)/L),
     sqrt(2/L) sin(2 pi j (x-a)/L), j = 1, 2, ... (L = b - a).
+
+    Args:
+        x: the points, ``[n]``.
+        a: the left end of the interval.
+        b: the right end.
+        modes: the number of functions.
+        basis: ``legendre`` or ``fourier``.
+
+    Returns:
+        ``[n, modes]``, column m the m-th function.
     """
     L = b - a
     if basis == "legendre":
@@ -253,7 +380,17 @@ def basis_functions(
 
 
 def tensor_basis(nodes: torch.Tensor, domain: Domain, modes: int, basis: str) -> torch.Tensor:
-    """Tensor-product basis phi_a(xi) = prod_i phi_{a_i}(xi_i): ``[n, d] -> [n, modes^d]``."""
+    """Tensor-product basis phi_a(xi) = prod_i phi_{a_i}(xi_i): ``[n, d] -> [n, modes^d]``.
+
+    Args:
+        nodes: the points, ``[n, d]``.
+        domain: the box (its interval on each axis).
+        modes: the functions per axis.
+        basis: ``legendre`` or ``fourier``.
+
+    Returns:
+        ``[n, modes^d]``, the last axis's index varying fastest.
+    """
     out = None
     for i, (a, b) in enumerate(domain.bounds):
         phi = basis_functions(nodes[:, i], a, b, modes, basis)
@@ -291,6 +428,9 @@ def check_scale(init_scale: object) -> float:
     or a string): the initial controls are ``init_scale`` times random draws of unit scale,
     so 0 starts from the zero field and a negative scale only flips their sign.
 
+    Args:
+        init_scale: the value of ``init_scale=``.
+
     Returns:
         ``init_scale`` as a Python float.
     """
@@ -315,10 +455,23 @@ class BasisKernel(Kernel):
     ``time_degree`` in t (smooth in t). Because the basis is orthonormal,
     |w(t)|^2_{L^2(Omega x Omega)} = |C(t)|_F^2.
 
-    A step applies W = Phi_out C (Phi_in * omega)^T in factored form (:class:`~spacetime_nets.ops.
-    LowRankOp`, O(A (n_in + n_out)) per sample) when that takes fewer multiply-adds than the
-    dense matrix (O(n_in n_out)); ``factored=True`` / ``False`` forces one form. Both give the
-    same operator up to rounding.
+    A step applies W = Phi_out C (Phi_in * omega)^T in factored form
+    ([`LowRankOp`][spacetime_nets.ops.LowRankOp], O(A (n_in + n_out)) per sample) when that
+    takes fewer multiply-adds than the dense matrix (O(n_in n_out)); ``factored=True`` /
+    ``False`` forces one form. Both give the same operator up to rounding.
+
+    Args:
+        domain: the box Omega, a [`Domain`][grids.domain.Domain] or its bounds.
+        modes: the basis functions per axis.
+        basis: ``legendre`` or ``fourier`` (one of ``BASES``).
+        pieces: the pieces of [0, T] on which the coefficients are constant.
+        T: the horizon the time variable spans.
+        time_degree: the degree of the Legendre expansion in t (replaces ``pieces``), or None.
+        init_scale: the scale of the initial coefficients (finite, >= 0).
+        bias: whether b is trained (else b = 0).
+        generator: the random generator of the initial draws (None: torch's global one).
+        channels: the channel count c, or None for the scalar model.
+        factored: force the factored (True) or dense (False) form; None picks the cheaper.
     """
 
     def __init__(
@@ -363,14 +516,27 @@ class BasisKernel(Kernel):
 
     @classmethod
     def for_schedule(cls, schedule: GridSchedule, **kwargs) -> BasisKernel:
-        """Piecewise constant in t on the schedule's steps (when they are uniform)."""
+        """Piecewise constant in t on the schedule's steps (when they are uniform).
+
+        Args:
+            schedule: gives the domain, T and (by default) ``pieces`` = K.
+            **kwargs (object): the other arguments of the constructor.
+
+        Returns:
+            The kernel.
+        """
         kwargs.setdefault("pieces", schedule.num_steps)
         return cls(schedule.domain, T=schedule.T, **kwargs)
 
     def check_resolution(self, steps: Sequence, allow_underresolved: bool = False) -> None:
         """``modes`` basis functions per axis are linearly independent on a grid only when the
         axis has at least ``modes`` nodes; a coarser grid cannot tell the kernel's modes apart
-        (the discrete operator then depends on the resolution, not on the kernel)."""
+        (the discrete operator then depends on the resolution, not on the kernel).
+
+        Args:
+            steps: ``(t_k, GridInfo)`` for each grid of the schedule.
+            allow_underresolved: skip the check.
+        """
         if allow_underresolved:
             return
         for k, (_, info) in enumerate(steps):
@@ -383,7 +549,14 @@ class BasisKernel(Kernel):
                     )
 
     def phi(self, nodes: torch.Tensor) -> torch.Tensor:
-        """Basis values at ``nodes`` ``[n, d]`` -> ``[n, A]`` (cached per node tensor)."""
+        """Basis values at ``nodes`` ``[n, d]`` -> ``[n, A]`` (cached per node tensor).
+
+        Args:
+            nodes: the points, ``[n, d]``.
+
+        Returns:
+            ``[n, A]`` in the dtype of ``nodes`` (computed in float64).
+        """
         return self._cache.get(
             nodes,
             lambda x: tensor_basis(x.double(), self.domain, self.modes, self.basis).to(x.dtype),
@@ -391,7 +564,14 @@ class BasisKernel(Kernel):
 
     def step_ops(self, steps: Sequence[tuple]) -> list:
         """Every step's operator, with the coefficient pieces split off once: indexing C per
-        step would give each step's backward a zero-filled gradient of all the pieces."""
+        step would give each step's backward a zero-filled gradient of all the pieces.
+
+        Args:
+            steps: ``(k, t, out, inp)`` for each step.
+
+        Returns:
+            One step operator per entry of ``steps``.
+        """
         bias = self.bias_coeff.unbind(0) if self.bias_coeff is not None else None
         self._split = (self.coeff.unbind(0), bias)
         try:
@@ -400,7 +580,15 @@ class BasisKernel(Kernel):
             self._split = None
 
     def coefficients(self, t: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(C(t) [A, A], c(t) [A]) including ``output_scale``."""
+        """(C(t) [A, A], c(t) [A]) including ``output_scale``.
+
+        Args:
+            t: the time (clamped to [0, T]).
+
+        Returns:
+            ``(C, c)``: ``[A, A]`` and ``[A]`` (``[c, c, A, A]`` and ``[c, A]`` with channels);
+                ``c`` is None without bias.
+        """
         tau = min(max(t / self.T, 0.0), 1.0)
         split = getattr(self, "_split", None)
         C_pieces, c_pieces = split if split is not None else (self.coeff, self.bias_coeff)
@@ -424,7 +612,17 @@ class BasisKernel(Kernel):
 
     def low_rank(self, t: float, out_nodes, in_nodes, in_weights) -> LowRankOp:
         """The operator at time t between two grids in factored form (``Phi_out [n_out, A]``,
-        ``M [c A, c A]`` and ``c [c A]`` from C(t), c(t), ``Phi_in * omega [n_in, A]``)."""
+        ``M [c A, c A]`` and ``c [c A]`` from C(t), c(t), ``Phi_in * omega [n_in, A]``).
+
+        Args:
+            t: the time.
+            out_nodes (torch.Tensor): the output grid's nodes, ``[n_out, d]``.
+            in_nodes (torch.Tensor): the input grid's nodes, ``[n_in, d]``.
+            in_weights (torch.Tensor): the input grid's quadrature weights, ``[n_in]``.
+
+        Returns:
+            The [`LowRankOp`][spacetime_nets.ops.LowRankOp].
+        """
         C, c = self.coefficients(t)
         ch = self.channels
         A = self.num_functions
@@ -439,23 +637,61 @@ class BasisKernel(Kernel):
         return LowRankOp(self.phi(out_nodes), C, c.reshape(-1), phi_in, V, ch)
 
     def use_factored(self, n_out: int, n_in: int) -> bool:
-        """Whether a step between grids of these sizes runs in factored form."""
+        """Whether a step between grids of these sizes runs in factored form.
+
+        Args:
+            n_out: the output grid's size.
+            n_in: the input grid's size.
+
+        Returns:
+            ``factored`` when set, else whether c A (n_in + n_out) + (c A)^2 < c^2 n_in n_out.
+        """
         if self.factored is not None:
             return self.factored
         c, A = self.channels or 1, self.num_functions
         return c * A * (n_in + n_out) + (c * A) ** 2 < c * c * n_in * n_out
 
     def step_op(self, k: int, t: float, out, inp):
-        """A :class:`~spacetime_nets.ops.LowRankOp`, or the ``Dense`` matrix (see the class)."""
+        """A [`LowRankOp`][spacetime_nets.ops.LowRankOp], or the ``Dense`` matrix (see the
+        class).
+
+        Args:
+            k: the step.
+            t: the time t_k.
+            out (tuple): the output grid's ``(nodes, weights, GridInfo)``.
+            inp (tuple): the input grid's ``(nodes, weights, GridInfo)``.
+
+        Returns:
+            (LowRankOp | Dense): the step operator.
+        """
         op = self.low_rank(t, out[0], inp[0], inp[1])
         if self.use_factored(out[0].shape[0], inp[0].shape[0]):
             return op
         return op.dense()
 
     def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        """The dense matrices at time t: W = Phi_out C(t) (Phi_in * omega)^T, beta =
+        Phi_out c(t).
+
+        Args:
+            k (int): the step.
+            t (float): the time t_k.
+            out_nodes (torch.Tensor): the output grid's nodes xi, ``[n_out, d]``.
+            in_nodes (torch.Tensor): the input grid's nodes zeta, ``[n_in, d]``.
+            in_weights (torch.Tensor): the input grid's quadrature weights omega, ``[n_in]``.
+
+        Returns:
+            (tuple[torch.Tensor, torch.Tensor]): ``(W, beta)``, ``W [c n_out, c n_in]`` and
+                ``beta [c n_out]`` (c = 1 for the scalar model), ``output_scale`` included.
+        """
         return self.low_rank(t, out_nodes, in_nodes, in_weights).dense()
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The basis, modes, dimension, pieces (or time degree), T and channels.
+        """
         t = (
             f"pieces={self.pieces}"
             if self.time_degree is None
@@ -470,6 +706,16 @@ class NeuralKernel(Kernel):
 
     Coordinates are mapped to [-1, 1] before the MLP; the output layer is scaled so that the
     integral operator has norm O(``init_scale``) whatever the resolution.
+
+    Args:
+        domain: the box Omega, a [`Domain`][grids.domain.Domain] or its bounds.
+        hidden: the width of the MLPs' hidden layers.
+        depth: the number of hidden layers (tanh).
+        T: the horizon the time variable spans.
+        init_scale: the scale of the output layers (finite, >= 0).
+        bias: whether b is an MLP too (else b = 0).
+        generator: the random generator of the initial weights (None: torch's global one).
+        channels: the channel count c (the MLP of w then has c^2 outputs), or None.
     """
 
     def __init__(
@@ -501,6 +747,20 @@ class NeuralKernel(Kernel):
         return torch.stack(cols, dim=-1)
 
     def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        """The dense matrices at time t: W_ij = MLP(t / T, xi_i, zeta_j) omega_j, beta_i =
+        MLP_b(t / T, xi_i), computed in the MLP's dtype.
+
+        Args:
+            k (int): the step.
+            t (float): the time t_k.
+            out_nodes (torch.Tensor): the output grid's nodes xi, ``[n_out, d]``.
+            in_nodes (torch.Tensor): the input grid's nodes zeta, ``[n_in, d]``.
+            in_weights (torch.Tensor): the input grid's quadrature weights omega, ``[n_in]``.
+
+        Returns:
+            (tuple[torch.Tensor, torch.Tensor]): ``(W, beta)``, ``W [c n_out, c n_in]`` and
+                ``beta [c n_out]`` (c = 1 for the scalar model), ``output_scale`` included.
+        """
         dtype = self.net[0].weight.dtype
         xi = self._unit(out_nodes).to(dtype)
         zeta = self._unit(in_nodes).to(dtype)
@@ -526,6 +786,11 @@ class NeuralKernel(Kernel):
         return W, (self.bias_net(fb) * self.output_scale).T.reshape(-1)
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The dimension and T.
+        """
         return f"dim={self.domain.dim}, T={self.T:g}"
 
 
@@ -557,7 +822,15 @@ class FunctionKernel(Kernel):
     """User callables: ``w(t, xi [n_out, d], zeta [n_in, d]) -> [n_out, n_in]`` and
     ``b(t, xi [n_out, d]) -> [n_out]`` (b = 0 when omitted). No trainable parameters.
     With ``channels=c``: ``w -> [c, c, n_out, n_in]`` (out channel, in channel) and
-    ``b -> [c, n_out]``."""
+    ``b -> [c, n_out]``.
+
+    Args:
+        w: ``w(t, xi, zeta)``, t in the callables' own horizon ``T`` (kept when the kernel is
+            rescaled).
+        b: ``b(t, xi)``, or None for b = 0.
+        T: the horizon of the callables' time variable.
+        channels: the channel count c, or None for the scalar model.
+    """
 
     def __init__(
         self,
@@ -576,6 +849,20 @@ class FunctionKernel(Kernel):
         self._T0 = self.T
 
     def forward(self, k, t, out_nodes, in_nodes, in_weights):
+        """The dense matrices at time t: W_ij = w(t0, xi_i, zeta_j) omega_j and beta_i =
+        b(t0, xi_i), t0 = t T_0 / T the time in the callables' horizon.
+
+        Args:
+            k (int): the step.
+            t (float): the time t_k.
+            out_nodes (torch.Tensor): the output grid's nodes xi, ``[n_out, d]``.
+            in_nodes (torch.Tensor): the input grid's nodes zeta, ``[n_in, d]``.
+            in_weights (torch.Tensor): the input grid's quadrature weights omega, ``[n_in]``.
+
+        Returns:
+            (tuple[torch.Tensor, torch.Tensor]): ``(W, beta)``, ``W [c n_out, c n_in]`` and
+                ``beta [c n_out]`` (c = 1 for the scalar model), ``output_scale`` included.
+        """
         t0 = t * self._T0 / self.T  # time in the callables' own horizon
         w = self.w_fn(t0, out_nodes, in_nodes)
         w = torch.as_tensor(w, dtype=out_nodes.dtype, device=out_nodes.device)

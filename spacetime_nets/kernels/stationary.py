@@ -24,7 +24,7 @@ from ..ops import ConvOp, Dense, GridInfo, SpectralOp
 from ..validation import check_bool, check_int
 from .dense import Kernel, basis_functions, check_scale
 
-__all__ = ["ConvKernel", "SpectralKernel", "window", "TAPS"]
+__all__ = ["PiecewiseKernel", "ConvKernel", "SpectralKernel", "window", "TAPS"]
 
 #: how a conv kernel's discrete operator is made: ``galerkin`` integrates the kernel exactly
 #: against the piecewise-linear interpolant of the input (the same operator on every grid, for
@@ -34,7 +34,14 @@ TAPS = ("galerkin", "sampled")
 
 def window(u: torch.Tensor) -> torch.Tensor:
     """The window (1 - u^2)^2 on |u| < 1, 0 outside: smooth inside, vanishing with its first
-    derivative at |u| = 1, so the trapezoid rule on a windowed kernel is O(h^2) accurate."""
+    derivative at |u| = 1, so the trapezoid rule on a windowed kernel is O(h^2) accurate.
+
+    Args:
+        u: the points (any shape).
+
+    Returns:
+        The window's values, of the shape of ``u``.
+    """
     return torch.clamp(1.0 - u * u, min=0.0) ** 2
 
 
@@ -108,9 +115,17 @@ def _hat_geometry(
     return torch.stack(hl, -1), torch.stack(hr, -1), measure
 
 
-class _PiecewiseKernel(Kernel):
+class PiecewiseKernel(Kernel):
     """Per-piece parameter tensors (channels may change between pieces) or a smooth-in-t
-    expansion (one channel count)."""
+    expansion (one channel count).
+
+    The base of the stationary kernels [`ConvKernel`][spacetime_nets.kernels.ConvKernel] and
+    [`SpectralKernel`][spacetime_nets.kernels.SpectralKernel]: it holds the pieces, their
+    channel counts and the coefficients at time t; it is not built on its own.
+
+    Args:
+        T: the horizon the time variable spans (set by the subclasses).
+    """
 
     def _setup_pieces(self, channels, pieces, time_degree) -> None:
         self._cache: dict = {}  # per-grid tensors (taps, hat scales), keyed by static facts
@@ -148,19 +163,46 @@ class _PiecewiseKernel(Kernel):
 
     @classmethod
     def for_schedule(cls, schedule: GridSchedule, **kwargs):
-        """One piece per step of ``schedule`` (channels from the schedule when it has them)."""
+        """One piece per step of ``schedule`` (channels from the schedule when it has them).
+
+        Args:
+            schedule: gives the domain, T and (by default) ``pieces`` = K and the channels
+                c_0..c_{K-1}.
+            **kwargs (object): the other arguments of the constructor.
+
+        Returns:
+            (PiecewiseKernel): the kernel, of the class this is called on.
+        """
         kwargs.setdefault("pieces", schedule.num_steps)
         if schedule.channels is not None:
             kwargs.setdefault("channels", list(schedule.channels[:-1]))
         return cls(schedule.domain, T=schedule.T, **kwargs)
 
     def piece(self, t: float) -> int:
+        """The piece holding time t.
+
+        Args:
+            t: the time (clamped to [0, T]).
+
+        Returns:
+            ``floor(pieces t / T)`` (with a tolerance for t_k a few ulps low), at most
+                ``pieces - 1``.
+        """
         tau = min(max(t / self.T, 0.0), 1.0)
         # t_k = k T / K can come out a few ulps low: without the tolerance step k would use
         # piece k - 1
         return min(int(tau * self.pieces + 1e-9), self.pieces - 1)
 
     def channels_at(self, k: int, t: float) -> int | None:
+        """The channel count of the piece holding t (``k`` is not read).
+
+        Args:
+            k: the step.
+            t: the time t_k.
+
+        Returns:
+            c of that piece.
+        """
         if self.time_degree is not None:
             return self.piece_channels[0]
         return self.piece_channels[self.piece(t)]
@@ -200,6 +242,72 @@ class _PiecewiseKernel(Kernel):
             stacklevel=4,
         )
 
+    def _coefficients(self) -> nn.ParameterList:
+        """The main coefficients per piece, ``[c_out, c_in, ...]``."""
+        raise NotImplementedError
+
+    def map_channels_(
+        self,
+        out: Sequence[torch.Tensor],
+        inp: Sequence[torch.Tensor],
+        channels: int | None = None,
+    ) -> None:
+        """A change of channel bases, in place: per piece p, with Q_p = ``out[p]`` ``[c, r_out]``
+        and R_p = ``inp[p]`` ``[c, r_in]``, C_p -> Q_p^T C_p R_p on the channel dimensions of
+        the coefficients, b_p -> Q_p^T b_p and A_p -> Q_p^T A_p R_p. Where the input lies in
+        the span of R_p's columns (x = R_p z), the new operator gives Q_p^T (K x), the old
+        output in the new basis. With r_out != r_in (a bottleneck's hidden channels) the
+        operator runs on equispaced grids only (the convolution and FFT paths).
+
+        Args:
+            out: one ``[c, r_out]`` matrix per piece for the output channels (a kernel smooth
+                in t needs the same matrix for every piece: its pieces are its Legendre
+                coefficients in t).
+            inp: one ``[c, r_in]`` matrix per piece for the input channels.
+            channels: the state's channel count the kernel reports from now on
+                ([`channels_at`][spacetime_nets.kernels.PiecewiseKernel.channels_at]); None:
+                r_out, which must equal r_in.
+        """
+        out, inp = list(out), list(inp)
+        if len(out) != self.pieces or len(inp) != self.pieces:
+            raise ValueError(
+                f"out, inp: expected one matrix per piece ({self.pieces}), got {len(out)} "
+                f"and {len(inp)}"
+            )
+        r_out, r_in = {q.shape[1] for q in out}, {q.shape[1] for q in inp}
+        if len(r_out) != 1 or len(r_in) != 1:
+            raise ValueError(
+                f"out, inp: every piece needs the same new channel counts, got {r_out}, {r_in}"
+            )
+        if channels is None and r_out != r_in:
+            raise ValueError(
+                f"channels: needed when the maps change the channels to different counts "
+                f"({r_out.pop()} out, {r_in.pop()} in)"
+            )
+        rank = check_int("channels", channels) if channels is not None else r_out.pop()
+        if self.time_degree is not None and any(
+            not torch.equal(q, out[0]) or not torch.equal(r, inp[0]) for q, r in zip(out, inp)
+        ):
+            raise ValueError("out, inp: a kernel smooth in t takes one map for every piece")
+        lists = [(self._coefficients(), "main"), (self.bias_coeff, "bias"), (self.point, "mix")]
+        with torch.no_grad():
+            for params, what in lists:
+                if params is None:
+                    continue
+                for p, (q, r) in enumerate(zip(out, inp)):
+                    v = params[p]
+                    q, r = q.to(v), r.to(v)
+                    if what == "bias":
+                        new = q.T @ v
+                    elif what == "mix":
+                        new = q.T @ v @ r
+                    else:  # [c_out, c_in, ...]: contract both channel dimensions
+                        new = torch.einsum("oi...,or,is->rs...", v, q, r)
+                    params[p] = nn.Parameter(new.contiguous(), requires_grad=v.requires_grad)
+        self.piece_channels = [rank] * self.pieces
+        self.channels = rank
+        self._cache.clear()
+
     def _at(self, params: nn.ParameterList, t: float) -> torch.Tensor:
         """The coefficient tensor at time t (times ``output_scale``)."""
         if self.time_degree is None:
@@ -210,6 +318,16 @@ class _PiecewiseKernel(Kernel):
             L = L[0].tolist()
             v = sum(li * p for li, p in zip(L, params))
         return v * self.output_scale if self.output_scale != 1.0 else v
+
+
+def _square_for_dense(coeff: torch.Tensor, k: int) -> None:
+    """The dense block operator maps c channels to c: refuse other coefficients clearly."""
+    if coeff.shape[0] != coeff.shape[1]:
+        raise ValueError(
+            f"schedule: grid {k} is not equispaced, and this kernel maps {coeff.shape[1]} "
+            f"channels to {coeff.shape[0]} (hidden channels of a reduced bottleneck), which "
+            "runs on equispaced grids only"
+        )
 
 
 def _check_flag(name: str, v) -> bool:
@@ -236,7 +354,7 @@ def _per_axis(name: str, v, dim: int) -> tuple[float, ...]:
     return tuple(out)
 
 
-class ConvKernel(_PiecewiseKernel):
+class ConvKernel(PiecewiseKernel):
     """A continuous convolution: w(t, xi, zeta) = kappa(t, xi - zeta) with a physical radius r,
 
         kappa(t, delta) = r^-d prod_a window(delta_a / r_a) sum_m C_m(t) psi_m(delta / r),
@@ -327,11 +445,30 @@ class ConvKernel(_PiecewiseKernel):
             generator,
         )
 
+    def _coefficients(self) -> nn.ParameterList:
+        return self.coeff
+
     def radius_at(self, t: float) -> tuple[float, ...]:
+        """The radius r of the piece holding t.
+
+        Args:
+            t: the time.
+
+        Returns:
+            r per axis.
+        """
         return self.radii[0] if self.time_degree is not None else self.radii[self.piece(t)]
 
     def profile(self, delta: torch.Tensor, r: tuple[float, ...]) -> torch.Tensor:
-        """r^-d window(delta / r) psi_m(delta / r): ``[..., d] -> [..., M]`` (float64 values)."""
+        """r^-d window(delta / r) psi_m(delta / r): ``[..., d] -> [..., M]`` (float64 values).
+
+        Args:
+            delta: the offsets xi - zeta, ``[..., d]``.
+            r: the radius per axis.
+
+        Returns:
+            ``[..., M]``, M = modes^d, the tensor Legendre functions windowed.
+        """
         d = len(r)
         out = None
         for a in range(d):
@@ -348,9 +485,19 @@ class ConvKernel(_PiecewiseKernel):
         hr: torch.Tensor,
         r: tuple[float, ...],
     ) -> torch.Tensor:
-        """The profile of :meth:`profile` averaged against the input node's hat, per axis
-        (:func:`hat_average`): ``delta [..., d]``, half-widths ``hl``, ``hr`` broadcastable
-        to it -> ``[..., M]`` (float64)."""
+        """The profile of [`profile`][spacetime_nets.kernels.ConvKernel.profile] averaged
+        against the input node's hat, per axis (``hat_average``): ``delta [..., d]``,
+        half-widths ``hl``, ``hr`` broadcastable to it -> ``[..., M]`` (float64).
+
+        Args:
+            delta: the offsets, ``[..., d]``.
+            hl: the hats' left half-widths per axis, broadcastable to ``delta``.
+            hr: the hats' right half-widths per axis.
+            r: the radius per axis.
+
+        Returns:
+            ``[..., M]``.
+        """
         delta, hl, hr = torch.broadcast_tensors(delta.double(), hl.double(), hr.double())
         out = None
         for a in range(len(r)):
@@ -390,7 +537,12 @@ class ConvKernel(_PiecewiseKernel):
     def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
         """Every grid resolves the radius: r >= h (Galerkin taps: the kernel spans a cell on
         each side) or r >= 2 h (sampled taps: a nonzero tap beside the centre); a grid without
-        the conv path (not equispaced) warns once unless ``allow_dense``."""
+        the conv path (not equispaced) warns once unless ``allow_dense``.
+
+        Args:
+            steps: ``(t_k, GridInfo)`` for each grid of the schedule.
+            allow_underresolved (bool): skip the radius checks (the warning stays).
+        """
         need = 1.0 if self.taps == "galerkin" else 2.0
         for k, (t, g) in enumerate(steps):
             if not g.equispaced:
@@ -411,14 +563,33 @@ class ConvKernel(_PiecewiseKernel):
                     )
 
     def kernel_values(self, t: float, delta: torch.Tensor) -> torch.Tensor:
-        """kappa(t, delta) ``[c, c, *delta.shape[:-1]]`` at offsets ``delta`` ``[..., d]``."""
+        """kappa(t, delta) ``[c, c, *delta.shape[:-1]]`` at offsets ``delta`` ``[..., d]``.
+
+        Args:
+            t: the time.
+            delta: the offsets, ``[..., d]``.
+
+        Returns:
+            ``[c, c, ...]`` (output channel, input channel), ``output_scale`` included.
+        """
         C = self._at(self.coeff, t)
         prof = self.profile(delta.double(), self.radius_at(t)).to(C.dtype)
         return torch.einsum("oim,...m->oi...", C, prof)
 
     def step_op(self, k: int, t: float, out, inp):
         """The operator on G_k (stationary kernels step on G_k, then transfer): a ``ConvOp`` on
-        equispaced grids, the dense block matrix elsewhere."""
+        equispaced grids, the dense block matrix elsewhere.
+
+        Args:
+            k: the step.
+            t: the time t_k.
+            out (tuple): the output grid's ``(nodes, weights, GridInfo)`` (the same grid as
+                ``inp``: the operator is square).
+            inp (tuple): the grid G_k's ``(nodes [n, d], weights [n], GridInfo)``.
+
+        Returns:
+            (ConvOp | Dense): the step operator.
+        """
         nodes, w, info = inp
         C = self._at(self.coeff, t)
         c = C.shape[0]
@@ -433,6 +604,7 @@ class ConvKernel(_PiecewiseKernel):
             else:  # the hats' measures, not the rule's weights (Simpson's alternate)
                 scale = self._hat_scale(info, w)
             return ConvOp(taps, b, A, info.shape, info.periodic, scale, math.prod(info.h))
+        _square_for_dense(C, k)
         nd = nodes.double()
         delta = nd[:, None, :] - nd[None, :, :]
         if self.taps == "sampled":
@@ -449,6 +621,11 @@ class ConvKernel(_PiecewiseKernel):
         return Dense(W.reshape(c * n, c * n), b.repeat_interleave(n))
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The channels, radius, modes, pieces, T and taps.
+        """
         return (
             f"channels={self.piece_channels if self.channels is None else self.channels}, "
             f"radius={self.radii[0] if len(set(self.radii)) == 1 else self.radii}, "
@@ -456,7 +633,7 @@ class ConvKernel(_PiecewiseKernel):
         )
 
 
-class SpectralKernel(_PiecewiseKernel):
+class SpectralKernel(PiecewiseKernel):
     """An FNO-like kernel: kappa(t, delta) = sum_m K_m(t) e^{2 pi i m.delta/P} over |m_a| <
     ``modes`` per axis (real: K_{-m} = conj(K_m)), ``K_m`` complex ``c x c``, P the ``period``
     per axis, plus the pointwise channel mix A(t) x(xi) and a bias.
@@ -486,7 +663,8 @@ class SpectralKernel(_PiecewiseKernel):
         bias: add b(t).
         generator: random generator of the initialisation.
         period: P per axis (one number or one per axis; None: the box's length, the periodic
-            kernel; :meth:`for_schedule` takes twice it on grids with boundaries).
+            kernel; [`for_schedule`][spacetime_nets.kernels.SpectralKernel.for_schedule]
+            takes twice it on grids with boundaries).
         taps: ``"sampled"`` or ``"galerkin"`` (see above).
         allow_dense: run the dense path on grids without the FFT path without a warning.
     """
@@ -547,17 +725,36 @@ class SpectralKernel(_PiecewiseKernel):
             generator,
         )
 
+    def _coefficients(self) -> nn.ParameterList:
+        return self.weight
+
     @classmethod
     def for_schedule(cls, schedule: GridSchedule, **kwargs):
         """One piece per step of ``schedule``; the period is the box's length on periodic
-        grids and twice it on grids with boundaries (a linear convolution over the box)."""
+        grids and twice it on grids with boundaries (a linear convolution over the box).
+
+        Args:
+            schedule: gives the domain, T, the period and (by default) ``pieces`` = K and the
+                channels.
+            **kwargs (object): the other arguments of the constructor.
+
+        Returns:
+            (SpectralKernel): the kernel.
+        """
         if kwargs.get("period") is None and not get_rule(schedule.grids[0].rule).periodic:
             kwargs["period"] = tuple(2 * (b - a) for a, b in schedule.domain.bounds)
         return super().for_schedule(schedule, **kwargs)
 
     def fft_size(self, g: GridInfo) -> tuple[int, ...] | None:
         """N = P / h per axis where the FFT path applies (an equispaced grid whose spacing
-        divides the period: on a periodic grid, P must be its length), else None."""
+        divides the period: on a periodic grid, P must be its length), else None.
+
+        Args:
+            g: the grid's facts.
+
+        Returns:
+            N per axis, or None.
+        """
         if not g.equispaced:
             return None
         out = []
@@ -573,7 +770,12 @@ class SpectralKernel(_PiecewiseKernel):
     def check_resolution(self, steps: Sequence[tuple[float, GridInfo]], allow_underresolved=False):
         """Every grid resolves the modes (2 modes < N = P / h per axis); a periodic grid needs
         the period P = its length, a box P >= 2 L; a grid without the FFT path warns (once)
-        unless ``allow_dense``."""
+        unless ``allow_dense``.
+
+        Args:
+            steps: ``(t_k, GridInfo)`` for each grid of the schedule.
+            allow_underresolved (bool): skip the check of the modes (the period checks stay).
+        """
         for k, (_, g) in enumerate(steps):
             for a, (P, L) in enumerate(zip(self.period, g.lengths)):
                 if g.periodic and abs(P - L) > 1e-9 * L:
@@ -610,7 +812,15 @@ class SpectralKernel(_PiecewiseKernel):
                     )
 
     def kernel_values(self, t: float, delta: torch.Tensor) -> torch.Tensor:
-        """kappa(t, delta) ``[c, c, *delta.shape[:-1]]`` (real) at offsets ``delta [..., d]``."""
+        """kappa(t, delta) ``[c, c, *delta.shape[:-1]]`` (real) at offsets ``delta [..., d]``.
+
+        Args:
+            t: the time.
+            delta: the offsets, ``[..., d]``.
+
+        Returns:
+            ``[c, c, ...]`` (output channel, input channel), ``output_scale`` included.
+        """
         K = torch.view_as_complex(self._at(self.weight, t).contiguous())
         d = len(self.modes)
         L = self.period
@@ -657,8 +867,20 @@ class SpectralKernel(_PiecewiseKernel):
 
     def step_op(self, k: int, t: float, out, inp):
         """The operator on G_k (stationary kernels step on G_k, then transfer): a
-        ``SpectralOp`` where the FFT path applies (:meth:`fft_size`), the dense block matrix
-        elsewhere."""
+        ``SpectralOp`` where the FFT path applies
+        ([`fft_size`][spacetime_nets.kernels.SpectralKernel.fft_size]), the dense block matrix
+        elsewhere.
+
+        Args:
+            k: the step.
+            t: the time t_k.
+            out (tuple): the output grid's ``(nodes, weights, GridInfo)`` (the same grid as
+                ``inp``: the operator is square).
+            inp (tuple): the grid G_k's ``(nodes [n, d], weights [n], GridInfo)``.
+
+        Returns:
+            (SpectralOp | Dense): the step operator.
+        """
         nodes, w, info = inp
         Wt = self._at(self.weight, t)
         c = Wt.shape[0]
@@ -674,6 +896,7 @@ class SpectralKernel(_PiecewiseKernel):
                 in_scale = self._hat_scale(info, w)
                 mult = self._galerkin_mult(info.h, Wt)
             return SpectralOp(Wt, b, A, info.shape, scale, N, in_scale, mult)
+        _square_for_dense(Wt, k)
         delta = nodes[:, None, :] - nodes[None, :, :]
         W = self.kernel_values(t, delta).to(w.dtype).permute(0, 2, 1, 3) * w  # [c, n, c, n]
         if A is not None:
@@ -683,6 +906,11 @@ class SpectralKernel(_PiecewiseKernel):
         return Dense(W.reshape(c * n, c * n), b.repeat_interleave(n))
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The channels, modes, pieces, T, period (when not the box's length) and taps.
+        """
         per = (
             ""
             if self.period == tuple(b - a for a, b in self.domain.bounds)

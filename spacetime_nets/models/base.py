@@ -1,4 +1,4 @@
-"""The flow plumbing shared by :class:`SpaceTimeNet` and :class:`NeuralODE`: a Discretization,
+"""The flow plumbing shared by ``SpaceTimeNet`` and ``NeuralODE``: a Discretization,
 kernel(s), form, activation and stepper; the step loop, trajectories, the scaling lemma; input
 checks."""
 
@@ -57,8 +57,14 @@ def _check_features(name: str, v: object) -> int:
         raise ValueError(f"{name}: expected a positive int, got {v!r}") from None
 
 
-class _FlowModel(nn.Module):
-    """Shared plumbing: a Discretization, kernel(s), form, activation, stepping method."""
+class FlowModel(nn.Module):
+    """Shared plumbing: a Discretization, kernel(s), form, activation, stepping method.
+
+    The base of [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet] and
+    [`NeuralODE`][spacetime_nets.models.NeuralODE], which build it (it is not built on its
+    own) and add the lift and the readout: ``model(x)`` is lift -> K steps of the flow ->
+    readout, with the scalar normalisers around it.
+    """
 
     disc: Discretization
 
@@ -73,6 +79,7 @@ class _FlowModel(nn.Module):
 
     @property
     def schedule(self) -> GridSchedule:
+        """The [`GridSchedule`][grids.schedule.GridSchedule] the model is discretised on."""
         return self.disc.schedule
 
     # ------------------------------------------------------------------ scalar normalisers
@@ -82,11 +89,11 @@ class _FlowModel(nn.Module):
         x_std: float = 1.0,
         y_mean: float = 0.0,
         y_std: float = 1.0,
-    ) -> _FlowModel:
+    ) -> FlowModel:
         """Standardise inputs and targets by scalars, inside the model: the flow sees
         (x - x_mean) / x_std and the model returns z * y_std + y_mean, so ``model(x)`` takes
         and returns raw units (one number each, so they hold at every resolution). Stored as
-        the buffers :data:`NORMALIZER_BUFFERS` (saved in checkpoints, kept by
+        the buffers ``NORMALIZER_BUFFERS`` (saved in checkpoints, kept by
         ``with_schedule`` / ``at_resolution``, exported by ``to_resnet``); the defaults are
         the identity. ``training.fit(..., normalize=True)`` sets them from the training
         split. Returns the model.
@@ -96,6 +103,9 @@ class _FlowModel(nn.Module):
             x_std: the input scale (> 0).
             y_mean: the output shift.
             y_std: the output scale (> 0).
+
+        Returns:
+            The model itself, changed in place.
         """
         vals = []
         for name, v in (("x_mean", x_mean), ("x_std", x_std), ("y_mean", y_mean), ("y_std", y_std)):
@@ -114,7 +124,8 @@ class _FlowModel(nn.Module):
     @property
     def normalizers(self) -> dict[str, float]:
         """The scalar normalisers ``{"x_mean", "x_std", "y_mean", "y_std"}`` (see
-        :meth:`set_normalizers`; all four are the identity 0, 1, 0, 1 unless set)."""
+        [`set_normalizers`][spacetime_nets.models.FlowModel.set_normalizers]; all four are the
+        identity 0, 1, 0, 1 unless set)."""
         keys = ("x_mean", "x_std", "y_mean", "y_std")
         return {k: float(getattr(self, n)) for k, n in zip(keys, NORMALIZER_BUFFERS)}
 
@@ -136,23 +147,34 @@ class _FlowModel(nn.Module):
 
     @property
     def T(self) -> float:
+        """The horizon t_K of the schedule."""
         return self.disc.times[-1]
 
     @property
     def times(self) -> list[float]:
+        """The times t_0 = 0, ..., t_K = T."""
         return list(self.disc.times)
 
     def is_homogeneous(self) -> bool:
         """The exact homogeneity rule of this form and activation (docs/concepts.md). With a
         channel normalisation only the inside form stays homogeneous (W sigma(N(x)) + b is
-        linear in (W, b)); N(a z) ~ N(z) makes the outside form scale-invariant instead."""
+        linear in (W, b)); N(a z) ~ N(z) makes the outside form scale-invariant instead.
+
+        Returns:
+            Whether f(x, a u) = a f(x, u) for every a > 0.
+        """
         if getattr(self, "norm_layer", None) is not None and norm_reads(self.form) >= 0:
             return False  # sigma reads an operator's output: N undoes the scaling
         return form_is_homogeneous(self.form, self.activation)
 
     def controls(self) -> list[StepMatrices]:
         """The per-step matrices (W, beta) of the flow with their grids' weights (and each
-        step's channel normalisation N_k, where the model has one)."""
+        step's channel normalisation N_k, where the model has one).
+
+        Returns:
+            One [`StepMatrices`][spacetime_nets.integrate.StepMatrices] per step, K in all,
+                built from the kernels now (differentiable in their parameters).
+        """
         return self.disc.step_matrices(
             self.kernel, self.form, self.method, self.kernel2, getattr(self, "norm_layer", None)
         )
@@ -181,21 +203,43 @@ class _FlowModel(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """lift -> flow -> readout: ``[B, in] -> [B, out]``."""
+        """lift -> flow -> readout: ``[B, in] -> [B, out]``.
+
+        Args:
+            x: the inputs, ``[B, in]``, in the model's dtype and on its device.
+
+        Returns:
+            The outputs, ``[B, out]``.
+        """
         self._check_input(x, self.input_size)
         final, _ = self._flow(self.lift(x), keep_states=False)
         return self.readout(final)
 
     def trajectory(self, x: torch.Tensor) -> Trajectory:
         """The states X^k ``[B, n_k]`` (``[B, c_k, n_k]`` with channels) at every time t_k,
-        after the lift."""
+        after the lift.
+
+        Args:
+            x: the inputs, ``[B, in]``.
+
+        Returns:
+            The [`Trajectory`][spacetime_nets.integrate.Trajectory] (states, times, final
+                state, statistics).
+        """
         self._check_input(x, self.input_size)
         return self._trajectory(self.lift(x))
 
     def rescale_horizon(self, T_new: float):
         """The scaling lemma: the same network on [0, T_new], time grid stretched by T_new / T
         and controls multiplied by T / T_new (a copy). Outputs are unchanged when the field is
-        homogeneous (:func:`form_is_homogeneous`)."""
+        homogeneous ([`form_is_homogeneous`][spacetime_nets.fields.form_is_homogeneous]).
+
+        Args:
+            T_new: the new horizon.
+
+        Returns:
+            (FlowModel): the new model, of the same class; this one is unchanged.
+        """
         T = self.T
         new = copy.deepcopy(self)
         sched = self.schedule

@@ -13,17 +13,38 @@ from grids import Grid, GridSchedule
 from ..integrate import Discretization
 from ..kernels import NodalKernel
 from ..validation import check_int
-from .base import _check_features, _FlowModel, _generator
+from .base import FlowModel, _check_features, _generator
 
 __all__ = ["NeuralODE"]
 
 
-class NeuralODE(_FlowModel):
+class NeuralODE(FlowModel):
     """x'(t) = f(x(t), u(t)) in R^{dim + augment}, controls piecewise constant on ``steps``
     Euler steps of [0, T], output P x(T) with an affine readout P (trained unless
     ``fixed_readout``; the identity when ``out_features`` is None). Forward Euler makes it a
     ResNet: x^{k+1} = x^k + dt f(x^k, u_k). The state lives on a discrete Omega = {1..D} with
-    unit weights, so it shares the stepping code of :class:`SpaceTimeNet`."""
+    unit weights, so it shares the stepping code of
+    [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet].
+
+    Args:
+        dim: the input dimension d.
+        T: the horizon.
+        steps: K, the number of Euler steps (the ResNet's depth).
+        form: the vector field: ``inside`` (W sigma(x) + b), ``outside`` (sigma(W x + b)) or
+            ``bottleneck`` (W2 sigma(W1 x + b1) + b2); a registered form name.
+        activation: sigma, a registered name or a callable.
+        out_features: the outputs of the affine readout P, or None for no readout (the
+            state x(T) itself, ``[B, dim + augment]``).
+        augment: zero coordinates appended to the input (the state has dim + augment).
+        fixed_readout: keep the readout at its random initial value (buffers, not trained).
+        method: the stepper, a registered name (``euler`` is the ResNet).
+        checkpoint: recompute segments of this many steps in the backward pass (None: keep
+            the graph).
+        hidden_width: the bottleneck's hidden width (None: dim + augment).
+        init_scale: the scale of the initial controls (finite, >= 0).
+        seed: seeds the initial draws (an int in [0, 2**63)); None uses torch's global
+            generator.
+    """
 
     def __init__(
         self,
@@ -91,8 +112,16 @@ class NeuralODE(_FlowModel):
         self.fixed_readout = fixed_readout
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
-        """(x - in_shift) / in_scale (:meth:`set_normalizers`), padded with ``augment``
-        zeros: ``[B, dim] -> [B, dim + augment]``."""
+        """(x - in_shift) / in_scale
+        ([`set_normalizers`][spacetime_nets.models.FlowModel.set_normalizers]), padded with
+        ``augment`` zeros: ``[B, dim] -> [B, dim + augment]``.
+
+        Args:
+            x: the inputs, ``[B, dim]``.
+
+        Returns:
+            The initial state x(0), ``[B, dim + augment]``.
+        """
         x = self._standardize(x)
         if self.augment:
             return torch.cat([x, x.new_zeros(x.shape[0], self.augment)], dim=1)
@@ -100,13 +129,29 @@ class NeuralODE(_FlowModel):
 
     def readout(self, xT: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """P x(T) (the state itself without ``out_features``), then z * out_scale +
-        out_shift: ``[B, dim + augment] -> [B, out]``."""
+        out_shift: ``[B, dim + augment] -> [B, out]``.
+
+        Args:
+            xT: a state, ``[B, dim + augment]``.
+            k: not read (the readout is the same at every time).
+
+        Returns:
+            The outputs, ``[B, out]`` (``[B, dim + augment]`` without ``out_features``).
+        """
         if self.out_features is None:
             return self._destandardize(xT)
         z = torch.nn.functional.linear(xT, self.readout_weight, self.readout_bias)
         return self._destandardize(z)
 
     def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The readout of every state of a trajectory, P x(t_k).
+
+        Args:
+            states: the states x(t_k), ``[B, dim + augment]`` each.
+
+        Returns:
+            One output ``[B, out]`` per state.
+        """
         return [self.readout(s) for s in states]
 
     def _rebind(self, schedule: GridSchedule) -> None:

@@ -31,11 +31,11 @@ from ..steppers import steps_between_grids
 from ..validation import check_bool, check_choice, check_int
 from . import base as _base
 from .base import (
+    FlowModel,
     _check_device,
     _check_dtype,
     _check_features,
     _check_finite,
-    _FlowModel,
     _generator,
 )
 from .resample import STAGES, _refine_nodal, _resolution_schedule, input_grid_for
@@ -57,7 +57,7 @@ KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
 #: function: y(xi) = Q x(T, xi) + q pointwise (operator learning)
 READOUTS = ("quadrature", "mean", "pool", "function")
 #: The construction options that only some kernels read -> the kernels (by name) that read
-#: them. An option given (not None) to a :class:`SpaceTimeNet` none of whose kernels reads it
+#: them. An option given (not None) to a ``SpaceTimeNet`` none of whose kernels reads it
 #: is refused, naming the option and the kernel (``runs.ModelOptions`` checks the same
 #: table). ``modes``: the basis kernel's functions per axis (its A = modes^d functions also
 #: carry the lift and readout), the neural kernel's lift and readout basis, the conv kernel's
@@ -364,7 +364,7 @@ def _check_size(terms: dict[str, tuple[int, str]], shown: dict[str, str]) -> Non
     )
 
 
-class SpaceTimeNet(_FlowModel):
+class SpaceTimeNet(FlowModel):
     """Lift -> integro-differential flow on a moving grid schedule -> readout.
 
     Scalar model (``channels=None``): ``forward(x [B, in_features]) -> [B, out_features]``.
@@ -395,14 +395,18 @@ class SpaceTimeNet(_FlowModel):
     for stationary kernels and for ``inside``; G_{k+1} for dense Euler ``outside``; H_k for the
     bottleneck): the same numbers on every grid that resolves the state. gamma, beta
     ``[c_k]`` are piecewise constant in t, one pair per step of the schedule the model is built
-    on (like the stationary kernels' coefficients), so :meth:`with_schedule` and
-    :meth:`at_resolution` keep them (see :class:`spacetime_nets.fields.ChannelNorm`).
+    on (like the stationary kernels' coefficients), so
+    [`with_schedule`][spacetime_nets.models.SpaceTimeNet.with_schedule] and
+    [`at_resolution`][spacetime_nets.models.SpaceTimeNet.at_resolution] keep them (see
+    [`ChannelNorm`][spacetime_nets.fields.ChannelNorm]).
 
     Kernels: ``nodal`` (a plain ResNet on this schedule), ``basis``, ``neural`` (dense,
     continuous), ``conv`` (a windowed continuous convolution of physical ``radius``) and
     ``spectral`` (FNO-like, ``modes`` per axis, periodic grids), or a Kernel instance.
     Continuous kernels keep p_c and a_j in the same basis, so the model lives on every schedule
-    (:meth:`with_schedule`, :meth:`at_resolution`); a nodal model exists on its own only.
+    ([`with_schedule`][spacetime_nets.models.SpaceTimeNet.with_schedule],
+    [`at_resolution`][spacetime_nets.models.SpaceTimeNet.at_resolution]); a nodal model exists on
+    its own only.
 
     Args:
         schedule: the grid schedule (times, grids G_k, optionally channel counts).
@@ -411,7 +415,7 @@ class SpaceTimeNet(_FlowModel):
             ``function`` readout).
         kernel: ``nodal``, ``basis``, ``neural``, ``conv``, ``spectral`` or a Kernel instance.
         form: ``outside`` sigma(W x + b), ``inside`` W sigma(x) + b, ``bottleneck``.
-        activation: a name of :data:`spacetime_nets.fields.ACTIVATIONS` or a callable.
+        activation: a name of ``spacetime_nets.fields.ACTIVATIONS`` or a callable.
         lift: ``cells``, ``linear`` (scalar model only) or ``identity``.
         readout: ``quadrature``, ``mean``, ``pool`` or ``function`` (all but the first need
             channels).
@@ -422,7 +426,7 @@ class SpaceTimeNet(_FlowModel):
             channel normalisation by quadrature of sigma's argument described above.
         norm_groups: ``norm="group"`` only: the number of groups g, dividing every c_k
             (g = 1: one group of all channels, a layer norm).
-        method: a registered stepper (:data:`spacetime_nets.steppers.STEPPERS`).
+        method: a registered stepper (``spacetime_nets.steppers.STEPPERS``).
         checkpoint: recompute segments of this many steps in the backward pass.
         kernel2: ``form="bottleneck"`` only: the second kernel, a name or a Kernel instance
             (None: one like ``kernel``, made with the same options).
@@ -431,7 +435,7 @@ class SpaceTimeNet(_FlowModel):
         in_shape: ``lift="cells"`` only: cells per axis, a tuple of d ints >= 1 with
             product in_features / in_channels (None: in_features / in_channels cells on an
             interval, equal cells per axis on a box when that count is a perfect d-th power).
-        modes: basis, neural, conv and spectral kernels only (:data:`KERNEL_OPTIONS`), an
+        modes: basis, neural, conv and spectral kernels only (``KERNEL_OPTIONS``), an
             int >= 1 (NumPy integers too). None: the variant's default, basis 8 functions per
             axis (which also carry the lift and readout), neural 8 (the lift and readout
             basis), conv 3 Legendre polynomials per axis, spectral 8 frequencies per axis.
@@ -440,7 +444,8 @@ class SpaceTimeNet(_FlowModel):
         init_scale: scale of the initial controls, a finite number >= 0.
         seed: seed of the initialisation, an int in [0, 2**63) (None: torch's global
             generator).
-        channels: an int or ``[c_0, ..., c_K]`` (see :meth:`GridSchedule.with_channels`).
+        channels: an int or ``[c_0, ..., c_K]`` (see
+            [`GridSchedule.with_channels`][grids.schedule.GridSchedule.with_channels]).
         in_channels: input features per node (channel models).
         radius: conv kernel only: the physical radius, r_a in (0, L_a] on an axis of extent
             L_a (a float, a per-axis tuple, or a list with one entry per step). None: 0.1
@@ -459,12 +464,12 @@ class SpaceTimeNet(_FlowModel):
             resolution). Lets a translation-invariant kernel learn where the boundary is.
 
     Options of another variant are refused, not ignored: a kernel option given (not None)
-    that neither kernel reads (:data:`KERNEL_OPTIONS`: ``radius`` with a basis kernel,
+    that neither kernel reads (``KERNEL_OPTIONS``: ``radius`` with a basis kernel,
     ``modes`` with a nodal one ...), ``hidden_width`` or ``kernel2`` without
     ``form="bottleneck"``, ``in_shape`` without ``lift="cells"``, ``head_hidden`` without
     the mean or pool readout raise ValueError naming the option and the variant. Sizes are
     ints (Python or NumPy); a model whose parameters and one sample's states would exceed
-    :data:`spacetime_nets.models.base.MAX_MODEL_BYTES` is refused before anything is
+    ``spacetime_nets.models.base.MAX_MODEL_BYTES`` is refused before anything is
     allocated, naming the argument that makes it large.
 
     Raises:
@@ -726,6 +731,8 @@ class SpaceTimeNet(_FlowModel):
 
     @property
     def kernel_stationary(self) -> bool:
+        """Whether the kernel is stationary (conv, spectral): its steps act on G_k, then
+        transfer."""
         return bool(getattr(getattr(self, "kernel", None), "stationary", False))
 
     @property
@@ -879,7 +886,12 @@ class SpaceTimeNet(_FlowModel):
     # ------------------------------------------------------------------ the three parts
     def lift_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(M [n_0, in_features], a_0 [n_0]) with X^0 = x M^T + a_0, x the standardised
-        input (x - in_shift) / in_scale."""
+        input (x - in_shift) / in_scale.
+
+        Returns:
+            ``(M, a0)``: ``[n_0, in_features]`` and ``[n_0]`` (a 0/1 selection for the cells
+                lift, the identity for the identity lift).
+        """
         nodes0, _ = self.disc.grid(0)
         n0 = nodes0.shape[0]
         if self.lift_kind == "cells":
@@ -901,7 +913,15 @@ class SpaceTimeNet(_FlowModel):
         ``[B, c_in, n_0]`` values lifted pointwise: X^0_i = L x_i + l ``[B, c_0, n_0]``
         (with ``coordinates``, + L_xi xi_i: ``lift_weight`` is ``[c_0, c_in + d]``).
         The input is standardised first, x -> (x - in_shift) / in_scale
-        (:meth:`set_normalizers`; the identity by default)."""
+        ([`set_normalizers`][spacetime_nets.models.FlowModel.set_normalizers]; the identity by
+        default).
+
+        Args:
+            x: the inputs, ``[B, in_features]`` (channel models: any accepted input layout).
+
+        Returns:
+            X^0 on G_0, ``[B, n_0]`` or ``[B, c_0, n_0]``.
+        """
         x = self._standardize(x)
         if self.channel_mode:
             x = self._as_state(x)
@@ -938,14 +958,27 @@ class SpaceTimeNet(_FlowModel):
         (the final state transferred there by linear interpolation).
 
         Inputs sampled elsewhere (``lift="identity"``): ``input_grid`` (or the grid that
-        :meth:`at_resolution` set, :attr:`input_grid`) says where, and the input is moved to
-        G_0 by the ``galerkin`` transfer (linear interpolation onto a finer G_0, the exact
-        hat average onto a coarser one); a function readout then answers on that grid when
-        G_K has G_0's shape. A list of series ``[c_in, n_b]`` (or ``[n_b]``) of any lengths,
-        each on the uniform grid of its length laid out like G_0, is one batch: ``[B, out]``,
-        or a list of ``[out, n_b]`` functions for the function readout; so is a padded
-        tensor ``[B, c_in, N]`` (or ``[B, N]``) with ``lengths`` ``[B]``, series b being its
-        first ``lengths[b]`` values."""
+        [`at_resolution`][spacetime_nets.models.SpaceTimeNet.at_resolution] set, the attribute
+        ``input_grid``) says where, and the input is moved to G_0 by the ``galerkin`` transfer
+        (linear interpolation onto a finer G_0, the exact hat average onto a coarser one); a
+        function readout then answers on that grid when G_K has G_0's shape. A list of series
+        ``[c_in, n_b]`` (or ``[n_b]``) of any lengths, each on the uniform grid of its length laid
+        out like G_0, is one batch: ``[B, out]``, or a list of ``[out, n_b]`` functions for the
+        function readout; so is a padded tensor ``[B, c_in, N]`` (or ``[B, N]``) with ``lengths``
+        ``[B]``, series b being its first ``lengths[b]`` values.
+
+        Args:
+            x: the inputs (a tensor in one of the layouts above, or a list of series).
+            output_grid: the function readout's grid (None: G_K, or the input's grid).
+            input_grid: the grid the inputs are sampled on (None: ``input_grid`` of the
+                model, else G_0).
+            lengths: with a padded tensor, the length of each series, ``[B]``.
+
+        Returns:
+            The outputs: ``[B, out_features]``, or for the function readout
+                ``[B, out, n]`` / ``[B, out, *grid_shape]`` / ``[B, n]`` (the input's layout);
+                a list of ``[out, n_b]`` for a list of series with the function readout.
+        """
         if lengths is not None:
             x = self._unpad(x, lengths)
         if isinstance(x, (list, tuple)):
@@ -1082,7 +1115,14 @@ class SpaceTimeNet(_FlowModel):
 
     def trajectory(self, x: torch.Tensor) -> Trajectory:
         """The states X^k ``[B, n_k]`` (``[B, c_k, n_k]`` with channels) at every time t_k,
-        after the lift."""
+        after the lift.
+
+        Args:
+            x: the inputs, as ``forward`` takes a tensor.
+
+        Returns:
+            The [`Trajectory`][spacetime_nets.integrate.Trajectory].
+        """
         if self.input_grid is not None:
             x = self._to_first_grid(x, self.input_grid)
         if not self.channel_mode:
@@ -1121,7 +1161,17 @@ class SpaceTimeNet(_FlowModel):
 
     def readout_matrix(self, k: int | None = None) -> torch.Tensor:
         """R ``[out, n_k]`` with (P x)_c = sum_j R_cj x_j = sum_j omega_j p_c(xi_j) x_j (k = K
-        by default; other k only for continuous readouts)."""
+        by default; other k only for continuous readouts).
+
+        Args:
+            k: the time index of the grid (None: K).
+
+        Returns:
+            R, ``[out, n_k]`` (``[out, c n_k]`` with channels).
+
+        Raises:
+            ValueError: for a readout other than ``quadrature``, or k != K on a nodal model.
+        """
         K = self.disc.num_steps
         k = K if k is None else k
         nodes, weights = self.disc.grid(k)
@@ -1143,7 +1193,17 @@ class SpaceTimeNet(_FlowModel):
         ``[B, c]`` through ``Linear(c, out)``, or with ``head_hidden`` H through
         ``Linear(c, H) -> GELU -> Linear(H, out)``; pool: the same with sigma(x_j) in place of
         x_j; function ``[B, out, n_k]``. The result is de-standardised,
-        z -> z * out_scale + out_shift (:meth:`set_normalizers`; the identity by default)."""
+        z -> z * out_scale + out_shift
+        ([`set_normalizers`][spacetime_nets.models.FlowModel.set_normalizers]; the identity by
+        default).
+
+        Args:
+            xT: the state on G_k, ``[B, n_k]`` or ``[B, c, n_k]``.
+            k: the time index of its grid (None: K).
+
+        Returns:
+            ``[B, out]``, or ``[B, out, n_k]`` for the function readout.
+        """
         return self._destandardize(self._readout(xT, k))
 
     def _readout(self, xT: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -1162,7 +1222,14 @@ class SpaceTimeNet(_FlowModel):
 
     def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """P x(t_k) for every state of a trajectory ``[B, n_k] -> [B, out]`` (turnpike costs).
-        Nodal readouts see the state transferred to G_K (linear interpolation)."""
+        Nodal readouts see the state transferred to G_K (linear interpolation).
+
+        Args:
+            states: the states X^k of a trajectory, one per time.
+
+        Returns:
+            One readout per state.
+        """
         if self.continuous:
             return [self.readout(s, k) for k, s in enumerate(states)]
         sched = self.schedule
@@ -1175,7 +1242,18 @@ class SpaceTimeNet(_FlowModel):
 
     # ------------------------------------------------------------------ discretisation changes
     def with_schedule(self, schedule: GridSchedule) -> SpaceTimeNet:
-        """The same continuous model discretised on another schedule (shares no tensors)."""
+        """The same continuous model discretised on another schedule (shares no tensors).
+
+        Args:
+            schedule: the new schedule, on the same domain (without channels a channel model
+                takes its own per step).
+
+        Returns:
+            The new model; this one is unchanged.
+
+        Raises:
+            ValueError: for a nodal model, another domain, or channels on a scalar model.
+        """
         if not self.continuous:
             raise ValueError(
                 "schedule: a nodal SpaceTimeNet exists only on its own schedule; use refine() "
@@ -1207,10 +1285,18 @@ class SpaceTimeNet(_FlowModel):
         become the n-node grid when it is at least as fine; every other grid (a coarse stage
         of a pyramid or hourglass) keeps its nodes, so a coarsening transfer that filters
         (``galerkin``) gives it the same state at every input resolution. A coarser input is
-        interpolated onto G_0 (:attr:`input_grid`). ``stages="scale"``: every grid is scaled
-        by the factor that takes G_0 to n (n_k - 1 -> (n_k - 1)(n - 1) / (n_0 - 1) for rules
-        with end points, n_k -> n_k n / n_0 otherwise), each rounded to the nearest size its
-        rule accepts. Times and channels are kept in both."""
+        interpolated onto G_0 (the attribute ``input_grid``). ``stages="scale"``: every grid
+        is scaled by the factor that takes G_0 to n (n_k - 1 -> (n_k - 1)(n - 1) / (n_0 - 1)
+        for rules with end points, n_k -> n_k n / n_0 otherwise), each rounded to the nearest
+        size its rule accepts. Times and channels are kept in both.
+
+        Args:
+            n: the input's nodes per axis (an int, or one per axis).
+            stages: ``"keep"`` or ``"scale"``.
+
+        Returns:
+            The new model (see [`with_schedule`][spacetime_nets.models.SpaceTimeNet.with_schedule]).
+        """
         sched = _resolution_schedule(self.schedule, n, stages)
         new = self.with_schedule(sched)
         grid = input_grid_for(self.schedule.grids[0], n)
@@ -1228,7 +1314,15 @@ class SpaceTimeNet(_FlowModel):
     def refine(self, width: int = 2, depth: int = 2) -> SpaceTimeNet:
         """The model on ``schedule.refine(width, depth)``: exact resampling for continuous
         kernels; interpolated samples for nodal ones (Net2Wider / Net2Deeper in the continuum),
-        so the network function is nearly preserved."""
+        so the network function is nearly preserved.
+
+        Args:
+            width: the refinement factor of every grid.
+            depth: the substeps per step.
+
+        Returns:
+            The refined model; this one is unchanged.
+        """
         fine = self.schedule.refine(width, depth)
         if self.continuous:
             return self.with_schedule(fine)
@@ -1243,6 +1337,11 @@ class SpaceTimeNet(_FlowModel):
         self._bind(schedule)
 
     def extra_repr(self) -> str:
+        """The line printed in the module's repr.
+
+        Returns:
+            The form, activation, lift, schedule and, when set, norm and head width.
+        """
         norm, hidden = getattr(self, "norm", None), getattr(self, "head_hidden", None)
         extra = "" if norm is None else f", norm={norm}"
         if hidden is not None:

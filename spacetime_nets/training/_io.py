@@ -16,7 +16,11 @@ import torch
 
 def umask_mode() -> int:
     """The mode a plain ``open(path, "w")`` would give a new file: 0o666 less the umask
-    (``tempfile.mkstemp`` makes 0o600 files, which a colleague or a service could not read)."""
+    (``tempfile.mkstemp`` makes 0o600 files, which a colleague or a service could not read).
+
+    Returns:
+        The permission bits, e.g. ``0o644`` under the usual umask ``0o022``.
+    """
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
@@ -69,7 +73,14 @@ def _atomic(path: Path, mode: str, write: Callable[[IO], None], sync: bool) -> P
 def atomic_write_files(contents: Mapping[Path, bytes]) -> list[Path]:
     """Write several files as one: each to a temporary file beside it and, only once all are
     written, each renamed over its target. A failure while writing (a full disk) leaves every
-    target as it was and no temporary file; the OSError names the file it met."""
+    target as it was and no temporary file; the OSError names the file it met.
+
+    Args:
+        contents: the bytes to write, by target path (written in this order).
+
+    Returns:
+        The target paths, in the order of ``contents``.
+    """
     temps: list[str] = []
     paths = [Path(p) for p in contents]
     current = paths[0] if paths else Path()
@@ -91,27 +102,59 @@ def atomic_write_files(contents: Mapping[Path, bytes]) -> list[Path]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (flushed to disk before the rename)."""
+    """Write ``data`` to ``path`` atomically (flushed to disk before the rename).
+
+    Args:
+        path: the file to write (its folder is created when missing).
+        data: the bytes to write.
+
+    Returns:
+        ``path``.
+    """
     return _atomic(path, "wb", lambda f: f.write(data), sync=True)
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
     """``torch.save`` to ``path`` atomically. The object is serialised in memory first, so
     torch's own writer never meets the disk: a full disk is an OSError naming ``path``, not an
-    error (or an abort) inside torch."""
+    error (or an abort) inside torch.
+
+    Args:
+        obj: what to save (anything ``torch.save`` takes).
+        path: the file to write.
+
+    Returns:
+        ``path`` as a Path.
+    """
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically."""
+    """Write ``text`` to ``path`` atomically.
+
+    Args:
+        path: the file to write (its folder is created when missing).
+        text: the text to write (no newline translation).
+
+    Returns:
+        ``path`` as a Path.
+    """
     return _atomic(Path(path), "w", lambda f: f.write(text), sync=False)
 
 
 def check_path(name: str, value: object) -> Path | None:
     """None, or a file or folder name (a str or an ``os.PathLike``) as a Path; anything else
-    (a number, a bool, an empty string) is a ValueError naming the argument."""
+    (a number, a bool, an empty string) is a ValueError naming the argument.
+
+    Args:
+        name: the argument's name, for the error message.
+        value: the value given.
+
+    Returns:
+        None when ``value`` is None, else ``Path(value)``.
+    """
     if value is None:
         return None
     if isinstance(value, (str, os.PathLike)):
@@ -125,7 +168,14 @@ def check_path(name: str, value: object) -> Path | None:
 
 
 def json_safe(record: dict) -> dict:
-    """One-element tensors as numbers, non-finite floats as None, keys as strings."""
+    """One-element tensors as numbers, non-finite floats as None, keys as strings.
+
+    Args:
+        record: one history record (or any flat dict).
+
+    Returns:
+        A new dict that ``json.dump`` writes as standard JSON.
+    """
     out = {}
     for k, v in record.items():
         if isinstance(v, torch.Tensor) and v.numel() == 1:
@@ -137,6 +187,13 @@ def json_safe(record: dict) -> dict:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters)."""
+    """The first line of an exception's message (at most 200 characters).
+
+    Args:
+        exc: the exception.
+
+    Returns:
+        The line, or the exception's class name when the message is empty.
+    """
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

@@ -43,7 +43,10 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "spacetime-nets/checkpoint"
+"""The format tag of a checkpoint file (its ``"format"`` entry); another tag is refused."""
 CHECKPOINT_VERSION = 2
+"""The version [`save_checkpoint`][spacetime_nets.training.save_checkpoint] writes (its
+``"version"`` entry); version-1 files are still read."""
 _REQUIRED_KEYS = (
     "format",
     "version",
@@ -127,8 +130,9 @@ def save_checkpoint(
 def load_checkpoint(
     path: str | os.PathLike, map_location: Any = "cpu", *, trust: bool = False
 ) -> dict:
-    """Read and validate a checkpoint written by :func:`save_checkpoint` (a folder means its
-    ``last.pt``). Uses ``torch.load(weights_only=True)``: no code in the file is run.
+    """Read and validate a checkpoint written by
+    [`save_checkpoint`][spacetime_nets.training.save_checkpoint] (a folder means its ``last.pt``).
+    Uses ``torch.load(weights_only=True)``: no code in the file is run.
 
     The digest written with the file must match what it holds (weights, optimiser state,
     counters, history, running sums, random states, meta). A file without a digest (written
@@ -171,7 +175,23 @@ def load_checkpoint(
 def load_model_state(model: nn.Module, path: str | os.PathLike, *, trust: bool = False) -> dict:
     """Load the parameters and buffers of a checkpoint into ``model`` (built with the same
     construction arguments and schedule); returns the validated checkpoint dict (``trust``:
-    as for :func:`load_checkpoint`)."""
+    as for [`load_checkpoint`][spacetime_nets.training.load_checkpoint]).
+
+    Args:
+        model: the model to load into, in place (a ``DistributedDataParallel`` wrapper is
+            unwrapped); the tensors are read onto its device.
+        path: the checkpoint file or a run folder (its ``last.pt``).
+        trust: read a file that has no digest.
+
+    Returns:
+        The validated checkpoint dict, as
+            [`load_checkpoint`][spacetime_nets.training.load_checkpoint] returns it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a damaged or foreign file, or a state that does not fit ``model`` (names,
+            shapes or floating dtypes).
+    """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     doc = load_checkpoint(path, map_location=model_device(model), trust=trust)
@@ -210,7 +230,14 @@ def check_state_dtypes(model: nn.Module, state: dict, where: str) -> None:
 
 def checkpoint_path(path: str | os.PathLike) -> Path:
     """The checkpoint file ``path`` names: the file itself, or a run folder's ``last.pt``
-    (FileNotFoundError when there is none)."""
+    (FileNotFoundError when there is none).
+
+    Args:
+        path: a checkpoint file or a run folder.
+
+    Returns:
+        The checkpoint file's path.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "last.pt"

@@ -1,7 +1,7 @@
 """Training data: uniform access to (x, y) pairs, ``Split`` objects and torch Datasets, and
 the check of a whole data set before the first update.
 
-:func:`check_data` reads every row once: inputs must be real floating point and finite (also
+``check_data`` reads every row once: inputs must be real floating point and finite (also
 after the conversion to the model's dtype), class labels integer, one per row and in
 ``0 .. m-1`` for a model with ``m`` outputs, regression targets floating, finite and of shape
 ``[N, m]``. A bad row is named by its index in the data set, not in a batch.
@@ -23,7 +23,15 @@ _ANY_P = 2.0  # a valid exponent, to read a loss entry's properties (p was check
 
 
 class Data:
-    """Uniform access to (x, y) pairs, ``Split`` objects and sized torch Datasets."""
+    """Uniform access to (x, y) pairs, ``Split`` objects and sized torch Datasets.
+
+    Args:
+        data: a pair of tensors ``(x, y)`` with the same number of rows, a two-tensor
+            ``TensorDataset``, an object with tensor attributes ``x`` and ``y`` (a
+            [`Split`][spacetime_nets.datasets.Split]) or a sized torch Dataset of ``(x, y)``
+            items.
+        name: the data set's name in error messages (``"train"``, ``"val"``).
+    """
 
     def __init__(self, data: Any, name: str) -> None:
         self.name = name
@@ -63,19 +71,38 @@ class Data:
         return self.n
 
     def peek_targets(self) -> torch.Tensor:
-        """The first row's target, ``[1, ...]``."""
+        """The first row's target, ``[1, ...]``.
+
+        Returns:
+            The target of row 0 with a leading batch axis of size 1.
+        """
         if self.y is not None:
             return self.y[:1]
         return torch.as_tensor(self.dataset[0][1]).unsqueeze(0)
 
     def to(self, device: torch.device) -> Data:
-        """Move tensor data to ``device`` once (a Dataset is read batch by batch)."""
+        """Move tensor data to ``device`` once (a Dataset is read batch by batch).
+
+        Args:
+            device: the device to move ``x`` and ``y`` to.
+
+        Returns:
+            This object, changed in place.
+        """
         if self.x is not None:
             self.x, self.y = self.x.to(device), self.y.to(device)
         return self
 
     def raw(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows ``idx`` as they are stored (a Dataset's items collated)."""
+        """The rows ``idx`` as they are stored (a Dataset's items collated).
+
+        Args:
+            idx: the row indices, ``[B]`` (int64).
+
+        Returns:
+            ``(x, y)``: the rows' inputs ``[B, ...]`` and targets ``[B, ...]``, in their
+                stored dtypes.
+        """
         if self.x is not None:
             i = idx.to(self.x.device)
             return self.x[i], self.y[i]
@@ -85,12 +112,26 @@ class Data:
     def batch(
         self, idx: torch.Tensor, device: torch.device, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows ``idx`` on ``device``: floating values in ``dtype``, labels as int64."""
+        """The rows ``idx`` on ``device``: floating values in ``dtype``, labels as int64.
+
+        Args:
+            idx: the row indices, ``[B]`` (int64).
+            device: the device of the returned tensors.
+            dtype: the floating dtype of floating values (the model's).
+
+        Returns:
+            ``(x, y)``: inputs ``[B, ...]`` and targets ``[B]`` (labels) or ``[B, ...]``.
+        """
         x, y = self.raw(idx)
         return _cast(x, device, dtype), _cast(y, device, dtype)
 
     def chunks(self):
-        """(first row, x, y) over the whole data set in chunks, as stored."""
+        """(first row, x, y) over the whole data set in chunks, as stored.
+
+        Yields:
+            ``(first, x, y)``, the index of the chunk's first row, its inputs and its targets
+                (all rows at once for tensor data, 4096 rows at a time for a Dataset).
+        """
         if self.x is not None:
             yield 0, self.x, self.y
             return
@@ -107,7 +148,14 @@ def _cast(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Te
 
 
 def is_class_labels(y: torch.Tensor) -> bool:
-    """Integer targets (not bool, not complex) are class indices."""
+    """Integer targets (not bool, not complex) are class indices.
+
+    Args:
+        y: targets of any shape.
+
+    Returns:
+        True when ``y`` holds class labels.
+    """
     return not y.is_floating_point() and not y.is_complex() and y.dtype != torch.bool
 
 
@@ -115,7 +163,20 @@ def resolve_loss(loss: str | None, y: torch.Tensor, p: float | None) -> tuple[st
     """(the loss name, ``p`` as a float): cross_entropy for class labels and mse otherwise
     when ``loss`` is None. ``p`` may be any real number type (a NumPy scalar too); it is
     refused with a loss that does not read it (only ``lp`` and ``rel_lp`` do), where it
-    would be silently ignored."""
+    would be silently ignored.
+
+    Args:
+        loss: a loss name of ``objectives.LOSSES``, or None to choose from the targets.
+        y: some targets (the first row is enough), to tell labels from regression targets.
+        p: the exponent of ``lp`` / ``rel_lp``, or None.
+
+    Returns:
+        ``(loss, p)``: the loss name and ``p`` as a float (or None).
+
+    Raises:
+        ValueError: an unknown loss, a relative loss with class labels, or a ``p`` the loss
+            does not read or that is not a number >= 1.
+    """
     if loss is None:
         loss = "cross_entropy" if is_class_labels(y) else "mse"
     entry = get_loss(loss, 2.0)  # the name only; p is checked below
@@ -153,7 +214,14 @@ def _where(index: tuple[int, ...], first_row: int) -> str:
 
 def model_outputs(model: object) -> int | None:
     """The number of outputs per sample a model's targets must have, or None when it is not
-    fixed (a function readout answers on the input's grid)."""
+    fixed (a function readout answers on the input's grid).
+
+    Args:
+        model: the model (any object; its ``out_features`` and ``readout_kind`` are read).
+
+    Returns:
+        ``model.out_features`` when it is an int, else None.
+    """
     if getattr(model, "readout_kind", None) == "function":
         return None
     out = getattr(model, "out_features", None)
@@ -258,7 +326,14 @@ def _check_targets(name: str, y: torch.Tensor, first: int, m: int | None) -> Non
 def normalizer_stats(data: Data) -> tuple[float, float, float, float]:
     """(mean(x), std(x), mean(y), std(y)) over every entry of every row of ``data`` (the
     unbiased standard deviation, in float64), the scalars ``fit(normalize=True)`` gives the
-    model's :meth:`set_normalizers`; (0, 1) for class labels.
+    model's ``set_normalizers`` (see [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet]);
+    (0, 1) for class labels.
+
+    Args:
+        data: the wrapped training data, read twice in chunks.
+
+    Returns:
+        ``(x_mean, x_std, y_mean, y_std)`` as floats.
 
     Raises:
         ValueError: when the inputs (or the regression targets) are constant (std 0): there

@@ -71,7 +71,7 @@ def setup_distributed(dev: torch.device) -> tuple[int, int, torch.device, bool]:
 
 
 def teardown_distributed(created: bool) -> None:
-    """Destroy the process group when :func:`setup_distributed` created it."""
+    """Destroy the process group when ``setup_distributed`` created it."""
     if created:
         import torch.distributed as dist
 

@@ -34,10 +34,13 @@ HISTORY_FIELDS = (
     "lr",
     "time",
 )
+"""The keys of a [`History`][spacetime_nets.training.History] record, in the order of the
+columns of ``history.csv``."""
 
 
 class History:
-    """One record per finished epoch, a dict with the keys :data:`HISTORY_FIELDS`:
+    """One record per finished epoch, a dict with the keys
+    [`HISTORY_FIELDS`][spacetime_nets.training.HISTORY_FIELDS]:
 
     ``epoch`` (1-based), ``step`` (optimiser steps so far), ``loss`` (mean empirical risk on
     the training batches of the epoch), ``accuracy`` (training, classification only),
@@ -46,11 +49,14 @@ class History:
     |y_i|_2 on val after the epoch), ``val_zero_loss`` and ``val_mean_rel_l2`` (the same for
     two trivial predictors, constant over the run: the loss of predicting 0, whose relative
     error is 1, and the relative error of predicting the mean training target; see
-    :func:`~spacetime_nets.training.baselines`),
+    [`baselines`][spacetime_nets.training.baselines]),
     ``penalty`` (mean of lam * int |u|^2 over the epoch's steps), ``turnpike`` (mean of
     weight * int E(x(t)) dt), ``control`` (int_0^T |u|^2 dt after the epoch), ``lr`` (the
     learning rate of the epoch's last step) and ``time`` (seconds). ``history["loss"]`` is a
     column, ``history[-1]`` a record.
+
+    Args:
+        records: the records to start from (copied), e.g. those of a checkpoint; None: empty.
     """
 
     fields = HISTORY_FIELDS
@@ -59,11 +65,22 @@ class History:
         self.records: list[dict] = [dict(r) for r in (records or [])]
 
     def append(self, record: dict) -> None:
-        """Add the record of one finished epoch."""
+        """Add the record of one finished epoch.
+
+        Args:
+            record: the epoch's record (copied), keyed by the names of ``fields``.
+        """
         self.records.append(dict(record))
 
     def column(self, name: str) -> list:
-        """The values of one field, epoch by epoch."""
+        """The values of one field, epoch by epoch.
+
+        Args:
+            name: a name of [`HISTORY_FIELDS`][spacetime_nets.training.HISTORY_FIELDS].
+
+        Returns:
+            One value per record (None where a record lacks it).
+        """
         if name not in self.fields:
             raise ValueError(f"name: expected one of {', '.join(self.fields)}; got {name!r}")
         return [r.get(name) for r in self.records]
@@ -85,12 +102,27 @@ class History:
         return self.records[key]
 
     def to_json(self, path: str | os.PathLike) -> Path:
-        """Write ``{"fields": [...], "records": [...]}`` (non-finite numbers as null)."""
+        """Write ``{"fields": [...], "records": [...]}`` (non-finite numbers as null).
+
+        Args:
+            path: the JSON file to write (atomically).
+
+        Returns:
+            The path written.
+        """
         doc = {"fields": list(self.fields), "records": [json_safe(r) for r in self.records]}
         return atomic_write_text(Path(path), json.dumps(doc, indent=1))
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write one row per epoch, the columns :data:`HISTORY_FIELDS` (None as empty)."""
+        """Write one row per epoch, the columns
+        [`HISTORY_FIELDS`][spacetime_nets.training.HISTORY_FIELDS] (None as empty).
+
+        Args:
+            path: the CSV file to write (atomically).
+
+        Returns:
+            The path written.
+        """
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(self.fields), lineterminator="\n")
         writer.writeheader()
@@ -99,14 +131,29 @@ class History:
         return atomic_write_text(Path(path), buf.getvalue())
 
     def save(self, out_dir: str | os.PathLike) -> None:
-        """``history.json`` and ``history.csv`` in ``out_dir``."""
+        """``history.json`` and ``history.csv`` in ``out_dir``.
+
+        Args:
+            out_dir: the run folder (created when missing).
+        """
         out = Path(out_dir)
         self.to_json(out / "history.json")
         self.to_csv(out / "history.csv")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> History:
-        """Read a ``history.json`` written by :meth:`to_json`."""
+        """Read a ``history.json`` written by
+        [`to_json`][spacetime_nets.training.History.to_json].
+
+        Args:
+            path: the ``history.json`` file.
+
+        Returns:
+            The history of its records.
+
+        Raises:
+            ValueError: the file cannot be read or is not a history file.
+        """
         try:
             doc = json.loads(Path(path).read_text())
             records = doc["records"]
@@ -128,7 +175,23 @@ class TrainState:
     optimiser steps taken so far, ``step_in_epoch`` those of the current epoch; ``batch``
     holds the last batch's ``loss`` (objective), ``risk``, ``size`` (and ``scale``, its input
     resolution, when ``fit`` trains across ``resolutions``). Set ``stop = True`` to end
-    training after the current epoch."""
+    training after the current epoch.
+
+    Attributes:
+        model: the model being trained, in place.
+        optimizer: its optimiser.
+        epochs: the number of epochs of the run in all.
+        epoch: the current epoch, 1-based (0 before the first).
+        step: the optimiser steps taken so far, over the whole run.
+        step_in_epoch: the optimiser steps taken in the current epoch.
+        steps_per_epoch: the optimiser steps of one epoch.
+        history: the [`History`][spacetime_nets.training.History] of the finished epochs.
+        batch: the last batch's ``loss``, ``risk``, ``size`` (and ``scale``).
+        rank: this process's rank (0 on one process).
+        world_size: the number of processes (1 without ``torchrun``).
+        out_dir: the run folder, or None when nothing is written.
+        stop: set it to True to end training after the current epoch.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -146,24 +209,50 @@ class TrainState:
 
 
 class Callback:
-    """Hooks called by :func:`~spacetime_nets.training.fit` with the :class:`TrainState`;
+    """Hooks called by [`fit`][spacetime_nets.training.fit] with the
+    [`TrainState`][spacetime_nets.training.TrainState];
     override any of them. A plain callable given as a callback is called at the end of every
     epoch."""
 
     def on_train_start(self, state: TrainState) -> None:
-        """Before the first epoch (also of a resumed run)."""
+        """Before the first epoch (also of a resumed run).
+
+        Args:
+            state: the run's [`TrainState`][spacetime_nets.training.TrainState] (set
+                ``state.stop = True`` to end training after the current epoch).
+        """
 
     def on_epoch_start(self, state: TrainState) -> None:
-        """Before the first step of an epoch."""
+        """Before the first step of an epoch.
+
+        Args:
+            state: the run's [`TrainState`][spacetime_nets.training.TrainState] (set
+                ``state.stop = True`` to end training after the current epoch).
+        """
 
     def on_batch_end(self, state: TrainState) -> None:
-        """After each optimiser step."""
+        """After each optimiser step.
+
+        Args:
+            state: the run's [`TrainState`][spacetime_nets.training.TrainState] (set
+                ``state.stop = True`` to end training after the current epoch).
+        """
 
     def on_epoch_end(self, state: TrainState) -> None:
-        """After an epoch's record was added to the history."""
+        """After an epoch's record was added to the history.
+
+        Args:
+            state: the run's [`TrainState`][spacetime_nets.training.TrainState] (set
+                ``state.stop = True`` to end training after the current epoch).
+        """
 
     def on_train_end(self, state: TrainState) -> None:
-        """After the last epoch."""
+        """After the last epoch.
+
+        Args:
+            state: the run's [`TrainState`][spacetime_nets.training.TrainState] (set
+                ``state.stop = True`` to end training after the current epoch).
+        """
 
 
 class _CallableCallback(Callback):

@@ -1,11 +1,11 @@
-"""The training loop: :func:`fit` checks its arguments and the data, then runs a
-:class:`_Trainer`, a small object holding the state of one run (model, optimiser, counters,
+"""The training loop: [`fit`][spacetime_nets.training.fit] checks its arguments and the data,
+then runs a ``_Trainer``, a small object holding the state of one run (model, optimiser, counters,
 running sums, history) with one method per stage: restore, epoch, step, checkpoint.
 
 Each step minimises J = E(x(T)) + lam * int_0^T |u(t)|^2 dt [+ weight * int_0^T E(x(t)) dt]
 (docs/concepts.md) on one mini-batch. The samples are shuffled with a generator seeded with
 ``seed + epoch``, so a resumed run takes exactly the steps of an uninterrupted one; with
-``resolutions`` the same generator then draws each batch's input resolution (:mod:`.multires`).
+``resolutions`` the same generator then draws each batch's input resolution (``multires``).
 """
 
 from __future__ import annotations
@@ -75,7 +75,17 @@ __all__ = ["TrainingDiverged", "fit"]
 class TrainingDiverged(RuntimeError):
     """The training objective (or, after an update, the weights) became NaN or infinite. No
     step was taken with it and no checkpoint was written after it; ``checkpoint`` is the last
-    good one (or None)."""
+    good one (or None).
+
+    Args:
+        epoch: the epoch it happened in (1-based).
+        step: the step within that epoch (1-based).
+        global_step: the step's 1-based number over the whole run.
+        value: the non-finite value met (the objective's, or NaN for the weights).
+        checkpoint: the path of the last good checkpoint, or None when none was written.
+        what: what became non-finite, ``"loss"`` (the objective, found before the update) or
+            ``"weights"`` (found after it); it words the message.
+    """
 
     def __init__(
         self,
@@ -172,11 +182,11 @@ def fit(
     units, and one number each holds at every resolution. On ``resume`` the normalisers come
     from the checkpoint; a run whose training data would give others is refused.
 
-    After every epoch with ``val`` data and regression targets, the history records
-    ``val_rel_l2`` (the mean relative L2 error (1/N) sum_i |z_i - y_i| / |y_i| on val) and,
-    computed once, the scores of two trivial predictors on val (:func:`baselines`):
-    ``val_zero_loss`` (the loss of predicting 0) and ``val_mean_rel_l2`` (the relative L2
-    error of predicting the mean training target).
+    After every epoch with ``val`` data and regression targets, the history records ``val_rel_l2``
+    (the mean relative L2 error (1/N) sum_i |z_i - y_i| / |y_i| on val) and, computed once, the
+    scores of two trivial predictors on val ([`baselines`][spacetime_nets.training.baselines]):
+    ``val_zero_loss`` (the loss of predicting 0) and ``val_mean_rel_l2`` (the relative L2 error of
+    predicting the mean training target).
 
     The whole of ``train`` and ``val`` is checked before the first update (real floating,
     finite inputs; integer labels in range or finite targets of the output's shape): a bad
@@ -185,14 +195,15 @@ def fit(
     With ``out_dir``: history.json / history.csv after every epoch, ``last.pt`` every
     ``checkpoint_every`` epochs and at the end (atomic writes); Ctrl-C writes ``interrupted.pt``
     with the state after the last completed step and re-raises (the KeyboardInterrupt's
-    ``checkpoint`` attribute is its path); a finished run removes an ``interrupted.pt`` it has
-    gone past. ``resume`` (a checkpoint or a run folder) continues to exactly the parameters of
-    an uninterrupted run with the same seed; a new ``lr`` is applied (with a warning), another
-    optimiser, another model (form, activation, lift, schedule, dtype) or other training data
-    is refused with a ValueError. A NaN or infinite objective raises :class:`TrainingDiverged`
-    before the update; no checkpoint is written after it. Under torchrun (WORLD_SIZE > 1) the
-    model is trained with DistributedDataParallel, each process taking
-    batch_size // world_size samples per step; only rank 0 writes files and shows progress.
+    ``checkpoint`` attribute is its path); a finished run removes an ``interrupted.pt`` it has gone
+    past. ``resume`` (a checkpoint or a run folder) continues to exactly the parameters of an
+    uninterrupted run with the same seed; a new ``lr`` is applied (with a warning), another
+    optimiser, another model (form, activation, lift, schedule, dtype) or other training data is
+    refused with a ValueError. A NaN or infinite objective raises
+    [`TrainingDiverged`][spacetime_nets.training.TrainingDiverged] before the update; no checkpoint
+    is written after it. Under torchrun (WORLD_SIZE > 1) the model is trained with
+    DistributedDataParallel, each process taking batch_size // world_size samples per step; only
+    rank 0 writes files and shows progress.
 
     ``resolutions`` (scales of the input size, e.g. ``[0.5, 1, 2]``; None: off) trains one
     model across input resolutions, for a ``SpaceTimeNet`` with ``lift="identity"`` whose
@@ -216,7 +227,8 @@ def fit(
         val: validation data of the same kind, evaluated after every epoch (or None).
         epochs: the number of epochs in all (a resumed run counts those already done).
         batch_size: the global mini-batch size.
-        optimizer: a name of :data:`OPTIMIZERS`, an Optimizer or a callable params -> Optimizer.
+        optimizer: a name of [`OPTIMIZERS`][spacetime_nets.training.OPTIMIZERS], an Optimizer or a
+            callable params -> Optimizer.
         lr: the learning rate of a named optimiser (also applied on resume).
         loss: a name of ``objectives.LOSSES`` (None: chosen from the targets).
         p: the exponent of the ``lp`` loss.
@@ -225,7 +237,8 @@ def fit(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
         out_dir: the run folder for checkpoints and history files (None: nothing written).
         resume: a checkpoint file or run folder to continue.
-        callbacks: :class:`Callback` objects or callables (called after every epoch).
+        callbacks: [`Callback`][spacetime_nets.training.Callback] objects or callables (called after
+            every epoch).
         seed: the shuffling seed (epoch e uses seed + e).
         progress: show a progress bar per epoch.
         checkpoint_every: epochs between ``last.pt`` writes.
@@ -234,16 +247,17 @@ def fit(
         compile: None (eager), a ``torch.compile`` mode (``"default"``, ``"reduce-overhead"``
             ...) or ``"cuda-graphs"`` (forward and backward recorded per input shape on CUDA;
             eager elsewhere), for the objective's forward and backward
-            (:func:`spacetime_nets.accel.compile_model`).
+            ([`compile_model`][spacetime_nets.accel.compile_model]).
         precision: ``"fp32"`` or ``"bf16"`` (autocast; parameters and grids stay float32,
-            :func:`spacetime_nets.accel.mixed_precision`).
+            [`mixed_precision`][spacetime_nets.accel.mixed_precision]).
         resolutions: a non-empty list of positive scales of the input size, one drawn per
             batch (None: every batch as it is stored).
         weight_decay: the named optimiser's weight decay (>= 0; see above).
         normalize: fit the model's scalar normalisers on ``train`` before the first step.
 
     Returns:
-        The :class:`History` (one record per epoch, including resumed ones).
+        The [`History`][spacetime_nets.training.History] (one record per epoch, including resumed
+            ones).
     """
     opts = _Options(
         epochs=check_int("epochs", epochs, 1),

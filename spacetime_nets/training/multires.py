@@ -2,7 +2,7 @@
 
 Each training batch is given to the model at a scale s drawn from ``resolutions``: the
 inputs, functions sampled on the model's input grid G (its first grid G_0, or the grid
-:meth:`~spacetime_nets.models.SpaceTimeNet.at_resolution` set), are resampled by linear
+[`at_resolution`][spacetime_nets.models.SpaceTimeNet.at_resolution] set), are resampled by linear
 interpolation to the uniform grid G_s of
 
     n_s = round(s (n - 1)) + 1   (rules with end points: trapezoid, simpson, boole)
@@ -37,7 +37,15 @@ __all__ = ["MultiResolution", "check_resolutions", "epoch_scales", "scaled_size"
 
 def check_resolutions(resolutions: Any) -> list[float] | None:
     """``resolutions`` as a list of floats (None stays None): a non-empty list or tuple of
-    positive finite numbers, else a ValueError naming ``resolutions``."""
+    positive finite numbers, else a ValueError naming ``resolutions``.
+
+    Args:
+        resolutions: the scales of the input size as given to ``fit`` (e.g. ``[0.5, 1, 2]``),
+            or None.
+
+    Returns:
+        The scales as floats, or None.
+    """
     if resolutions is None:
         return None
     if isinstance(resolutions, (str, bytes)) or not isinstance(resolutions, Sequence):
@@ -61,7 +69,16 @@ def check_resolutions(resolutions: Any) -> list[float] | None:
 
 def scaled_size(n: int, scale: float, rule: str) -> int:
     """Nodes per axis at ``scale`` times an axis of ``n`` nodes of ``rule``: round(s (n - 1)) + 1
-    for rules with end points (the cells scale), round(s n) otherwise."""
+    for rules with end points (the cells scale), round(s n) otherwise.
+
+    Args:
+        n: the nodes per axis of the input grid.
+        scale: the scale s of the input size.
+        rule: the quadrature rule of the axis (a name of ``grids.RULES``).
+
+    Returns:
+        The nodes per axis at that scale.
+    """
     if get_rule(rule).end_points:  # nodes at both ends: the count scales as n - 1 (cells)
         return round(scale * (n - 1)) + 1
     return round(scale * n)
@@ -69,7 +86,18 @@ def scaled_size(n: int, scale: float, rule: str) -> int:
 
 def epoch_scales(rows: int, seed: int, epoch: int, steps: int, count: int) -> torch.Tensor:
     """The indices into ``resolutions`` of the ``steps`` batches of ``epoch`` (0-based): the
-    shuffling generator of the epoch, seeded ``seed + epoch``, after ``randperm(rows)``."""
+    shuffling generator of the epoch, seeded ``seed + epoch``, after ``randperm(rows)``.
+
+    Args:
+        rows: the number N of training rows (of the permutation drawn first).
+        seed: the run's shuffling seed.
+        epoch: the epoch, 0-based.
+        steps: the number of batches of the epoch.
+        count: the number of scales, ``len(resolutions)``.
+
+    Returns:
+        ``[steps]`` int64 indices in ``0 .. count-1``, one per batch.
+    """
     g = torch.Generator().manual_seed(seed + epoch)
     torch.randperm(rows, generator=g)  # the epoch's permutation (the rule of epoch_order)
     return torch.randint(count, (steps,), generator=g)
@@ -89,7 +117,7 @@ class MultiResolution:
 
     Args:
         model: a ``SpaceTimeNet`` with ``lift="identity"`` (scalar or with channels).
-        resolutions: the checked scales (:func:`check_resolutions`).
+        resolutions: the checked scales (``check_resolutions``).
         device: where the batches are.
         dtype: the model's floating dtype.
     """
@@ -134,7 +162,12 @@ class MultiResolution:
             self.levels.append(_Level(s, grid, p))
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Refuse (ValueError) a batch whose layout is not that of values on the input grid."""
+        """Refuse (ValueError) a batch whose layout is not that of values on the input grid.
+
+        Args:
+            x: a batch of inputs: ``[B, n]`` (one channel), ``[B, c, n]`` or
+                ``[B, c, *grid.shape]``, with ``n`` the input grid's nodes.
+        """
         self._layout(x)
 
     def _layout(self, x: torch.Tensor) -> str:
@@ -154,7 +187,15 @@ class MultiResolution:
     def resample(self, x: torch.Tensor, level: int) -> tuple[torch.Tensor, dict]:
         """The batch ``x`` at ``resolutions[level]``: (x_s in the layout of x, the keyword
         arguments of the model call: ``input_grid`` and, for a function readout,
-        ``output_grid``). At a scale whose grid is the input grid: (x, {})."""
+        ``output_grid``). At a scale whose grid is the input grid: (x, {}).
+
+        Args:
+            x: a batch on the input grid, in a layout ``check_input`` accepts.
+            level: the index of the scale in ``resolutions``.
+
+        Returns:
+            ``(x_s, kwargs)``: the resampled batch and the keyword arguments of the model call.
+        """
         lv = self.levels[level]
         if lv.grid is None:
             return x, {}

@@ -1,5 +1,5 @@
 """What one training step minimises, the optimisers by name, the learning-rate schedules,
-and :func:`evaluate`."""
+and [`evaluate`][spacetime_nets.training.evaluate]."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ OPTIMIZER_CLASSES: dict[str, str] = {
     "rmsprop": "RMSprop",
 }
 OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
+"""The optimiser names [`fit`][spacetime_nets.training.fit] takes: ``adam``, ``adamw``,
+``sgd``, ``rmsprop`` (the ``torch.optim`` classes ``Adam``, ``AdamW``, ``SGD``,
+``RMSprop``)."""
 LR_SCHEDULES = ("constant", "cosine")
+"""The learning-rate schedules of [`fit`][spacetime_nets.training.fit]: ``constant``, or
+``cosine`` decay to 0 over all the steps."""
 
 
 class Objective(nn.Module):
@@ -62,9 +67,10 @@ class Objective(nn.Module):
 def make_optimizer(
     optimizer: Any, model: nn.Module, lr: float, weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
-    """An optimiser over the trainable parameters: a name of :data:`OPTIMIZERS` (with
-    ``lr`` and ``weight_decay``, see :data:`OPTIMIZER_CLASSES`), an Optimizer as it is, or a
-    callable params -> Optimizer (``weight_decay`` must then be 0: set it on the optimiser)."""
+    """An optimiser over the trainable parameters: a name of
+    [`OPTIMIZERS`][spacetime_nets.training.OPTIMIZERS] (with ``lr`` and ``weight_decay``, see
+    ``OPTIMIZER_CLASSES``), an Optimizer as it is, or a callable params -> Optimizer
+    (``weight_decay`` must then be 0: set it on the optimiser)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: it has no trainable parameters")
@@ -131,10 +137,10 @@ def evaluate(
 
     Returns:
         ``{"loss": float, "accuracy": float | None, "rel_l2": float | None, "n": N}``;
-        accuracy is the fraction of argmax predictions equal to the label (None for
-        regression targets); rel_l2 the mean relative error
-        (1/N) sum_i |z_i - y_i|_2 / |y_i|_2 over all entries of each sample, for regression
-        targets of the outputs' shape (None otherwise).
+            accuracy is the fraction of argmax predictions equal to the label (None for
+            regression targets); rel_l2 the mean relative error
+            (1/N) sum_i |z_i - y_i|_2 / |y_i|_2 over all entries of each sample, for regression
+            targets of the outputs' shape (None otherwise).
     """
     data = data if isinstance(data, Data) else Data(data, "data")
     batch_size = check_int("batch_size", batch_size, 1)
@@ -155,7 +161,8 @@ def evaluate_checked(
     device: str | torch.device | None,
     p: float | None,
 ) -> dict:
-    """:func:`evaluate` on data already checked (the training loop's validation pass)."""
+    """[`evaluate`][spacetime_nets.training.evaluate] on data already checked (the training loop's
+    validation pass)."""
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
     was_training = model.training
@@ -205,7 +212,7 @@ def baselines(train: Any, data: Any, loss: str | None = None, p: float | None = 
 
     Returns:
         ``{"zero_loss", "mean_loss", "mean_rel_l2", "n"}``, or an empty dict when the
-        targets are class labels or ybar's shape differs from ``data``'s targets.
+            targets are class labels or ybar's shape differs from ``data``'s targets.
     """
     train = train if isinstance(train, Data) else Data(train, "train")
     data = data if isinstance(data, Data) else Data(data, "data")

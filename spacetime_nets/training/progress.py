@@ -9,6 +9,12 @@ from typing import Any
 
 
 def empty_partial() -> dict:
+    """The running sums of an epoch before its first step.
+
+    Returns:
+        ``{"risk_sum", "count", "correct", "penalty_sum", "turnpike_sum", "steps", "time"}``,
+            all zero.
+    """
     return {
         "risk_sum": 0.0,
         "count": 0,
@@ -21,6 +27,20 @@ def empty_partial() -> dict:
 
 
 def epoch_record(epoch: int, step: int, partial: dict, seconds: float) -> dict:
+    """The history record of a finished epoch, from its running sums; the validation
+    entries, ``control`` and ``lr`` are None, filled in by the caller.
+
+    Args:
+        epoch: the epoch, 1-based.
+        step: the optimiser steps taken so far, over the whole run.
+        partial: the epoch's running sums (see ``empty_partial``).
+        seconds: the epoch's wall-clock time.
+
+    Returns:
+        A record with the keys of [`HISTORY_FIELDS`][spacetime_nets.training.HISTORY_FIELDS]:
+            ``loss`` the mean risk per sample, ``accuracy`` the fraction correct, ``penalty`` and
+            ``turnpike`` the means per step.
+    """
     n, steps = max(partial["count"], 1), max(partial["steps"], 1)
     return {
         "epoch": epoch,
@@ -41,6 +61,18 @@ def epoch_record(epoch: int, step: int, partial: dict, seconds: float) -> dict:
 
 
 def progress_bar(enabled: bool, total: int, initial: int, e: int, epochs: int) -> Any:
+    """A ``tqdm`` bar over the steps of one epoch, labelled ``epoch e+1/epochs``.
+
+    Args:
+        enabled: show a bar at all.
+        total: the steps of the epoch.
+        initial: the steps already done (a resumed epoch).
+        e: the epoch, 0-based.
+        epochs: the number of epochs of the run.
+
+    Returns:
+        The ``tqdm`` bar, or None when not ``enabled``.
+    """
     if not enabled:
         return None
     from tqdm.auto import tqdm
@@ -56,6 +88,15 @@ def progress_bar(enabled: bool, total: int, initial: int, e: int, epochs: int) -
 
 
 def postfix(partial: dict, classify: bool) -> dict:
+    """The progress bar's postfix during an epoch: the running mean loss (and accuracy).
+
+    Args:
+        partial: the epoch's running sums.
+        classify: the targets are class labels (show the accuracy too).
+
+    Returns:
+        ``{"loss": str}`` and, when ``classify``, ``"acc"``, formatted for display.
+    """
     n = max(partial["count"], 1)
     out = {"loss": f"{partial['risk_sum'] / n:.4g}"}
     if classify:
@@ -64,6 +105,16 @@ def postfix(partial: dict, classify: bool) -> dict:
 
 
 def postfix_record(r: dict) -> dict:
+    """The progress bar's postfix at the end of an epoch, from its history record.
+
+    Args:
+        r: the epoch's history record.
+
+    Returns:
+        ``loss`` and those of ``acc``, ``val_loss``, ``val_acc``, ``val_rel_l2`` and
+            ``mean_pred`` (the relative error of predicting the training mean) that the record
+            has, formatted for display.
+    """
     out = {"loss": f"{r['loss']:.4g}"}
     if r.get("accuracy") is not None:
         out["acc"] = f"{r['accuracy']:.3f}"

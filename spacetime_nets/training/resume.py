@@ -24,7 +24,19 @@ from .data import Data
 
 def check_compatible(old: dict, new: dict, model: nn.Module, state: dict, path: str) -> None:
     """Refuse to resume ``model`` (described by the meta ``new``) from a checkpoint with meta
-    ``old`` and model ``state`` when they differ in anything but the training settings."""
+    ``old`` and model ``state`` when they differ in anything but the training settings.
+
+    Args:
+        old: the checkpoint's ``meta`` (optimiser, model summary, data digest...).
+        new: the same description of the run being resumed.
+        model: the model to resume, as built now.
+        state: the checkpoint's model ``state_dict``.
+        path: the checkpoint's path, for the error messages.
+
+    Raises:
+        ValueError: another optimiser, model, dtype, normalisers, schedule or horizon, or
+            other training data.
+    """
     if old.get("optimizer") not in (None, new["optimizer"]):
         raise ValueError(
             f"resume: {path} was trained with the {old['optimizer']} optimiser, not "
@@ -54,7 +66,14 @@ _SUMMARY_KEYS = ("form", "activation", "lift", "method", "K", "T")
 
 
 def model_summary(model: nn.Module) -> str:
-    """The first line of the model's ``extra_repr`` (form, activation, lift, schedule)."""
+    """The first line of the model's ``extra_repr`` (form, activation, lift, schedule).
+
+    Args:
+        model: the model.
+
+    Returns:
+        The line, or an empty string when the model has no usable ``extra_repr``.
+    """
     try:
         return model.extra_repr().splitlines()[0] if model.extra_repr() else ""
     except Exception:  # a model without a usable extra_repr: nothing to compare
@@ -66,7 +85,15 @@ def _summary_items(text: str) -> dict[str, str]:
 
 
 def data_digest(data: Data) -> str | None:
-    """SHA-256 of the training tensors (None for a torch Dataset, which is not read twice)."""
+    """SHA-256 of the training tensors (None for a torch Dataset, which is not read twice).
+
+    Args:
+        data: the wrapped training data.
+
+    Returns:
+        The hex digest of x and y (floating values as float64, so the same data in any
+            precision has one digest), or None.
+    """
     if data.x is None:
         return None
     h = hashlib.sha256()
@@ -104,7 +131,7 @@ def _check_normalizers(model: nn.Module, state: dict, path: str, fitted: bool) -
 def _check_fixed_state(model: nn.Module, state: dict, path: str) -> None:
     """The buffers (grids, transfers) and extra states of the checkpoint must equal the
     model's: otherwise the checkpoint belongs to another schedule or horizon. (The scalar
-    normalisers are checked by :func:`_check_normalizers`.)"""
+    normalisers are checked by ``_check_normalizers``.)"""
     params = {n for n, _ in model.named_parameters()}
     own = model.state_dict()
     for k, v in state.items():
@@ -134,7 +161,13 @@ def _plain_equal(a: Any, b: Any) -> bool:
 
 
 def remove_stale_interrupt(path: Path, step: int) -> None:
-    """A finished run has gone past an ``interrupted.pt`` at or before its last step."""
+    """A finished run has gone past an ``interrupted.pt`` at or before its last step: remove
+    it (a file that cannot be read as a checkpoint is left alone).
+
+    Args:
+        path: the run folder's ``interrupted.pt``.
+        step: the finished run's last optimiser step.
+    """
     if not path.is_file():
         return
     try:
