@@ -28,7 +28,6 @@ drivers (horizon sweeps, the scaling check, the turnpike study) in
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,37 +53,6 @@ __all__ = [
 ]
 
 PROBE_FACTORS = (0.5, 2.0, 3.7)
-
-# names that moved out of this module: name -> (module, attribute), loaded on first use
-_MOVED = {
-    "OPTIMIZERS": ("fullbatch", "OPTIMIZERS"),
-    "STOP_REASONS": ("fullbatch", "STOP_REASONS"),
-    "TrainInfo": ("fullbatch", "TrainInfo"),
-    "train_objective": ("fullbatch", "train_objective"),
-    "_as_xy": ("fullbatch", "as_xy"),
-    "_blas_single_thread": ("fullbatch", "_blas_single_thread"),
-    "_freeze_all_but_controls": ("fullbatch", "freeze_all_but_controls"),
-    "_erm_objective": ("fullbatch", "erm_objective"),
-    "_tp_objective": ("fullbatch", "turnpike_objective"),
-    "SWEEP_COLUMNS": ("experiments.sweeps", "SWEEP_COLUMNS"),
-    "SweepResult": ("experiments.sweeps", "SweepResult"),
-    "horizon_sweep": ("experiments.sweeps", "horizon_sweep"),
-    "ScalingCheck": ("experiments.sweeps", "ScalingCheck"),
-    "scaling_check": ("experiments.sweeps", "scaling_check"),
-    "_accuracy": ("experiments.sweeps", "_accuracy"),
-    "_max_residual": ("experiments.sweeps", "_max_residual"),
-    "TURNPIKE_COLUMNS": ("experiments.turnpike", "TURNPIKE_COLUMNS"),
-    "TurnpikeResult": ("experiments.turnpike", "TurnpikeResult"),
-    "train_turnpike": ("experiments.turnpike", "train_turnpike"),
-}
-
-
-def __getattr__(name: str):
-    """The optimiser's and the drivers' names, from their own modules (no import cycle)."""
-    if name in _MOVED:
-        module, attr = _MOVED[name]
-        return getattr(importlib.import_module(f".{module}", __package__), attr)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- homogeneity
