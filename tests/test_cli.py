@@ -56,7 +56,7 @@ def test_train_writes_checkpoint_model_json_and_history(run_dir):
 def test_evaluate_prints_the_metrics_of_the_checkpoint(run_dir, capsys):
     assert main(["evaluate", str(run_dir), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    model, cfg, _ = load_run(run_dir)
+    model = load_run(run_dir).model
     data = load("circles", seed=0, n=60)
     ref = evaluate(model, data.test)
     assert res["n"] == len(data.test) and res["split"] == "test"
@@ -70,7 +70,7 @@ def test_export_program_reloads_and_matches(run_dir, tmp_path, capsys):
     assert main(["export", str(run_dir), "--out", str(path)]) == 0
     out = capsys.readouterr().out
     assert "max |diff|" in out
-    model, _, _ = load_run(run_dir)
+    model = load_run(run_dir).model
     x = load("circles", seed=0, n=60).test.x
     prog = torch.export.load(str(path)).module()
     with torch.no_grad():
@@ -81,7 +81,7 @@ def test_export_torchscript(run_dir, tmp_path, capsys):
     path = tmp_path / "net.ts"
     assert main(["export", str(run_dir), "--format", "torchscript", "--out", str(path)]) == 0
     assert "max |diff|" in capsys.readouterr().out
-    model, _, _ = load_run(run_dir)
+    model = load_run(run_dir).model
     x = load("circles", seed=0, n=60).test.x
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated
@@ -242,7 +242,8 @@ def test_train_takes_radius_spacings_norm_and_head(tmp_path):
     cfg = json.loads((out / "model.json").read_text())["kwargs"]
     assert cfg["radius_spacings"] == 2.5 and cfg["norm"] == "group"
     assert cfg["norm_groups"] == 2 and cfg["head_hidden"] == 8
-    model, config, _ = load_run(out)
+    run = load_run(out)
+    model, config = run.model, run.config.to_dict()
     sched = GridSchedule.from_json(json.dumps(config["schedule"]))
     assert sched.transfer_kind == "galerkin"  # the default now: coarsening filters
     hand = SpaceTimeNet(sched, None, 10, kernel="conv", form="inside", activation="tanh",

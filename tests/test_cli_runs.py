@@ -113,7 +113,7 @@ def test_sigint_to_a_training_process_exits_130_with_a_usable_checkpoint(tmp_pat
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             assert torch.isfinite(value).all(), key
     # usable: the model loads and evaluates, and training continues from it
-    model, _, _ = load_run(out, "interrupted.pt")
+    model = load_run(out, "interrupted.pt").model
     res = evaluate(model, load("circles", seed=0, n=60).test)
     assert math.isfinite(res["loss"]) and 0 <= res["accuracy"] <= 1
     more = ckpt["epoch"] + 1

@@ -21,7 +21,19 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names loaded lazily below, for type checkers and the API reference
+    from ..runs import (
+        MODEL_FORMAT,
+        MODEL_VERSION,
+        SCHEDULES,
+        load_run,
+        make_schedule,
+        parse_widths,
+    )
+    from .commands import build_model
+    from .parser import EXPORT_FORMATS, SPLITS, build_parser
 
 PROG = "spacetime-nets"
 
@@ -48,7 +60,7 @@ _LAZY = {
     "make_schedule": "..runs",
     "parse_widths": "..runs",
     "build_model": ".commands",
-    "load_run": ".commands",
+    "load_run": "..runs",
     "EXPORT_FORMATS": ".parser",
     "SPLITS": ".parser",
     "build_parser": ".parser",

@@ -1,6 +1,6 @@
 """The commands of the command line: each turns parsed arguments into calls of the library
-(:mod:`spacetime_nets.runs`, :mod:`spacetime_nets.training`, :mod:`spacetime_nets.export`)
-and prints what happened."""
+([`spacetime_nets.runs`][spacetime_nets.runs], [`spacetime_nets.training`][spacetime_nets.training],
+[`spacetime_nets.export`][spacetime_nets.export]) and prints what happened."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from ..runs import (
     ModelOptions,
     RunConfig,
     load_dataset,
+    load_run,
     make_schedule,
     parse_widths,
 )
 from ..runs import build_model as _build_model
-from ..runs import load_run as _load_run
 
 PROG = "spacetime-nets"
 #: the files a training run keeps in its folder; no other command writes over them
@@ -36,15 +36,18 @@ RUN_FILES = ("model.json", "last.pt", "interrupted.pt", "history.json", "history
 
 def build_model(config: dict | RunConfig, source: str | None = "model.json") -> Any:
     """The untrained model of a ``model.json`` document (see
-    :func:`spacetime_nets.runs.build_model`)."""
+    [`spacetime_nets.runs.build_model`][spacetime_nets.runs.build_model]).
+
+    Args:
+        config: a model.json document (a dict) or a
+            [`RunConfig`][spacetime_nets.runs.RunConfig].
+        source: the name used in error messages (None: the constructor's own message).
+
+    Returns:
+        The untrained [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet], in the run's
+            dtype, on the CPU.
+    """
     return _build_model(config, source)
-
-
-def load_run(run: str | os.PathLike, checkpoint: str | None = None) -> tuple[Any, dict, dict]:
-    """(model with the checkpoint's weights, model.json as a dict, checkpoint dict) of a run
-    folder; :func:`spacetime_nets.runs.load_run` returns the same as a ``Run``."""
-    r = _load_run(run, checkpoint)
-    return r.model, r.config.to_dict(), r.checkpoint
 
 
 def _load_data(dataset: dict, dtype: str = "float32"):
@@ -463,7 +466,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _baseline_line(split: str, base: dict) -> str:
-    """The scores of the trivial predictors on ``split`` (:func:`training.baselines`)."""
+    """The scores of the trivial predictors on ``split``
+    ([`baselines`][spacetime_nets.training.baselines])."""
     if not base:
         return f"{split} baselines: n/a"
     return (
@@ -475,7 +479,7 @@ def _baseline_line(split: str, base: dict) -> str:
 
 def _model_summary(model: Any) -> str:
     """A few lines before training: parameters, the grids per step, channels, multiply-adds
-    per sample (:func:`spacetime_nets.adapt.model_macs`)."""
+    per sample ([`model_macs`][spacetime_nets.adapt.model_macs])."""
     from ..adapt import model_macs
 
     sched = model.schedule
@@ -670,7 +674,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ..training import baselines, evaluate, resolve_device
 
     _positive("--batch-size", args.batch_size)
-    run = _load_run(args.run, args.checkpoint)
+    run = load_run(args.run, args.checkpoint)
     model, config = run.model, run.config
     model, data, size = _at_resolution(args, config, model)
     sched = _new_schedule(args, config) if size is None else None
@@ -722,7 +726,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     _positive("--samples", args.samples)
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise ValueError(f"--tol: expected a finite number >= 0, got {args.tol!r}")
-    run = _load_run(args.run, args.checkpoint)
+    run = load_run(args.run, args.checkpoint)
     model = run.model
     x = _run_data(run.config, args.split).x
     if args.samples is not None:
