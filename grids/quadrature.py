@@ -73,8 +73,9 @@ class QuadratureRule:
     periodic: bool = False
 
 
-#: every uniform rule by name (``register_rule`` adds one)
 QUADRATURE_RULES: dict[str, QuadratureRule] = {}
+"""Every uniform quadrature rule, by name: `{name: QuadratureRule}` (`register_rule` adds
+one; grids, schedules, transfers, the models and the command line read it at each use)."""
 
 
 def register_rule(rule: QuadratureRule) -> QuadratureRule:
@@ -109,17 +110,17 @@ def get_rule(name: str, argument: str = "rule") -> QuadratureRule:
     return QUADRATURE_RULES[check_rule(name, RULES, argument)]
 
 
-#: rules for ``Grid.uniform``: the names of ``QUADRATURE_RULES``, read live
 RULES: Sequence[str] = NamesView(QUADRATURE_RULES)
-#: rules for ``Grid.from_nodes`` (arbitrary increasing nodes)
+"""The rule names `Grid.uniform` accepts: a live view of the keys of `QUADRATURE_RULES` (a
+rule registered later is included)."""
 NODE_RULES = ("trapezoid",)
+"""The rule names `Grid.from_nodes` accepts (arbitrary increasing nodes)."""
 
-#: Largest memory, in bytes, that one grid may take: nodes ``[N, d]`` and weights ``[N]`` in
-#: float64, 8 (d + 1) N bytes for N = n_1 ... n_d nodes (the 1-D set-up needs about 128
-#: bytes per node of the longest axis on top). Larger requests raise ValueError before
-#: allocating; raise this module attribute (``grids.quadrature.MAX_GRID_BYTES = ...``) to
-#: allow them.
 MAX_GRID_BYTES = 1 << 30
+"""Largest memory, in bytes, that one grid may take: nodes `[N, d]` and weights `[N]` in
+float64, 8 (d + 1) N bytes for N = n_1 ... n_d nodes (the 1-D set-up needs about 128 bytes
+per node of the longest axis on top). Larger requests raise ValueError before allocating;
+raise this module attribute (`grids.quadrature.MAX_GRID_BYTES = ...`) to allow them."""
 
 # bytes per node of the 1-D set-up: float64 nodes and weights plus numpy work arrays
 _SETUP_BYTES_PER_NODE = 16 * 8

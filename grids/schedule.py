@@ -880,8 +880,9 @@ class ScheduleBuilder:
     takes_rule: bool = True
 
 
-#: every named schedule shape (``register_schedule_builder`` adds one)
 SCHEDULE_BUILDERS: dict[str, ScheduleBuilder] = {}
+"""Every named schedule shape: `{name: ScheduleBuilder}` (`register_schedule_builder` adds
+one; run files and `--schedule` take its name from then on)."""
 
 
 def register_schedule_builder(builder: ScheduleBuilder) -> ScheduleBuilder:
@@ -904,8 +905,8 @@ def register_schedule_builder(builder: ScheduleBuilder) -> ScheduleBuilder:
     return builder
 
 
-#: the names of the schedule shapes: a live view of ``SCHEDULE_BUILDERS``
 SCHEDULES: Sequence[str] = NamesView(SCHEDULE_BUILDERS)
+"""The names of the schedule shapes: a live view of the keys of `SCHEDULE_BUILDERS`."""
 
 
 def _constant(widths, steps, T, domain, rule, transfer_kind) -> GridSchedule:

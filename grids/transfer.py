@@ -18,6 +18,7 @@ from .grid import Grid, parse_to_args
 __all__ = ["Transfer", "make_transfer", "TRANSFER_KINDS"]
 
 TRANSFER_KINDS = ("linear", "nearest", "l2", "galerkin")
+"""The kinds of transfer `make_transfer` builds (and a schedule's `transfer_kind` accepts)."""
 
 
 class Transfer:

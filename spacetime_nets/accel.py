@@ -53,9 +53,8 @@ __all__ = [
     "train_step",
 ]
 
-#: accepted values of ``precision``: float32 everywhere, or bf16 products under autocast
 PRECISIONS = ("fp32", "bf16")
-#: the ``torch.compile`` modes, and the explicit CUDA-graph path
+"""The accepted values of `precision`: float32 everywhere, or bf16 products under autocast."""
 COMPILE_MODES = (
     "default",
     "reduce-overhead",
@@ -63,7 +62,11 @@ COMPILE_MODES = (
     "max-autotune-no-cudagraphs",
     "cuda-graphs",
 )
+"""The accepted compile modes: those of `torch.compile`, and `GRAPH_MODE` (the explicit
+CUDA-graph path)."""
 GRAPH_MODE = "cuda-graphs"
+"""The compile mode that captures the model in CUDA graphs (`GraphedModule`) and uses no
+compiler."""
 
 
 # ------------------------------------------------------------------------ argument checks

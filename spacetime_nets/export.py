@@ -46,10 +46,10 @@ __all__ = [
 ]
 
 
-#: the largest exported network (bytes of its dense matrices: the Linear layers, the factored
-#: basis operators made dense, the shortcuts Pi_k) that ``to_resnet`` builds; above it, it
-#: raises ValueError before allocating anything (raise the bound to export anyway)
 MAX_EXPORT_BYTES = 4 * 2**30
+"""The largest exported network (bytes of its dense matrices: the Linear layers, the factored
+basis operators made dense, the shortcuts Pi_k) that `to_resnet` builds; above it, it raises
+ValueError before allocating anything (raise this module attribute to export anyway)."""
 
 
 class ConvLayer(nn.Module):
@@ -912,8 +912,8 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
 # saving and loading the exported network as a self-contained program
 # --------------------------------------------------------------------------------------------
 
-#: the program formats of ``save_resnet``: ``torch.export`` (.pt2) and TorchScript
 SAVE_FORMATS = ("export", "torchscript")
+"""The program formats of `save_resnet`: `torch.export` (.pt2) and TorchScript."""
 _SPEC_FILE = "spacetime_nets_input.json"
 
 

@@ -85,8 +85,8 @@ class Form:
     act_reads: int | None = None
 
 
-#: the registered forms, by name
 FORMS: dict[str, Form] = {}
+"""The registered vector-field forms, by name: `{name: Form}` (`register_form` adds one)."""
 
 
 def register_form(form: Form) -> Form:
@@ -162,8 +162,8 @@ class Activation:
     homogeneous: bool = False
 
 
-#: every activation by name (``register_activation`` adds one)
 ACTIVATION_REGISTRY: dict[str, Activation] = {}
+"""Every activation, by name: `{name: Activation}` (`register_activation` adds one)."""
 
 
 def register_activation(activation: Activation) -> Activation:
@@ -186,12 +186,13 @@ def register_activation(activation: Activation) -> Activation:
     return activation
 
 
-#: the activations' functions by name: a live view of ``ACTIVATION_REGISTRY``
 ACTIVATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = FieldView(
     ACTIVATION_REGISTRY, "fn"
 )
-#: sigma(a z) = a sigma(z) for every a > 0: a live view of ``ACTIVATION_REGISTRY``
+"""The activations' functions, `{name: fn}`: a live view of `ACTIVATION_REGISTRY`."""
 HOMOGENEOUS_ACTIVATIONS: Sequence[str] = NamesView(ACTIVATION_REGISTRY, lambda a: a.homogeneous)
+"""The names of the positively homogeneous activations, sigma(a z) = a sigma(z) for every
+a > 0: a live view of `ACTIVATION_REGISTRY`."""
 
 for _entry in (
     Activation("relu", torch.relu, nn.ReLU, homogeneous=True),
@@ -312,11 +313,12 @@ def _probe_positive_homogeneity(fn: Callable, trials: int = 5) -> bool:
 
 
 # --------------------------------------------------------------------------- normalisation
-#: channel normalisations of ``SpaceTimeNet(norm=...)`` (None: no normalisation)
 NORMS = ("instance", "group")
+"""The channel normalisations of `SpaceTimeNet(norm=...)` (None: no normalisation)."""
 
-#: added to the variance before the square root (a resolution-free number: s^2 is an integral)
 NORM_EPS = 1e-5
+"""Added to the variance before the square root (a resolution-free number: s^2 is an
+integral)."""
 
 
 def quadrature_norm(

@@ -44,7 +44,10 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("lbfgs", "adam")
+"""The optimizers `train_objective` accepts (`optimizer=`)."""
 STOP_REASONS = ("grad_norm", "rel_decrease", "max_iter", "line_search", "no_decrease", "non-finite")
+"""Why a full-batch run stopped (`TrainInfo.stop_reason`); `line_search` and `no_decrease`
+are L-BFGS's only."""
 
 
 def as_xy(data: Any, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,9 +47,9 @@ __all__ = [
     "multiply_adds",
 ]
 
-#: the registered steppers' names (see ``spacetime_nets.steppers``), read at each use: a
-#: stepper registered later is included
 METHODS = STEPPER_NAMES
+"""The registered steppers' names: a live view of the keys of
+`spacetime_nets.steppers.STEPPERS` (a stepper registered later is included)."""
 
 #: transfers with at most this many entries n_{k+1} n_k are also kept as a dense matrix and
 #: applied as one product, fused with the residual (Pi x + dt f): up to about 128 x 128 that

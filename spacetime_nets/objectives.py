@@ -70,8 +70,6 @@ def _relative(order: float | None) -> Callable:
     return fn
 
 
-#: Every loss by name. ``rel_l2`` and ``rel_lp`` are the relative errors of operator
-#: learning, |z - y|_p / |y|_p over all entries of a sample.
 LOSS_REGISTRY: dict[str, Loss] = {
     "mse": Loss("mse", lambda z, y, p: ((z - y) ** 2).mean(-1)),
     "cross_entropy": Loss(
@@ -85,7 +83,10 @@ LOSS_REGISTRY: dict[str, Loss] = {
     "rel_l2": Loss("rel_l2", _relative(2.0), relative=True),
     "rel_lp": Loss("rel_lp", _relative(None), needs_p=True, relative=True),
 }
+"""Every loss, by name: `{name: Loss}`. `rel_l2` and `rel_lp` are the relative errors of
+operator learning, |z - y|_p / |y|_p over all entries of a sample."""
 LOSSES = tuple(LOSS_REGISTRY)
+"""The loss names (the keys of `LOSS_REGISTRY`, a tuple taken at import)."""
 
 
 def get_loss(loss: str, p: float | None = None) -> Loss:

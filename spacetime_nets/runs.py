@@ -70,9 +70,19 @@ MODEL_VERSION = 1
 SCHEDULES = _SCHEDULES
 """The schedule shapes by name (a live view of ``grids.schedule.SCHEDULE_BUILDERS``)."""
 # the library's own lists (one home each), re-exported for the command line's choices
-KERNELS, READOUTS, LIFTS = _models.KERNELS, _models.READOUTS, _models.LIFTS
+KERNELS = _models.KERNELS
+"""The kernel names of a run's model (`spacetime_nets.models.KERNELS`)."""
+READOUTS = _models.READOUTS
+"""The readout names of a run's model (`spacetime_nets.models.READOUTS`)."""
+LIFTS = _models.LIFTS
+"""The lift names of a run's model (`spacetime_nets.models.LIFTS`)."""
 BASES = _kernels.BASES
-TRANSFERS, RULES = TRANSFER_KINDS, _RULES
+"""The basis kernel's function families (`spacetime_nets.kernels.BASES`)."""
+TRANSFERS = TRANSFER_KINDS
+"""The transfer kinds of a run's schedule (`grids.transfer.TRANSFER_KINDS`)."""
+RULES = _RULES
+"""The quadrature rule names of a run's schedule: a live view of the keys of
+`grids.quadrature.QUADRATURE_RULES`."""
 DTYPES = ("float32", "float64")
 """The floating dtypes a run may have (``RunConfig.dtype``)."""
 MAX_MODEL_BYTES = 4 << 30
@@ -116,8 +126,9 @@ _TRAINING_KEYS = (
 #: the training settings that define the objective: a resume may not change them (absent in
 #: an older model.json: the value given here, the one the run had)
 _OBJECTIVE_DEFAULTS = {"loss": None, "p": None, "lam": 0.0, "turnpike": None, "weight_decay": 0.0}
-#: the construction options that only some kernels read (None: not given, the kernel's default)
 KERNEL_OPTIONS = _models.KERNEL_OPTIONS
+"""The construction options that only some kernels read, `{option: kernel names}`
+(`spacetime_nets.models.KERNEL_OPTIONS`; None in a run: not given, the kernel's default)."""
 
 
 @dataclass

@@ -65,11 +65,14 @@ class ButcherTableau:
 
 
 STEPPERS: dict[str, ButcherTableau] = {}
+"""The registered time steppers, by name: `{name: ButcherTableau}` (`register_stepper` adds
+one)."""
 
 
-#: the registered steppers' names and global orders p, live views of ``STEPPERS``
 STEPPER_NAMES: Sequence[str] = NamesView(STEPPERS)
+"""The registered steppers' names: a live view of the keys of `STEPPERS`."""
 STEPPER_ORDERS: Mapping[str, int] = FieldView(STEPPERS, "order")
+"""The registered steppers' global orders p, `{name: p}`: a live view of `STEPPERS`."""
 
 
 def register_stepper(tableau: ButcherTableau) -> ButcherTableau:

@@ -413,7 +413,14 @@ def check_class(rep, mod, path, cls):
 def run_checks() -> Report:
     rep = Report()
     for name, members in reference_modules():
-        module = importlib.import_module(name)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:  # an object's path, module.name (a function a page
+            # documents by itself, e.g. one its submodule's name hides)
+            parent, _, attr = name.rpartition(".")
+            obj = getattr(importlib.import_module(parent), attr)
+            check_function(rep, parent, name, obj, drop_first=False)
+            continue
         rep.tick(name, "members")
         _check_roles(rep, name, name, module.__doc__)
         if not module.__doc__:

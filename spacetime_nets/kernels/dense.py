@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 BASES = ("legendre", "fourier")
+"""The function families of the basis kernel (`basis=`): Legendre polynomials or Fourier
+modes."""
 
 
 class Kernel(nn.Module):

@@ -50,21 +50,15 @@ __all__ = [
 ]
 
 LIFTS = ("cells", "linear", "identity")
+"""The lifts of `SpaceTimeNet(lift=...)` (`linear`: the scalar model only)."""
 KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
-#: quadrature: (P x)_o = sum_c int p_oc x_c + beta_o; mean: a linear map (or, with
-#: head_hidden, a one-hidden-layer GELU MLP) of the channel means; pool: the same of the
-#: channel means of sigma(x) (global average pooling after the activation, as in CNNs);
-#: function: y(xi) = Q x(T, xi) + q pointwise (operator learning)
+"""The kernels `SpaceTimeNet(kernel=...)` builds by name (a `Kernel` instance is also
+accepted)."""
 READOUTS = ("quadrature", "mean", "pool", "function")
-#: The construction options that only some kernels read -> the kernels (by name) that read
-#: them. An option given (not None) to a ``SpaceTimeNet`` none of whose kernels reads it
-#: is refused, naming the option and the kernel (``runs.ModelOptions`` checks the same
-#: table). ``modes``: the basis kernel's functions per axis (its A = modes^d functions also
-#: carry the lift and readout), the neural kernel's lift and readout basis, the conv kernel's
-#: Legendre polynomials per axis in delta / r, the spectral kernel's frequencies per axis;
-#: ``basis``: the basis kernel's family (``legendre`` or ``fourier``); ``radius`` and
-#: ``radius_spacings``: the conv kernel's window; ``pointwise``: the stationary kernels'
-#: pointwise channel mix A(t).
+"""The readouts of `SpaceTimeNet(readout=...)`. quadrature: (P x)_o = sum_c int p_oc x_c +
+beta_o; mean: a linear map (or, with head_hidden, a one-hidden-layer GELU MLP) of the channel
+means; pool: the same of the channel means of sigma(x) (global average pooling after the
+activation, as in CNNs); function: y(xi) = Q x(T, xi) + q pointwise (operator learning)."""
 KERNEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "modes": ("basis", "neural", "conv", "spectral"),
     "basis": ("basis",),
@@ -72,6 +66,15 @@ KERNEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "radius_spacings": ("conv",),
     "pointwise": ("conv", "spectral"),
 }
+"""The construction options that only some kernels read: `{option: names of the kernels that
+read it}`. An option given (not None) to a `SpaceTimeNet` none of whose kernels reads it is
+refused, naming the option and the kernel (`runs.ModelOptions` checks the same table).
+
+`modes`: the basis kernel's functions per axis (its A = modes^d functions also carry the lift
+and readout), the neural kernel's lift and readout basis, the conv kernel's Legendre
+polynomials per axis in delta / r, the spectral kernel's frequencies per axis; `basis`: the
+basis kernel's family (`legendre` or `fourier`); `radius` and `radius_spacings`: the conv
+kernel's window; `pointwise`: the stationary kernels' pointwise channel mix A(t)."""
 #: options of one form / one lift only (None: not given)
 _FORM_OPTIONS = {"hidden_width": "bottleneck", "kernel2": "bottleneck"}
 _LIFT_OPTIONS = {"in_shape": "cells"}
