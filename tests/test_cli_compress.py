@@ -43,9 +43,31 @@ def test_compress_refuses_bad_arguments_in_one_line(cli, run, tmp_path):
         (["--tol", "-1"], "--tol: expected a finite number >= 0"),
         (["--tol", "nan"], "--tol: expected a finite number >= 0"),
         (["--tol", "1", "--samples", "0"], "--samples: expected a positive integer"),
+        (["--tol", "1", "--recover", "-1"], "--recover: expected epochs >= 0"),
     ]:
         p = cli("compress", str(run), *args)
         assert p.returncode == 2 and text in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
     p = cli("compress", str(tmp_path / "missing"), "--tol", "1")
     assert p.returncode == 2 and "no such run folder" in p.stderr
+
+
+@pytest.mark.slow
+def test_compress_with_recovery_ships_a_resnet_within_tol(cli, run, tmp_path):
+    from spacetime_nets import datasets
+
+    out = tmp_path / "small"
+    p = cli("compress", str(run), "--tol", "2", "--split", "val", "--recover", "1",
+            "--out", str(out), "--quiet")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((out / "compress.json").read_text())
+    assert summary["recoveries"] >= 1 and summary["recover_epochs"] == summary["recoveries"]
+    assert summary["parameters_changed"] is True
+    # independent check: the shipped ResNet against the trained model's own evaluation
+    before = cli("evaluate", str(run), "--split", "val", "--json")
+    acc0 = json.loads(before.stdout)["accuracy"]
+    val = datasets.load("digits", seed=0).val
+    resnet = torch.export.load(out / "resnet.pt2").module()
+    with torch.no_grad():
+        acc1 = float((resnet(val.x).argmax(-1) == val.y).double().mean())
+    assert 100 * (acc0 - acc1) <= 2 + 1e-9

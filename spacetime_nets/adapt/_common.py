@@ -21,13 +21,16 @@ from ..validation import first_nonfinite
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
-#: global order p of each time stepper (the error of a step of size dt is O(dt^(p+1)))
-#: (read at each use: a stepper registered later is included)
 ORDERS = STEPPER_ORDERS
-#: order of the spatial discretisation: trapezoid/midpoint quadrature and linear transfers
+"""The global order p of each time stepper, `{name: p}` (the error of a step of size dt is
+O(dt^(p+1))): a live view of `spacetime_nets.steppers.STEPPERS`."""
 SPACE_ORDER = 2
+"""The order of the spatial discretisation: trapezoid/midpoint quadrature, linear transfers."""
 NORMS = ("max", "rms")
+"""The norms over the batch and the outputs that `metric="output"` accepts (`norm=`)."""
 METRICS = ("output", "accuracy", "predictions")
+"""The measures of a compression's change (`metric=`): the output's change, accuracy points
+lost, or points of changed predictions."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,10 +162,17 @@ def _distance(a: torch.Tensor, b: torch.Tensor, norm: str) -> float:
 
 def model_macs(model: SpaceTimeNet) -> int:
     """Multiply-adds per sample of ``model``: the flow (operators and the stencils of the
-    transfers Pi_k, as :func:`spacetime_nets.integrate.multiply_adds` counts them), the
-    readout (``out_features * n_K``, times c_K with channels) and the lift (scalar model:
+    transfers Pi_k, as [`multiply_adds`][spacetime_nets.integrate.multiply_adds] counts them),
+    the readout (``out_features * n_K``, times c_K with channels) and the lift (scalar model:
     ``in_features * n_0`` for the linear lift, none for the cells and identity lifts, which
-    are gathers; with channels the pointwise ``n_0 * c_0 * c_in``)."""
+    are gathers; with channels the pointwise ``n_0 * c_0 * c_in``).
+
+    Args:
+        model: a SpaceTimeNet (any kernel; scalar or channel model).
+
+    Returns:
+        The multiply-adds of one sample's forward pass: flow, lift and readout together.
+    """
     if not isinstance(model, SpaceTimeNet):
         raise ValueError(f"model: expected a SpaceTimeNet, got {type(model).__name__}")
     w = model.schedule.widths
@@ -262,7 +272,7 @@ def _finer(g: Grid) -> Grid:
 
 
 def _refined(g: Grid) -> Grid:
-    """g with every gap halved (the refinement of :meth:`GridSchedule.refine`, width 2)."""
+    """g with every gap halved (the refinement of ``GridSchedule.refine``, width 2)."""
     return GridSchedule([0.0, 1.0], [g, g]).refine(width=2, depth=1).grids[0]
 
 

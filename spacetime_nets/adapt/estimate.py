@@ -32,11 +32,19 @@ from ._common import (
 
 @torch.no_grad()
 def time_order(model: SpaceTimeNet) -> int:
-    """The global order in dt the scheme has for this model: the stepper's (:data:`ORDERS`)
+    """The global order in dt the scheme has for this model: the stepper's (``ORDERS``)
     when the controls (w, b) are constant within every step (e.g. a basis kernel piecewise
     constant on the steps), else 1, since every scheme freezes the controls at t_k over a step
     (a first-order error in the time variation of w and b). Checked by evaluating the
-    operators of the kernel(s) at t_k and at the step's midpoint on G_k (every kind of kernel)."""
+    operators of the kernel(s) at t_k and at the step's midpoint on G_k (every kind of kernel).
+
+    Args:
+        model: a continuous SpaceTimeNet.
+
+    Returns:
+        p: the order of ``model.method`` (e.g. 1, 2, 4 for euler, heun, rk4), or 1 when
+            the controls vary within a step.
+    """
     _check_continuous(model, "time_order")
     p = ORDERS[model.method]
     if p == 1:
@@ -64,11 +72,25 @@ class ErrorReport:
     alone is replaced by its refinement (every gap halved), divided by 1 - 2^-2 (Richardson,
     second-order quadrature and transfers). ``time[k]`` (k = 0..K-1) estimates the error of
     step k: the change when it is replaced by two half steps, divided by 1 - 2^-p (p from
-    :func:`time_order`). ``space_total`` / ``time_total`` do the same with every
-    grid / every step refined at once. All in the output's units (``norm`` over the
-    calibration batch and the outputs). When the input is given as values on G_0 (identity
+    [`time_order`][spacetime_nets.adapt.time_order]). ``space_total`` / ``time_total`` do the
+    same with every grid / every step refined at once. All in the output's units (``norm``
+    over the calibration batch and the outputs). When the input is given as values on G_0 (identity
     lift), G_0 is the data's grid and ``space[0]`` is 0; a function readout is compared on the
     model's last grid.
+
+    Attributes:
+        times: the time points t_0 < ... < t_K of the schedule.
+        shapes: the shape of each grid G_0..G_K (nodes per axis).
+        widths: n_k, the node count of each grid G_0..G_K.
+        space: K + 1 space estimates, one per grid.
+        time: K time estimates, one per step.
+        space_total: the estimate with every grid refined at once (None without ``totals``).
+        time_total: the estimate with every step halved at once (None without ``totals``).
+        macs: the model's multiply-adds per sample
+            ([`model_macs`][spacetime_nets.adapt.model_macs]).
+        method: the model's time stepper (a key of ``ORDERS``, e.g. ``"rk4"``).
+        norm: ``"max"`` or ``"rms"``, the norm of every estimate.
+        samples: N, the size of the calibration batch.
     """
 
     times: list[float]
@@ -85,10 +107,17 @@ class ErrorReport:
 
     @property
     def num_steps(self) -> int:
+        """K, the number of steps (one time estimate each)."""
         return len(self.time)
 
     def summary(self) -> str:
-        """A text table: one row per grid / step with t_k, the grid, n_k and both estimates."""
+        """A text table: one row per grid / step with t_k, the grid, n_k and both estimates.
+
+        Returns:
+            The table: two header lines, one line per grid G_k (with the time estimate of
+                the step that starts there), and a last line with the totals when they were
+                computed.
+        """
         K = self.num_steps
         lines = [
             f"Error estimates ({self.norm} over {self.samples} samples, output units): "
@@ -112,7 +141,11 @@ class ErrorReport:
 
     def plot(self):
         """A matplotlib Figure: widths n_k against t (left), the estimates against t (right,
-        space at t_k, time at the step midpoints, log scale)."""
+        space at t_k, time at the step midpoints, log scale).
+
+        Returns:
+            (matplotlib.figure.Figure): the figure, not shown and not saved.
+        """
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(9, 3.4), layout="constrained")
@@ -144,8 +177,9 @@ def estimate_errors(
 
     Space: e_k = |y(S) - y(S with G_k refined)| / (1 - 2^-2); time: e_k = |y(S) - y(S with
     step k split in two)| / (1 - 2^-p), p = 1, 2, 4 for euler, heun, rk4 when the controls are
-    constant within each step, else 1 (:func:`time_order`). Richardson: an error C h^p becomes
-    C (h/2)^p on the refinement, so the difference is (1 - 2^-p) of it.
+    constant within each step, else 1 ([`time_order`][spacetime_nets.adapt.time_order]).
+    Richardson: an error C h^p becomes C (h/2)^p on the refinement, so the difference is
+    (1 - 2^-p) of it.
     Costs 2K + 1 forward passes of the batch (2K + 3 with ``totals``).
 
     Args:
@@ -156,7 +190,8 @@ def estimate_errors(
         batch_size: samples per forward pass.
 
     Returns:
-        An :class:`ErrorReport` (``summary()`` table, ``plot()`` figure).
+        An [`ErrorReport`][spacetime_nets.adapt.ErrorReport] (``summary()`` table, ``plot()``
+            figure).
     """
     _check_continuous(model, "estimate_errors")
     norm = _check_norm(norm)

@@ -24,7 +24,15 @@ from ..validation import check_int
 @dataclass
 class MultilevelResult:
     """The trained model on the finest level, one training History per level, the schedules
-    trained on and the wall time of each level (training plus the move up)."""
+    trained on and the wall time of each level (training plus the move up).
+
+    Attributes:
+        model: the model trained on the last (finest) level.
+        histories: the [`History`][spacetime_nets.training.History] that
+            [`fit`][spacetime_nets.training.fit] returned on each level, coarse to fine.
+        schedules: the schedule each level trained on, coarse to fine.
+        seconds: the wall time of each level in seconds (training plus the move up).
+    """
 
     model: SpaceTimeNet
     histories: list
@@ -33,6 +41,7 @@ class MultilevelResult:
 
     @property
     def total_seconds(self) -> float:
+        """The wall time of all levels together, in seconds."""
         return float(sum(self.seconds))
 
 
@@ -57,14 +66,14 @@ def multilevel_fit(
     **fit_kwargs: Any,
 ) -> MultilevelResult:
     """Train on a coarse schedule, move up a level, continue: coarse-to-fine (multilevel)
-    training with :func:`spacetime_nets.training.fit` on every level.
+    training with [`fit`][spacetime_nets.training.fit] on every level.
 
     Moving up: a continuous model is rediscretised exactly (``with_schedule``); a nodal one is
     interpolated by ``refine(width, depth)`` (Net2Wider / Net2Deeper in the continuum), so the
     network function is nearly preserved and training continues from it. Each level is a
-    :class:`grids.GridSchedule` or a pair ``(width, depth)`` meaning "the previous level
-    refined by these factors" (for level 0: the model's own schedule refined). For nodal
-    models, level 0 must be the model's own schedule and each next level a
+    [`GridSchedule`][grids.schedule.GridSchedule] or a pair ``(width, depth)`` meaning "the
+    previous level refined by these factors" (for level 0: the model's own schedule refined).
+    For nodal models, level 0 must be the model's own schedule and each next level a
     ``refine(width, depth)`` of the one before. A basis kernel piecewise constant in t keeps
     its pieces on every level: build the model with as many pieces as the coarsest level has
     steps (or with ``time_degree``), or pieces that no coarse step starts in stay untrained.
@@ -79,7 +88,8 @@ def multilevel_fit(
         **fit_kwargs: passed to ``fit`` (``batch_size`` is required; ``resume`` is refused).
 
     Returns:
-        A :class:`MultilevelResult` (the model on the last level, histories, schedules, times).
+        A [`MultilevelResult`][spacetime_nets.adapt.MultilevelResult] (the model on the last
+            level, histories, schedules, times).
     """
     from ..training import fit
 

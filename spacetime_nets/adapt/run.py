@@ -39,6 +39,8 @@ def compress_run(
     checkpoint: str | None = None,
     norm: str = "max",
     fewer_steps: bool = True,
+    channels: bool = True,
+    recover_epochs: int = 0,
     export_format: str = "export",
     progress: bool = False,
 ) -> AdaptSummary:
@@ -46,12 +48,15 @@ def compress_run(
     ``spacetime-nets train``) and write the result.
 
     Loads the run, takes the calibration batch from its data set (``split``, the first
-    ``samples`` rows), runs :func:`compress` with ``tol`` and writes into ``out`` (default
-    ``RUN/compressed``): ``schedule.json`` (the new grid schedule), ``resnet.pt2``
-    (``torch.export``; ``resnet.ts.pt`` for TorchScript), the exported plain ResNet, and
-    ``compress.json`` (the summary, with the test metrics before and after). The trained
-    parameters do not change: ``spacetime-nets evaluate RUN --schedule OUT/schedule.json``
-    evaluates the compressed model.
+    ``samples`` rows), runs [`compress`][spacetime_nets.adapt.compress] with ``tol`` and
+    writes into ``out`` (default ``RUN/compressed``): ``schedule.json`` (the new grid
+    schedule), ``resnet.pt2`` (``torch.export``; ``resnet.ts.pt`` for TorchScript), the
+    exported plain ResNet, and ``compress.json`` (the summary, with the test metrics before
+    and after). When the parameters do not change (no channel was dropped, no recovery ran:
+    ``"parameters_changed": false`` in compress.json),
+    ``spacetime-nets evaluate RUN --schedule OUT/schedule.json`` evaluates the compressed
+    model; otherwise the exported ResNet is the compressed model (load it with
+    [`load_resnet`][spacetime_nets.export.load_resnet]).
 
     Args:
         run_dir: the run folder.
@@ -64,11 +69,17 @@ def compress_run(
         checkpoint: checkpoint file in the run (default ``last.pt``).
         norm: ``"max"`` or ``"rms"`` for ``metric="output"``.
         fewer_steps: allow merging steps.
+        channels: also reduce the channels of a channel model (see
+            [`compress`][spacetime_nets.adapt.compress]).
+        recover_epochs: epochs of each recovery, fitted to the trained model's outputs on
+            the run's training split (0: none).
         export_format: ``"export"`` (torch.export, .pt2) or ``"torchscript"`` (.ts.pt).
-        progress: print the search's progress to stderr (see :func:`compress`).
+        progress: print the search's progress to stderr (see
+            [`compress`][spacetime_nets.adapt.compress]).
 
     Returns:
-        The :class:`AdaptSummary`, with ``files`` naming what was written.
+        The [`AdaptSummary`][spacetime_nets.adapt.AdaptSummary], with ``files`` naming what
+            was written.
     """
     from .. import datasets
     from ..export import to_resnet
@@ -92,6 +103,7 @@ def compress_run(
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise ValueError(f"checkpoint: expected a file name (str), got {checkpoint!r:.80}")
     tol = check_real("tol", tol)
+    recover_epochs = check_int("recover_epochs", recover_epochs, 0)
     run = load_run(run_dir, checkpoint)
     model, config = run.model, run.config
     _check_continuous(model, "compress_run")
@@ -116,6 +128,9 @@ def compress_run(
         metric=metric,
         norm=norm,
         fewer_steps=fewer_steps,
+        channels=channels,
+        recover_epochs=recover_epochs,
+        recover_data=data.train.x if recover_epochs else None,
         progress=progress,
     )
     # everything is computed in memory first, then written file by file atomically: a
@@ -140,6 +155,9 @@ def compress_run(
     summary.files = files
     info = summary.to_dict()
     info["test_before"], info["test_after"] = test_before, test_after
+    info["parameters_changed"] = bool(
+        summary.recoveries or summary.channels_after != summary.channels_before
+    )
     info["files"] = files
     summary_text = json.dumps(info, indent=1, default=str)
     # the three files are written as one: all of them, or (a full disk) none, and a folder

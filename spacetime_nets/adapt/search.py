@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from grids import Grid, GridSchedule
 
 from ..models import SpaceTimeNet
-from ..validation import check_bool, check_int, check_real
+from ..validation import check_bool, check_int, check_real, check_seed
 from ._common import (
     METRICS,
     _calibration,
@@ -25,6 +26,7 @@ from ._common import (
     _cost_fn,
     _distance,
     _finer,
+    _function_readout,
     _input_on_first_grid,
     _key,
     _lists,
@@ -33,6 +35,7 @@ from ._common import (
     _shape_text,
     model_macs,
 )
+from .channels import _check_channel_model, hidden_count, rank_channels, with_channels
 from .estimate import (
     estimate_errors,
 )
@@ -44,10 +47,44 @@ from .estimate import (
 
 @dataclass
 class AdaptSummary:
-    """What :func:`compress` or :func:`refine_where` did: the schedules before and after, the
-    multiply-adds per sample, the verified change on the calibration data (``error``, in the
-    output's units for ``metric="output"``, in points otherwise), the
-    calibration accuracies when labels were given, and the accepted moves in order."""
+    """What [`compress`][spacetime_nets.adapt.compress] or
+    [`refine_where`][spacetime_nets.adapt.refine_where] did: the schedules before and after,
+    the multiply-adds per sample, the verified change on the calibration data (``error``, in
+    the output's units for ``metric="output"``, in points otherwise), the calibration
+    accuracies when labels were given, and the accepted moves in order.
+
+    Attributes:
+        kind: ``"compress"`` or ``"refine_where"``.
+        schedule_before: the schedule of the given model.
+        schedule_after: the schedule of the returned model.
+        macs_before: the given model's multiply-adds per sample
+            ([`model_macs`][spacetime_nets.adapt.model_macs]).
+        macs_after: the returned model's multiply-adds per sample.
+        metric: ``"output"``, ``"accuracy"`` or ``"predictions"`` (``"output"`` for
+            ``refine_where``).
+        norm: ``"max"`` or ``"rms"``, for ``metric="output"``.
+        limit: ``tol`` for ``compress``, ``budget`` for ``refine_where``.
+        error: the change of the returned model's outputs against the given model's on the
+            calibration data (in the units of ``metric``), measured by a full forward pass.
+        accuracy_before: the given model's calibration accuracy (a fraction in [0, 1]) when
+            labels were given, else None.
+        accuracy_after: the returned model's calibration accuracy, else None.
+        estimate_before: ``refine_where``: the summed space and time error estimates of the
+            given model; None for ``compress``.
+        estimate_after: ``refine_where``: the same for the returned model.
+        moves: the accepted moves in order, as text (with notes such as kept channels and
+            recoveries).
+        evaluations: ``compress``: the trial forward passes of the calibration batch;
+            ``refine_where``: the forward passes of its error estimates.
+        seconds: the wall time of the search.
+        files: ``compress_run`` only: what it wrote (``"schedule"``, ``"resnet"``,
+            ``"summary"`` -> path); empty otherwise.
+        channels_before: ``compress`` on a channel model: the given model's channel count;
+            None otherwise.
+        channels_after: the returned model's channel count (None as above).
+        recover_epochs: the epochs spent in recoveries, all rounds together.
+        recoveries: the recoveries that ran.
+    """
 
     kind: str
     schedule_before: GridSchedule
@@ -66,6 +103,10 @@ class AdaptSummary:
     evaluations: int = 0
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
+    channels_before: int | None = None
+    channels_after: int | None = None
+    recover_epochs: int = 0
+    recoveries: int = 0
 
     @property
     def ratio(self) -> float:
@@ -73,7 +114,11 @@ class AdaptSummary:
         return self.macs_before / max(self.macs_after, 1)
 
     def summary(self) -> str:
-        """A few lines: MACs before/after, error against the limit, widths, moves."""
+        """A few lines: MACs before/after, error against the limit, widths, moves.
+
+        Returns:
+            The text, lines joined by newlines.
+        """
         unit = "points" if self.metric != "output" else f"({self.norm}, output units)"
         what = "tol" if self.kind == "compress" else "budget"
         lines = [
@@ -89,6 +134,12 @@ class AdaptSummary:
             lines.append(
                 f"  summed error estimates: {self.estimate_before:.3e} -> {self.estimate_after:.3e}"
             )
+        if self.channels_before is not None:
+            lines.append(f"  channels: {self.channels_before} -> {self.channels_after}")
+        if self.recoveries:
+            lines.append(
+                f"  {self.recoveries} recoveries, {self.recover_epochs} epochs of fine-tuning"
+            )
         for name, s in (("before", self.schedule_before), ("after", self.schedule_after)):
             grids = " ".join(_shape_text(g) for g in s.grids)
             lines.append(f"  {name:6s} K={s.num_steps:2d}: {grids}")
@@ -98,7 +149,11 @@ class AdaptSummary:
         return "\n".join(lines)
 
     def plot(self):
-        """A matplotlib Figure: the widths n_k against t before and after."""
+        """A matplotlib Figure: the widths n_k against t before and after.
+
+        Returns:
+            (matplotlib.figure.Figure): the figure, not shown and not saved.
+        """
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(6, 3.4), layout="constrained")
@@ -117,7 +172,12 @@ class AdaptSummary:
 
     def to_dict(self) -> dict:
         """Plain data (JSON-ready): every field but the schedules, which are given as widths,
-        grid shapes and times."""
+        grid shapes and times.
+
+        Returns:
+            The fields by name, ``widths_before``, ``shapes_before``, ``times_before`` (and the
+                same ``_after``) for the schedules, and ``ratio``.
+        """
         out = {
             k: v for k, v in self.__dict__.items() if k not in ("schedule_before", "schedule_after")
         }
@@ -143,57 +203,92 @@ def compress(
     norm: str = "max",
     fewer_steps: bool = True,
     min_nodes: int = 2,
+    channels: bool = True,
+    min_channels: int = 1,
+    recover_epochs: int = 0,
+    recover_data: Any = None,
+    recover_lr: float = 1e-3,
+    recover_rounds: int = 4,
+    seed: int = 0,
     max_evaluations: int = 5000,
     batch_size: int = 1024,
     progress: bool | Callable[[dict], Any] = False,
 ) -> tuple[SpaceTimeNet, AdaptSummary]:
-    """The cheapest schedule found whose outputs on ``data`` stay within ``tol`` of the model's.
+    """The cheapest model found whose outputs on ``data`` stay within ``tol`` of the model's.
 
     Minimises ``cost`` (multiply-adds per sample by default) over schedules made of the model's
     time points (some may be dropped: two steps merge into one) and uniform grids of the same
-    rule and domain, subject to
+    rule and domain, and, for channel models, over the state's channel count, subject to
 
         metric="output":      |y_new - y| <= tol  (``norm`` over the batch and the outputs),
         metric="accuracy":    100 (acc(y) - acc(y_new)) <= tol  (accuracy points lost), or
         metric="predictions": 100 mean(argmax y_new != argmax y) <= tol  (points of changed
                               predictions: no labels needed, and flips both ways count),
 
-    on the calibration batch, y being the model's own outputs.
+    on the calibration batch, y being the given model's own outputs.
 
     The search is greedy. From the trained schedule, each round tries every move by a full
     forward pass: one grid a rung coarser (n -> ~0.85 n per axis) or halved (a jump past sizes
     that align badly with the data, such as the pixels of a cells lift), the same for a run of
     equal grids together, an interior time point dropped (never G_0 when the input is given on
-    it; grids a kernel refuses are skipped). Among the moves within ``tol`` it applies the one
-    that saves the most cost per unit of output change added (the metric itself for
-    ``"output"``; the RMS change of the scores for the discrete metrics, which tie at zero
-    while no sample flips), and stops when no move saves cost within ``tol``. Greedy rather
-    than dynamic programming because the errors of different steps do not add: the nonlinear
-    flow carries and mixes them, so a DP over an additive per-step error model would need a
-    posteriori repair, while every greedy state is a schedule whose true error was measured.
-    The returned model is checked again by a full forward pass: the constraint holds on the
-    calibration data whatever the estimates say.
+    it; grids a kernel refuses are skipped), and with ``channels`` the state's channels
+    c -> ~0.85 c or c / 2 (the leading directions of
+    [`rank_channels`][spacetime_nets.adapt.rank_channels], see
+    [`with_channels`][spacetime_nets.adapt.with_channels]). Among the moves within ``tol`` it
+    applies the one that saves the most cost per unit of output change added (the metric
+    itself for ``"output"``; the RMS change of the scores for the discrete metrics, which tie
+    at zero while no sample flips), and stops when no move saves cost within ``tol``. Greedy
+    rather than dynamic programming because the errors of different steps do not add: the
+    nonlinear flow carries and mixes them, so every greedy state is a model whose true error
+    was measured.
+
+    Recovery (``recover_epochs`` > 0): the search's result is fine-tuned for that many epochs
+    to the given model's outputs on ``recover_data`` (distillation: Adam, mean squared output
+    difference, cosine decay from ``recover_lr``), kept when its change on the calibration
+    batch is smaller, and the search goes on from it; at most ``recover_rounds`` times. The
+    epochs spent are ``summary.recover_epochs``.
+
+    The returned model is checked again by a full forward pass: its change on the calibration
+    data is at most ``tol``, with or without recovery (``summary.error``, measured last).
 
     Args:
         model: a trained continuous SpaceTimeNet (left unchanged).
         data: calibration data: x ``[N, in_features]``, a pair (x, y) or a Split (labels needed
-            for ``metric="accuracy"``). Held-out data is the honest choice.
+            for ``metric="accuracy"``). Held-out data is the honest choice. With a discrete
+            metric, a ``tol`` below one sample's worth (100 / N points) warns: the
+            constraint then allows no sample to change.
         tol: the allowed change (>= 0), in output units or accuracy points.
-        cost: ``"macs"`` (:func:`model_macs`) or a callable model -> float.
+        cost: ``"macs"`` ([`model_macs`][spacetime_nets.adapt.model_macs]) or a callable
+            model -> float.
         metric: ``"output"``, ``"accuracy"`` or ``"predictions"``.
         norm: ``"max"`` or ``"rms"``, for ``metric="output"``.
         fewer_steps: allow dropping time points (False keeps the number of steps).
         min_nodes: no grid goes below this many nodes per axis.
+        channels: also reduce the channels of a channel model with conv or spectral kernels,
+            one channel count and no channel normalisation (other models keep theirs; for a
+            channel model that cannot be reduced, ``summary.moves`` says why).
+        min_channels: no fewer channels than this.
+        recover_epochs: epochs of each recovery (0: none; the parameters then do not change
+            unless channels are reduced).
+        recover_data: the inputs of the recovery: x ``[M, in_features]``, a pair or a Split
+            (None: the calibration inputs). Data other than the calibration data keeps the
+            checked change honest.
+        recover_lr: the recovery's initial learning rate (> 0).
+        recover_rounds: at most this many recoveries.
+        seed: seed of the recovery's batch order.
         max_evaluations: at most this many trial forward passes (the search then stops with the
-            best schedule so far).
+            best model so far).
         batch_size: samples per forward pass.
         progress: True prints a line to stderr after every round of moves and at most every
             two seconds within one (trials so far, seconds, the cost and change of the
-            schedule held); a callable gets the same as a dict ``{"round", "trials",
+            model held); a callable gets the same as a dict ``{"round", "trials",
             "seconds", "cost", "change", "done"}``; False: silent.
 
     Returns:
-        (the model on the new schedule, an :class:`AdaptSummary`).
+        (the compressed model, an [`AdaptSummary`][spacetime_nets.adapt.AdaptSummary]).
+
+    Raises:
+        ValueError: on a bad argument, naming it.
     """
     start = time.perf_counter()
     _check_continuous(model, "compress")
@@ -204,12 +299,21 @@ def compress(
         raise ValueError(f"metric: expected one of {', '.join(METRICS)}; got {metric!r}")
     norm = _check_norm(norm)
     min_nodes = check_int("min_nodes", min_nodes)
+    min_channels = check_int("min_channels", min_channels)
     max_evaluations = check_int("max_evaluations", max_evaluations)
     batch_size = check_int("batch_size", batch_size)
     fewer_steps = check_bool("fewer_steps", fewer_steps)
+    channels = check_bool("channels", channels)
+    recover_epochs = check_int("recover_epochs", recover_epochs, 0)
+    recover_rounds = check_int("recover_rounds", recover_rounds, 0)
+    recover_lr = check_real("recover_lr", recover_lr, positive=True)
+    seed = check_seed("seed", seed)
     x, labels = _calibration(model, data, need_labels=metric == "accuracy")
-    sched = model.schedule
-    out_grid = sched.grids[-1]
+    x_rec = x
+    if recover_data is not None:
+        x_rec, _ = _calibration(model, recover_data, need_labels=False)
+    _warn_below_one_sample(metric, tol, x.shape[0])
+    out_grid = model.schedule.grids[-1]
     y_ref = _outputs(model, x, batch_size, out_grid)
     if metric != "output" and y_ref.dim() != 2:
         raise ValueError(
@@ -226,12 +330,6 @@ def compress(
             return 100.0 * float((out.argmax(-1) != y_ref.argmax(-1)).double().mean())
         return _distance(out, y_ref, norm)
 
-    times, grids = _lists(sched)
-    cur_cost, cur_err, cur_guide = cost_fn(model), 0.0, 0.0
-    seen: dict[tuple, tuple[float, float | None, float]] = {}
-    history: list[tuple[list[float], list[Grid], float]] = [(times, grids, 0.0)]
-    moves: list[str] = []
-    evals = 0
     # moves are ranked by the cost saved per unit of smooth output change: the metric itself
     # for "output"; the RMS change of the scores for the discrete metrics, whose ties at zero
     # (no calibration sample flips) say nothing about how far a move moved the function
@@ -240,56 +338,55 @@ def compress(
     else:
         scale = float(y_ref.double().square().mean().sqrt()) + 1e-12
         guide, eps_guide = (lambda out: _distance(out, y_ref, "rms")), 1e-9 * scale
-    cost0 = cur_cost
-    rounds = 0
-    while evals < max_evaluations:
-        best = None
-        rounds += 1
-        moves_now = _coarsening_moves(
-            times, grids, min_nodes, fewer_steps, _input_on_first_grid(model)
-        )
-        for desc, t, g in moves_now:
-            report(rounds, evals, cost0, cur_cost, cur_err, False, within=True)
-            key = _key(t, g)
-            if key not in seen:
-                try:
-                    cand = model.with_schedule(_schedule(t, g, sched))
-                except ValueError:  # a kernel this grid under-resolves refuses it
-                    seen[key] = (math.inf, None, math.inf)
-                    continue
-                c = cost_fn(cand)
-                e, gd = None, math.inf
-                if c < cur_cost and evals < max_evaluations:
-                    out = _outputs(cand, x, batch_size, out_grid)
-                    e, gd = error(out), guide(out)
-                    evals += 1
-                seen[key] = (c, e, gd)
-            c, e, gd = seen[key]
-            if e is None or c >= cur_cost or not e <= tol:
-                continue
-            score = (cur_cost - c) / (max(gd - cur_guide, 0.0) + eps_guide)
-            if best is None or score > best[0]:
-                best = (score, desc, t, g, c, e, gd)
-        if best is None:
-            break
-        _, desc, times, grids, cur_cost, cur_err, cur_guide = best
-        history.append((times, grids, cur_err))
-        moves.append(f"{desc}: cost {cur_cost:.6g}, change {cur_err:.4g}")
-        report(rounds, evals, cost0, cur_cost, cur_err, False)
-    # the guarantee: verify the returned model by a full forward pass, fall back if needed
-    while True:
-        times, grids, _ = history[-1]
-        small = model.with_schedule(_schedule(times, grids, sched))
-        out = _outputs(small, x, batch_size, out_grid)
-        err = error(out)
-        if err <= tol or len(history) == 1:
-            break
-        history.pop()
-        moves.append("verification failed: one move undone")
-    report(rounds, evals, cost0, cost_fn(small), err, True)
+    moves: list[str] = []
+    reduce = channels and getattr(model, "channel_mode", False)
+    if reduce:
+        try:
+            _check_channel_model(model, "channel compression")
+        except ValueError as exc:
+            reduce = False
+            moves.append(f"channels kept: {exc}")
+    search = _Greedy(
+        x,
+        out_grid,
+        error,
+        guide,
+        eps_guide,
+        tol,
+        cost_fn,
+        min_nodes,
+        fewer_steps,
+        min_channels if reduce else None,
+        max_evaluations,
+        batch_size,
+        report,
+        cost_fn(model),
+    )
+    small, err = search.run(model, 0.0, moves, 0.0)
+    epochs_used, recoveries = 0, 0
+    if recover_epochs and recover_rounds:
+        y_rec = _outputs(model, x_rec, batch_size, out_grid)
+        for i in range(recover_rounds):
+            rec = _recover(small, x_rec, y_rec, out_grid, recover_epochs, recover_lr, seed + i)
+            epochs_used += recover_epochs
+            recoveries += 1
+            out_rec = _outputs(rec, x, batch_size, out_grid)
+            err_rec, guide_rec = error(out_rec), guide(out_rec)
+            moves.append(
+                f"recovery {i + 1} ({recover_epochs} epochs): change {err:.4g} -> {err_rec:.4g}"
+            )
+            # kept when it stays within tol and moved the function back towards the model's
+            if not (err_rec <= tol and (err_rec < err or guide_rec < guide(search.last_out))):
+                moves.append("recovery not kept: the model before it is returned")
+                break
+            n_moves = len(moves)
+            small, err = search.run(rec, err_rec, moves, guide_rec)
+            if len(moves) == n_moves:  # no move fits even after recovery
+                break
+    report(search.rounds, search.evals, search.cost0, cost_fn(small), err, True)
     summary = AdaptSummary(
         kind="compress",
-        schedule_before=sched,
+        schedule_before=model.schedule,
         schedule_after=small.schedule,
         macs_before=model_macs(model),
         macs_after=model_macs(small),
@@ -298,12 +395,202 @@ def compress(
         limit=tol,
         error=err,
         accuracy_before=acc_ref,
-        accuracy_after=_accuracy(out, labels) if acc_ref is not None else None,
+        accuracy_after=search.accuracy(labels) if acc_ref is not None else None,
         moves=moves,
-        evaluations=evals,
+        evaluations=search.evals,
         seconds=time.perf_counter() - start,
+        channels_before=_channel_count(model),
+        channels_after=_channel_count(small),
+        recover_epochs=epochs_used,
+        recoveries=recoveries,
     )
     return small, summary
+
+
+def _channel_count(model: SpaceTimeNet) -> int | None:
+    ch = model.schedule.channels
+    return None if ch is None else max(ch)
+
+
+def _warn_below_one_sample(metric: str, tol: float, n: int) -> None:
+    """A discrete metric moves in steps of one sample, 100 / n points: a smaller ``tol``
+    allows no change at all (and a tol of a few samples is a coarse, noisy constraint)."""
+    if metric == "output":
+        return
+    step = 100.0 / n
+    if 0 < tol < step:  # tol = 0 asks for no change: nothing to warn about
+        warnings.warn(
+            f"tol: {tol:g} points is below one sample of the {n}-sample calibration set "
+            f"({step:.3g} points): no calibration sample may change, so the search is "
+            f"stricter than tol says; calibrate on at least {math.ceil(100.0 / tol)} samples",
+            stacklevel=3,
+        )
+
+
+def _recover(
+    small: SpaceTimeNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    out_grid: Grid,
+    epochs: int,
+    lr: float,
+    seed: int,
+    batch: int = 64,
+) -> SpaceTimeNet:
+    """A copy of ``small`` fitted to the outputs ``y`` on ``x`` (mean squared difference, Adam
+    with cosine decay from ``lr``); the copy before any step whose loss is not finite."""
+    student = copy.deepcopy(small).train()
+    kw = {"output_grid": out_grid} if _function_readout(student) else {}
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    n = x.shape[0]
+    steps = epochs * math.ceil(n / batch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    gen = torch.Generator().manual_seed(seed)
+    good = copy.deepcopy(student.state_dict())
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=gen).split(batch):
+            idx = idx.to(x.device)
+            loss = torch.nn.functional.mse_loss(student(x[idx], **kw), y[idx])
+            if not torch.isfinite(loss):
+                student.load_state_dict(good)
+                warnings.warn("recovery: the loss became non-finite; stopped", stacklevel=3)
+                return student.eval()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        good = copy.deepcopy(student.state_dict())
+    return student.eval()
+
+
+@dataclass
+class _Greedy:
+    """The greedy search of ``compress`` from one starting model, with the trial count
+    and rounds kept across calls (recoveries restart it from a fitted model);
+    ``min_channels`` None: channels are kept."""
+
+    x: torch.Tensor
+    out_grid: Grid
+    error: Callable[[torch.Tensor], float]
+    guide: Callable[[torch.Tensor], float]
+    eps_guide: float
+    tol: float
+    cost_fn: Callable[[SpaceTimeNet], float]
+    min_nodes: int
+    fewer_steps: bool
+    min_channels: int | None
+    max_evaluations: int
+    batch_size: int
+    report: Callable
+    cost0: float
+    evals: int = 0
+    rounds: int = 0
+    last_out: torch.Tensor | None = None
+
+    def accuracy(self, labels: torch.Tensor) -> float:
+        """The accuracy of the last verified model on the calibration batch."""
+        return _accuracy(self.last_out, labels)
+
+    def _outputs(self, m: SpaceTimeNet) -> torch.Tensor:
+        return _outputs(m, self.x, self.batch_size, self.out_grid)
+
+    def run(self, base: SpaceTimeNet, base_err: float, moves: list[str], base_guide: float):
+        """(the cheapest model found from ``base``, its verified change); appends the accepted
+        moves to ``moves``. ``base_err``, ``base_guide``: the change and the guide of
+        ``base``'s outputs."""
+        sched = base.schedule
+        times, grids = _lists(sched)
+        # the channels held: (state, hidden) counts, hidden None outside the bottleneck form;
+        # None when channels are kept
+        ch0 = None
+        if self.min_channels is not None and _channel_count(base) > self.min_channels:
+            ch0 = (_channel_count(base), hidden_count(base))
+            ranking = rank_channels(base, self.x, batch_size=self.batch_size)
+        narrowed: dict[tuple | None, SpaceTimeNet] = {ch0: base}
+
+        def build(t, g, ch) -> SpaceTimeNet:
+            if ch not in narrowed:
+                narrowed[ch] = with_channels(base, ranking, *ch)
+            return narrowed[ch].with_schedule(_schedule(t, g, sched))
+
+        cur_cost, cur_err, cur_guide = self.cost_fn(base), base_err, base_guide
+        seen: dict[tuple, tuple[float, float | None, float]] = {}
+        history = [(times, grids, ch0)]
+        first_fixed = _input_on_first_grid(base)
+        while self.evals < self.max_evaluations:
+            best = None
+            self.rounds += 1
+            cands = [
+                (desc, t, g, ch0)
+                for desc, t, g in _coarsening_moves(
+                    times, grids, self.min_nodes, self.fewer_steps, first_fixed
+                )
+            ]
+            if ch0 is not None:
+                cands += _channel_moves(times, grids, ch0, self.min_channels)
+            for desc, t, g, ch in cands:
+                self.report(self.rounds, self.evals, self.cost0, cur_cost, cur_err, False,
+                            within=True)  # fmt: skip
+                key = (_key(t, g), ch)
+                if key not in seen:
+                    try:
+                        cand = build(t, g, ch)
+                    except ValueError:  # a kernel this grid under-resolves refuses it
+                        seen[key] = (math.inf, None, math.inf)
+                        continue
+                    cost = self.cost_fn(cand)
+                    e, gd = None, math.inf
+                    if cost < cur_cost and self.evals < self.max_evaluations:
+                        out = self._outputs(cand)
+                        e, gd = self.error(out), self.guide(out)
+                        self.evals += 1
+                    seen[key] = (cost, e, gd)
+                cost, e, gd = seen[key]
+                if e is None or cost >= cur_cost or not e <= self.tol:
+                    continue
+                score = (cur_cost - cost) / (max(gd - cur_guide, 0.0) + self.eps_guide)
+                if best is None or score > best[0]:
+                    best = (score, desc, t, g, ch, cost, e, gd)
+            if best is None:
+                break
+            _, desc, times, grids, ch0, cur_cost, cur_err, cur_guide = best
+            history.append((times, grids, ch0))
+            moves.append(f"{desc}: cost {cur_cost:.6g}, change {cur_err:.4g}")
+            self.report(self.rounds, self.evals, self.cost0, cur_cost, cur_err, False)
+        # the guarantee: verify the returned model by a full forward pass, fall back if needed
+        while True:
+            times, grids, ch = history[-1]
+            small = build(times, grids, ch)
+            out = self._outputs(small)
+            err = self.error(out)
+            if err <= self.tol or len(history) == 1:
+                break
+            history.pop()
+            moves.append("verification failed: one move undone")
+        self.last_out = out
+        return small, err
+
+
+def _channel_moves(times, grids, ch: tuple[int, int | None], floor: int):
+    """(description, times, grids, (state, hidden)) of every channel move: the state's
+    channels, or the bottleneck's hidden channels, to about 0.85 times as many or half as
+    many, at least ``floor``."""
+    r, h = ch
+    for new in _fewer(r, floor):
+        yield f"state channels {r} -> {new}", times, grids, (new, h)
+    if h is not None:
+        for new in _fewer(h, floor):
+            yield f"hidden channels {h} -> {new}", times, grids, (r, new)
+
+
+def _fewer(c: int, floor: int) -> list[int]:
+    targets = []
+    for r in (math.floor(0.85 * c), c // 2):
+        r = max(r, floor)
+        if r < c and r not in targets:
+            targets.append(r)
+    return targets
 
 
 def _progress_reporter(progress: bool | Callable[[dict], Any], start: float) -> Callable:
@@ -394,24 +681,27 @@ def refine_where(
 ) -> tuple[SpaceTimeNet, AdaptSummary]:
     """Spend multiply-adds where the error estimates are largest, never above ``budget``.
 
-    Repeats: estimate the per-grid and per-step errors (:func:`estimate_errors`), then apply
-    the affordable move with the largest estimate per multiply-add added: a grid one rung finer
-    (n -> ~1.25 n per axis) or a step split in two. Stops when no move fits in the budget,
-    when every estimate is zero, or after ``max_moves`` moves.
+    Repeats: estimate the per-grid and per-step errors
+    ([`estimate_errors`][spacetime_nets.adapt.estimate_errors]), then apply the affordable
+    move with the largest estimate per multiply-add added: a grid one rung finer (n -> ~1.25 n
+    per axis) or a step split in two. Stops when no move fits in the budget, when every
+    estimate is zero, or after ``max_moves`` moves.
 
     Args:
         model: a continuous SpaceTimeNet (left unchanged).
         data: calibration inputs: x ``[N, in_features]``, a pair (x, y) or a Split.
-        budget: the largest multiply-adds per sample (:func:`model_macs`) the result may cost;
-            at least the model's own.
+        budget: the largest multiply-adds per sample
+            ([`model_macs`][spacetime_nets.adapt.model_macs]) the result may cost; at least
+            the model's own.
         norm: ``max`` or ``rms`` (the estimates' norm).
         max_moves: at most this many refinements.
         batch_size: samples per forward pass.
 
     Returns:
-        (the model on the refined schedule, an :class:`AdaptSummary` whose ``error`` is the
-        output change against the given model and ``estimate_before``/``estimate_after`` the
-        summed estimates).
+        (the model on the refined schedule, an
+            [`AdaptSummary`][spacetime_nets.adapt.AdaptSummary] whose ``error`` is the output
+            change against the given model and ``estimate_before``/``estimate_after`` the
+            summed estimates).
     """
     start = time.perf_counter()
     _check_continuous(model, "refine_where")

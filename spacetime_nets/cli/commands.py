@@ -844,6 +844,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     if args.tol is None or not (args.tol >= 0 and args.tol != float("inf")):
         raise ValueError(f"--tol: expected a finite number >= 0, got {args.tol}")
     _positive("--samples", args.samples)
+    if args.recover < 0:
+        raise ValueError(f"--recover: expected epochs >= 0, got {args.recover}")
     if not Path(args.run).is_dir():
         raise ValueError(f"run: no such run folder: {args.run}")
     if args.norm is not None:
@@ -875,6 +877,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         norm=args.norm or "max",
         fewer_steps=not args.keep_steps,
+        channels=not args.keep_channels,
+        recover_epochs=args.recover,
         export_format=args.format,
         progress=not args.quiet,
     )

@@ -12,7 +12,10 @@ from . import commands
 from .commands import PROG
 
 EXPORT_FORMATS = ("export", "torchscript")
+"""The file formats of ``export --format`` and ``compress --format``: ``torch.export``
+(``.pt2``) or TorchScript (``.ts.pt``)."""
 SPLITS = ("train", "val", "test")
+"""The data splits a command can read (``--split``)."""
 LIFT_CHOICES = ("auto", *LIFTS)
 EXPERIMENTS = ("asymptotics", "turnpike")
 COMMANDS = ("train", "evaluate", "export", "compress", "schedule", *EXPERIMENTS, "demo")
@@ -25,7 +28,8 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error becomes one line and exit code 2 (raised to :func:`main`)."""
+    """argparse, but a usage error becomes one line and exit code 2 (raised to
+    [`main`][spacetime_nets.cli.main])."""
 
     def error(self, message: str):  # type: ignore[override]
         raise _UsageError(f"{message} (see '{self.prog} --help')")
@@ -78,7 +82,17 @@ def _add_schedule_args(p: argparse.ArgumentParser, defaults: bool = True) -> Non
 def parse_multires(text: str) -> list[float]:
     """``"0.5,1,2"`` -> [0.5, 1.0, 2.0]: the scales of ``--multires`` (positive finite
     numbers, comma-separated); bad text raises ``argparse.ArgumentTypeError``, which argparse
-    reports as a usage error naming the flag."""
+    reports as a usage error naming the flag.
+
+    Args:
+        text: the option's value as typed.
+
+    Returns:
+        The scales as floats.
+
+    Raises:
+        argparse.ArgumentTypeError: not a comma-separated list of positive finite numbers.
+    """
     from ..training.multires import check_resolutions
 
     parts = [t.strip() for t in text.split(",")]
@@ -94,7 +108,17 @@ def parse_multires(text: str) -> list[float]:
 
 def parse_splits(text: str) -> list[float]:
     """``"0.8,0.04,0.16"`` -> [0.8, 0.04, 0.16]: three positive fractions summing to 1 (else
-    ``argparse.ArgumentTypeError``, a usage error naming the flag)."""
+    ``argparse.ArgumentTypeError``, a usage error naming the flag).
+
+    Args:
+        text: the option's value as typed, ``train,val,test``.
+
+    Returns:
+        The three fractions as floats.
+
+    Raises:
+        argparse.ArgumentTypeError: not three positive fractions summing to 1.
+    """
     try:
         values = [float(t) for t in text.split(",")]
     except ValueError:
@@ -415,9 +439,10 @@ def _compress_parser(sub) -> None:
         "the cheapest schedule within a tolerance, and its exported ResNet",
         "Rediscretise a trained continuous model (basis, neural, conv or spectral kernel) on "
         "the schedule with the fewest multiply-adds whose change on the calibration data "
-        "stays within --tol (accuracy points, or output units), then write schedule.json, "
-        "the exported plain ResNet and compress.json to --out (default <run>/compressed). "
-        "The weights do not change.",
+        "stays within --tol (accuracy points, or output units), and for channel models the "
+        "fewest channels, then write schedule.json, the exported plain ResNet and "
+        "compress.json to --out (default <run>/compressed). Without --recover and with "
+        "--keep-channels the weights do not change.",
     )
     p.add_argument("run", help="run folder written by 'train'")
     p.add_argument("--tol", type=float, required=True, help="allowed change (>= 0)")
@@ -429,6 +454,11 @@ def _compress_parser(sub) -> None:
     p.add_argument("--samples", type=int, default=None, help="calibrate on the first N rows")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default <run>/last.pt)")
     p.add_argument("--keep-steps", action="store_true", help="never merge time steps")
+    p.add_argument("--keep-channels", action="store_true",
+                   help="never reduce the channels of a channel model")  # fmt: skip
+    p.add_argument("--recover", type=int, default=0, metavar="N",
+                   help="fine-tune the compressed model N epochs to the trained one's outputs "
+                        "on the training split, then search on (default 0: off)")  # fmt: skip
     p.add_argument("--format", default="export", choices=EXPORT_FORMATS, help="ResNet file")
     p.add_argument("--out", default=None, help="output folder (default <run>/compressed)")
     p.add_argument("--quiet", action="store_true", help="no progress lines during the search")
@@ -489,7 +519,15 @@ def _experiment_parser(sub, name: str, load: bool) -> None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser. ``command`` names the sub-command about to run: only that one of
-    the experiment commands imports its module (so the others start fast)."""
+    the experiment commands imports its module (so the others start fast).
+
+    Args:
+        command: the sub-command about to run (``train``, ``asymptotics`` ...), or None.
+
+    Returns:
+        The parser of ``spacetime-nets``, with one sub-parser per command; each sets
+            ``func``, the function that runs it on the parsed arguments.
+    """
     parser = _Parser(
         prog=PROG,
         description="Continuous space-time neural networks and the variable-width ResNets "
