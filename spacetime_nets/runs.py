@@ -238,7 +238,7 @@ class ModelOptions:
         if self.radius is not None:
             self.radius = _check_radius(self.radius)
         if self.radius_spacings is not None:
-            self.radius_spacings = _real("radius_spacings", self.radius_spacings, True)
+            self.radius_spacings = check_real("radius_spacings", self.radius_spacings, True)
         if self.norm is not None:
             from .fields import NORMS
 
@@ -250,7 +250,7 @@ class ModelOptions:
         self.coordinates = check_bool("coordinates", self.coordinates)
         if self.pointwise is not None:
             self.pointwise = check_bool("pointwise", self.pointwise)
-        self.init_scale = _real("init_scale", self.init_scale)
+        self.init_scale = check_real("init_scale", self.init_scale)
         if self.in_shape is not None:
             if self.lift != "cells":
                 raise ValueError(
@@ -277,13 +277,6 @@ class ModelOptions:
         return kwargs
 
 
-def _real(name: str, value: Any, positive: bool = False) -> float:
-    """``check_real``, but a string is refused too (``"0.3"`` is text, not a number)."""
-    if isinstance(value, (str, bytes)):
-        raise ValueError(f"{name}: expected a number, got {value!r:.40}")
-    return check_real(name, value, positive=positive)
-
-
 def _check_radius(value: Any) -> float | list:
     """A conv radius: a positive finite number, a per-axis list of them, or a list with one
     of those per step."""
@@ -295,11 +288,11 @@ def _check_radius(value: Any) -> float | list:
             if isinstance(r, (list, tuple)):
                 if not r:
                     raise ValueError(f"radius: expected positive numbers, got {value!r:.80}")
-                out.append([_real("radius", v, positive=True) for v in r])
+                out.append([check_real("radius", v, positive=True) for v in r])
             else:
-                out.append(_real("radius", r, positive=True))
+                out.append(check_real("radius", r, positive=True))
         return out
-    return _real("radius", value, positive=True)
+    return check_real("radius", value, positive=True)
 
 
 @dataclass
@@ -720,7 +713,7 @@ def _check_schedule_args(doc: dict) -> dict:
     if doc.get("steps") is not None:
         out["steps"] = check_int("schedule_args.steps", doc["steps"], 1)
     if doc.get("T") is not None:
-        out["T"] = _real("schedule_args.T", doc["T"], positive=True)
+        out["T"] = check_real("schedule_args.T", doc["T"], positive=True)
     if doc.get("rule") is not None:
         check_choice("schedule_args.rule", doc["rule"], RULES)
     if doc.get("transfer") is not None:
@@ -756,7 +749,7 @@ def _check_training(doc: dict) -> dict:
     for key, positive in (("lr", True), ("p", True), ("weight_decay", False), ("lam", False),
                           ("turnpike", False)):  # fmt: skip
         if given(key):
-            out[key] = _real(f"training.{key}", doc[key], positive=positive)
+            out[key] = check_real(f"training.{key}", doc[key], positive=positive)
     if given("normalize"):
         out["normalize"] = check_bool("training.normalize", doc["normalize"])
     if given("resolutions"):

@@ -47,7 +47,8 @@ def check_int(name: str, value: object, low: int = 1) -> int:
 
 
 def check_real(name: str, value: object, positive: bool = False) -> float:
-    """A finite real number ``>= 0`` (``> 0`` with ``positive``); bools and NaN are refused.
+    """A finite real number ``>= 0`` (``> 0`` with ``positive``); bools, NaN and strings
+    (``"0.3"`` is text, not a number) are refused.
 
     Args:
         name: the argument's name, used in the message.
@@ -57,8 +58,8 @@ def check_real(name: str, value: object, positive: bool = False) -> float:
     Returns:
         ``value`` as a Python float.
     """
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{name}: expected a number, got {value!r:.40}")
     try:
         f = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

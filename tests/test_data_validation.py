@@ -154,7 +154,7 @@ def test_check_int_accepts_integer_scalars_of_numpy_and_torch():
     assert check_int("n", 0, low=0) == 0
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, True, "x"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, True, "x", "0.3", b"1"])
 def test_check_real_refuses(bad):
     with pytest.raises(ValueError, match="lr: expected"):
         check_real("lr", bad)
