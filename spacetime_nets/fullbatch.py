@@ -32,7 +32,7 @@ from . import objectives
 from .theory import control_parameters
 
 __all__ = [
-    "OPTIMIZERS",
+    "FULLBATCH_OPTIMIZERS",
     "STOP_REASONS",
     "TrainInfo",
     "train_objective",
@@ -43,7 +43,7 @@ __all__ = [
     "seeded",
 ]
 
-OPTIMIZERS = ("lbfgs", "adam")
+FULLBATCH_OPTIMIZERS = ("lbfgs", "adam")
 """The optimizers `train_objective` accepts (`optimizer=`)."""
 STOP_REASONS = ("grad_norm", "rel_decrease", "max_iter", "line_search", "no_decrease", "non-finite")
 """Why a full-batch run stopped (`TrainInfo.stop_reason`); `line_search` and `no_decrease`
@@ -130,7 +130,7 @@ def train_objective(
     Args:
         params: the tensors to train (those without ``requires_grad`` are left out).
         objective: a closure returning the scalar J for the current values of ``params``.
-        optimizer: one of ``OPTIMIZERS``.
+        optimizer: one of ``FULLBATCH_OPTIMIZERS``.
         max_iter: the largest number of iterations (>= 0).
         tol: the tolerance of the gradient-norm and relative-decrease tests.
         window: iterations spanned by the relative-decrease test.
@@ -140,8 +140,10 @@ def train_objective(
     Returns:
         A [`TrainInfo`][spacetime_nets.fullbatch.TrainInfo]; ``params`` hold the final point.
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
+    if optimizer not in FULLBATCH_OPTIMIZERS:
+        raise ValueError(
+            f"optimizer: expected one of {', '.join(FULLBATCH_OPTIMIZERS)}; got {optimizer!r}"
+        )
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("params: nothing to train")

@@ -34,7 +34,7 @@ options and runs. ``python -m spacetime_nets.experiments`` runs the commands wit
 from __future__ import annotations
 
 from .commands import (
-    DATASETS,
+    EXPERIMENT_DATASETS,
     FAST_SIZES,
     add_asymptotics_args,
     add_turnpike_args,
@@ -57,7 +57,7 @@ __all__ = [
     "TurnpikeResult",
     "train_turnpike",
     "MODELS",
-    "DATASETS",
+    "EXPERIMENT_DATASETS",
     "FAST_SIZES",
     "check_args",
     "hourglass_widths",

@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 from .. import datasets, plotting, theory
-from ..fullbatch import OPTIMIZERS
+from ..fullbatch import FULLBATCH_OPTIMIZERS
 from ..tables import format_arc, format_table, write_csv
 from .models import MODELS, make_model
 from .sweeps import SWEEP_COLUMNS, horizon_sweep, scaling_check
 from .turnpike import TURNPIKE_COLUMNS, train_turnpike
 
 __all__ = [
-    "DATASETS",
+    "EXPERIMENT_DATASETS",
     "FAST_SIZES",
     "check_args",
     "add_asymptotics_args",
@@ -30,7 +30,7 @@ __all__ = [
     "main",
 ]
 
-DATASETS = ("circles", "annuli", "xor")
+EXPERIMENT_DATASETS = ("circles", "annuli", "xor")
 """The data sets the experiments' ``--datasets`` option takes (names of
 [`spacetime_nets.datasets.REGISTRY`][spacetime_nets.datasets.REGISTRY])."""
 
@@ -115,7 +115,9 @@ def _common_args(
     )
     parser.add_argument("--Ts", type=float, nargs="+", default=Ts, help="horizons T")
     parser.add_argument("--lam", type=float, default=lam, help="control penalty lambda")
-    parser.add_argument("--datasets", nargs="+", default=None, choices=DATASETS, help="data sets")
+    parser.add_argument(
+        "--datasets", nargs="+", default=None, choices=EXPERIMENT_DATASETS, help="data sets"
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=90, help="points generated (70%% train)")
@@ -127,7 +129,7 @@ def _common_args(
         "--max-iter", type=int, default=max_iter, help="optimiser iterations per fit"
     )
     parser.add_argument("--tol", type=float, default=1e-10, help="stopping tolerance")
-    parser.add_argument("--optimizer", default="lbfgs", choices=OPTIMIZERS)
+    parser.add_argument("--optimizer", default="lbfgs", choices=FULLBATCH_OPTIMIZERS)
 
 
 def add_asymptotics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
