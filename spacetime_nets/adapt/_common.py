@@ -220,20 +220,24 @@ def _cost_fn(cost: object) -> Callable[[SpaceTimeNet], float]:
 
 # ---- schedules as (times, grids) lists --------------------------------------------------------
 
-_GRID_CACHE: dict[tuple, Grid] = {}
 
+class UniformGrids:
+    """The uniform grids one search makes, one object per shape, rule and domain, so that
+    equal grids are one object (a run of equal grids is found by identity, and the
+    discretisation shares their buffers). Each search holds its own: nothing outlives it."""
 
-def _uniform(shape: tuple[int, ...], g: Grid) -> Grid:
-    """A uniform grid of ``shape`` on g's domain with g's rule (trapezoid for node grids);
-    cached so that equal grids are one object (the discretisation shares their buffers)."""
-    rule = g.rule if g.is_uniform else "trapezoid"
-    key = (shape, rule, tuple(g.domain.bounds))
-    if key not in _GRID_CACHE:
-        if len(_GRID_CACHE) > 512:
-            _GRID_CACHE.clear()
-        n = shape[0] if len(shape) == 1 else shape
-        _GRID_CACHE[key] = Grid.uniform(n, g.domain, rule)
-    return _GRID_CACHE[key]
+    def __init__(self) -> None:
+        self._made: dict[tuple, Grid] = {}
+
+    def like(self, shape: tuple[int, ...], g: Grid) -> Grid:
+        """The uniform grid of ``shape`` on g's domain with g's rule (trapezoid for a node
+        grid)."""
+        rule = g.rule if g.is_uniform else "trapezoid"
+        key = (shape, rule, tuple(g.domain.bounds))
+        if key not in self._made:
+            n = shape[0] if len(shape) == 1 else shape
+            self._made[key] = Grid.uniform(n, g.domain, rule)
+        return self._made[key]
 
 
 def _valid(rule: str, n: int) -> bool:
@@ -244,9 +248,10 @@ def _valid(rule: str, n: int) -> bool:
     return True
 
 
-def _coarser(g: Grid, floor: int, factor: float = 0.85) -> Grid | None:
+def _coarser(made: UniformGrids, g: Grid, floor: int, factor: float = 0.85) -> Grid | None:
     """The next rung down of the ladder n -> min(n - 1, round(factor n)) per axis (the nearest
-    size the rule accepts, never below ``floor`` nodes per axis); None at the bottom."""
+    size the rule accepts, never below ``floor`` nodes per axis), made by ``made``; None at
+    the bottom."""
     rule = g.rule if g.is_uniform else "trapezoid"
     shape = []
     for n in g.shape:
@@ -256,11 +261,12 @@ def _coarser(g: Grid, floor: int, factor: float = 0.85) -> Grid | None:
         if m < floor:
             return None
         shape.append(m)
-    return _uniform(tuple(shape), g)
+    return made.like(tuple(shape), g)
 
 
-def _finer(g: Grid) -> Grid:
-    """The next rung up: n -> max(n + 1, round(1.25 n)) per axis (the nearest valid size above)."""
+def _finer(made: UniformGrids, g: Grid) -> Grid:
+    """The next rung up: n -> max(n + 1, round(1.25 n)) per axis (the nearest valid size
+    above), made by ``made``."""
     rule = g.rule if g.is_uniform else "trapezoid"
     shape = []
     for n in g.shape:
@@ -268,7 +274,7 @@ def _finer(g: Grid) -> Grid:
         while not _valid(rule, m):
             m += 1
         shape.append(m)
-    return _uniform(tuple(shape), g)
+    return made.like(tuple(shape), g)
 
 
 def _refined(g: Grid) -> Grid:

@@ -18,6 +18,7 @@ from ..models import SpaceTimeNet
 from ..validation import check_bool, check_int, check_real, check_seed
 from ._common import (
     METRICS,
+    UniformGrids,
     _calibration,
     _check_continuous,
     _check_labels,
@@ -487,6 +488,7 @@ class _Greedy:
     evals: int = 0
     rounds: int = 0
     last_out: torch.Tensor | None = None
+    made: UniformGrids = field(default_factory=UniformGrids)
 
     def accuracy(self, labels: torch.Tensor) -> float:
         """The accuracy of the last verified model on the calibration batch."""
@@ -524,7 +526,7 @@ class _Greedy:
             cands = [
                 (desc, t, g, ch0)
                 for desc, t, g in _coarsening_moves(
-                    times, grids, self.min_nodes, self.fewer_steps, first_fixed
+                    self.made, times, grids, self.min_nodes, self.fewer_steps, first_fixed
                 )
             ]
             if ch0 is not None:
@@ -641,14 +643,14 @@ def _is_labels(labels: torch.Tensor | None, out: torch.Tensor) -> bool:
     )
 
 
-def _coarsening_moves(times, grids, floor, fewer_steps, fixed_first=False):
+def _coarsening_moves(made, times, grids, floor, fewer_steps, fixed_first=False):
     """(description, times, grids) of every coarsening move from a schedule (G_0 is left
-    alone when ``fixed_first``)."""
+    alone when ``fixed_first``; new grids made by ``made``, a ``UniformGrids``)."""
     K = len(times) - 1
     for j in range(1 if fixed_first else 0, K + 1):
         # one rung down, or halved (a jump past rungs that align badly with the data, such as
         # the pixels of a cells lift)
-        targets = [_coarser(grids[j], floor), _coarser(grids[j], floor, 0.5)]
+        targets = [_coarser(made, grids[j], floor), _coarser(made, grids[j], floor, 0.5)]
         targets = [c for i, c in enumerate(targets) if c is not None and c not in targets[:i]]
         # the run of equal grids that starts at j (coarsened together)
         first = j == 0 or grids[j - 1] is not grids[j] or (fixed_first and j == 1)
@@ -718,6 +720,7 @@ def refine_where(
     x, _ = _calibration(model, data, need_labels=False)
     sched = model.schedule
     cur = model
+    made = UniformGrids()
     moves: list[str] = []
     rep = estimate_errors(cur, x, norm=norm, totals=False, batch_size=batch_size)
     est0 = sum(rep.space) + sum(rep.time)
@@ -729,7 +732,7 @@ def refine_where(
         cands = []
         for j in range(1 if _input_on_first_grid(model) else 0, len(grids)):
             g = list(grids)
-            g[j] = _finer(grids[j])
+            g[j] = _finer(made, grids[j])
             cands.append(
                 (rep.space[j], f"grid {j} {_shape_text(grids[j])} -> {_shape_text(g[j])}", times, g)
             )
