@@ -146,7 +146,8 @@ class ModelOptions:
 
     Attributes:
         kernel: the kernel, a name of ``KERNELS`` (``nodal``, ``basis``, ``neural``,
-            ``conv``, ``spectral``).
+            ``conv``, ``spectral``, or a kind added with
+            [`register_kernel_kind`][spacetime_nets.models.register_kernel_kind]).
         form: ``outside``, ``inside`` or ``bottleneck``.
         activation: a name of ``spacetime_nets.fields.ACTIVATIONS``.
         lift: ``cells``, ``linear`` or ``identity``.
@@ -220,7 +221,7 @@ class ModelOptions:
                 )
         if self.basis is not None:
             check_choice("basis", self.basis, BASES)
-        elif self.kernel == "basis":
+        elif self.kernel in KERNEL_OPTIONS["basis"]:  # a kind that reads basis: its default
             self.basis = "legendre"
         if self.modes is not None:
             self.modes = check_int("modes", self.modes, 1)
@@ -233,7 +234,7 @@ class ModelOptions:
             self.channels = [check_int("channels", c, 1) for c in self.channels]
         elif self.channels is not None:
             self.channels = check_int("channels", self.channels, 1)
-        if self.kernel in ("conv", "spectral") and self.channels is None:
+        if _models.KERNEL_REGISTRY[self.kernel].needs_channels and self.channels is None:
             raise ValueError(f"channels: a {self.kernel} kernel needs --channels")
         if self.radius is not None:
             self.radius = _check_radius(self.radius)
@@ -907,7 +908,8 @@ def build_model(config: RunConfig | dict, source: str | None = "model.json") -> 
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where}: not a usable schedule ({' '.join(str(exc).split())})") from None
     widths = list(schedule.widths)
-    if config.model.kernel == "nodal":
+    kind = _models.KERNEL_REGISTRY.get(config.model.kernel)
+    if kind is not None and not kind.continuous:  # nodal: dense matrices on the schedule
         dense = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
         _estimate(dense * 4 * (2 if config.dtype == "float64" else 1), f"{where}: the model")
     kwargs = config.model.model_kwargs()  # options not given stay the model's defaults

@@ -15,17 +15,7 @@ from grids.quadrature import check_grid_bytes
 
 from ..fields import ChannelNorm, check_norm, norm_reads
 from ..integrate import Discretization, Trajectory
-from ..kernels import (
-    BASES,
-    BasisKernel,
-    ConvKernel,
-    Kernel,
-    NeuralKernel,
-    NodalKernel,
-    SpectralKernel,
-    check_scale,
-    tensor_basis,
-)
+from ..kernels import BASES, BasisKernel, Kernel, check_scale, tensor_basis
 from ..ops import GridInfo, pointwise
 from ..steppers import steps_between_grids
 from ..validation import check_bool, check_choice, check_int
@@ -37,6 +27,13 @@ from .base import (
     _check_features,
     _check_finite,
     _generator,
+)
+from .kernel_kinds import (
+    KERNEL_OPTIONS,
+    KERNEL_REGISTRY,
+    KERNELS,
+    KernelRequest,
+    SizeRequest,
 )
 from .resample import STAGES, _refine_nodal, _resolution_schedule, input_grid_for
 
@@ -51,38 +48,16 @@ __all__ = [
 
 LIFTS = ("cells", "linear", "identity")
 """The lifts of `SpaceTimeNet(lift=...)` (`linear`: the scalar model only)."""
-KERNELS = ("nodal", "basis", "neural", "conv", "spectral")
-"""The kernels `SpaceTimeNet(kernel=...)` builds by name (a `Kernel` instance is also
-accepted)."""
 READOUTS = ("quadrature", "mean", "pool", "function")
 """The readouts of `SpaceTimeNet(readout=...)`. quadrature: (P x)_o = sum_c int p_oc x_c +
 beta_o; mean: a linear map (or, with head_hidden, a one-hidden-layer GELU MLP) of the channel
 means; pool: the same of the channel means of sigma(x) (global average pooling after the
 activation, as in CNNs); function: y(xi) = Q x(T, xi) + q pointwise (operator learning)."""
-KERNEL_OPTIONS: dict[str, tuple[str, ...]] = {
-    "modes": ("basis", "neural", "conv", "spectral"),
-    "basis": ("basis",),
-    "radius": ("conv",),
-    "radius_spacings": ("conv",),
-    "pointwise": ("conv", "spectral"),
-}
-"""The construction options that only some kernels read: `{option: names of the kernels that
-read it}`. An option given (not None) to a `SpaceTimeNet` none of whose kernels reads it is
-refused, naming the option and the kernel (`runs.ModelOptions` checks the same table).
-
-`modes`: the basis kernel's functions per axis (its A = modes^d functions also carry the lift
-and readout), the neural kernel's lift and readout basis, the conv kernel's Legendre
-polynomials per axis in delta / r, the spectral kernel's frequencies per axis; `basis`: the
-basis kernel's family (`legendre` or `fourier`); `radius` and `radius_spacings`: the conv
-kernel's window; `pointwise`: the stationary kernels' pointwise channel mix A(t)."""
 #: options of one form / one lift only (None: not given)
 _FORM_OPTIONS = {"hidden_width": "bottleneck", "kernel2": "bottleneck"}
 _LIFT_OPTIONS = {"in_shape": "cells"}
-#: the variants' defaults of ``modes`` (8 for the others) and of the conv ``radius``
-_DEFAULT_MODES = {"conv": 3}
+#: the conv ``radius`` when neither ``radius`` nor ``radius_spacings`` is given
 _DEFAULT_RADIUS = 0.1
-#: the MLP of a neural kernel: hidden width and depth (its parameter count, for the size check)
-_NEURAL_HIDDEN, _NEURAL_DEPTH = 32, 2
 
 
 def _show(value: object) -> str:
@@ -108,7 +83,7 @@ def _reads(kernel: str | Kernel, option: str) -> bool:
     only ``modes`` still matters, as the size of the lift and readout basis of a continuous,
     non-stationary kernel without a basis of its own (a neural or function kernel)."""
     if isinstance(kernel, str):
-        return kernel in KERNEL_OPTIONS[option]
+        return option in KERNEL_REGISTRY[kernel].options
     return (
         option == "modes"
         and kernel.continuous
@@ -218,20 +193,6 @@ def _radius(schedule: GridSchedule, radius, spacings) -> float | Sequence:
     return out
 
 
-def _check_radius_extent(kernel: ConvKernel, given: object) -> None:
-    """A radius given in physical units may not exceed the domain's extent L_a on its axis:
-    every offset between two points of Omega is shorter than L_a, so the window
-    ``window(delta / r)`` of a larger r only flattens the kernel, and a huge one (1e300) asks
-    for more taps than any grid has."""
-    for r in kernel.radii:
-        for a, (ra, (lo, hi)) in enumerate(zip(r, kernel.domain.bounds)):
-            if ra > (hi - lo) * (1 + 1e-12):
-                raise ValueError(
-                    f"radius: expected at most the domain's extent on each axis (L = "
-                    f"{hi - lo:g} on axis {a}), got {given!r}"
-                )
-
-
 def _size_terms(
     schedule: GridSchedule,
     kernels: Sequence[str | Kernel],
@@ -260,9 +221,9 @@ def _size_terms(
     - ``in_features``: one input sample (in_features), a linear lift (in_features A, or
       n_0 in_features for a nodal model);
     - ``channels`` (``schedule`` for the scalar model): the states sum_k c_k n_k, the kernels'
-      coefficients (nodal: sum_k c_k^2 n_out n_in; basis: K c^2 A^2; conv: sum_k c_k^2 m^d;
-      spectral: 2 sum_k c_k^2 prod(modes per axis); neural: an MLP with c^2 outputs) and the
-      pointwise lift c_0 (c_in + d);
+      coefficients (the ``parameters`` of their kinds' entries; nodal: sum_k c_k^2 n_out
+      n_in; basis: K c^2 A^2; conv: sum_k c_k^2 m^d; spectral: 2 sum_k c_k^2 prod(modes per
+      axis); neural: an MLP with c^2 outputs) and the pointwise lift c_0 (c_in + d);
     - ``modes``: the kernel terms instead when m^d outweighs c^2;
     - ``hidden_width``: the hidden states sum_k c_k H and the nodal kernels' H factors;
     - ``out_features``: the readout (out c_K A continuous, out c_K n_K nodal, out c_K for
@@ -280,11 +241,12 @@ def _size_terms(
         entry[0] += elements
         entry[1].append(what)
 
-    continuous = all((k != "nodal") if isinstance(k, str) else k.continuous for k in kernels)
-    first = kernels[0]
+    kinds = [KERNEL_REGISTRY[k] if isinstance(k, str) else k for k in kernels]
+    continuous = all(k.continuous for k in kinds)
+    first = kinds[0]
     if isinstance(first, BasisKernel):
         m_basis = first.modes
-    elif first in ("conv", "spectral") or getattr(first, "stationary", False):
+    elif getattr(first, "stationary", False):
         m_basis = 8
     else:
         m_basis = modes or 8
@@ -297,46 +259,14 @@ def _size_terms(
     add(state_arg, sum(ck * nk for ck, nk in zip(c, n)), "one sample's states")
     if hidden_nodes is not None:
         add("hidden_width", sum(ck * hidden_nodes for ck in c[:-1]), "one sample's hidden states")
-    cmax2 = max(c[:-1]) ** 2
     for j, kern in enumerate(kernels):
-        if not isinstance(kern, str):
-            continue  # built already
-        if kern == "nodal":
-            if form == "bottleneck":  # W1: G_k -> H_k, W2: H_k -> G_{k+1} (euler) or G_k
-                hid = [n[k] if hidden_nodes is None else hidden_nodes for k in range(K)]
-                back = n[1:] if steps_between_grids(method) else n[:-1]
-                pairs = list(zip(hid, n[:-1])) if j == 0 else list(zip(back, hid))
-            elif steps_between_grids(method):
-                pairs = [(n[k + 1], n[k]) for k in range(K)]
-            else:
-                pairs = [(n[k], n[k]) for k in range(K)]
-            size = sum(c[k] ** 2 * no * ni + c[k] * no for k, (no, ni) in enumerate(pairs))
-            big = max(no * ni for no, ni in pairs)
-            if cmax2 >= big:
-                arg = state_arg
-            else:
-                arg = "hidden_width" if hidden_nodes is not None else "schedule"
-            add(arg, size, "the nodal kernel's matrices")
-            continue
-        m = modes if modes is not None else _DEFAULT_MODES.get(kern, 8)
-        if kern == "basis":
-            Ak = m**d
-            size, per = K * c[0] ** 2 * (Ak * Ak + Ak), Ak * Ak
-        elif kern == "neural":  # MLPs (1 + 2d) -> H -> ... -> c^2 and (1 + d) -> ... -> c
-            hid, per = _NEURAL_HIDDEN, 1
-            body = (_NEURAL_DEPTH - 1) * (hid * hid + hid) + hid
-            size = sum(
-                (1 + k * d) * hid + body + (hid + 1) * out for k, out in ((2, c[0] ** 2), (1, c[0]))
-            )
-        elif kern == "conv":
-            per = m**d
-            pw = 1 if pointwise else 0
-            size = sum(ck * ck * (per + pw) + ck for ck in c[:-1])
-        else:  # spectral
-            per = 2 * (m if d == 1 else (2 * m - 1) * m)
-            pw = 0 if pointwise is False else 1
-            size = sum(ck * ck * (per + pw) + ck for ck in c[:-1])
-        add("modes" if per > cmax2 else state_arg, size, f"the {kern} kernel's coefficients")
+        kind = KERNEL_REGISTRY[kern] if isinstance(kern, str) else None
+        if kind is None or kind.parameters is None:
+            continue  # built already (or a kind without an estimate)
+        m = modes if modes is not None else kind.default_modes
+        req = SizeRequest(schedule, j == 0, form, method, m, pointwise, hidden_nodes)
+        size, arg, what = kind.parameters(req)
+        add(arg, size, what)
     cK = c[-1]
     if readout == "quadrature":
         per_out = cK * (A if continuous else n[-1]) + 1
@@ -416,7 +346,8 @@ class SpaceTimeNet(FlowModel):
         in_features: input features (``None`` with ``lift="identity"``: n_0 * in_channels).
         out_features: outputs (classes, regression targets, or output channels of the
             ``function`` readout).
-        kernel: ``nodal``, ``basis``, ``neural``, ``conv``, ``spectral`` or a Kernel instance.
+        kernel: ``nodal``, ``basis``, ``neural``, ``conv``, ``spectral`` (or another name of
+            ``KERNELS``, a kind added with ``register_kernel_kind``) or a Kernel instance.
         form: ``outside`` sigma(W x + b), ``inside`` W sigma(x) + b, ``bottleneck``.
         activation: a name of ``spacetime_nets.fields.ACTIVATIONS`` or a callable.
         lift: ``cells``, ``linear`` (scalar model only) or ``identity``.
@@ -753,74 +684,40 @@ class SpaceTimeNet(FlowModel):
     def _make_kernel(
         self, kernel, schedule, hidden_widths, name, modes, basis, init_scale, gen, first, kopts
     ):
-        K = schedule.num_steps
+        """The kernel of argument ``name``: a built one as it is, a name by the ``build`` of
+        its [`KernelKind`][spacetime_nets.models.KernelKind] entry, after the channel checks
+        of the entry."""
         if isinstance(kernel, Kernel):
             return kernel
+        kind = KERNEL_REGISTRY.get(kernel)
+        if kind is None:
+            raise ValueError(
+                f"{name}: expected one of {', '.join(KERNELS)} or a Kernel instance; got {kernel!r}"
+            )
         ch = schedule.channels
-        const = None if ch is None else ch[0]
-        if ch is not None and len(set(ch[:-1])) > 1 and kernel in ("basis", "neural"):
+        if ch is not None and len(set(ch[:-1])) > 1 and kind.one_channel_count:
             raise ValueError(
                 f"{name}: a {kernel} kernel has one channel count; the schedule changes "
                 f"channels ({ch}): use a conv, spectral or nodal kernel"
             )
-        if kernel == "nodal":
-            steps_c = None if ch is None else ch[:-1]
-            between = steps_between_grids(self.method)
-            if self.form == "bottleneck":
-                outs = (
-                    hidden_widths
-                    if first
-                    else (schedule.widths[1:] if between else schedule.widths[:-1])
-                )
-                ins = schedule.widths[:-1] if first else hidden_widths
-                return NodalKernel(
-                    out_widths=outs,
-                    in_widths=ins,
-                    init_scale=init_scale,
-                    generator=gen,
-                    channels=steps_c,
-                )
-            if between:
-                return NodalKernel(schedule, init_scale=init_scale, generator=gen, channels=steps_c)
-            w = schedule.widths[:-1]
-            return NodalKernel(
-                out_widths=w, in_widths=w, init_scale=init_scale, generator=gen, channels=steps_c
-            )
-        m = modes if modes is not None else _DEFAULT_MODES.get(kernel, 8)
-        if kernel == "basis":
-            return BasisKernel(
-                schedule.domain,
-                modes=m,
-                basis=basis,
-                pieces=K,
-                T=schedule.T,
-                init_scale=init_scale,
-                generator=gen,
-                channels=const,
-            )
-        if kernel == "neural":
-            return NeuralKernel(
-                schedule.domain,
-                T=schedule.T,
-                init_scale=init_scale,
-                generator=gen,
-                channels=const,
-            )
-        if kernel in ("conv", "spectral"):
-            if ch is None:
-                raise ValueError(f"{name}: a {kernel} kernel needs channels=... (an int or list)")
-            opts = {"init_scale": init_scale, "generator": gen, "modes": m}
-            if kopts["pointwise"] is not None:
-                opts["pointwise"] = kopts["pointwise"]
-            if kernel == "conv":
-                conv = ConvKernel.for_schedule(schedule, radius=kopts["radius"], **opts)
-                if kopts["radius_given"] is not None:
-                    _check_radius_extent(conv, kopts["radius_given"])
-                return conv
-            return SpectralKernel.for_schedule(schedule, **opts)
-        raise ValueError(
-            f"{name}: expected one of {', '.join(KERNELS)} or a Kernel instance; got {kernel!r}"
+        if ch is None and kind.needs_channels:
+            raise ValueError(f"{name}: a {kernel} kernel needs channels=... (an int or list)")
+        request = KernelRequest(
+            schedule=schedule,
+            hidden_widths=hidden_widths,
+            name=name,
+            modes=modes if modes is not None else kind.default_modes,
+            basis=basis,
+            init_scale=init_scale,
+            generator=gen,
+            first=first,
+            form=self.form,
+            method=self.method,
+            radius=kopts["radius"],
+            radius_given=kopts["radius_given"],
+            pointwise=kopts["pointwise"],
         )
+        return kind.build(request)
 
     def _cells_shape(self, in_shape: object, d: int, n: int) -> tuple[int, ...]:
         """The cells per axis of the ``cells`` lift: ``in_shape`` (a tuple of d ints >= 1
