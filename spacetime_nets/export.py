@@ -23,7 +23,7 @@ from grids import GridSchedule
 
 from .fields import FORMS, NormOp, activation_module, activation_name, quadrature_norm
 from .kernels import NodalKernel
-from .ops import ConvOp, LowRankOp, SpectralOp, spectral_apply
+from .ops import ConvOp, SpectralOp, StepOp, spectral_apply
 from .steppers import get_stepper, rk_step, steps_between_grids
 
 __all__ = [
@@ -621,28 +621,22 @@ def _linear(W: torch.Tensor, b: torch.Tensor) -> nn.Linear:
     return lin
 
 
+def _exportable(op) -> StepOp:
+    """``op``, or a ValueError when it is not a step operator the export knows."""
+    if not isinstance(op, StepOp):
+        raise ValueError(f"op: cannot export a step operator of type {type(op).__name__}")
+    return op
+
+
 def _layer(op) -> nn.Module:
-    if isinstance(op, LowRankOp):
-        op = op.dense()
-    if isinstance(op, tuple):
-        return _linear(*op)
-    if isinstance(op, ConvOp):
-        return ConvLayer(op)
-    if isinstance(op, SpectralOp):
-        return SpectralLayer(op)
-    raise ValueError(f"op: cannot export a step operator of type {type(op).__name__}")
+    return _exportable(op).to_module()
 
 
 def _check_export_size(disc, mats, itemsize: int) -> None:
     """ValueError when the dense matrices of the export would exceed MAX_EXPORT_BYTES."""
     entries = 0
     for k, sm in enumerate(mats):
-        for op in sm.layers:
-            if isinstance(op, LowRankOp):
-                c = op.channels or 1
-                entries += c * c * op.U.shape[0] * op.V.shape[0]
-            elif isinstance(op, tuple):
-                entries += op[0].numel()
+        entries += sum(_exportable(op).export_entries() for op in sm.layers)
         if disc.pi[k] is not None:
             entries += disc.widths[k] * disc.widths[k + 1]
     need = entries * itemsize

@@ -18,7 +18,6 @@ field, with the weights of the grid sigma's argument lives on (``Form.act_reads`
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +31,7 @@ from grids import Grid, GridSchedule
 
 from .fields import FORMS, ChannelNorm, NormOp, check_form, get_activation, norm_reads, normed
 from .kernels import Kernel, NodalKernel
-from .ops import ConvOp, GridInfo, LowRankOp, SpectralOp, apply_op, op_rebuild, op_tensors
+from .ops import Dense, GridInfo, apply_op, op_rebuild, op_tensors
 from .steppers import STEPPER_NAMES, get_stepper, rk_step, steps_between_grids
 
 __all__ = [
@@ -409,7 +408,7 @@ class Discretization(nn.Module):
             shift = 0 if square else 1
             w = [self.weights[i] for i in self.grid_index]
             return [
-                StepMatrices(dt, [wb], [(w[k + shift], w[k])], square)
+                StepMatrices(dt, [Dense(*wb)], [(w[k + shift], w[k])], square)
                 for k, (dt, wb) in enumerate(zip(self.dts, kernel.all_steps()))
             ]
         first, second = [], []  # (k, t, out, in) of each operator of each step
@@ -718,18 +717,10 @@ def multiply_adds(
 
 
 def _op_macs(op, n: int) -> int:
-    if isinstance(op, tuple):
-        return op[0].numel()
-    if isinstance(op, LowRankOp):
-        return op.multiply_adds()
-    if isinstance(op, ConvOp):
-        return op.taps.numel() * n
-    if isinstance(op, SpectralOp):
-        c, N = op.weight.shape[0], math.prod(op.fft)
-        fft = int(5 * c * N * max(math.log2(N), 1.0))
-        point = op.point.numel() * n if op.point is not None else 0
-        return op.weight[..., 0].numel() * 4 + 2 * fft + point
-    raise ValueError(f"op: unknown step operator {type(op).__name__}")
+    count = getattr(op, "multiply_adds", None)  # a StepOp (a cheap check: every integrate)
+    if count is None:
+        raise ValueError(f"op: unknown step operator {type(op).__name__}")
+    return count(n)
 
 
 def _discretization(

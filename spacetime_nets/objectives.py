@@ -213,14 +213,7 @@ def control_norms(model: nn.Module) -> list[torch.Tensor]:
 def _control_norm(sm) -> torch.Tensor:
     total = 0.0
     for op, (w_out, w_in) in zip(sm.layers, sm.grids):
-        if not isinstance(op, tuple):
-            total = total + op.control_norm_sq(w_out, w_in)
-            continue
-        W, b = op
-        c = W.shape[0] // w_out.shape[0]
-        if c > 1:
-            w_out, w_in = w_out.repeat(c), w_in.repeat(c)
-        total = total + (W**2 * w_out[:, None] / w_in[None, :]).sum() + (w_out * b**2).sum()
+        total = total + op.control_norm_sq(w_out, w_in)
     return total
 
 

@@ -9,7 +9,8 @@ omega_j) to an output grid G' (nodes xi_i):
 a separable kernel (a basis expansion) in factored form, without forming W; ``ConvOp`` applies a
 stationary kernel of finite radius as ``F.conv1d`` / ``F.conv2d`` on uniform grids; ``SpectralOp``
 applies a periodic stationary kernel by FFT. All are plain torch, used both by the step loop
-and by exported ResNets.
+and by exported ResNets, and all have the interface [`StepOp`][spacetime_nets.ops.StepOp]
+(apply, count, cost, copy, export), so that no caller asks which kind it holds.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from grids import Grid
 from grids.quadrature import get_rule
 
 __all__ = [
     "GridInfo",
+    "StepOp",
     "Dense",
     "LowRankOp",
     "StationaryOp",
@@ -102,16 +105,183 @@ class GridInfo:
         return math.prod(self.shape)
 
 
-class Dense(NamedTuple):
-    """A dense step operator ``(W [c n_out, c n_in], b [c n_out])``; unpacks as ``(W, b)``.
+@runtime_checkable
+class StepOp(Protocol):
+    """The interface every step operator has ([`Dense`][spacetime_nets.ops.Dense],
+    [`LowRankOp`][spacetime_nets.ops.LowRankOp], [`ConvOp`][spacetime_nets.ops.ConvOp],
+    [`SpectralOp`][spacetime_nets.ops.SpectralOp], or a kernel's own): the step loop, the
+    multiply-add count, the control cost, checkpointed recomputation and the export call these
+    methods and never ask for the kind. Runtime-checkable: ``isinstance(op, StepOp)`` tells
+    whether ``op`` has them all.
+
+    Calling the operator applies it: ``op(x)`` maps the state ``[B, n_in]`` (or
+    ``[B, c, n_in]`` with channels) to ``[B, n_out]`` (``[B, c, n_out]``) on its output grid.
+    """
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def multiply_adds(self, n: int) -> int:
+        """Multiply-adds of one application, per sample.
+
+        Args:
+            n: the node count of the step's grid G_k (the input grid).
+
+        Returns:
+            The count.
+        """
+        ...
+
+    def control_norm_sq(self, w_out: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
+        """The control cost |w|^2_{L2(Omega x Omega)} + |b|^2_{L2(Omega)} as a quadrature
+        on the operator's grids, sum_ij w_out_i w_in_j |w(xi_i, zeta_j)|^2 +
+        sum_i w_out_i |b(xi_i)|^2 (channel pairs included; a pointwise mix A adds
+        |A|^2 |Omega|).
+
+        Args:
+            w_out: the quadrature weights of the output grid, ``[n_out]``.
+            w_in: the quadrature weights of the input grid, ``[n_in]``.
+
+        Returns:
+            The 0-d tensor.
+        """
+        ...
+
+    def export_entries(self) -> int:
+        """The entries of the dense matrices its exported module holds (the size check of
+        [`to_resnet`][spacetime_nets.export.to_resnet]).
+
+        Returns:
+            The count (0 for the convolution and FFT blocks).
+        """
+        ...
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The trainable tensors, for checkpointed recomputation.
+
+        Returns:
+            The tensors, in the order ``rebuild`` takes them.
+        """
+        ...
+
+    def rebuild(self, tensors: list[torch.Tensor]) -> StepOp:
+        """The same operator made of other tensors.
+
+        Args:
+            tensors: one tensor for each of ``tensors()``, e.g. detached copies.
+
+        Returns:
+            A new operator of the same kind.
+        """
+        ...
+
+    def to_module(self) -> nn.Module:
+        """The operator as a plain-torch module (the exported ResNet's layer), its values
+        copied: ``op.to_module()(x)`` equals ``op(x)``.
+
+        Returns:
+            The module.
+        """
+        ...
+
+
+class Dense:
+    """A dense step operator ``(W [c n_out, c n_in], b [c n_out])``: y = W x + b on the
+    flattened state. Unpacks (and indexes) as the pair ``(W, b)``.
+
+    Args:
+        W: the matrix, quadrature weights of the input folded in, ``[c n_out, c n_in]``.
+        b: the bias beta, ``[c n_out]``.
 
     Attributes:
-        W: the matrix, quadrature weights of the input folded in, ``[c n_out, c n_in]``.
+        W: the matrix, ``[c n_out, c n_in]``.
         b: the bias beta, ``[c n_out]``.
     """
 
-    W: torch.Tensor
-    b: torch.Tensor
+    def __init__(self, W: torch.Tensor, b: torch.Tensor) -> None:
+        self.W, self.b = W, b
+
+    def __iter__(self):
+        return iter((self.W, self.b))
+
+    def __getitem__(self, i):
+        return (self.W, self.b)[i]
+
+    def __len__(self) -> int:
+        return 2
+
+    def __repr__(self) -> str:
+        return f"Dense(W={tuple(self.W.shape)}, b={tuple(self.b.shape)})"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, n_in] -> [B, n_out]``, or ``[B, c, n_in] -> [B, c, n_out]``."""
+        if x.dim() == 2:
+            return F.linear(x, self.W, self.b)
+        n_out = self.W.shape[0] // x.shape[1]  # explicit sizes: an empty batch keeps its shape
+        return F.linear(x.flatten(1), self.W, self.b).view(x.shape[0], x.shape[1], n_out)
+
+    def multiply_adds(self, n: int | None = None) -> int:
+        """Multiply-adds per sample: the entries of W.
+
+        Args:
+            n: the step grid's node count (not needed).
+
+        Returns:
+            ``W.numel()``.
+        """
+        return self.W.numel()
+
+    def control_norm_sq(self, w_out: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
+        """sum_ij w_out_i w_in_j (W_ij / w_in_j)^2 + sum_i w_out_i beta_i^2, the weights
+        repeated per channel.
+
+        Args:
+            w_out: the quadrature weights of the output grid, ``[n_out]``.
+            w_in: the quadrature weights of the input grid, ``[n_in]``.
+
+        Returns:
+            |w|^2_{L2(Omega x Omega)} + |b|^2_{L2(Omega)}, a 0-d tensor.
+        """
+        c = self.W.shape[0] // w_out.shape[0]
+        if c > 1:
+            w_out, w_in = w_out.repeat(c), w_in.repeat(c)
+        return (self.W**2 * w_out[:, None] / w_in[None, :]).sum() + (w_out * self.b**2).sum()
+
+    def export_entries(self) -> int:
+        """The entries of the exported ``nn.Linear``'s matrix.
+
+        Returns:
+            ``W.numel()``.
+        """
+        return self.W.numel()
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The trainable tensors, for checkpointed recomputation.
+
+        Returns:
+            ``[W, b]``.
+        """
+        return [self.W, self.b]
+
+    def rebuild(self, tensors: list[torch.Tensor]) -> Dense:
+        """The same operator with other tensors.
+
+        Args:
+            tensors: ``[W, b]``, e.g. detached copies.
+
+        Returns:
+            ``Dense(W, b)``.
+        """
+        return Dense(*tensors)
+
+    def to_module(self) -> nn.Module:
+        """The operator as ``nn.Linear(c n_in -> c n_out)`` (on the flattened state).
+
+        Returns:
+            The ``nn.Linear``, W and b copied.
+        """
+        from .export import _linear  # export imports this module
+
+        return _linear(self.W, self.b)
 
 
 class LowRankOp:
@@ -195,14 +365,35 @@ class LowRankOp:
         ch, A = self.channels or 1, self.U.shape[1]
         return self.M.view(ch, A, ch, A).permute(0, 2, 1, 3)
 
-    def multiply_adds(self) -> int:
+    def multiply_adds(self, n: int | None = None) -> int:
         """Multiply-adds per sample.
+
+        Args:
+            n: the step grid's node count (not needed: the bases give n_in and n_out).
 
         Returns:
             c A (n_in + n_out) + (c A)^2.
         """
         ch, A = self.channels or 1, self.U.shape[1]
         return ch * A * (self.U.shape[0] + self.V.shape[0]) + (ch * A) ** 2
+
+    def export_entries(self) -> int:
+        """The entries of the dense matrix it is exported as.
+
+        Returns:
+            c^2 n_out n_in.
+        """
+        c = self.channels or 1
+        return c * c * self.U.shape[0] * self.V.shape[0]
+
+    def to_module(self) -> nn.Module:
+        """The operator made dense ([`dense`][spacetime_nets.ops.LowRankOp.dense]), as
+        ``nn.Linear``.
+
+        Returns:
+            The ``nn.Linear``.
+        """
+        return self.dense().to_module()
 
     def control_norm_sq(self, w_out: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
         """The [`Dense`][spacetime_nets.ops.Dense] quadrature sum_ij w_out_i w_in_j
@@ -259,6 +450,15 @@ class StationaryOp:
         new.point = tensors[2] if self.point is not None else None
         return new
 
+    def export_entries(self) -> int:
+        """The entries of dense matrices its exported module holds: none (a convolution or
+        FFT block).
+
+        Returns:
+            0.
+        """
+        return 0
+
     def _pointwise_and_bias_norm(self, vol: torch.Tensor) -> torch.Tensor:
         """|A|^2 |Omega| + |b|^2 |Omega|: the pointwise mix and the bias in L^2."""
         total = vol * (self.bias**2).sum()
@@ -303,6 +503,27 @@ class ConvOp(StationaryOp):
         return conv_apply(
             x, self.taps, self.bias, self.point, self.shape, self.periodic, self.in_scale
         )
+
+    def multiply_adds(self, n: int) -> int:
+        """Multiply-adds per sample: every tap at every node.
+
+        Args:
+            n: the grid's node count.
+
+        Returns:
+            ``taps.numel() * n``.
+        """
+        return self.taps.numel() * n
+
+    def to_module(self) -> nn.Module:
+        """The operator as a [`ConvLayer`][spacetime_nets.export.ConvLayer].
+
+        Returns:
+            The ``ConvLayer``.
+        """
+        from .export import ConvLayer  # export imports this module
+
+        return ConvLayer(self)
 
     def control_norm_sq(self, w_out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """|w|^2_{L2(Omega x Omega)} + |A|^2 |Omega| + |b|^2 |Omega| on this grid (``w_out`` is
@@ -430,6 +651,32 @@ class SpectralOp(StationaryOp):
             self.fft, self.in_scale, self.mult,
         )  # fmt: skip
 
+    def multiply_adds(self, n: int) -> int:
+        """Multiply-adds per sample, estimated: the mode products (4 real per complex one),
+        a forward and an inverse FFT of 5 c N log2 N each, and the pointwise mix at every
+        node.
+
+        Args:
+            n: the grid's node count.
+
+        Returns:
+            The count.
+        """
+        c, N = self.weight.shape[0], math.prod(self.fft)
+        fft = int(5 * c * N * max(math.log2(N), 1.0))
+        point = self.point.numel() * n if self.point is not None else 0
+        return self.weight[..., 0].numel() * 4 + 2 * fft + point
+
+    def to_module(self) -> nn.Module:
+        """The operator as a [`SpectralLayer`][spacetime_nets.export.SpectralLayer].
+
+        Returns:
+            The ``SpectralLayer``.
+        """
+        from .export import SpectralLayer  # export imports this module
+
+        return SpectralLayer(self)
+
     def kernel_samples(self) -> torch.Tensor:
         """kappa(m h) at the N offsets m of one period per axis, ``[c_in, c_out, *fft]`` (real):
         the operator on the N-point torus applied to a unit impulse at offset 0 of each input
@@ -529,46 +776,46 @@ def spectral_apply(
     return y + bias[:, None]
 
 
+def _step_op(op) -> StepOp:
+    """``op`` itself, or a bare ``(W, b)`` pair as a [`Dense`][spacetime_nets.ops.Dense]:
+    the one place a pair is accepted for an operator."""
+    return Dense(*op) if isinstance(op, tuple) else op
+
+
 def apply_op(op, x: torch.Tensor) -> torch.Tensor:
     """Apply a step operator: ``Dense`` (or a ``(W, b)`` pair) to ``[B, n]`` or ``[B, c, n]``,
     ``ConvOp`` / ``SpectralOp`` to ``[B, c, n]``.
 
     Args:
-        op (Dense | tuple | LowRankOp | ConvOp | SpectralOp): the operator.
+        op (StepOp | tuple): the operator, or a ``(W, b)`` pair.
         x: the state.
 
     Returns:
         The operator applied to ``x``, on its output grid.
     """
-    if isinstance(op, tuple):
-        W, b = op
-        if x.dim() == 2:
-            return F.linear(x, W, b)
-        n_out = W.shape[0] // x.shape[1]  # explicit sizes: an empty batch keeps its shape
-        return F.linear(x.flatten(1), W, b).view(x.shape[0], x.shape[1], n_out)
-    return op(x)
+    return _step_op(op)(x)
 
 
 def op_tensors(op) -> list[torch.Tensor]:
     """The tensors an operator is made of (for checkpointed recomputation).
 
     Args:
-        op (Dense | tuple | LowRankOp | ConvOp | SpectralOp): the operator.
+        op (StepOp | tuple): the operator, or a ``(W, b)`` pair.
 
     Returns:
-        ``[W, b]`` of a dense pair, else ``op.tensors()``.
+        ``op.tensors()`` (``[W, b]`` of a pair).
     """
-    return list(op) if isinstance(op, tuple) else op.tensors()
+    return _step_op(op).tensors()
 
 
 def op_rebuild(op, tensors: list[torch.Tensor]):
     """The same operator made of other tensors (detached copies in a recomputation).
 
     Args:
-        op (Dense | tuple | LowRankOp | ConvOp | SpectralOp): the operator.
+        op (StepOp | tuple): the operator, or a ``(W, b)`` pair.
         tensors: one tensor for each of ``op_tensors(op)``.
 
     Returns:
-        (Dense | LowRankOp | ConvOp | SpectralOp): the new operator.
+        (StepOp): the new operator (a ``Dense`` for a pair).
     """
-    return Dense(*tensors) if isinstance(op, tuple) else op.rebuild(tensors)
+    return _step_op(op).rebuild(tensors)

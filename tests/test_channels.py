@@ -14,6 +14,7 @@ from grids import Grid, GridSchedule
 from spacetime_nets import SpaceTimeNet, to_resnet
 from spacetime_nets.kernels import BasisKernel, ConvKernel, NodalKernel, SpectralKernel
 from spacetime_nets.objectives import l2_control
+from spacetime_nets.ops import Dense
 
 F64 = torch.float64
 
@@ -143,7 +144,7 @@ def test_conv_operator_equals_dense_formula(n, rule, domain, radius):
         d2 = Discretization(s2).to(dtype=F64)
         p2 = d2._point(0)
         op2 = k.step_op(0, 0.0, p2, p2)
-        assert isinstance(op2, tuple)
+        assert isinstance(op2, Dense)
         np.testing.assert_allclose(
             (x.reshape(4, -1) @ op2[0].T + op2[1]).reshape(4, 3, -1).detach().numpy(),
             ref,
