@@ -244,10 +244,11 @@ def compress(
     was measured.
 
     Recovery (``recover_epochs`` > 0): the search's result is fine-tuned for that many epochs
-    to the given model's outputs on ``recover_data`` (distillation: Adam, mean squared output
-    difference, cosine decay from ``recover_lr``), kept when its change on the calibration
-    batch is smaller, and the search goes on from it; at most ``recover_rounds`` times. The
-    epochs spent are ``summary.recover_epochs``.
+    to the given model's outputs on ``recover_data`` (distillation: Adam on batches of 64,
+    mean squared output difference, cosine decay from ``recover_lr``), kept when it stays
+    within ``tol`` and moved the outputs back towards the given model's, and the search goes
+    on from it; at most ``recover_rounds`` times. The epochs spent are
+    ``summary.recover_epochs``.
 
     The returned model is checked again by a full forward pass: its change on the calibration
     data is at most ``tol``, with or without recovery (``summary.error``, measured last).
