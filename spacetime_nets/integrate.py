@@ -31,7 +31,7 @@ from grids import Grid, GridSchedule
 
 from .fields import FORMS, ChannelNorm, NormOp, check_form, get_activation, norm_reads, normed
 from .kernels import Kernel, NodalKernel
-from .ops import Dense, GridInfo, apply_op, op_rebuild, op_tensors
+from .ops import Dense, GridInfo, StepOp, op_rebuild, op_tensors
 from .steppers import STEPPER_NAMES, get_stepper, rk_step, steps_between_grids
 
 __all__ = [
@@ -506,7 +506,12 @@ def field(
     Returns:
         f(X), on the output grid of the last operator.
     """
-    return FORMS[form].field(normed(act, norm), apply_op, layers, x)
+    return FORMS[form].field(normed(act, norm), _call, layers, x)
+
+
+def _call(op: StepOp, x: torch.Tensor) -> torch.Tensor:
+    """``op(x)``: the step's operators are StepOps already (the step loop's apply)."""
+    return op(x)
 
 
 def step(disc: Discretization, k: int, sm: StepMatrices, x, form: str, act, method: str):
