@@ -112,6 +112,7 @@ def complex_functions(root: Path, packages: tuple[str, ...] = PACKAGES) -> list[
 
 def measure(root: Path, packages: tuple[str, ...] = PACKAGES) -> Metrics:
     """The metrics of every ``.py`` file under ``root/<package>`` for each package."""
+    root = root.resolve()
     m = Metrics()
     for pkg in packages:
         for path in sorted((root / pkg).rglob("*.py")):
