@@ -365,26 +365,11 @@ def compress(
         cost_fn(model),
     )
     small, err = search.run(model, 0.0, moves, 0.0)
-    epochs_used, recoveries = 0, 0
+    recoveries = 0
     if recover_epochs and recover_rounds:
-        y_rec = _outputs(model, x_rec, batch_size, out_grid)
-        for i in range(recover_rounds):
-            rec = _recover(small, x_rec, y_rec, out_grid, recover_epochs, recover_lr, seed + i)
-            epochs_used += recover_epochs
-            recoveries += 1
-            out_rec = _outputs(rec, x, batch_size, out_grid)
-            err_rec, guide_rec = error(out_rec), guide(out_rec)
-            moves.append(
-                f"recovery {i + 1} ({recover_epochs} epochs): change {err:.4g} -> {err_rec:.4g}"
-            )
-            # kept when it stays within tol and moved the function back towards the model's
-            if not (err_rec <= tol and (err_rec < err or guide_rec < guide(search.last_out))):
-                moves.append("recovery not kept: the model before it is returned")
-                break
-            n_moves = len(moves)
-            small, err = search.run(rec, err_rec, moves, guide_rec)
-            if len(moves) == n_moves:  # no move fits even after recovery
-                break
+        small, err, recoveries = search.recover(
+            model, small, err, x_rec, recover_rounds, recover_epochs, recover_lr, seed, moves
+        )
     report(search.rounds, search.evals, search.cost0, cost_fn(small), err, True)
     summary = AdaptSummary(
         kind="compress",
@@ -403,7 +388,7 @@ def compress(
         seconds=time.perf_counter() - start,
         channels_before=_channel_count(model),
         channels_after=_channel_count(small),
-        recover_epochs=epochs_used,
+        recover_epochs=recover_epochs * recoveries,
         recoveries=recoveries,
     )
     return small, summary
@@ -537,18 +522,7 @@ class _Greedy:
                             within=True)  # fmt: skip
                 key = (_key(t, g), ch)
                 if key not in seen:
-                    try:
-                        cand = build(t, g, ch)
-                    except ValueError:  # a kernel this grid under-resolves refuses it
-                        seen[key] = (math.inf, None, math.inf)
-                        continue
-                    cost = self.cost_fn(cand)
-                    e, gd = None, math.inf
-                    if cost < cur_cost and self.evals < self.max_evaluations:
-                        out = self._outputs(cand)
-                        e, gd = self.error(out), self.guide(out)
-                        self.evals += 1
-                    seen[key] = (cost, e, gd)
+                    seen[key] = self._measure(lambda t=t, g=g, ch=ch: build(t, g, ch), cur_cost)
                 cost, e, gd = seen[key]
                 if e is None or cost >= cur_cost or not e <= self.tol:
                     continue
@@ -563,8 +537,7 @@ class _Greedy:
             self.report(self.rounds, self.evals, self.cost0, cur_cost, cur_err, False)
         # the guarantee: verify the returned model by a full forward pass, fall back if needed
         while True:
-            times, grids, ch = history[-1]
-            small = build(times, grids, ch)
+            small = build(*history[-1])
             out = self._outputs(small)
             err = self.error(out)
             if err <= self.tol or len(history) == 1:
@@ -573,6 +546,43 @@ class _Greedy:
             moves.append("verification failed: one move undone")
         self.last_out = out
         return small, err
+
+    def _measure(self, make: Callable[[], SpaceTimeNet], cur_cost: float):
+        """(cost, change, guide) of the candidate ``make()`` builds: its outputs are measured
+        (one trial) only when it is cheaper than ``cur_cost`` and trials are left; a
+        candidate the kernel refuses (a grid it under-resolves) costs infinity."""
+        try:
+            cand = make()
+        except ValueError:
+            return math.inf, None, math.inf
+        cost = self.cost_fn(cand)
+        if not (cost < cur_cost and self.evals < self.max_evaluations):
+            return cost, None, math.inf
+        out = self._outputs(cand)
+        self.evals += 1
+        return cost, self.error(out), self.guide(out)
+
+    def recover(self, model, small, err, x_rec, rounds, epochs, lr, seed, moves):
+        """Up to ``rounds`` times: fit ``small`` to ``model``'s outputs on ``x_rec`` for
+        ``epochs`` epochs, keep the fit when it stays within tol and moved the outputs back
+        towards the model's, and search on from it. Returns (model, change, recoveries)."""
+        y_rec = _outputs(model, x_rec, self.batch_size, self.out_grid)
+        done = 0
+        for i in range(rounds):
+            rec = _recover(small, x_rec, y_rec, self.out_grid, epochs, lr, seed + i)
+            done += 1
+            out = self._outputs(rec)
+            err_rec, guide_rec = self.error(out), self.guide(out)
+            moves.append(f"recovery {i + 1} ({epochs} epochs): change {err:.4g} -> {err_rec:.4g}")
+            closer = err_rec < err or guide_rec < self.guide(self.last_out)
+            if not (err_rec <= self.tol and closer):
+                moves.append("recovery not kept: the model before it is returned")
+                break
+            n_moves = len(moves)
+            small, err = self.run(rec, err_rec, moves, guide_rec)
+            if len(moves) == n_moves:  # no move fits even after recovery
+                break
+        return small, err, done
 
 
 def _channel_moves(times, grids, ch: tuple[int, int | None], floor: int):
