@@ -71,3 +71,31 @@ def test_compress_with_recovery_ships_a_resnet_within_tol(cli, run, tmp_path):
     with torch.no_grad():
         acc1 = float((resnet(val.x).argmax(-1) == val.y).double().mean())
     assert 100 * (acc0 - acc1) <= 2 + 1e-9
+
+
+@pytest.mark.slow
+def test_compress_reduces_the_channels_of_a_conv_run(tmp_path):
+    """A conv run: compress drops channels (the default), says the weights changed, and the
+    shipped ResNet stays within --tol of the trained model on the calibration split."""
+    from spacetime_nets.cli import main
+    from spacetime_nets.runs import load_dataset, load_run
+
+    out = tmp_path / "conv"
+    code = main(["train", "--dataset", "signals", "--samples", "200", "--kernel", "conv",
+                 "--channels", "8", "--form", "bottleneck", "--activation", "gelu",
+                 "--radius-spacings", "2.5", "--steps", "2", "--epochs", "3", "--quiet",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    small = tmp_path / "small"
+    code = main(["compress", str(out), "--metric", "output", "--norm", "rms", "--tol", "0.5",
+                 "--split", "val", "--out", str(small), "--quiet"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((small / "compress.json").read_text())
+    assert summary["channels_before"] == 8 and summary["channels_after"] < 8
+    assert summary["parameters_changed"] is True
+    run = load_run(out)
+    val = load_dataset(run.config.dataset, run.config.dtype).val
+    resnet = torch.export.load(small / "resnet.pt2").module()
+    with torch.no_grad():
+        d = resnet(val.x) - run.model(val.x)
+    assert float(d.double().square().mean().sqrt()) <= 0.5 + 1e-6
