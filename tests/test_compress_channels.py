@@ -201,6 +201,15 @@ def test_channel_compression_refuses_what_it_cannot_reduce():
         adapt.with_channels(inside, adapt.rank_channels(inside, x), 3, hidden=3)
     with pytest.raises(ValueError, match="ranking: expected a ChannelRanking"):
         adapt.with_channels(_model(), "pca", 3)
+    for kw, text in [
+        ({"recover_epochs": -1}, "recover_epochs: expected an int >= 0"),
+        ({"recover_lr": 0}, "recover_lr: expected a finite number > 0"),
+        ({"min_channels": 0}, "min_channels: expected an int >= 1"),
+        ({"recover_epochs": 1, "recover_data": torch.randn(5, 9)}, "recover_data: x: expected"),
+        ({"recover_epochs": 1, "recover_data": "x"}, "recover_data: expected a tensor"),
+    ]:
+        with pytest.raises(ValueError, match=text):
+            adapt.compress(model, x, 0.1, **kw)
     with pytest.raises(ValueError, match="needs a SpaceTimeNet with channels"):
         sched = GridSchedule.constant(9, 2, T=1.0)
         adapt.rank_channels(SpaceTimeNet(sched, 4, 2, kernel="basis", modes=3), x)

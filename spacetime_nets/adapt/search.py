@@ -313,7 +313,10 @@ def compress(
     x, labels = _calibration(model, data, need_labels=metric == "accuracy")
     x_rec = x
     if recover_data is not None:
-        x_rec, _ = _calibration(model, recover_data, need_labels=False)
+        try:
+            x_rec, _ = _calibration(model, recover_data, need_labels=False)
+        except ValueError as exc:  # the same checks as the calibration data, its own name
+            raise ValueError(f"recover_data: {str(exc).removeprefix('data: ')}") from None
     _warn_below_one_sample(metric, tol, x.shape[0])
     out_grid = model.schedule.grids[-1]
     y_ref = _outputs(model, x, batch_size, out_grid)
