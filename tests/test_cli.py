@@ -259,3 +259,16 @@ def test_train_takes_radius_spacings_norm_and_head(tmp_path):
                  "--norm", "group", "--norm-groups", "3", "--out", str(tmp_path / "bad"),
                  *TINY, "--samples", "80"])  # fmt: skip
     assert code != 0 and not (tmp_path / "bad" / "last.pt").exists()
+
+
+def test_train_model_flags_default_to_the_run_file_options():
+    """One source of defaults for a run: the parser's model flags take ModelOptions' values."""
+    import dataclasses
+
+    from spacetime_nets.cli import build_parser
+    from spacetime_nets.runs import ModelOptions
+
+    args = build_parser().parse_args(["train", "--dataset", "circles"])
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelOptions)}
+    for name in ("kernel", "form", "activation", "method", "init_scale"):
+        assert getattr(args, name) == defaults[name], name

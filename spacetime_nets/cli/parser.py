@@ -7,7 +7,17 @@ import argparse
 import math
 
 from ..accel import COMPILE_MODES, PRECISIONS
-from ..runs import BASES, DTYPES, KERNELS, LIFTS, READOUTS, RULES, SCHEDULES, TRANSFERS
+from ..runs import (
+    BASES,
+    DTYPES,
+    KERNELS,
+    LIFTS,
+    READOUTS,
+    RULES,
+    SCHEDULES,
+    TRANSFERS,
+    ModelOptions,
+)
 from . import commands
 from .commands import PROG
 
@@ -17,6 +27,8 @@ EXPORT_FORMATS = ("export", "torchscript")
 SPLITS = ("train", "val", "test")
 """The data splits a command can read (``--split``)."""
 LIFT_CHOICES = ("auto", *LIFTS)
+#: the model options of a run file: the source of the defaults of ``train``'s model flags
+_DEFAULT = ModelOptions()
 EXPERIMENTS = ("asymptotics", "turnpike")
 COMMANDS = ("train", "evaluate", "export", "compress", "schedule", *EXPERIMENTS, "demo")
 METRICS = ("auto", "accuracy", "predictions", "output")
@@ -233,7 +245,7 @@ def _train_parser(sub) -> None:
         help="Pi_k kind (galerkin: filters where a grid coarsens, interpolates where it "
         "refines; default galerkin)",
     )
-    p.add_argument("--kernel", default="nodal", choices=KERNELS, help="kernel storage")
+    p.add_argument("--kernel", default=_DEFAULT.kernel, choices=KERNELS, help="kernel storage")
     p.add_argument(
         "--modes",
         type=int,
@@ -287,11 +299,14 @@ def _train_parser(sub) -> None:
     p.add_argument(
         "--basis", default=None, choices=BASES, help="basis family of a basis kernel (legendre)"
     )
-    p.add_argument("--form", default="inside", choices=FORMS, help="vector field form")
+    p.add_argument("--form", default=_DEFAULT.form, choices=FORMS, help="vector field form")
     p.add_argument(
-        "--activation", default="tanh", choices=tuple(ACTIVATIONS), help="activation sigma"
+        "--activation",
+        default=_DEFAULT.activation,
+        choices=tuple(ACTIVATIONS),
+        help="activation sigma",
     )
-    p.add_argument("--method", default="euler", choices=METHODS, help="time stepper")
+    p.add_argument("--method", default=_DEFAULT.method, choices=METHODS, help="time stepper")
     p.add_argument(
         "--lift",
         default="auto",
@@ -299,7 +314,9 @@ def _train_parser(sub) -> None:
         help="input lift (auto: identity for burgers, darcy and signals, cells for digits and "
         "heat, linear otherwise)",
     )
-    p.add_argument("--init-scale", type=float, default=1.0, help="scale of the initial kernel")
+    p.add_argument(
+        "--init-scale", type=float, default=_DEFAULT.init_scale, help="scale of the initial kernel"
+    )
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="floating type")
     p.add_argument(
         "--loss",
