@@ -106,10 +106,11 @@ def rank_channels(model: SpaceTimeNet, data: Any, *, batch_size: int = 1024) -> 
     model.eval()
     try:
         with torch.no_grad():
-            mats = model.controls()
+            mats = model.controls()  # built once, for the states and the hidden channels
             times = [float(t) for t in model.disc.times[:-1]]
             for i in range(0, x.shape[0], batch_size):
-                states = model.trajectory(x[i : i + batch_size]).states
+                x0 = model.lift(x[i : i + batch_size])
+                _, states = model._flow(x0, keep_states=True, mats=mats)
                 for k, s in enumerate(states):
                     w = model.disc.grid(k)[1].to(torch.float64)
                     s = s.to(torch.float64)
