@@ -228,3 +228,40 @@ def test_a_model_with_fewer_hidden_than_state_channels_ranks_and_reduces_again()
     assert adapt.with_channels(first, ranking, 3).schedule.channels == [3] * 4
     with pytest.raises(ValueError, match=r"hidden: expected at most 5"):
         adapt.with_channels(first, ranking, 3, hidden=6)
+
+
+def _resample(x, n):
+    """Rows of ``x`` (on linspace(0, 1, m)) at n nodes by linear interpolation (the same
+    functions), or every other node for the coarser grid."""
+    m = x.shape[1]
+    if n < m:
+        return x[:, :: (m - 1) // (n - 1)]
+    src = torch.linspace(0, 1, m, dtype=x.dtype)
+    dst = torch.linspace(0, 1, n, dtype=x.dtype)
+    j = torch.clamp(torch.searchsorted(src, dst, right=True) - 1, 0, m - 2)
+    w = (dst - src[j]) / (src[j + 1] - src[j])
+    return x[:, j] * (1 - w) + x[:, j + 1] * w
+
+
+@pytest.mark.parametrize("rough", [False, True])
+def test_a_reduced_model_is_the_same_function_at_every_resolution(rough):
+    """Reducing the channels acts on coefficients only: at 0.5x, 2x and 4x the reduced model
+    equals the model moved there and then reduced, and it changes across resolutions as the
+    trained model does, for smooth and for noisy inputs."""
+    model = _model(n=33)
+    g = torch.Generator().manual_seed(3)
+    t = torch.linspace(0, 1, 33, dtype=torch.float64)
+    x = torch.sin(3 * t + torch.randn(20, 1, generator=g, dtype=torch.float64))
+    if rough:
+        x = x + 0.4 * torch.randn(20, 33, generator=g, dtype=torch.float64)
+    ranking = adapt.rank_channels(model, x)
+    small = adapt.with_channels(model, ranking, 3, hidden=4)
+    y_small, y_model = _out(small, x), _out(model, x)
+    for n in (17, 65, 129):
+        xn = _resample(x, n)
+        moved = _out(small.at_resolution(n), xn)
+        other = _out(adapt.with_channels(model.at_resolution(n), ranking, 3, hidden=4), xn)
+        torch.testing.assert_close(moved, other, rtol=1e-10, atol=1e-10)
+        change = float((moved - y_small).norm() / y_small.norm())
+        ref = float((_out(model.at_resolution(n), xn) - y_model).norm() / y_model.norm())
+        assert change <= 1.1 * ref + 1e-3, (n, change, ref)
