@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,10 +27,54 @@ from .dense import Kernel, basis_functions, check_scale
 
 __all__ = ["PiecewiseKernel", "ConvKernel", "SpectralKernel", "window", "TAPS"]
 
+
+@dataclass(frozen=True)
+class _TapsRule:
+    """One way of making a stationary kernel's discrete operator (a value of ``taps``), with
+    the facts the conv and spectral kernels read from it instead of comparing names.
+
+    Attributes:
+        name: the rule's name, the kernel's ``taps`` attribute.
+        hats: True: node j's value enters through its hat phi_j (kappa integrated against the
+            piecewise-linear interpolant of the input, node j weighed by the hat's measure
+            int phi_j); False: through kappa's point values weighed by the rule's quadrature
+            weight omega_j.
+        min_radius: the smallest conv radius a grid resolves, in grid spacings h (the kernel
+            must reach a nonzero tap beside the centre).
+        trim: the taps left off each end of a conv stencil ceil(r / h) spacings wide: 1 when
+            the outermost one is zero (point values: the window vanishes at |m h| >= r), 0 when
+            it is not (a hat average reaches r + h).
+        needs_fft: a spectral kernel with this rule has the FFT path only (no dense operator
+            on grids without it).
+    """
+
+    name: str
+    hats: bool
+    min_radius: float
+    trim: int
+    needs_fft: bool
+
+
+_TAPS_RULES: dict[str, _TapsRule] = {
+    rule.name: rule
+    for rule in (
+        _TapsRule("galerkin", hats=True, min_radius=1.0, trim=0, needs_fft=True),
+        _TapsRule("sampled", hats=False, min_radius=2.0, trim=1, needs_fft=False),
+    )
+}
+
 #: how a conv kernel's discrete operator is made: ``galerkin`` integrates the kernel exactly
 #: against the piecewise-linear interpolant of the input (the same operator on every grid, for
 #: rough inputs too); ``sampled`` takes the point values kappa(xi_i - zeta_j) omega_j
-TAPS = ("galerkin", "sampled")
+TAPS = tuple(_TAPS_RULES)
+
+
+def _lookup_taps(taps: object) -> _TapsRule:
+    """The rule named ``taps``; a ValueError naming the choices for anything else."""
+    rule = _TAPS_RULES.get(taps) if isinstance(taps, str) else None
+    if rule is None:
+        raise ValueError(f"taps: expected one of {', '.join(TAPS)}; got {taps!r}")
+    return rule
 
 
 def window(u: torch.Tensor) -> torch.Tensor:
@@ -115,6 +160,22 @@ def _hat_geometry(
     return torch.stack(hl, -1), torch.stack(hr, -1), measure
 
 
+def _map_main(v: torch.Tensor, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Main coefficients ``[c_out, c_in, ...]`` in new channel bases: both channel dimensions
+    contracted, Q^T C R."""
+    return torch.einsum("oi...,or,is->rs...", v, q, r)
+
+
+def _map_bias(v: torch.Tensor, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """A bias ``[c_out]`` in the new output basis: Q^T b (``r`` is not read)."""
+    return q.T @ v
+
+
+def _map_mix(v: torch.Tensor, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """A pointwise channel mix ``[c_out, c_in]`` in new channel bases: Q^T A R."""
+    return q.T @ v @ r
+
+
 class PiecewiseKernel(Kernel):
     """Per-piece parameter tensors (channels may change between pieces) or a smooth-in-t
     expansion (one channel count).
@@ -126,6 +187,26 @@ class PiecewiseKernel(Kernel):
     Args:
         T: the horizon the time variable spans (set by the subclasses).
     """
+
+    @property
+    def taps(self) -> str:
+        """The name of the rule that makes the discrete operator (one of ``TAPS``; conv and
+        spectral kernels). Setting it checks the name and switches the rule.
+
+        Returns:
+            ``"galerkin"`` or ``"sampled"``.
+        """
+        return self._taps_rule.name
+
+    @taps.setter
+    def taps(self, value: str) -> None:
+        self._taps_rule = _lookup_taps(value)
+
+    def __setstate__(self, state: dict) -> None:
+        name = state.pop("taps", None)  # pickled before the rule was an object: only its name
+        super().__setstate__(state)
+        if name is not None:
+            self.taps = name
 
     def _setup_pieces(self, channels, pieces, time_degree) -> None:
         self._cache: dict = {}  # per-grid tensors (taps, hat scales), keyed by static facts
@@ -289,20 +370,18 @@ class PiecewiseKernel(Kernel):
             not torch.equal(q, out[0]) or not torch.equal(r, inp[0]) for q, r in zip(out, inp)
         ):
             raise ValueError("out, inp: a kernel smooth in t takes one map for every piece")
-        lists = [(self._coefficients(), "main"), (self.bias_coeff, "bias"), (self.point, "mix")]
+        lists: list[tuple[nn.ParameterList | None, Callable[..., torch.Tensor]]] = [
+            (self._coefficients(), _map_main),
+            (self.bias_coeff, _map_bias),
+            (self.point, _map_mix),
+        ]
         with torch.no_grad():
-            for params, what in lists:
+            for params, change in lists:
                 if params is None:
                     continue
                 for p, (q, r) in enumerate(zip(out, inp)):
                     v = params[p]
-                    q, r = q.to(v), r.to(v)
-                    if what == "bias":
-                        new = q.T @ v
-                    elif what == "mix":
-                        new = q.T @ v @ r
-                    else:  # [c_out, c_in, ...]: contract both channel dimensions
-                        new = torch.einsum("oi...,or,is->rs...", v, q, r)
+                    new = change(v, q.to(v), r.to(v))
                     params[p] = nn.Parameter(new.contiguous(), requires_grad=v.requires_grad)
         self.piece_channels = [rank] * self.pieces
         self.channels = rank
@@ -414,9 +493,7 @@ class ConvKernel(PiecewiseKernel):
         self.domain = as_domain(domain)
         self._setup_pieces(channels, pieces, time_degree)
         self.modes = check_int("modes", modes)
-        if taps not in TAPS:
-            raise ValueError(f"taps: expected one of {', '.join(TAPS)}; got {taps!r}")
-        self.taps = taps
+        self.taps = taps  # checked: the property looks the rule up
         self.allow_dense = _check_flag("allow_dense", allow_dense)
         d = self.domain.dim
         per_piece = isinstance(radius, list) and len(radius) == self.pieces
@@ -519,15 +596,15 @@ class ConvKernel(PiecewiseKernel):
         key = (self.taps, h, r, like.device, like.dtype)
         hit = self._cache.get(key)
         if hit is None:
-            off = 1 if self.taps == "sampled" else 0
-            R = [max(int(math.ceil(ri / hi - 1e-9)) - off, 0) for ri, hi in zip(r, h)]
+            trim = self._taps_rule.trim
+            R = [max(int(math.ceil(ri / hi - 1e-9)) - trim, 0) for ri, hi in zip(r, h)]
             axes = [torch.arange(Ri, -Ri - 1, -1, dtype=torch.float64) * hi for Ri, hi in zip(R, h)]
             mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-            if self.taps == "sampled":
-                prof = self.profile(mesh, r)
-            else:
+            if self._taps_rule.hats:
                 hh = torch.tensor(h, dtype=torch.float64)
                 prof = self.galerkin_profile(mesh, hh, hh, r)
+            else:
+                prof = self.profile(mesh, r)
             hit = prof.to(device=like.device, dtype=like.dtype)
             if len(self._cache) > 256:
                 self._cache.clear()
@@ -543,7 +620,7 @@ class ConvKernel(PiecewiseKernel):
             steps: ``(t_k, GridInfo)`` for each grid of the schedule.
             allow_underresolved (bool): skip the radius checks (the warning stays).
         """
-        need = 1.0 if self.taps == "galerkin" else 2.0
+        need = self._taps_rule.min_radius
         for k, (t, g) in enumerate(steps):
             if not g.equispaced:
                 self._warn_dense(k, g, "equispaced nodes")
@@ -599,20 +676,21 @@ class ConvKernel(PiecewiseKernel):
         if info.equispaced:
             basis = self._taps_basis(info.h, r, C)
             taps = torch.einsum("oim,...m->oi...", C, basis) * math.prod(info.h)
-            if self.taps == "sampled":
-                scale = None if info.equal_weights else w / math.prod(info.h)
-            else:  # the hats' measures, not the rule's weights (Simpson's alternate)
+            if self._taps_rule.hats:
+                # the hats' measures, not the rule's weights (Simpson's alternate)
                 scale = self._hat_scale(info, w)
+            else:
+                scale = None if info.equal_weights else w / math.prod(info.h)
             return ConvOp(taps, b, A, info.shape, info.periodic, scale, math.prod(info.h))
         _square_for_dense(C, k)
         nd = nodes.double()
         delta = nd[:, None, :] - nd[None, :, :]
-        if self.taps == "sampled":
-            W = self.kernel_values(t, delta).to(C.dtype) * w
-        else:  # T_ij = m_j * (the kernel averaged against the hat of node j)
+        if self._taps_rule.hats:  # T_ij = m_j * (the kernel averaged against the hat of node j)
             hl, hr, m = _hat_geometry(nd, info.shape, self.domain.bounds)
             prof = self.galerkin_profile(delta, hl[None], hr[None], r).to(C.dtype)
             W = torch.einsum("oim,...m->oi...", C, prof) * m.to(C.dtype)
+        else:
+            W = self.kernel_values(t, delta).to(C.dtype) * w
         W = W.permute(0, 2, 1, 3)  # [c, n, c, n]
         if A is not None:
             eye = torch.eye(nodes.shape[0], dtype=C.dtype, device=C.device)
@@ -706,9 +784,7 @@ class SpectralKernel(PiecewiseKernel):
                     f"period: {P:g} on axis {a} is shorter than the box ({L:g}); expected a "
                     "period >= the box's length (2 L on a box with boundaries)"
                 )
-        if taps not in TAPS:
-            raise ValueError(f"taps: expected one of {', '.join(TAPS)}; got {taps!r}")
-        self.taps = taps
+        self.taps = taps  # checked: the property looks the rule up
         self.allow_dense = _check_flag("allow_dense", allow_dense)
         shape = self.modes if d == 1 else (2 * self.modes[0] - 1, self.modes[1])
         vol = self.domain.volume
@@ -790,9 +866,9 @@ class SpectralKernel(PiecewiseKernel):
                         "of the box; use period >= 2 L (SpectralKernel.for_schedule does)"
                     )
             N = self.fft_size(g)
-            if N is None and self.taps == "galerkin":
+            if N is None and self._taps_rule.needs_fft:
                 raise ValueError(
-                    f"taps: galerkin spectral taps need the FFT path (equispaced nodes whose "
+                    f"taps: {self.taps} spectral taps need the FFT path (equispaced nodes whose "
                     f"spacing divides the period), grid {k} has {g.shape} nodes without it; "
                     "use taps='sampled' or an equispaced grid"
                 )
@@ -889,12 +965,12 @@ class SpectralKernel(PiecewiseKernel):
         N = self.fft_size(info)
         if N is not None:
             scale = math.prod(info.h) * math.prod(N)
-            if self.taps == "sampled":
-                in_scale = None if info.equal_weights else w / math.prod(info.h)
-                mult = None
-            else:
+            if self._taps_rule.hats:
                 in_scale = self._hat_scale(info, w)
                 mult = self._galerkin_mult(info.h, Wt)
+            else:
+                in_scale = None if info.equal_weights else w / math.prod(info.h)
+                mult = None
             return SpectralOp(Wt, b, A, info.shape, scale, N, in_scale, mult)
         _square_for_dense(Wt, k)
         delta = nodes[:, None, :] - nodes[None, :, :]
