@@ -34,6 +34,7 @@ import shutil
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -53,7 +54,35 @@ __all__ = [
     "train_step",
 ]
 
-PRECISIONS = ("fp32", "bf16")
+
+@dataclass(frozen=True)
+class _Precision:
+    """One value of ``precision``: the dtype the forward pass computes its products in.
+
+    Attributes:
+        name: the value of ``precision``.
+        autocast_dtype: the dtype of the eligible products under ``torch.autocast``; None: no
+            autocast, everything runs in the parameters' dtype.
+        needs_loss_scaling: the dtype's exponent range is too narrow for small gradients
+            without a loss scale (a GradScaler); such a precision is refused, as the training
+            step scales no loss.
+    """
+
+    name: str
+    autocast_dtype: torch.dtype | None
+    needs_loss_scaling: bool
+
+
+_PRECISION_TABLE: dict[str, _Precision] = {
+    p.name: p
+    for p in (
+        _Precision("fp32", autocast_dtype=None, needs_loss_scaling=False),
+        _Precision("bf16", autocast_dtype=torch.bfloat16, needs_loss_scaling=False),
+        _Precision("fp16", autocast_dtype=torch.float16, needs_loss_scaling=True),
+    )
+}
+
+PRECISIONS = tuple(name for name, p in _PRECISION_TABLE.items() if not p.needs_loss_scaling)
 """The accepted values of `precision`: float32 everywhere, or bf16 products under autocast."""
 COMPILE_MODES = (
     "default",
@@ -79,14 +108,21 @@ def check_precision(precision: str) -> str:
     Returns:
         ``precision``.
     """
-    if precision == "fp16":
-        raise ValueError(
-            "precision: 'fp16' is not supported (its narrow exponent range needs loss scaling); "
-            "use 'bf16' or 'fp32'"
-        )
-    if not isinstance(precision, str) or precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}; got {precision!r}")
+    _lookup_precision(precision)
     return precision
+
+
+def _lookup_precision(precision: object) -> _Precision:
+    """The table entry of an accepted ``precision``; the ValueErrors of ``check_precision``."""
+    spec = _PRECISION_TABLE.get(precision) if isinstance(precision, str) else None
+    if spec is not None and spec.needs_loss_scaling:
+        raise ValueError(
+            f"precision: {spec.name!r} is not supported (its narrow exponent range needs loss "
+            "scaling); use 'bf16' or 'fp32'"
+        )
+    if spec is None:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return spec
 
 
 def check_compile_mode(mode: str | bool | None, name: str = "mode") -> str | None:
@@ -163,28 +199,47 @@ class mixed_precision(contextlib.ContextDecorator):  # noqa: N801 - used like to
         device: nn.Module | torch.device | str | torch.Tensor = "cpu",
         model: nn.Module | None = None,
     ) -> None:
-        self.precision = check_precision(precision)
+        self.precision = precision  # checked: the property looks the entry up
         self.device = _device_of(device)
         self._ctx: contextlib.AbstractContextManager | None = None
-        if self.precision == "fp32":
+        dtype = self._spec.autocast_dtype
+        if dtype is None:
             return
-        kind = self.device.type
+        name, kind = self._spec.name, self.device.type
         if not torch.amp.is_autocast_available(kind):
-            raise ValueError(f"precision: 'bf16' autocast is not available on device {kind!r}")
-        if kind == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-            raise ValueError("precision: 'bf16' is not supported by this CUDA device")
+            raise ValueError(f"precision: {name!r} autocast is not available on device {kind!r}")
+        if (
+            dtype is torch.bfloat16
+            and kind == "cuda"
+            and torch.cuda.is_available()
+            and not torch.cuda.is_bf16_supported()
+        ):
+            raise ValueError(f"precision: {name!r} is not supported by this CUDA device")
         if model is not None:
             dtypes = _float_dtypes(model)
             if dtypes - {torch.float32}:
                 got = ", ".join(sorted(str(d) for d in dtypes))
                 raise ValueError(
-                    f"precision: 'bf16' needs a float32 model (master weights), got {got}"
+                    f"precision: {name!r} needs a float32 model (master weights), got {got}"
                 )
+
+    @property
+    def precision(self) -> str:
+        """The precision's name (one of ``PRECISIONS``); setting it checks the name.
+
+        Returns:
+            ``"fp32"`` or ``"bf16"``.
+        """
+        return self._spec.name
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._spec = _lookup_precision(value)
 
     def __enter__(self) -> mixed_precision:
         if self._ctx is not None:
             raise RuntimeError("mixed_precision: this context is already entered (not reentrant)")
-        self._ctx = _autocast(self.precision, self.device.type)
+        self._ctx = _autocast(self._spec, self.device.type)
         self._ctx.__enter__()
         return self
 
@@ -195,14 +250,38 @@ class mixed_precision(contextlib.ContextDecorator):  # noqa: N801 - used like to
 
     @property
     def enabled(self) -> bool:
-        """True when products run in bf16."""
-        return self.precision == "bf16"
+        """True when products run in a narrower dtype under autocast (bf16)."""
+        return self._spec.autocast_dtype is not None
 
     def __repr__(self) -> str:
         return f"mixed_precision({self.precision!r}, device={str(self.device)!r})"
 
 
 # ------------------------------------------------------------------------ torch.compile
+def _no_cxx_compiler() -> str | None:
+    """Why inductor cannot generate CPU code here (no C/C++ compiler on PATH), or None."""
+    if any(shutil.which(c) for c in ("g++", "c++", "clang++", "cc", "gcc")):
+        return None
+    return "no C/C++ compiler on PATH (inductor needs one for CPU code)"
+
+
+def _no_triton() -> str | None:
+    """Why inductor cannot generate GPU code here (Triton not importable), or None."""
+    try:
+        importlib.import_module("triton")
+    except ImportError:
+        return "no Triton installation (inductor needs it on a GPU)"
+    return None
+
+
+_INDUCTOR_TOOLCHAINS: dict[str, Callable[[], str | None]] = {
+    "cpu": _no_cxx_compiler,
+    "cuda": _no_triton,
+}
+"""Per device type, the check of what inductor needs to generate code for it: it returns
+the missing piece in one line, or None. Device types not listed are not checked."""
+
+
 def compile_unavailable(backend: str | None = "inductor", device: Any = "cpu") -> str | None:
     """Why ``torch.compile`` with ``backend`` cannot run on ``device`` here, or None.
 
@@ -226,15 +305,8 @@ def compile_unavailable(backend: str | None = "inductor", device: Any = "cpu") -
         return f"torch._dynamo unavailable: {type(e).__name__}: {e}"
     if dev.type == "cuda" and not torch.cuda.is_available():
         return f"no CUDA device (torch {torch.__version__})"
-    if backend == "inductor" and dev.type == "cpu":
-        if not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cc", "gcc")):
-            return "no C/C++ compiler on PATH (inductor needs one for CPU code)"
-    if backend == "inductor" and dev.type == "cuda":
-        try:
-            importlib.import_module("triton")
-        except ImportError:
-            return "no Triton installation (inductor needs it on a GPU)"
-    return None
+    toolchain = _INDUCTOR_TOOLCHAINS.get(dev.type) if backend == "inductor" else None
+    return None if toolchain is None else toolchain()
 
 
 def compile_model(
@@ -479,18 +551,18 @@ class GraphedModule(nn.Module):
 
 
 # ------------------------------------------------------------------------ training step
-def _autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:
+def _autocast(precision: _Precision, device_type: str) -> contextlib.AbstractContextManager:
     """The context of ``mixed_precision`` as plain torch objects (traceable by dynamo)."""
-    if precision == "bf16":
-        return torch.autocast(device_type, torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext()
+    if precision.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, precision.autocast_dtype, cache_enabled=False)
 
 
 class _LossOf(nn.Module):
     """``loss_fn(model(x), y)``: the forward under the precision of the step (on the device
     of ``x``), the loss in the model's dtype."""
 
-    def __init__(self, model: nn.Module, loss_fn: Callable, precision: str) -> None:
+    def __init__(self, model: nn.Module, loss_fn: Callable, precision: _Precision) -> None:
         super().__init__()
         self.model, self.loss_fn, self.precision = model, loss_fn, precision
 
@@ -560,7 +632,7 @@ class TrainStep:
         mixed_precision(precision, model, model)  # checks precision, device and dtype now
         self.precision = precision
         self.mode = check_compile_mode(compile)
-        self.loss_module = _LossOf(model, loss_fn, precision)
+        self.loss_module = _LossOf(model, loss_fn, _lookup_precision(precision))
         self.runner = compile_model(self.loss_module, self.mode, dynamic=dynamic, backend=backend)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -349,6 +349,46 @@ def test_fp32_precision_changes_nothing():
     assert torch.equal(out, model(x))
 
 
+def test_precision_is_a_checked_name():
+    """``PRECISIONS`` lists the accepted names; a context keeps its precision as a name, and
+    setting another checks it with the messages of ``check_precision``."""
+    assert accel.PRECISIONS == ("fp32", "bf16")
+    assert accel.check_precision("bf16") == "bf16"
+    mp = accel.mixed_precision("bf16")
+    assert mp.precision == "bf16" and mp.enabled
+    assert repr(mp) == "mixed_precision('bf16', device='cpu')"
+    mp.precision = "fp32"
+    assert mp.precision == "fp32" and not mp.enabled
+    with pytest.raises(ValueError, match="'fp16' is not supported.*loss scaling"):
+        mp.precision = "fp16"
+    with pytest.raises(ValueError, match=r"expected one of fp32, bf16; got \['bf16'\]"):
+        accel.check_precision(["bf16"])
+    assert mp.precision == "fp32"
+
+
+@pytest.mark.slow
+def test_compiled_bf16_train_step_matches_eager(dynamo_reset):
+    """The bf16 autocast of a training step traced by dynamo + AOTAutograd (aot_eager) gives
+    the losses and parameters of the same step run eagerly."""
+    if accel.compile_unavailable("aot_eager", "cpu") is not None:  # pragma: no cover
+        pytest.skip(accel.compile_unavailable("aot_eager", "cpu"))
+    model = _scalar_model("basis", n=8, K=2)
+    ref = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    step = accel.train_step(
+        model, F.mse_loss, opt, precision="bf16", compile="default", backend="aot_eager"
+    )
+    ref_step = accel.train_step(ref, F.mse_loss, ref_opt, precision="bf16")
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(2):
+        x = torch.randn(4, 8, generator=gen)
+        y = torch.randn(4, 3, generator=gen)
+        torch.testing.assert_close(step(x, y), ref_step(x, y), rtol=1e-6, atol=0)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
 def test_bf16_training_keeps_parameters_and_grid_buffers_float32():
     """Training steps under bf16 (with checkpointing, whose backward recomputes under the
     same autocast) leave every parameter, gradient and grid buffer float32, and match a
