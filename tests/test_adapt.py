@@ -232,6 +232,20 @@ def test_refine_where_never_exceeds_the_budget():
     assert _maxdiff(_out(fine), ref) < _maxdiff(_out(model), ref)
 
 
+def test_every_metric_has_one_entry_and_its_unit_in_the_summary():
+    from spacetime_nets.adapt import search
+
+    assert tuple(search._METRICS) == adapt.METRICS
+    sched = _basis_model().schedule
+    units = {"output": "(rms, output units)", "accuracy": "points", "predictions": "points"}
+    for metric in adapt.METRICS:
+        for kind, what in (("compress", "tol"), ("refine_where", "budget")):
+            info = adapt.AdaptSummary(kind, sched, sched, 10, 5, metric, "rms", 0.5, 0.25)
+            head, change = info.summary().splitlines()[:2]
+            assert head.endswith(f"{what} 0.5")
+            assert change.endswith(f"0.25 {units[metric]}")
+
+
 # ---- multilevel training --------------------------------------------------------------------
 def _xor(n=256, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -42,6 +42,67 @@ from .estimate import (
 )
 
 # --------------------------------------------------------------------------------------------
+# the measures of a compression's change
+# --------------------------------------------------------------------------------------------
+
+_Change = Callable[[torch.Tensor], float]
+
+
+@dataclass(frozen=True)
+class _Metric:
+    """What ``compress`` needs to know about one ``metric``.
+
+    Attributes:
+        needs_labels: the calibration data must carry integer class labels.
+        discrete: the change counts samples, 100 / N points each: the model must answer class
+            scores ``[N, classes]``, a ``tol`` below one sample warns, and the search is
+            guided by the RMS change of the scores (the metric itself ties at zero while no
+            sample flips).
+        unit: the unit of the change in messages, a format string of ``norm``.
+        change: ``(y_ref, labels, norm)`` -> the function that measures the change of
+            outputs against the reference outputs ``y_ref`` in the metric's units (``labels``
+            None when not given).
+    """
+
+    needs_labels: bool
+    discrete: bool
+    unit: str
+    change: Callable[[torch.Tensor, torch.Tensor | None, str], _Change]
+
+
+def _output_change(y_ref: torch.Tensor, labels: torch.Tensor | None, norm: str) -> _Change:
+    """The ``norm`` of the outputs' difference, in output units."""
+    return lambda out: _distance(out, y_ref, norm)
+
+
+def _accuracy_change(y_ref: torch.Tensor, labels: torch.Tensor | None, norm: str) -> _Change:
+    """The accuracy points lost against ``labels``."""
+    acc_ref = _accuracy(y_ref, labels)
+    return lambda out: 100.0 * (acc_ref - _accuracy(out, labels))
+
+
+def _predictions_change(y_ref: torch.Tensor, labels: torch.Tensor | None, norm: str) -> _Change:
+    """The points of predictions (argmax of the scores) that differ, either way."""
+    pred_ref = y_ref.argmax(-1)
+    return lambda out: 100.0 * float((out.argmax(-1) != pred_ref).double().mean())
+
+
+_METRICS: dict[str, _Metric] = {
+    "output": _Metric(
+        needs_labels=False, discrete=False, unit="({norm}, output units)", change=_output_change
+    ),
+    "accuracy": _Metric(needs_labels=True, discrete=True, unit="points", change=_accuracy_change),
+    "predictions": _Metric(
+        needs_labels=False, discrete=True, unit="points", change=_predictions_change
+    ),
+}
+"""The entry of each name of ``METRICS``, in its order."""
+
+_LIMIT_NAMES = {"compress": "tol", "refine_where": "budget"}
+"""The argument that bounds each search (``AdaptSummary.kind`` -> name)."""
+
+
+# --------------------------------------------------------------------------------------------
 # compression and refinement
 # --------------------------------------------------------------------------------------------
 
@@ -120,8 +181,8 @@ class AdaptSummary:
         Returns:
             The text, lines joined by newlines.
         """
-        unit = "points" if self.metric != "output" else f"({self.norm}, output units)"
-        what = "tol" if self.kind == "compress" else "budget"
+        unit = _METRICS[self.metric].unit.format(norm=self.norm)
+        what = _LIMIT_NAMES[self.kind]
         lines = [
             f"{self.kind}: {self.macs_before} -> {self.macs_after} multiply-adds per sample "
             f"({self.ratio:.2f}x), {what} {self.limit:g}",
@@ -297,7 +358,8 @@ def compress(
     report = _progress_reporter(progress, start)
     tol = check_real("tol", tol)
     cost_fn = _cost_fn(cost)
-    if not isinstance(metric, str) or metric not in METRICS:
+    measure = _METRICS.get(metric) if isinstance(metric, str) else None
+    if measure is None:
         raise ValueError(f"metric: expected one of {', '.join(METRICS)}; got {metric!r}")
     norm = _check_norm(norm)
     min_nodes = check_int("min_nodes", min_nodes)
@@ -310,17 +372,18 @@ def compress(
     recover_rounds = check_int("recover_rounds", recover_rounds, 0)
     recover_lr = check_real("recover_lr", recover_lr, positive=True)
     seed = check_seed("seed", seed)
-    x, labels = _calibration(model, data, need_labels=metric == "accuracy")
+    x, labels = _calibration(model, data, need_labels=measure.needs_labels)
     x_rec = x
     if recover_data is not None:
         try:
             x_rec, _ = _calibration(model, recover_data, need_labels=False)
         except ValueError as exc:  # the same checks as the calibration data, its own name
             raise ValueError(f"recover_data: {str(exc).removeprefix('data: ')}") from None
-    _warn_below_one_sample(metric, tol, x.shape[0])
+    if measure.discrete:
+        _warn_below_one_sample(tol, x.shape[0])
     out_grid = model.schedule.grids[-1]
     y_ref = _outputs(model, x, batch_size, out_grid)
-    if metric != "output" and y_ref.dim() != 2:
+    if measure.discrete and y_ref.dim() != 2:
         raise ValueError(
             f"metric: {metric!r} needs class scores [N, classes], the model answers "
             f"{tuple(y_ref.shape)}; use metric='output'"
@@ -328,21 +391,15 @@ def compress(
     _check_labels(labels, y_ref)
     acc_ref = _accuracy(y_ref, labels) if _is_labels(labels, y_ref) else None
 
-    def error(out: torch.Tensor) -> float:
-        if metric == "accuracy":
-            return 100.0 * (acc_ref - _accuracy(out, labels))
-        if metric == "predictions":
-            return 100.0 * float((out.argmax(-1) != y_ref.argmax(-1)).double().mean())
-        return _distance(out, y_ref, norm)
-
+    error = measure.change(y_ref, labels, norm)
     # moves are ranked by the cost saved per unit of smooth output change: the metric itself
     # for "output"; the RMS change of the scores for the discrete metrics, whose ties at zero
     # (no calibration sample flips) say nothing about how far a move moved the function
-    if metric == "output":
-        guide, eps_guide = error, 1e-6 * tol + 1e-12
-    else:
+    if measure.discrete:
         scale = float(y_ref.double().square().mean().sqrt()) + 1e-12
-        guide, eps_guide = (lambda out: _distance(out, y_ref, "rms")), 1e-9 * scale
+        guide, eps_guide = _output_change(y_ref, labels, "rms"), 1e-9 * scale
+    else:
+        guide, eps_guide = error, 1e-6 * tol + 1e-12
     moves: list[str] = []
     reduce = channels and getattr(model, "channel_mode", False)
     if reduce:
@@ -402,11 +459,9 @@ def _channel_count(model: SpaceTimeNet) -> int | None:
     return None if ch is None else max(ch)
 
 
-def _warn_below_one_sample(metric: str, tol: float, n: int) -> None:
+def _warn_below_one_sample(tol: float, n: int) -> None:
     """A discrete metric moves in steps of one sample, 100 / n points: a smaller ``tol``
     allows no change at all (and a tol of a few samples is a coarse, noisy constraint)."""
-    if metric == "output":
-        return
     step = 100.0 / n
     if 0 < tol < step:  # tol = 0 asks for no change: nothing to warn about
         warnings.warn(
