@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +140,8 @@ def train_objective(
     Returns:
         A [`TrainInfo`][spacetime_nets.fullbatch.TrainInfo]; ``params`` hold the final point.
     """
-    if optimizer not in FULLBATCH_OPTIMIZERS:
+    run_optimizer = _OPTIMIZERS.get(optimizer) if isinstance(optimizer, str) else None
+    if run_optimizer is None:
         raise ValueError(
             f"optimizer: expected one of {', '.join(FULLBATCH_OPTIMIZERS)}; got {optimizer!r}"
         )
@@ -151,61 +152,97 @@ def train_objective(
         raise ValueError(f"max_iter: expected an int >= 0, got {max_iter!r}")
     if not (tol >= 0):
         raise ValueError(f"tol: expected tol >= 0, got {tol!r}")
-    history: list[float] = []
-    evals = 0
     t0 = time.perf_counter()
+    run = _Run(params, objective, tol, window)
+    steps, reason = run_optimizer(run, max_iter, lr, history_size)
+    J, g = run.value_and_grad()
+    return TrainInfo(
+        J,
+        float(g.norm()),
+        steps,
+        run.evals,
+        time.perf_counter() - t0,
+        reason,
+        run.history,
+    )
 
-    def value_and_grad() -> tuple[float, torch.Tensor]:
-        nonlocal evals
-        evals += 1
-        for p in params:
+
+@dataclass
+class _Run:
+    """One run of ``train_objective``: the objective over the trained tensors, its evaluations
+    counted, J after every iteration, and the relative-decrease test.
+
+    Attributes:
+        params: the trained tensors.
+        objective: the closure J.
+        tol: the tolerance of the stopping tests.
+        window: iterations spanned by the relative-decrease test.
+        history: J after each iteration.
+        evals: the evaluations of J so far.
+    """
+
+    params: list[nn.Parameter]
+    objective: Callable[[], torch.Tensor]
+    tol: float
+    window: int
+    history: list[float] = field(default_factory=list)
+    evals: int = 0
+
+    def value_and_grad(self) -> tuple[float, torch.Tensor]:
+        """J and its gradient w.r.t. the trained tensors, flattened (zeros where unused)."""
+        self.evals += 1
+        for p in self.params:
             p.grad = None
-        J = objective()
-        grads = torch.autograd.grad(J, params, allow_unused=True)
+        J = self.objective()
+        grads = torch.autograd.grad(J, self.params, allow_unused=True)
         flat = torch.cat(
             [
                 (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                for g, p in zip(grads, params)
+                for g, p in zip(grads, self.params)
             ]
         )
         return float(J.detach()), flat.detach()
 
-    def window_done() -> bool:
+    def window_done(self) -> bool:
+        """Whether J fell by at most ``tol`` relative over the last ``window`` iterations."""
+        history, window = self.history, self.window
         if len(history) <= window:
             return False
         old, new = history[-1 - window], history[-1]
-        return (old - new) <= tol * max(abs(new), 1e-300)
+        return (old - new) <= self.tol * max(abs(new), 1e-300)
 
-    reason = "max_iter"
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
-        steps = 0
-        for steps in range(max_iter + 1):
-            J, g = value_and_grad()
-            history.append(J)
-            gn = float(g.norm())
-            if not math.isfinite(J):
-                reason = "non-finite"
-                break
-            if gn < tol:
-                reason = "grad_norm"
-                break
-            if window_done():
-                reason = "rel_decrease"
-                break
-            if steps == max_iter:
-                break
-            offset = 0
-            for p in params:
-                n = p.numel()
-                p.grad = g[offset : offset + n].view_as(p).to(p.dtype)
-                offset += n
-            opt.step()
-        J, g = value_and_grad()
-        return TrainInfo(
-            J, float(g.norm()), steps, evals, time.perf_counter() - t0, reason, history
-        )
 
+def _adam(run: _Run, max_iter: int, lr: float, history_size: int) -> tuple[int, str]:
+    """torch's Adam with learning rate ``lr`` (``history_size`` unused); returns (iterations,
+    stop reason)."""
+    params, tol = run.params, run.tol
+    opt = torch.optim.Adam(params, lr=lr)
+    steps = 0
+    for steps in range(max_iter + 1):
+        J, g = run.value_and_grad()
+        run.history.append(J)
+        gn = float(g.norm())
+        if not math.isfinite(J):
+            return steps, "non-finite"
+        if gn < tol:
+            return steps, "grad_norm"
+        if run.window_done():
+            return steps, "rel_decrease"
+        if steps == max_iter:
+            break
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = g[offset : offset + n].view_as(p).to(p.dtype)
+            offset += n
+        opt.step()
+    return steps, "max_iter"
+
+
+def _lbfgs(run: _Run, max_iter: int, lr: float, history_size: int) -> tuple[int, str]:
+    """scipy's L-BFGS-B on the flattened tensors in float64 with ``history_size`` correction
+    pairs (``lr`` unused); returns (iterations, stop reason)."""
+    params, tol, history = run.params, run.tol, run.history
     shapes = [p.shape for p in params]
     sizes = [p.numel() for p in params]
 
@@ -221,74 +258,78 @@ def train_objective(
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
         set_flat(z)
-        J, g = value_and_grad()
+        J, g = run.value_and_grad()
         last["z"], last["gn"] = z.copy(), float(g.norm())
         if not math.isfinite(J):
             return float("inf"), np.zeros_like(z)
         return J, g.double().numpy()
 
     z0 = torch.cat([p.detach().reshape(-1).double() for p in params]).numpy().copy()
-    J0, g0 = value_and_grad()
+    J0, g0 = run.value_and_grad()
     history.append(J0)
-    state = {"reason": "max_iter", "steps": 0}
+    state: dict[str, Any] = {"reason": None, "steps": 0}  # reason: why the callback stopped
     if float(g0.norm()) < tol:
-        state["reason"] = "grad_norm"
-    elif max_iter > 0:
+        return 0, "grad_norm"
+    if max_iter == 0:
+        return 0, "max_iter"
 
-        def callback(intermediate_result) -> None:
-            state["steps"] += 1
-            J = float(intermediate_result.fun)
-            history.append(J)
-            z = intermediate_result.x
-            if last["z"] is not None and np.array_equal(z, last["z"]):
-                gn = last["gn"]
-            else:
-                set_flat(z)
-                gn = float(value_and_grad()[1].norm())
-            if gn < tol:
-                state["reason"] = "grad_norm"
-                raise StopIteration
-            if window_done():
-                state["reason"] = "rel_decrease"
-                raise StopIteration
+    def callback(intermediate_result) -> None:
+        state["steps"] += 1
+        J = float(intermediate_result.fun)
+        history.append(J)
+        z = intermediate_result.x
+        if last["z"] is not None and np.array_equal(z, last["z"]):
+            gn = last["gn"]
+        else:
+            set_flat(z)
+            gn = float(run.value_and_grad()[1].norm())
+        if gn < tol:
+            state["reason"] = "grad_norm"
+            raise StopIteration
+        if run.window_done():
+            state["reason"] = "rel_decrease"
+            raise StopIteration
 
-        with _blas_single_thread():
-            res = minimize(
-                fun,
-                z0,
-                jac=True,
-                method="L-BFGS-B",
-                callback=callback,
-                options={
-                    "maxiter": max_iter,
-                    "maxfun": 20 * max_iter + 20,
-                    "maxcor": history_size,
-                    "ftol": 0.0,
-                    "gtol": 0.0,
-                    "maxls": 40,
-                },
-            )
-        if state["reason"] == "max_iter" and res.status not in (1,):
-            msg = str(res.message).lower()
-            if "lnsrch" in msg or "abnormal" in msg:
-                state["reason"] = "line_search"  # no step satisfies the Wolfe conditions
-            elif "relative reduction" in msg:
-                state["reason"] = "no_decrease"  # an iteration that did not lower J at all
-            elif "projected gradient" in msg:
-                state["reason"] = "grad_norm"
-            else:  # the limit on evaluations
-                state["reason"] = "max_iter"
-        set_flat(res.x)
-    J, g = value_and_grad()
-    return TrainInfo(
-        J,
-        float(g.norm()),
-        state["steps"],
-        evals,
-        time.perf_counter() - t0,
-        state["reason"],
-        history,
-    )
+    with _blas_single_thread():
+        res = minimize(
+            fun,
+            z0,
+            jac=True,
+            method="L-BFGS-B",
+            callback=callback,
+            options={
+                "maxiter": max_iter,
+                "maxfun": 20 * max_iter + 20,
+                "maxcor": history_size,
+                "ftol": 0.0,
+                "gtol": 0.0,
+                "maxls": 40,
+            },
+        )
+    set_flat(res.x)
+    return state["steps"], state["reason"] or _scipy_stop_reason(res)
+
+
+def _scipy_stop_reason(res: Any) -> str:
+    """Why scipy's L-BFGS-B stopped by itself, from its status and message."""
+    if res.status == 1:  # the iteration limit
+        return "max_iter"
+    msg = str(res.message).lower()
+    if "lnsrch" in msg or "abnormal" in msg:
+        return "line_search"  # no step satisfies the Wolfe conditions
+    if "relative reduction" in msg:
+        return "no_decrease"  # an iteration that did not lower J at all
+    if "projected gradient" in msg:
+        return "grad_norm"
+    return "max_iter"  # the limit on evaluations
+
+
+_OPTIMIZERS: dict[str, Callable[[_Run, int, float, int], tuple[int, str]]] = {
+    "lbfgs": _lbfgs,
+    "adam": _adam,
+}
+"""How each name of ``FULLBATCH_OPTIMIZERS`` runs: (run, max_iter, lr, history_size) ->
+(iterations, stop reason); the point reached is left in the run's tensors."""
 
 
 @contextlib.contextmanager
@@ -318,6 +359,13 @@ def _blas_single_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+_TRAINED: dict[str, Callable[[nn.Module], Iterable[nn.Parameter]]] = {
+    "controls": control_parameters,
+    "all": nn.Module.parameters,
+}
+"""The tensors each ``train=`` of ``freeze_all_but_controls`` trains."""
+
+
 def freeze_all_but_controls(model: nn.Module, train: str = "controls") -> list[nn.Parameter]:
     """Set ``requires_grad`` so that only the controls or every parameter are trained.
 
@@ -329,12 +377,13 @@ def freeze_all_but_controls(model: nn.Module, train: str = "controls") -> list[n
     Returns:
         The tensors that are trained.
     """
-    if train not in ("controls", "all"):
+    trained = _TRAINED.get(train) if isinstance(train, str) else None
+    if trained is None:
         raise ValueError(f"train: expected 'controls' or 'all', got {train!r}")
-    ctrl = {id(p) for p in control_parameters(model)}
+    keep = {id(p) for p in trained(model)}
     out = []
     for p in model.parameters():
-        on = train == "all" or id(p) in ctrl
+        on = id(p) in keep
         p.requires_grad_(on)
         if on:
             out.append(p)

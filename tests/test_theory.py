@@ -359,6 +359,26 @@ def test_train_objective_stops_and_reports():
     assert all(not p.requires_grad for p in m.parameters() if id(p) not in map(id, params))
 
 
+def test_fullbatch_names_have_one_entry_each_and_others_are_refused():
+    assert tuple(fullbatch._OPTIMIZERS) == fullbatch.FULLBATCH_OPTIMIZERS
+    m = _ode("inside", "tanh", T=1.0, steps=3)
+    every = fullbatch.freeze_all_but_controls(m, "all")
+    assert [id(p) for p in every] == [id(p) for p in m.parameters()]
+    ctrl = fullbatch.freeze_all_but_controls(m, "controls")
+    assert {id(p) for p in ctrl} == {id(p) for p in theory.control_parameters(m)}
+    assert 0 < len(ctrl) < len(every)
+    for bad in ("some", ["all"], None):
+        with pytest.raises(ValueError, match="train: expected 'controls' or 'all'"):
+            fullbatch.freeze_all_but_controls(m, bad)
+    J = fullbatch.erm_objective(m, *_tiny_data(), 1e-2, "mse")
+    for bad in (["adam"], None, 3):
+        with pytest.raises(ValueError, match="optimizer: expected one of lbfgs, adam"):
+            fullbatch.train_objective(ctrl, J, optimizer=bad)
+    for optimizer in fullbatch.FULLBATCH_OPTIMIZERS:  # max_iter=0: J and |grad J| only
+        info = fullbatch.train_objective(ctrl, J, optimizer=optimizer, max_iter=0)
+        assert info.steps == 0 and info.evals == 2 and info.history == [info.objective]
+
+
 def test_horizon_sweep_plumbing(tmp_path):
     base = _ode("inside", "tanh", T=1.0, steps=3)
     data = _tiny_data()
