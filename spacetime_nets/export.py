@@ -651,32 +651,13 @@ def _check_export_size(disc, mats, itemsize: int) -> None:
 
 
 def _channel_parts(model) -> tuple[nn.Module, nn.Module]:
-    index = model.lift_index if model.lift_kind == "cells" else None
+    index = model.lift_index if model.lift_entry.cells else None
     W, field = model.lift_weight, None
     if getattr(model, "coordinates", False):  # L_xi xi_j on G_0: fixed with the grid
         cin = model.in_channels
         W, field = W[:, :cin], W[:, cin:] @ model.disc.grid(0)[0].T.to(W.dtype)
     lift = ChannelLift(W, model.lift_bias, index, field)
-    sched = model.schedule
-    if model.readout_kind == "quadrature":
-        head = ChannelHead("quadrature", _linear(model.readout_matrix(), model.readout_bias))
-    elif model.readout_kind in ("mean", "pool"):
-        _, w = model.disc.grid(sched.num_steps)
-        mlp = _linear(model.readout_weight, model.readout_bias)
-        if getattr(model, "head_hidden", None) is not None:
-            mlp = nn.Sequential(_linear(model.head_weight, model.head_bias), nn.GELU(), mlp)
-        act = activation_module(model.activation) if model.readout_kind == "pool" else None
-        head = ChannelHead("mean", mlp, pool=(w / model.domain.volume).clone(), act=act)
-    else:
-        W = model.readout_weight
-        conv = nn.Conv1d(W.shape[1], W.shape[0], 1, device=W.device, dtype=W.dtype)
-        with torch.no_grad():
-            conv.weight.copy_(W[..., None])
-            conv.bias.copy_(model.readout_bias)
-        head = ChannelHead(
-            "function", conv, grid_shape=sched.grids[-1].shape, cells=model.lift_kind == "cells"
-        )
-    return lift, head
+    return lift, model.readout_entry.export(model)
 
 
 @torch.no_grad()
@@ -712,8 +693,7 @@ def to_resnet(model: nn.Module) -> VariableWidthResNet:
         else:
             M, a0 = model.lift_matrix()
             lift = _linear(M, a0)
-            R = model.readout_matrix()
-            head = _linear(R, model.readout_bias)
+            head = model.readout_entry.export(model)
     elif isinstance(model, NeuralODE):
         ref = next(model.parameters())
         D = model.dim + model.augment
@@ -761,7 +741,7 @@ def _in_shapes(model: nn.Module) -> list[tuple[int, ...]] | None:
     ``nn.Linear`` says it)."""
     if not getattr(model, "channel_mode", False):
         return None
-    if model.lift_kind == "cells":
+    if model.lift_entry.cells:
         return [(int(model.in_features),)]
     cin, n0 = int(model.in_channels), int(model.schedule.widths[0])
     shape0 = tuple(int(v) for v in model.schedule.grids[0].shape)

@@ -253,7 +253,7 @@ class ModelOptions:
             self.pointwise = check_bool("pointwise", self.pointwise)
         self.init_scale = check_real("init_scale", self.init_scale)
         if self.in_shape is not None:
-            if self.lift != "cells":
+            if not _models.LIFT_REGISTRY[self.lift].cells:
                 raise ValueError(
                     f"in_shape: applies to the cells lift only, got in_shape={self.in_shape!r} "
                     f"with lift={self.lift!r} (leave in_shape out)"

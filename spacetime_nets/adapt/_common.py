@@ -145,12 +145,12 @@ def _outputs(
 
 
 def _function_readout(model: SpaceTimeNet) -> bool:
-    return getattr(model, "readout_kind", "quadrature") == "function"
+    return model.readout_entry.function
 
 
 def _input_on_first_grid(model: SpaceTimeNet) -> bool:
     """True when the input is given as values on G_0 (identity lift): G_0 is then fixed."""
-    return model.lift_kind == "identity"
+    return model.lift_entry.function
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor, norm: str) -> float:
@@ -181,16 +181,12 @@ def model_macs(model: SpaceTimeNet) -> int:
             flow = multiply_adds(model.disc, model.form, model.method, 1, model.controls())
         except TypeError:  # an integrate without per-operator counts
             flow = multiply_adds(model.disc, model.form, model.method, 1)
+    readout = model.readout_entry.multiply_adds(model)
     if getattr(model, "channel_mode", False):
-        ch = model.schedule.channels
-        lift = w[0] * ch[0] * model.in_channels  # the pointwise c_0 x c_in map
-        if model.readout_kind in ("mean", "pool"):
-            readout = ch[-1] * w[-1] + model.out_features * ch[-1]
-        else:  # quadrature per channel, or the pointwise function readout
-            readout = model.out_features * ch[-1] * w[-1]
+        lift = w[0] * model.schedule.channels[0] * model.in_channels  # the pointwise map
         return int(flow + lift + readout)
-    lift = model.in_features * w[0] if model.lift_kind == "linear" else 0
-    return int(flow + model.out_features * w[-1] + lift)
+    lift = model.in_features * w[0] if model.lift_entry.learned else 0
+    return int(flow + readout + lift)
 
 
 def _cost_fn(cost: object) -> Callable[[SpaceTimeNet], float]:

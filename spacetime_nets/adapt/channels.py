@@ -69,13 +69,18 @@ def _check_channel_model(model: Any, what: str) -> SpaceTimeNet:
         raise ValueError(f"model: {what} needs the bottleneck's two kernels in the same pieces")
     if getattr(model, "norm_layer", None) is not None:
         raise ValueError(f"model: {what} does not reduce a channel normalisation (norm=...)")
+    if model.readout_entry.map_channels is None:
+        raise ValueError(
+            f"model: {what} cannot map the weights of the {model.readout_kind!r} readout (its "
+            "entry has no map_channels)"
+        )
     return model
 
 
 def _pca_applies(model: SpaceTimeNet) -> bool:
     """A rotation of the state commutes with the flow: sigma acts on the bottleneck's
     hidden channels only, and the readout is linear in the state."""
-    return model.form == "bottleneck" and model.readout_kind != "pool"
+    return model.form == "bottleneck" and model.readout_entry.channel_linear
 
 
 def rank_channels(model: SpaceTimeNet, data: Any, *, batch_size: int = 1024) -> ChannelRanking:
@@ -239,9 +244,4 @@ def _map_lift_readout(model: SpaceTimeNet, P: torch.Tensor) -> None:
 
         put("lift_weight", P.T @ model.lift_weight)
         put("lift_bias", P.T @ model.lift_bias)
-        if getattr(model, "head_hidden", None) is not None:
-            put("head_weight", model.head_weight @ P)
-        elif hasattr(model, "readout_coeff"):
-            put("readout_coeff", torch.einsum("oca,cr->ora", model.readout_coeff, P))
-        else:
-            put("readout_weight", model.readout_weight @ P)
+        model.readout_entry.map_channels(model, P)

@@ -18,6 +18,7 @@ from typing import Any
 
 from grids.schedule import SCHEDULE_BUILDERS
 
+from ..models import LIFT_REGISTRY, READOUT_REGISTRY
 from ..runs import (
     SCHEDULES,
     ModelOptions,
@@ -284,15 +285,16 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
             else "linear"
         )
     in_shape = None
-    if lift == "cells" and args.dataset == "digits":
+    if LIFT_REGISTRY[lift].cells and args.dataset == "digits":
         in_shape = tuple(data.meta.get("image_shape", (8, 8)))
     readout = args.readout
     operator_data = function_data and data.task == "regression"  # burgers, darcy
     if readout == "auto":
         readout = "function" if operator_data else "quadrature"
-    if readout == "function" and data.task == "classification":
+    answers_function = getattr(READOUT_REGISTRY.get(readout), "function", False)
+    if answers_function and data.task == "classification":
         raise ValueError(
-            f"--readout: 'function' predicts a function on the last grid, but the "
+            f"--readout: {readout!r} predicts a function on the last grid, but the "
             f"{args.dataset} data have class labels (classification); choose quadrature, mean "
             "or pool"
         )
@@ -327,7 +329,7 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
         raise _as_flag(exc) from None
     return RunConfig(
         in_features=data.in_features,
-        out_features=1 if readout == "function" else data.out_features,
+        out_features=1 if answers_function else data.out_features,
         schedule=json.loads(schedule.to_json()),
         model=options,
         task=data.task,
@@ -637,7 +639,7 @@ def _at_resolution(args: argparse.Namespace, config: RunConfig, model: Any):
             f"{flag}: the run's data set ({name}) is not generated on a grid of a chosen size "
             f"(these are: {_with_arg(name or '', 'grid_size')})"
         )
-    if model.lift_kind != "identity":
+    if not model.lift_entry.function:
         raise ValueError(
             f"{flag}: the model reads its input through the {model.lift_kind!r} lift, not as a "
             "function on a grid (lift identity), so it has no other input resolution"

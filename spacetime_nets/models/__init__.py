@@ -11,7 +11,9 @@ from .kernel_kinds import (
     SizeRequest,
     register_kernel_kind,
 )
+from .lifts import LIFT_REGISTRY, Lift
 from .neural_ode import NeuralODE
+from .readouts import READOUT_REGISTRY, Readout, ReadoutRequest, register_readout
 from .spacetime import KERNEL_OPTIONS, KERNELS, LIFTS, READOUTS, SpaceTimeNet
 
 __all__ = [
@@ -29,4 +31,10 @@ __all__ = [
     "KERNEL_OPTION_NAMES",
     "KERNEL_CHANNELS",
     "READOUTS",
+    "Readout",
+    "ReadoutRequest",
+    "READOUT_REGISTRY",
+    "register_readout",
+    "Lift",
+    "LIFT_REGISTRY",
 ]

@@ -114,7 +114,7 @@ def _refine_nodal(model: SpaceTimeNet, fine: GridSchedule, depth: int) -> SpaceT
                     new.kernel.bias[kk].copy_(interp(g_out, f_out) @ b * scale)
         pK = model.readout_values
         new.readout_values = nn.Parameter(pK @ interp(coarse.grids[-1], fine.grids[-1]).T)
-        if model.lift_kind == "linear":
+        if model.lift_entry.learned:
             P0 = interp(coarse.grids[0], fine.grids[0])
             new.lift_weight = nn.Parameter(P0 @ model.lift_weight)
             new.lift_bias = nn.Parameter(P0 @ model.lift_bias)

@@ -35,6 +35,8 @@ from .kernel_kinds import (
     KernelRequest,
     SizeRequest,
 )
+from .lifts import LIFT_REGISTRY, LIFTS, Lift
+from .readouts import READOUT_REGISTRY, READOUTS, Readout, ReadoutRequest
 from .resample import STAGES, _refine_nodal, _resolution_schedule, input_grid_for
 
 __all__ = [
@@ -46,16 +48,8 @@ __all__ = [
     "STAGES",
 ]
 
-LIFTS = ("cells", "linear", "identity")
-"""The lifts of `SpaceTimeNet(lift=...)` (`linear`: the scalar model only)."""
-READOUTS = ("quadrature", "mean", "pool", "function")
-"""The readouts of `SpaceTimeNet(readout=...)`. quadrature: (P x)_o = sum_c int p_oc x_c +
-beta_o; mean: a linear map (or, with head_hidden, a one-hidden-layer GELU MLP) of the channel
-means; pool: the same of the channel means of sigma(x) (global average pooling after the
-activation, as in CNNs); function: y(xi) = Q x(T, xi) + q pointwise (operator learning)."""
-#: options of one form / one lift only (None: not given)
+#: options of one form only (None: not given)
 _FORM_OPTIONS = {"hidden_width": "bottleneck", "kernel2": "bottleneck"}
-_LIFT_OPTIONS = {"in_shape": "cells"}
 #: the conv ``radius`` when neither ``radius`` nor ``radius_spacings`` is given
 _DEFAULT_RADIUS = 0.1
 
@@ -110,13 +104,11 @@ def _check_applicable(
                 f"{name}: applies to form={needs!r} only, got {name}={_show(v)} with "
                 f"form={form!r} (leave {name} out)"
             )
-    for name, needs in _LIFT_OPTIONS.items():
-        v = given[name]
-        if v is not None and lift != needs:
-            raise ValueError(
-                f"{name}: applies to the {needs} lift only, got {name}={v!r} with "
-                f"lift={lift!r} (leave {name} out)"
-            )
+    if given["in_shape"] is not None and not LIFT_REGISTRY[lift].cells:
+        raise ValueError(
+            f"in_shape: applies to the cells lift only, got in_shape={given['in_shape']!r} "
+            f"with lift={lift!r} (leave in_shape out)"
+        )
     kernels = [kernel]
     got = f"kernel={_show(kernel)}"
     if form == "bottleneck":
@@ -226,8 +218,9 @@ def _size_terms(
       axis); neural: an MLP with c^2 outputs) and the pointwise lift c_0 (c_in + d);
     - ``modes``: the kernel terms instead when m^d outweighs c^2;
     - ``hidden_width``: the hidden states sum_k c_k H and the nodal kernels' H factors;
-    - ``out_features``: the readout (out c_K A continuous, out c_K n_K nodal, out c_K for
-      the mean / pool / function readouts), ``head_hidden`` its hidden layer H (c_K + out).
+    - ``out_features`` and ``head_hidden``: the readout, as its entry's ``parameters``
+      counts it (quadrature: out c_K A continuous, out c_K n_K nodal; mean, pool, function:
+      out c_K, or with a hidden layer H (c_K + out)).
     """
     ch = schedule.channels
     K, d = schedule.num_steps, schedule.dim
@@ -252,7 +245,7 @@ def _size_terms(
         m_basis = modes or 8
     A = m_basis**d
     add("in_features", in_features, "one input sample")
-    if lift == "linear":
+    if LIFT_REGISTRY[lift].learned:
         add("in_features", in_features * (A + 1 if continuous else n[0] + 1), "the linear lift")
     if ch is not None:
         add(state_arg, c[0] * (in_channels + d + 1), "the pointwise lift")
@@ -267,15 +260,9 @@ def _size_terms(
         req = SizeRequest(schedule, j == 0, form, method, m, pointwise, hidden_nodes)
         size, arg, what = kind.parameters(req)
         add(arg, size, what)
-    cK = c[-1]
-    if readout == "quadrature":
-        per_out = cK * (A if continuous else n[-1]) + 1
-        add("out_features", out_features * per_out, "the readout's weights")
-    elif head_hidden is not None:
-        add("head_hidden", head_hidden * (cK + 1), "the head's hidden layer")
-        add("out_features", out_features * (head_hidden + 1), "the readout's weights")
-    else:
-        add("out_features", out_features * (cK + 1), "the readout's weights")
+    request = ReadoutRequest(schedule, out_features, continuous, A, head_hidden)
+    for arg, elements, what in READOUT_REGISTRY[readout].parameters(request):
+        add(arg, elements, what)
     return {k: (v[0], ", ".join(v[1])) for k, v in terms.items()}
 
 
@@ -449,7 +436,8 @@ class SpaceTimeNet(FlowModel):
             )
         self._setup_flow(form, activation, method, checkpoint)
         kernel = _check_kernel_arg("kernel", kernel)
-        if lift not in LIFTS:
+        lift_entry = LIFT_REGISTRY.get(lift) if isinstance(lift, str) else None
+        if lift_entry is None:
             raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
         if kernel2 is not None and self.form == "bottleneck":
             kernel2 = _check_kernel_arg("kernel2", kernel2)
@@ -482,21 +470,23 @@ class SpaceTimeNet(FlowModel):
                 "in_channels: several input channels need channels=... (a state with channels)"
             )
         if in_features is None:
-            if lift != "identity":
+            if not lift_entry.function:
                 raise ValueError("in_features: None is allowed with lift='identity' only")
             in_features = schedule.widths[0] * self.in_channels
         self.in_features = in_features = _check_features("in_features", in_features)
         self.input_size = self.in_features
         self.out_features = out_features = _check_features("out_features", out_features)
-        if readout not in READOUTS:
+        entry = READOUT_REGISTRY.get(readout) if isinstance(readout, str) else None
+        if entry is None:
             raise ValueError(f"readout: expected one of {', '.join(READOUTS)}; got {readout!r}")
-        if readout != "quadrature" and not self.channel_mode:
+        if not (entry.scalar or self.channel_mode):
             raise ValueError(f"readout: {readout!r} needs a state with channels (channels=...)")
         if head_hidden is not None:
-            if readout not in ("mean", "pool"):
+            if not entry.head:
+                heads = " or ".join(repr(n) for n, r in READOUT_REGISTRY.items() if r.head)
                 raise ValueError(
-                    f"head_hidden: applies to readout='mean' or 'pool' only (an MLP on the "
-                    f"channel means); got head_hidden={head_hidden!r} with readout={readout!r}"
+                    f"head_hidden: applies to readout={heads} only (an MLP on the pooled "
+                    f"channels); got head_hidden={head_hidden!r} with readout={readout!r}"
                 )
             head_hidden = _check_features("head_hidden", head_hidden)
         self.head_hidden = head_hidden
@@ -505,10 +495,16 @@ class SpaceTimeNet(FlowModel):
         )
         if norm is not None:
             norm_reads(self.form)
-        if lift == "linear" and self.channel_mode:
+        if not (lift_entry.channels if self.channel_mode else lift_entry.scalar):
+            which = [
+                n
+                for n, e in LIFT_REGISTRY.items()
+                if (e.channels if self.channel_mode else e.scalar)
+            ]
+            model = "channel models" if self.channel_mode else "the scalar model"
             raise ValueError(
-                "lift: 'linear' is for the scalar model; with channels use "
-                "'identity' or 'cells' (then a learned pointwise lift)"
+                f"lift: {lift!r} does not serve {model}; use {' or '.join(map(repr, which))}"
+                + (" (then a learned pointwise lift)" if self.channel_mode else "")
             )
         # ---- the values of the options (None: the variant's default)
         if modes is not None:
@@ -518,7 +514,7 @@ class SpaceTimeNet(FlowModel):
             pointwise = check_bool("pointwise", pointwise)
         self.allow_underresolved = check_bool("allow_underresolved", allow_underresolved)
         coordinates = check_bool("coordinates", coordinates)
-        if coordinates and not (self.channel_mode and lift == "identity"):
+        if coordinates and not (self.channel_mode and lift_entry.function):
             raise ValueError(
                 "coordinates: the coordinates join the input as channels of a function: they "
                 f"need channels=... and lift='identity', got lift={lift!r}"
@@ -533,7 +529,7 @@ class SpaceTimeNet(FlowModel):
             hidden_nodes = (
                 math.prod(hidden_width) if isinstance(hidden_width, tuple) else hidden_width
             )
-        if lift == "cells":
+        if lift_entry.cells:
             cells_in = self.in_features // self.in_channels
             if cells_in * self.in_channels != self.in_features:
                 raise ValueError(
@@ -541,9 +537,9 @@ class SpaceTimeNet(FlowModel):
                     f"{self.in_channels}"
                 )
             self.in_shape = self._cells_shape(in_shape, d, cells_in)
-        elif lift == "identity" and in_features != schedule.widths[0] * self.in_channels:
+        elif lift_entry.function and in_features != schedule.widths[0] * self.in_channels:
             raise ValueError(
-                f"in_features: lift='identity' needs in_features = n_0 * in_channels = "
+                f"in_features: lift={lift!r} needs in_features = n_0 * in_channels = "
                 f"{schedule.widths[0] * self.in_channels}, got {in_features}"
             )
         # ---- the memory it needs, before anything is allocated
@@ -606,7 +602,7 @@ class SpaceTimeNet(FlowModel):
         A = self.modes**d
         self.domain = schedule.domain
         # ---- lift (cells: the cell index per node of G_0, set by _bind)
-        if lift == "linear":
+        if lift_entry.learned:
             if self.continuous:
                 self.lift_coeff = nn.Parameter(
                     torch.randn(in_features, A, generator=gen)
@@ -627,33 +623,10 @@ class SpaceTimeNet(FlowModel):
                 (torch.rand(c0, cin, generator=gen) * 2 - 1) * math.sqrt(3.0 / cin)
             )
             self.lift_bias = nn.Parameter(torch.zeros(c0))
-        # ---- readout: p_c in the basis (continuous) or as nodal values on G_K (nodal)
-        cK = schedule.channels[-1] if self.channel_mode else 1
-        shape = (out_features, cK) if self.channel_mode else (out_features,)
-        if head_hidden is not None:  # pooled readout: Linear(c_K, H) -> GELU -> Linear(H, out)
-            self.head_weight = nn.Parameter(
-                (torch.rand(head_hidden, cK, generator=gen) * 2 - 1) / math.sqrt(cK)
-            )
-            self.head_bias = nn.Parameter(torch.zeros(head_hidden))
-            self.readout_weight = nn.Parameter(
-                (torch.rand(out_features, head_hidden, generator=gen) * 2 - 1)
-                / math.sqrt(head_hidden)
-            )
-        elif readout in ("mean", "pool", "function"):
-            self.readout_weight = nn.Parameter(
-                (torch.rand(out_features, cK, generator=gen) * 2 - 1) / math.sqrt(cK)
-            )
-        elif self.continuous:
-            self.readout_coeff = nn.Parameter(
-                torch.randn(*shape, A, generator=gen) / math.sqrt(A * cK)
-            )
-        else:
-            nK = schedule.widths[-1]
-            vol = self.domain.volume
-            self.readout_values = nn.Parameter(
-                (torch.rand(*shape, nK, generator=gen) * 2 - 1) * math.sqrt(nK / cK) / vol
-            )
-        self.readout_bias = nn.Parameter(torch.zeros(out_features))
+        # ---- readout: the parameters its entry makes
+        request = ReadoutRequest(schedule, out_features, self.continuous, A, head_hidden, gen)
+        for name, param in entry.build(request).items():
+            setattr(self, name, param)
         # ---- channel normalisation: gamma, beta per step of this schedule (pieces in t)
         self.norm = norm
         self.norm_layer: ChannelNorm | None = None
@@ -668,6 +641,16 @@ class SpaceTimeNet(FlowModel):
         """Whether the kernel is stationary (conv, spectral): its steps act on G_k, then
         transfer."""
         return bool(getattr(getattr(self, "kernel", None), "stationary", False))
+
+    @property
+    def lift_entry(self) -> Lift:
+        """The [`Lift`][spacetime_nets.models.Lift] entry of ``lift_kind``."""
+        return LIFT_REGISTRY[self.lift_kind]
+
+    @property
+    def readout_entry(self) -> Readout:
+        """The [`Readout`][spacetime_nets.models.Readout] entry of ``readout_kind``."""
+        return READOUT_REGISTRY[self.readout_kind]
 
     @property
     def channels(self) -> list[int] | None:
@@ -759,14 +742,14 @@ class SpaceTimeNet(FlowModel):
         self._out_transfers = {}
         if hasattr(self, "readout_values") and schedule.widths[-1] != self.readout_values.shape[-1]:
             raise ValueError("schedule: the nodal readout was made for another final grid")
-        if self.lift_kind == "cells":
+        if self.lift_entry.cells:
             nodes0 = schedule.grids[0].nodes
             idx = torch.zeros(nodes0.shape[0], dtype=torch.long)
             for axis, (cells, (a, b)) in enumerate(zip(self.in_shape, self.domain.bounds)):
                 c = torch.floor((nodes0[:, axis] - a) / (b - a) * cells).long().clamp(0, cells - 1)
                 idx = idx * cells + c
             self.register_buffer("lift_index", idx.to(ref.device))
-        if self.lift_kind == "identity":
+        if self.lift_entry.function:
             # the input is a function on G_0: it follows the grid
             self.in_features = self.input_size = schedule.widths[0] * self.in_channels
 
@@ -794,11 +777,12 @@ class SpaceTimeNet(FlowModel):
         """
         nodes0, _ = self.disc.grid(0)
         n0 = nodes0.shape[0]
-        if self.lift_kind == "cells":
+        lift = self.lift_entry
+        if lift.cells:
             M = torch.zeros(n0, self.in_features, dtype=nodes0.dtype, device=nodes0.device)
             M[torch.arange(n0, device=nodes0.device), self.lift_index] = 1.0
             return M, torch.zeros(n0, dtype=nodes0.dtype, device=nodes0.device)
-        if self.lift_kind == "identity":
+        if lift.function:
             return (
                 torch.eye(n0, dtype=nodes0.dtype, device=nodes0.device),
                 torch.zeros(n0, dtype=nodes0.dtype, device=nodes0.device),
@@ -825,16 +809,16 @@ class SpaceTimeNet(FlowModel):
         x = self._standardize(x)
         if self.channel_mode:
             x = self._as_state(x)
-            if self.lift_kind == "cells":
+            if self.lift_entry.cells:
                 x = x[..., self.lift_index]
             if getattr(self, "coordinates", False):
                 cin = self.in_channels
                 field = self.lift_weight[:, cin:] @ self.disc.grid(0)[0].T.to(x.dtype)
                 return pointwise(x, self.lift_weight[:, :cin], self.lift_bias) + field
             return pointwise(x, self.lift_weight, self.lift_bias)
-        if self.lift_kind == "cells":
+        if self.lift_entry.cells:
             return x[:, self.lift_index]
-        if self.lift_kind == "identity":
+        if self.lift_entry.function:
             return x
         M, a0 = self.lift_matrix()
         return torch.nn.functional.linear(x, M, a0)
@@ -886,7 +870,7 @@ class SpaceTimeNet(FlowModel):
         grid_in = input_grid if input_grid is not None else self.input_grid
         if grid_in is not None:
             x = self._to_first_grid(x, grid_in)
-            if output_grid is None and self.readout_kind == "function":
+            if output_grid is None and self.readout_entry.function:
                 if self.schedule.grids[-1].shape == self.schedule.grids[0].shape:
                     output_grid = grid_in
         if not self.channel_mode:
@@ -895,7 +879,7 @@ class SpaceTimeNet(FlowModel):
             return super().forward(x)
         self._check_channel_input(x)
         final, _ = self._flow(self.lift(x), keep_states=False)
-        if self.readout_kind != "function":
+        if not self.readout_entry.function:
             if output_grid is not None:
                 raise ValueError("output_grid: needs readout='function'")
             return self.readout(final)
@@ -906,7 +890,7 @@ class SpaceTimeNet(FlowModel):
             grid = output_grid
         if x.dim() == 2 and self.out_features == 1:
             return y[:, 0]
-        if x.dim() > 3 or (x.dim() == 2 and self.lift_kind == "cells" and grid.dim > 1):
+        if x.dim() > 3 or (x.dim() == 2 and self.lift_entry.cells and grid.dim > 1):
             return y.reshape(y.shape[0], y.shape[1], *grid.shape)
         return y
 
@@ -936,9 +920,10 @@ class SpaceTimeNet(FlowModel):
         """A batch of series of their own lengths (see :meth:`forward`)."""
         if input_grid is not None or output_grid is not None:
             raise ValueError("x: a list of series takes neither input_grid nor output_grid")
-        if self.lift_kind != "identity" or self.schedule.dim != 1:
+        if not self.lift_entry.function or self.schedule.dim != 1:
             raise ValueError(
-                "x: a list of series of any length needs lift='identity' on a 1-D domain"
+                f"x: a list of series of any length needs lift='identity' on a 1-D domain, got "
+                f"lift={self.lift_kind!r} on a {self.schedule.dim}-D one"
             )
         if len(xs) == 0:
             raise ValueError("x: expected a non-empty list of series, got an empty list")
@@ -956,7 +941,7 @@ class SpaceTimeNet(FlowModel):
             grids.append(input_grid_for(g0, int(s.shape[-1])))
             rows.append(self._to_first_grid(s.reshape(1, cin, -1), grids[-1]))
         out = self.forward(torch.cat(rows))
-        if self.readout_kind != "function":
+        if not self.readout_entry.function:
             return out
         out = out.reshape(len(xs), self.out_features, -1)
         return [self._output_transfer(g, out[b : b + 1])[0] for b, g in enumerate(grids)]
@@ -964,7 +949,7 @@ class SpaceTimeNet(FlowModel):
     def _to_first_grid(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         """An input on ``grid`` -> the same function on G_0 ``[B, c_in, *shape of G_0]`` (or
         ``[B, n_0]`` for a scalar model / one channel given as ``[B, n]``)."""
-        if self.lift_kind != "identity":
+        if not self.lift_entry.function:
             raise ValueError(
                 f"input_grid: needs lift='identity' (inputs are functions), got {self.lift_kind!r}"
             )
@@ -1032,7 +1017,7 @@ class SpaceTimeNet(FlowModel):
 
     def _check_channel_input(self, x: torch.Tensor) -> None:
         cin = self.in_channels
-        if self.lift_kind == "cells":
+        if self.lift_entry.cells:
             self._check_input(x, self.in_features)
             return
         n0 = self.schedule.widths[0]
@@ -1075,7 +1060,7 @@ class SpaceTimeNet(FlowModel):
         K = self.disc.num_steps
         k = K if k is None else k
         nodes, weights = self.disc.grid(k)
-        if self.readout_kind != "quadrature":
+        if not self.readout_entry.matrix:
             raise ValueError(f"readout_matrix: the {self.readout_kind!r} readout has none")
         if self.continuous:
             R = (self.readout_coeff @ self._phi(nodes).T) * weights
@@ -1107,18 +1092,7 @@ class SpaceTimeNet(FlowModel):
         return self._destandardize(self._readout(xT, k))
 
     def _readout(self, xT: torch.Tensor, k: int | None) -> torch.Tensor:
-        if self.readout_kind == "function":
-            return pointwise(xT, self.readout_weight, self.readout_bias)
-        if self.readout_kind in ("mean", "pool"):
-            _, w = self.disc.grid(self.disc.num_steps if k is None else k)
-            z = self.act(xT) if self.readout_kind == "pool" else xT
-            means = (z * w).sum(-1) / self.domain.volume
-            if getattr(self, "head_hidden", None) is not None:
-                means = torch.nn.functional.gelu(
-                    torch.nn.functional.linear(means, self.head_weight, self.head_bias)
-                )
-            return torch.nn.functional.linear(means, self.readout_weight, self.readout_bias)
-        return torch.nn.functional.linear(xT.flatten(1), self.readout_matrix(k), self.readout_bias)
+        return self.readout_entry.apply(self, xT, self.disc.num_steps if k is None else k)
 
     def readout_along(self, states: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """P x(t_k) for every state of a trajectory ``[B, n_k] -> [B, out]`` (turnpike costs).
@@ -1207,7 +1181,7 @@ class SpaceTimeNet(FlowModel):
     def _set_input_grid(self, grid: Grid | None) -> None:
         """Inputs arrive on ``grid`` (None: on G_0)."""
         self.input_grid = grid
-        if self.lift_kind == "identity":
+        if self.lift_entry.function:
             n = (grid or self.schedule.grids[0]).n
             self.in_features = self.input_size = n * self.in_channels
 

@@ -212,17 +212,22 @@ def _where(index: tuple[int, ...], first_row: int) -> str:
     return f"row {row}{rest}"
 
 
+def _function_readout(model: object) -> bool:
+    """Whether ``model`` answers a function on a grid (its readout entry says ``function``)."""
+    return bool(getattr(getattr(model, "readout_entry", None), "function", False))
+
+
 def model_outputs(model: object) -> int | None:
     """The number of outputs per sample a model's targets must have, or None when it is not
     fixed (a function readout answers on the input's grid).
 
     Args:
-        model: the model (any object; its ``out_features`` and ``readout_kind`` are read).
+        model: the model (any object; its ``out_features`` and ``readout_entry`` are read).
 
     Returns:
         ``model.out_features`` when it is an int, else None.
     """
-    if getattr(model, "readout_kind", None) == "function":
+    if _function_readout(model):
         return None
     out = getattr(model, "out_features", None)
     return out if isinstance(out, int) and not isinstance(out, bool) else None

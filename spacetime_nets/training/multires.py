@@ -32,6 +32,8 @@ from torch import nn
 from grids import Grid, make_transfer
 from grids.quadrature import get_rule
 
+from .data import _function_readout
+
 __all__ = ["MultiResolution", "check_resolutions", "epoch_scales", "scaled_size"]
 
 
@@ -137,7 +139,7 @@ class MultiResolution:
         self.base, self.in_channels = base, int(model.in_channels)
         # the grid the loss sees the outputs on: that of model(x) on the base grid
         self.output_grid: Grid | None = None
-        if getattr(model, "readout_kind", None) == "function":
+        if _function_readout(model):
             last = sched.grids[-1]
             same = base is not g0 and last.shape == g0.shape
             self.output_grid = base if same else last
@@ -216,7 +218,8 @@ def check_model(model: nn.Module) -> None:
     grid: a ``SpaceTimeNet`` with ``lift="identity"`` is needed."""
     lift = getattr(model, "lift_kind", None)
     sched = getattr(model, "schedule", None)
-    if lift != "identity" or sched is None or not hasattr(model, "in_channels"):
+    reads_functions = getattr(getattr(model, "lift_entry", None), "function", False)
+    if not reads_functions or sched is None or not hasattr(model, "in_channels"):
         what = f"lift={lift!r}" if lift is not None else type(model).__name__
         raise ValueError(
             "resolutions: training across resolutions needs a SpaceTimeNet with "
