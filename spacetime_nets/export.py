@@ -784,7 +784,8 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
         )
     forms = {b.form for b in blocks}
     methods = {b.method for b in blocks}
-    if len(forms) != 1 or not all(map(steps_between_grids, methods)) or forms & {"bottleneck"}:
+    two = any(FORMS[f].operators == 2 for f in forms)
+    if len(forms) != 1 or not all(map(steps_between_grids, methods)) or two:
         raise ValueError(
             f"module: needs single-stage (euler) blocks of one form (outside/inside), got "
             f"{sorted(forms)} with {sorted(methods)}"

@@ -80,7 +80,7 @@ def _check_channel_model(model: Any, what: str) -> SpaceTimeNet:
 def _pca_applies(model: SpaceTimeNet) -> bool:
     """A rotation of the state commutes with the flow: sigma acts on the bottleneck's
     hidden channels only, and the readout is linear in the state."""
-    return model.form == "bottleneck" and model.readout_entry.channel_linear
+    return model.two_operators and model.readout_entry.channel_linear
 
 
 def rank_channels(model: SpaceTimeNet, data: Any, *, batch_size: int = 1024) -> ChannelRanking:
@@ -102,7 +102,7 @@ def rank_channels(model: SpaceTimeNet, data: Any, *, batch_size: int = 1024) -> 
     c = model.schedule.channels[0]
     ref = next(model.parameters())
     gram = torch.zeros(c, c, dtype=torch.float64, device=ref.device)
-    bottleneck = model.form == "bottleneck"
+    bottleneck = model.two_operators
     kern = model.kernel
     pieces = kern.pieces if kern.time_degree is None else 1
     h = hidden_count(model) if bottleneck else c
@@ -195,7 +195,7 @@ def with_channels(
     ref = next(model.parameters())
     P = ranking.state[:, :r].to(ref)
     kern = new.kernel
-    if new.form == "bottleneck":  # W1: state -> hidden, W2: hidden -> state
+    if new.two_operators:  # W1: state -> hidden, W2: hidden -> state
         h0 = hidden_count(model)
         h = min(r, h0) if hidden is None else _check_count("hidden", hidden, h0)
         eye = torch.eye(h0, dtype=ref.dtype, device=ref.device)
@@ -229,7 +229,7 @@ def hidden_count(model: SpaceTimeNet) -> int | None:
     Returns:
         The count, or None.
     """
-    if model.form != "bottleneck":
+    if not model.two_operators:
         return None
     return model.kernel._coefficients()[0].shape[0]
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from grids import GridSchedule
 
-from ..fields import check_form, form_is_homogeneous, get_activation, norm_reads
+from ..fields import FORMS, check_form, form_is_homogeneous, get_activation, norm_reads
 from ..integrate import (
     Discretization,
     StepMatrices,
@@ -76,6 +76,12 @@ class FlowModel(nn.Module):
         self.activation = activation
         self.method = check_method(method)
         self.checkpoint = check_checkpoint(checkpoint)
+
+    @property
+    def two_operators(self) -> bool:
+        """Whether the form has two step operators per step (``bottleneck``: W1 to a hidden
+        grid, W2 back), so the model holds ``kernel2`` and a hidden grid."""
+        return FORMS[self.form].operators == 2
 
     @property
     def schedule(self) -> GridSchedule:

@@ -19,6 +19,7 @@ import torch
 from grids import GridSchedule
 from grids.registry import NamesView
 
+from ..fields import FORMS
 from ..kernels import (
     BasisKernel,
     ConvKernel,
@@ -283,7 +284,7 @@ def _build_nodal(req: KernelRequest) -> NodalKernel:
     ch = schedule.channels
     steps_c = None if ch is None else ch[:-1]
     between = steps_between_grids(req.method)
-    if req.form == "bottleneck":
+    if FORMS[req.form].operators == 2:  # W1: G_k -> H_k, W2: H_k -> G_{k+1} (euler) or G_k
         outs = (
             req.hidden_widths
             if req.first
@@ -314,7 +315,7 @@ def _build_nodal(req: KernelRequest) -> NodalKernel:
 def _nodal_size(req: SizeRequest) -> tuple[int, str, str]:
     n, K, c = req.schedule.widths, req.schedule.num_steps, req.channels
     hidden = req.hidden_nodes
-    if req.form == "bottleneck":  # W1: G_k -> H_k, W2: H_k -> G_{k+1} (euler) or G_k
+    if FORMS[req.form].operators == 2:  # W1: G_k -> H_k, W2: H_k -> G_{k+1} (euler) or G_k
         hid = [n[k] if hidden is None else hidden for k in range(K)]
         back = n[1:] if steps_between_grids(req.method) else n[:-1]
         pairs = list(zip(hid, n[:-1])) if req.first else list(zip(back, hid))

@@ -77,7 +77,7 @@ class NeuralODE(FlowModel):
         )
         gen = _generator(seed)
         widths = [D] * steps
-        if self.form == "bottleneck":
+        if self.two_operators:
             h = D if hidden_width is None else _check_features("hidden_width", hidden_width)
             self.kernel = NodalKernel(
                 out_widths=[h] * steps, in_widths=widths, init_scale=init_scale, generator=gen

@@ -13,7 +13,7 @@ from torch import nn
 from grids import Grid, GridSchedule, make_transfer
 from grids.quadrature import check_grid_bytes
 
-from ..fields import ChannelNorm, check_norm, norm_reads
+from ..fields import FORMS, ChannelNorm, check_norm, norm_reads
 from ..integrate import Discretization, Trajectory
 from ..kernels import BASES, BasisKernel, Kernel, check_scale, tensor_basis
 from ..ops import GridInfo, pointwise
@@ -48,8 +48,8 @@ __all__ = [
     "STAGES",
 ]
 
-#: options of one form only (None: not given)
-_FORM_OPTIONS = {"hidden_width": "bottleneck", "kernel2": "bottleneck"}
+#: options of the forms with two step operators only (None: not given)
+_TWO_OPERATOR_OPTIONS = ("hidden_width", "kernel2")
 #: the conv ``radius`` when neither ``radius`` nor ``radius_spacings`` is given
 _DEFAULT_RADIUS = 0.1
 
@@ -97,11 +97,13 @@ def _check_applicable(
     option (:data:`KERNEL_OPTIONS`) that neither kernel reads (the bottleneck's two kernels),
     ``hidden_width`` / ``kernel2`` without ``form="bottleneck"``, ``in_shape`` without
     ``lift="cells"``. The message names the option, the variant and the value."""
-    for name, needs in _FORM_OPTIONS.items():
+    two = FORMS[form].operators == 2
+    for name in _TWO_OPERATOR_OPTIONS:
         v = given[name]
-        if v is not None and form != needs:
+        if v is not None and not two:
+            needs = " or ".join(repr(n) for n, f in FORMS.items() if f.operators == 2)
             raise ValueError(
-                f"{name}: applies to form={needs!r} only, got {name}={_show(v)} with "
+                f"{name}: applies to form={needs} only, got {name}={_show(v)} with "
                 f"form={form!r} (leave {name} out)"
             )
     if given["in_shape"] is not None and not LIFT_REGISTRY[lift].cells:
@@ -111,7 +113,7 @@ def _check_applicable(
         )
     kernels = [kernel]
     got = f"kernel={_show(kernel)}"
-    if form == "bottleneck":
+    if two:
         k2 = kernel if kernel2 is None else kernel2
         kernels.append(k2)
         got += f" and kernel2={_show(k2)}"
@@ -439,7 +441,7 @@ class SpaceTimeNet(FlowModel):
         lift_entry = LIFT_REGISTRY.get(lift) if isinstance(lift, str) else None
         if lift_entry is None:
             raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
-        if kernel2 is not None and self.form == "bottleneck":
+        if kernel2 is not None and self.two_operators:
             kernel2 = _check_kernel_arg("kernel2", kernel2)
         # ---- options of other variants: refused, not ignored
         _check_applicable(
@@ -459,7 +461,7 @@ class SpaceTimeNet(FlowModel):
             },
         )
         kernels = [kernel]
-        if self.form == "bottleneck":
+        if self.two_operators:
             kernels.append(kernel if kernel2 is None else kernel2)
         if channels is not None:
             schedule = schedule.with_channels(channels)
@@ -583,7 +585,7 @@ class SpaceTimeNet(FlowModel):
             kernel, schedule, hw, "kernel", modes, basis, init_scale, gen, True, kopts
         )
         self.kernel2 = None
-        if self.form == "bottleneck":
+        if self.two_operators:
             k2 = kernel2 if kernel2 is not None else kernel
             if isinstance(k2, Kernel) and k2 is self.kernel:
                 raise ValueError("kernel2: the bottleneck form needs a second, distinct kernel")
@@ -659,7 +661,7 @@ class SpaceTimeNet(FlowModel):
 
     # ------------------------------------------------------------------ construction helpers
     def _hidden_grids(self, schedule: GridSchedule) -> list[Grid] | None:
-        if self.form != "bottleneck" or self.hidden_width is None:
+        if not self.two_operators or self.hidden_width is None:
             return None
         rule = "midpoint"
         return [Grid.uniform(self.hidden_width, schedule.domain, rule)] * schedule.num_steps
@@ -1200,7 +1202,7 @@ class SpaceTimeNet(FlowModel):
         fine = self.schedule.refine(width, depth)
         if self.continuous:
             return self.with_schedule(fine)
-        if self.form == "bottleneck" or not steps_between_grids(self.method):
+        if self.two_operators or not steps_between_grids(self.method):
             raise ValueError(
                 "refine: nodal refinement supports single-stage (euler) steps of the outside "
                 "and inside forms"
