@@ -8,6 +8,10 @@ and never forms the dense ``[n_dst, n_src]`` matrix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -17,8 +21,7 @@ from .grid import Grid, parse_to_args
 
 __all__ = ["Transfer", "make_transfer", "TRANSFER_KINDS"]
 
-TRANSFER_KINDS = ("linear", "nearest", "l2", "galerkin")
-"""The kinds of transfer `make_transfer` builds (and a schedule's `transfer_kind` accepts)."""
+_Stencil = tuple[np.ndarray, np.ndarray]  # int64 indices [n_dst, m], float64 coefficients
 
 
 class Transfer:
@@ -48,8 +51,7 @@ class Transfer:
         identity: bool = False,
     ) -> None:
         n_src = as_int("n_src", n_src)
-        if kind not in TRANSFER_KINDS:
-            raise ValueError(f"kind: expected one of {', '.join(TRANSFER_KINDS)}; got {kind!r}")
+        _transfer_kind(kind)
         if not isinstance(identity, bool):
             raise ValueError(f"identity: expected True or False, got {identity!r}")
         if not isinstance(index, torch.Tensor) or index.dtype != torch.long or index.dim() != 2:
@@ -64,7 +66,7 @@ class Transfer:
                 f"coeff: expected the shape {tuple(index.shape)} of index on {index.device}, got "
                 f"shape {tuple(coeff.shape)} on {coeff.device}"
             )
-        if index.device.type != "meta" and (int(index.min()) < 0 or int(index.max()) >= n_src):
+        if not index.is_meta and (int(index.min()) < 0 or int(index.max()) >= n_src):
             raise ValueError(
                 f"index: expected source indices in [0, {n_src}), got "
                 f"[{int(index.min())}, {int(index.max())}]"
@@ -158,8 +160,7 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
         The [`Transfer`][grids.transfer.Transfer], in the dtype and on the device of the
             source's weights; an identity transfer when the grids are the same.
     """
-    if kind not in TRANSFER_KINDS:
-        raise ValueError(f"kind: expected one of {', '.join(TRANSFER_KINDS)}; got {kind!r}")
+    entry = _transfer_kind(kind)
     for label, g in (("source", source), ("target", target)):
         if not isinstance(g, Grid):
             raise ValueError(f"{label}: expected a grids.Grid, got {type(g).__name__}")
@@ -173,12 +174,7 @@ def make_transfer(source: Grid, target: Grid, kind: str = "linear") -> Transfer:
         return Transfer(
             idx, torch.ones(source.n, 1, dtype=dtype, device=device), source.n, kind, identity=True
         )
-    if kind == "l2":
-        idx, coeff = _l2(source, target)
-    elif kind == "galerkin":
-        idx, coeff = _tensor_stencil(source, target, kind)
-    else:
-        idx, coeff = _tensor_stencil(source, target, kind)
+    idx, coeff = entry.build(source, target)
     return Transfer(
         torch.as_tensor(idx, dtype=torch.long, device=device),
         torch.as_tensor(coeff, dtype=dtype, device=device),
@@ -193,43 +189,63 @@ def _describe(x: object) -> str:
     return f"{x!r:.80}"
 
 
+_AxisStencil = Callable[[np.ndarray, np.ndarray, float | None], _Stencil]
+"""``(src, dst, period) -> (index, coeff)``: a 1-D stencil from at least two source nodes."""
+
+
 def _axis_stencil(
-    src: np.ndarray, dst: np.ndarray, kind: str, period: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """1-D stencil: indices [n_dst, m] into ``src`` and coefficients [n_dst, m].
+    src: np.ndarray, dst: np.ndarray, axis: _AxisStencil, period: float | None = None
+) -> _Stencil:
+    """1-D stencil: indices [n_dst, m] into ``src`` and coefficients [n_dst, m], by ``axis``
+    (one of ``_axis_linear``, ``_axis_nearest``, ``_axis_galerkin``); a single source node
+    gives every target node its value.
 
     With ``period`` (both grids periodic), the source nodes repeat with that period: a target
     node past the last source node lies between it and the first node shifted by the period.
     """
-    n = src.size
-    if n == 1:
+    if src.size == 1:
         return np.zeros((dst.size, 1), dtype=np.int64), np.ones((dst.size, 1))
-    if kind == "galerkin":
-        return _axis_galerkin(src, dst, period)
+    return axis(src, dst, period)
+
+
+def _wrapped(axis: _AxisStencil, src: np.ndarray, dst: np.ndarray, period: float) -> _Stencil:
+    """``axis`` on the periodic nodes ``src``: one more node, x_n = x_0 + period, stands for
+    node 0."""
+    i, c = axis(np.append(src, src[0] + period), dst, None)
+    return i % src.size, c
+
+
+def _axis_linear(src: np.ndarray, dst: np.ndarray, period: float | None = None) -> _Stencil:
+    """Linear interpolation between the two source nodes around each target node, constant
+    past the end nodes (or wrapping around with ``period``)."""
     if period is not None:
-        # one more node, x_n = x_0 + period, standing for node 0
-        i, c = _axis_stencil(np.append(src, src[0] + period), dst, kind)
-        return i % n, c
-    if kind == "nearest":
-        j = np.clip(np.searchsorted(src, dst), 1, n - 1)
-        left_closer = (dst - src[j - 1]) <= (src[j] - dst)
-        return np.where(left_closer, j - 1, j)[:, None], np.ones((dst.size, 1))
+        return _wrapped(_axis_linear, src, dst, period)
+    n = src.size
     j = np.clip(np.searchsorted(src, dst, side="right"), 1, n - 1)
     x0, x1 = src[j - 1], src[j]
     theta = np.clip((dst - x0) / (x1 - x0), 0.0, 1.0)  # clip = constant extrapolation
     return np.stack([j - 1, j], axis=1), np.stack([1.0 - theta, theta], axis=1)
 
 
-def _axis_galerkin(
-    src: np.ndarray, dst: np.ndarray, period: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """1-D Galerkin restriction (see :func:`make_transfer`); linear interpolation when ``dst``
+def _axis_nearest(src: np.ndarray, dst: np.ndarray, period: float | None = None) -> _Stencil:
+    """The nearest source node of each target node (the left one on a tie; wrapping around
+    with ``period``)."""
+    if period is not None:
+        return _wrapped(_axis_nearest, src, dst, period)
+    n = src.size
+    j = np.clip(np.searchsorted(src, dst), 1, n - 1)
+    left_closer = (dst - src[j - 1]) <= (src[j] - dst)
+    return np.where(left_closer, j - 1, j)[:, None], np.ones((dst.size, 1))
+
+
+def _axis_galerkin(src: np.ndarray, dst: np.ndarray, period: float | None = None) -> _Stencil:
+    """1-D Galerkin restriction (see `make_transfer`); linear interpolation when ``dst``
     has at least as many nodes as ``src``. Integrals over [min node, max node] of both grids
     (the interpolants are constant beyond their end nodes), by 2-point Gauss-Legendre on every
     cell of the merged nodes, where both hats are linear: exact. With ``period``, both node
     sets repeat: one period from the first node, the node past the end standing for node 0."""
     if dst.size >= src.size:
-        return _axis_stencil(src, dst, "linear", period)
+        return _axis_stencil(src, dst, _axis_linear, period)
     n_src, n_dst = src.size, dst.size
     src_map, dst_map = np.arange(n_src), np.arange(n_dst)
     lo_end, hi_end = min(src[0], dst[0]), max(src[-1], dst[-1])
@@ -246,8 +262,8 @@ def _axis_galerkin(
     g = 1.0 / np.sqrt(3.0)
     rows, cols, vals = [], [], []
     for pt in (mid - g * half, mid + g * half):
-        si, sc = _axis_stencil(src, pt, "linear")  # [cells, 2]
-        di, dc = _axis_stencil(dst, pt, "linear")
+        si, sc = _axis_stencil(src, pt, _axis_linear)  # [cells, 2]
+        di, dc = _axis_stencil(dst, pt, _axis_linear)
         for a in range(di.shape[1]):
             for b in range(si.shape[1]):
                 rows.append(dst_map[di[:, a]])
@@ -262,8 +278,9 @@ def _axis_galerkin(
     return _pad_rows(rows[keep], cols[keep], total[keep] / norm[rows[keep]], n_dst)
 
 
-def _tensor_stencil(source: Grid, target: Grid, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Tensor product of 1-D stencils, flattened row-major like ``Grid.nodes``."""
+def _tensor_stencil(source: Grid, target: Grid, axis: _AxisStencil) -> _Stencil:
+    """Tensor product of the 1-D stencils ``axis`` builds, flattened row-major like
+    ``Grid.nodes``."""
     idx = np.zeros((1,), dtype=np.int64)[:, None]
     coeff = np.ones((1, 1))
     periodic = (
@@ -273,7 +290,7 @@ def _tensor_stencil(source: Grid, target: Grid, kind: str) -> tuple[np.ndarray, 
         i1, c1 = _axis_stencil(
             a_src.detach().cpu().double().numpy(),
             a_dst.detach().cpu().double().numpy(),
-            kind,
+            axis,
             period=hi - lo if periodic else None,
         )
         n_ax = a_src.numel()
@@ -285,9 +302,10 @@ def _tensor_stencil(source: Grid, target: Grid, kind: str) -> tuple[np.ndarray, 
     return idx, coeff
 
 
-def _l2(source: Grid, target: Grid) -> tuple[np.ndarray, np.ndarray]:
+def _l2(source: Grid, target: Grid) -> _Stencil:
+    """The conservative transfer D_dst^{-1} L^T D_src (see `make_transfer`)."""
     # L: target -> source interpolation, in gather form over source rows
-    l_idx, l_coeff = _tensor_stencil(target, source, "linear")  # [n_src, m] indices into target
+    l_idx, l_coeff = _tensor_stencil(target, source, _axis_linear)  # [n_src, m] indices into target
     w_src = source.weights.detach().cpu().double().numpy()
     w_dst = target.weights.detach().cpu().double().numpy()
     rows = l_idx.reshape(-1)  # target index
@@ -319,3 +337,40 @@ def _pad_rows(rows, cols, vals, n_rows):
     idx[rows, pos] = cols
     coeff[rows, pos] = vals
     return idx, coeff
+
+
+@dataclass(frozen=True)
+class _TransferKind:
+    """One kind of transfer: its name and how it is built.
+
+    Attributes:
+        name: the name `make_transfer` and a schedule's ``transfer_kind`` take.
+        build: ``(source, target) -> (index, coeff)``: the gather form of P as float64 NumPy
+            arrays (int64 indices ``[n_dst, m]``, coefficients ``[n_dst, m]``) for two
+            different grids on one domain.
+    """
+
+    name: str
+    build: Callable[[Grid, Grid], _Stencil]
+
+
+_TRANSFER_KINDS: dict[str, _TransferKind] = {
+    entry.name: entry
+    for entry in (
+        _TransferKind("linear", partial(_tensor_stencil, axis=_axis_linear)),
+        _TransferKind("nearest", partial(_tensor_stencil, axis=_axis_nearest)),
+        _TransferKind("l2", _l2),
+        _TransferKind("galerkin", partial(_tensor_stencil, axis=_axis_galerkin)),
+    )
+}
+
+TRANSFER_KINDS: tuple[str, ...] = tuple(_TRANSFER_KINDS)
+"""The kinds of transfer `make_transfer` builds (and a schedule's `transfer_kind` accepts)."""
+
+
+def _transfer_kind(kind: object) -> _TransferKind:
+    """The entry of ``kind`` (ValueError naming the argument ``kind`` otherwise)."""
+    entry = _TRANSFER_KINDS.get(kind) if isinstance(kind, str) else None
+    if entry is None:
+        raise ValueError(f"kind: expected one of {', '.join(TRANSFER_KINDS)}; got {kind!r}")
+    return entry

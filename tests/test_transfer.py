@@ -10,6 +10,8 @@ periodic grids (``numpy.interp(period=...)`` and a brute-force distance on the c
 ValueErrors for a bad kind or different domains.
 """
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -468,6 +470,22 @@ def test_bad_kind(kind):
         ValueError, match=rf"^kind: expected one of linear, nearest, l2, galerkin; got {kind!r}$"
     ):
         make_transfer(Grid.uniform(5), Grid.uniform(7), kind)
+
+
+@pytest.mark.parametrize("kind", [["linear"], b"linear", 3])
+def test_bad_kind_of_another_type(kind):
+    """A kind that is not a string (an unhashable list included) is refused like a bad name,
+    by the transfer and by make_transfer."""
+    want = rf"^kind: expected one of linear, nearest, l2, galerkin; got {re.escape(repr(kind))}$"
+    with pytest.raises(ValueError, match=want):
+        make_transfer(Grid.uniform(5), Grid.uniform(7), kind)
+    with pytest.raises(ValueError, match=want):
+        Transfer(torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1), 3, kind)
+
+
+def test_transfer_kinds_is_the_tuple_of_names():
+    assert TRANSFER_KINDS == ("linear", "nearest", "l2", "galerkin")
+    assert isinstance(TRANSFER_KINDS, tuple)
 
 
 def test_different_domains():
