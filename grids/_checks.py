@@ -7,6 +7,7 @@ import math
 import operator
 
 import numpy as np
+import torch
 
 __all__ = ["as_int", "as_real", "is_int", "numeric_array"]
 
@@ -15,8 +16,8 @@ def is_int(value: object) -> bool:
     """True for a Python, NumPy or torch integer (never a bool, a float or a string)."""
     if isinstance(value, (bool, np.bool_)):
         return False
-    if type(value).__name__ == "Tensor":
-        return value.dim() == 0 and not value.is_floating_point() and not value.is_complex()  # type: ignore[attr-defined]
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0 and not value.is_floating_point() and not value.is_complex()
     try:
         operator.index(value)  # type: ignore[arg-type]
     except TypeError:
@@ -60,9 +61,9 @@ def numeric_array(name: str, value: object, what: str) -> np.ndarray | None:
     """Refuse booleans, strings and other non-numbers inside a sequence of numbers: None when
     ``value`` is a tensor (checked by its dtype elsewhere), else the values as an array.
     """
-    if type(value).__name__ == "Tensor":
-        if value.dtype.is_complex or str(value.dtype) == "torch.bool":  # type: ignore[attr-defined]
-            raise ValueError(f"{name}: expected {what}, got a tensor of dtype {value.dtype}")  # type: ignore[attr-defined]
+    if isinstance(value, torch.Tensor):
+        if value.dtype.is_complex or value.dtype == torch.bool:
+            raise ValueError(f"{name}: expected {what}, got a tensor of dtype {value.dtype}")
         return None
     try:
         arr = np.asarray(value)

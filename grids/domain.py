@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+import torch
+
 __all__ = ["Domain", "as_domain"]
 
 
@@ -104,10 +107,10 @@ class Domain:
 
 def _is_number(v: object) -> bool:
     """A real number (Python, NumPy or a one-element torch scalar); never a bool or a string."""
-    if isinstance(v, (bool, str, bytes)) or type(v).__name__ in ("bool_", "bool"):
+    if isinstance(v, (bool, np.bool_, str, bytes)):
         return False
-    if type(v).__name__ == "Tensor":
-        return v.dim() == 0 and not v.is_complex() and str(v.dtype) != "torch.bool"
+    if isinstance(v, torch.Tensor):
+        return v.dim() == 0 and not v.is_complex() and v.dtype != torch.bool
     return isinstance(v, (int, float)) or (
         hasattr(v, "__float__") and not hasattr(v, "__len__") and not isinstance(v, complex)
     )

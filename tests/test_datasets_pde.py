@@ -359,6 +359,12 @@ def test_solvers_reject_bad_arrays():
         D.solve_darcy(np.zeros((5, 5)))
 
 
+@pytest.mark.parametrize("forcing", [True, np.True_, np.bool_(False), "1.0"])
+def test_solve_darcy_refuses_a_forcing_that_is_not_a_number(forcing):
+    with pytest.raises(ValueError, match=r"^forcing: expected a number, got "):
+        D.solve_darcy(np.ones((5, 5)), forcing)
+
+
 def test_darcy_coefficient_takes_the_first_value_where_the_random_field_is_nonnegative():
     """The documented construction, rebuilt here term by term: a = a_values[0] where
     sum_{(k, l) != 0} s_kl xi_kl cos(pi k x) cos(pi l y) >= 0 and a_values[1] elsewhere."""

@@ -96,6 +96,15 @@ def test_from_nodes_accepts_column():
     np.testing.assert_allclose(g.weights.numpy(), [0.25, 0.5, 0.25])
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+def test_tensor_subclasses_are_tensors():
+    """A torch.nn.Parameter is read like the tensor it holds, as nodes and as a bound."""
+    nodes = torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64)
+    g = Grid.from_nodes(torch.nn.Parameter(nodes.clone()))
+    assert g.same_as(Grid.from_nodes(nodes))
+    assert Domain((torch.nn.Parameter(torch.tensor(-1.0)), 2.0)) == Domain((-1.0, 2.0))
+
+
 def test_spacing_is_largest_gap():
     g = Grid.from_nodes([0.0, 0.1, 0.45, 0.5, 1.0])
     assert g.spacing == pytest.approx(0.5)

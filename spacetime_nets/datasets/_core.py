@@ -203,7 +203,7 @@ def _check_real(
     if low is not None:
         v = check_real(name, value, positive=positive)
     else:
-        if isinstance(value, bool) or type(value).__name__ == "bool_":
+        if isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name}: expected a number, got {value!r}")
         try:
             v = float(value)  # type: ignore[arg-type]
