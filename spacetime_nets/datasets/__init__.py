@@ -119,7 +119,7 @@ def load(name: str, seed: int = 0, **kwargs: Any) -> DatasetSplits:
     if loader is None:
         raise ValueError(f"name: expected one of {', '.join(REGISTRY)}; got name={name!r}")
     params = inspect.signature(loader).parameters
-    unknown = sorted(k for k in kwargs if k not in params or k == "seed")
+    unknown = sorted(k for k in kwargs if k not in params)  # seed= binds to load's own seed
     if unknown:
         known = ", ".join(k for k in params if k != "seed")
         raise ValueError(

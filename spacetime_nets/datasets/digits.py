@@ -4,7 +4,7 @@ the pixel geometry of images on the unit square."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,8 +22,6 @@ from ._core import (
 )
 
 __all__ = ["digits", "pixel_centres", "refine_matrix", "resample_images"]
-
-_INTERPOLATIONS = ("bilinear", "nearest")
 
 
 def refine_matrix(size: int, scale: int, interpolation: str = "bilinear") -> np.ndarray:
@@ -45,18 +43,31 @@ def refine_matrix(size: int, scale: int, interpolation: str = "bilinear") -> np.
     """
     size = check_int("size", size, 1)
     scale = check_int("scale", scale, 1)
-    if not isinstance(interpolation, str) or interpolation not in _INTERPOLATIONS:
+    build = _INTERPOLATIONS.get(interpolation) if isinstance(interpolation, str) else None
+    if build is None:
         raise ValueError(
             f"interpolation: expected one of {', '.join(_INTERPOLATIONS)}, "
             f"got interpolation={interpolation!r}"
         )
     _check_bytes(8.0 * 3 * size * size * scale, {"size": size, "scale": scale})
+    return build(size, scale)
+
+
+def _nearest(size: int, scale: int) -> np.ndarray:
+    """Each fine cell takes the value of the coarse cell that contains it."""
     fine = size * scale
     out = np.zeros((fine, size))
     rows = np.arange(fine)
-    if interpolation == "nearest":
-        out[rows, rows // scale] = 1.0
-        return out
+    out[rows, rows // scale] = 1.0
+    return out
+
+
+def _bilinear(size: int, scale: int) -> np.ndarray:
+    """The piecewise-linear interpolant through the coarse cell centres, constant past the
+    first and last one."""
+    fine = size * scale
+    out = np.zeros((fine, size))
+    rows = np.arange(fine)
     pos = np.clip((rows + 0.5) / scale - 0.5, 0.0, size - 1.0)  # in coarse-centre units
     lo = np.minimum(np.floor(pos).astype(np.int64), max(size - 2, 0))
     frac = pos - lo
@@ -66,6 +77,13 @@ def refine_matrix(size: int, scale: int, interpolation: str = "bilinear") -> np.
     out[rows, lo] = 1.0 - frac
     out[rows, lo + 1] += frac
     return out
+
+
+_INTERPOLATIONS: dict[str, Callable[[int, int], np.ndarray]] = {
+    "bilinear": _bilinear,
+    "nearest": _nearest,
+}
+"""The interpolations `refine_matrix` takes: name -> ``(size, scale) -> matrix``."""
 
 
 def digits(
