@@ -107,15 +107,16 @@ def plot_turnpike(result, title: str = "") -> Figure:
     """
     fig = Figure(figsize=(11, 7))
     axes = fig.subplots(2, 2, sharex="col")
-    groups = [("turnpike", result.tp), ("ERM", result.erm)]
     arc = getattr(result, "common_window", None)
-    for col, (name, profiles) in enumerate(groups):
+    # (title, profiles, whether the legends give the rates fitted on the common arc)
+    groups = [("turnpike", result.tp, arc is not None), ("ERM", result.erm, False)]
+    for col, (name, profiles, common_rates) in enumerate(groups):
         top, bottom = axes[0][col], axes[1][col]
         for i, pr in enumerate(profiles):
             color = f"C{i}"
             risk = np.where(pr.risk > 0, pr.risk, np.nan)
             lab = lab_u = f"T={pr.T:g}"
-            if name == "turnpike" and arc is not None:
+            if common_rates:
                 lab += f", mu={pr.mu_common:.2f}" if np.isfinite(pr.mu_common) else ", mu: -"
                 mu_u = getattr(pr, "mu_u_common", float("nan"))
                 lab_u += f", mu={mu_u:.2f}" if np.isfinite(mu_u) else ", mu: -"
@@ -129,7 +130,7 @@ def plot_turnpike(result, title: str = "") -> Figure:
         bottom.set_title(f"{name}: |u(t)|")
         bottom.set_xlabel("t")
         legend_title = None
-        if name == "turnpike" and arc is not None:
+        if common_rates:
             legend_title = f"mu fitted on t in [{arc[0]:.3g}, {arc[1]:.3g}] (every T)"
             for ax in (top, bottom):
                 ax.axvspan(arc[0], arc[1], color="0.85", alpha=0.5, lw=0)

@@ -619,3 +619,10 @@ def test_drivers_seed_their_draws_without_changing_the_callers_random_state():
     torch.manual_seed(999)  # another caller state: the same seed gives the same sweep
     b = horizon_sweep(make, data, [1.0], 1e-2, max_iter=3, seed=7)
     assert a.rows[0]["objective"] == b.rows[0]["objective"]
+
+
+def test_turnpike_result_names_the_problem_it_does_not_know():
+    res = experiments.TurnpikeResult([1.0], 0.0, "l2", 1e-2, [], [], [])
+    for method in (res.mu_ratio, res.t_hit_spread):
+        with pytest.raises(ValueError, match="problem: expected 'tp' or 'erm', got 'ERM'"):
+            method("ERM")

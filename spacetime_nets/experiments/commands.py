@@ -8,6 +8,8 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -75,8 +77,8 @@ def check_args(args: argparse.Namespace, command: str) -> None:
     """
     from ..validation import check_int, check_real
 
-    adders = {"asymptotics": add_asymptotics_args, "turnpike": add_turnpike_args}
-    if command not in adders:
+    entry = _COMMANDS.get(command) if isinstance(command, str) else None
+    if entry is None:
         raise ValueError(f"command: expected asymptotics or turnpike, got {command!r}")
     for name in ("n", "steps", "max_iter", "modes", "outer", "waist"):
         if hasattr(args, name):
@@ -92,7 +94,7 @@ def check_args(args: argparse.Namespace, command: str) -> None:
     for T in getattr(args, "Ts", None) or ():
         check_real("--Ts", T, positive=True)
     if _fast(args):
-        defaults = vars(adders[command](argparse.ArgumentParser()).parse_args([]))
+        defaults = vars(entry.add_args(argparse.ArgumentParser()).parse_args([]))
         changed = [
             "--" + d.replace("_", "-")
             for d in FAST_SIZES
@@ -423,6 +425,28 @@ def _fmt_hit(t: float | None) -> str:
     return "never" if t is None else f"{t:.3g}"
 
 
+@dataclass(frozen=True)
+class _Command:
+    """One experiment of the command line.
+
+    Attributes:
+        help: its line in the command line's help.
+        add_args: adds its options to a parser and returns the parser.
+        run: runs it with the parsed options, ``run(args) -> exit code``.
+    """
+
+    help: str
+    add_args: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+    run: Callable[[argparse.Namespace], int]
+
+
+_COMMANDS: dict[str, _Command] = {
+    "asymptotics": _Command("ERM: error against T", add_asymptotics_args, run_asymptotics),
+    "turnpike": _Command("turnpike profiles against t", add_turnpike_args, run_turnpike),
+}
+"""The experiments, by command name."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m spacetime_nets.experiments asymptotics|turnpike [options]``.
 
@@ -434,13 +458,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="spacetime_nets.experiments")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_asymptotics_args(sub.add_parser("asymptotics", help="ERM: error against T"))
-    add_turnpike_args(sub.add_parser("turnpike", help="turnpike profiles against t"))
+    for name, entry in _COMMANDS.items():
+        entry.add_args(sub.add_parser(name, help=entry.help))
     args = parser.parse_args(argv)
-    run = run_asymptotics if args.command == "asymptotics" else run_turnpike
     try:
         check_args(args, args.command)
     except ValueError as exc:  # bad options: one line and exit code 2, as the CLI
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return run(args)
+    return _COMMANDS[args.command].run(args)

@@ -3,6 +3,10 @@ hourglass schedule, with the readout and the lift fixed at a seeded random draw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
 import torch
 from torch import nn
 
@@ -11,10 +15,6 @@ from grids import GridSchedule
 from ..models import NeuralODE, SpaceTimeNet
 
 __all__ = ["MODELS", "hourglass_widths", "make_model"]
-
-MODELS = ("ode-inside-tanh", "ode-outside-relu", "st-basis-hourglass")
-"""The model names [`make_model`][spacetime_nets.experiments.make_model] builds (see the
-package docstring)."""
 
 
 def hourglass_widths(steps: int, outer: int, waist: int) -> list[int]:
@@ -75,38 +75,100 @@ def make_model(
     Raises:
         ValueError: an unknown ``name``.
     """
-    if name in ("ode-inside-tanh", "ode-outside-relu"):
-        form, act = ("inside", "tanh") if name == "ode-inside-tanh" else ("outside", "relu")
-        m = NeuralODE(
-            in_features,
-            T=T,
-            steps=steps,
-            form=form,
-            activation=act,
-            out_features=out_features,
-            augment=augment,
-            fixed_readout=True,
-            init_scale=init_scale,
-            seed=seed,
-        ).double()
-        return _fixed_parts(m, seed)
-    if name == "st-basis-hourglass":
-        sched = GridSchedule.moving(hourglass_widths(steps, outer, waist), T=T)
-        m = SpaceTimeNet(
-            sched,
-            in_features,
-            out_features,
-            kernel="basis",
-            form="inside",
-            activation="tanh",
-            lift="linear",
-            modes=modes,
-            init_scale=init_scale,
-            seed=seed,
-        ).double()
-        # rebuild the grid buffers from the float64 schedule (not float32 values cast up)
-        return _fixed_parts(m.rescale_horizon(m.T), seed)
-    raise ValueError(f"model: expected one of {', '.join(MODELS)}; got {name!r}")
+    recipe = _RECIPES.get(name) if isinstance(name, str) else None
+    if recipe is None:
+        raise ValueError(f"model: expected one of {', '.join(MODELS)}; got {name!r}")
+    request = _Request(
+        in_features=in_features,
+        out_features=out_features,
+        T=T,
+        steps=steps,
+        augment=augment,
+        modes=modes,
+        outer=outer,
+        waist=waist,
+        init_scale=init_scale,
+        seed=seed,
+    )
+    return _fixed_parts(recipe(request), seed)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The arguments of [`make_model`][spacetime_nets.experiments.make_model] a recipe builds
+    from (each recipe reads those it needs).
+
+    Attributes:
+        in_features: the input dimension d.
+        out_features: the number of outputs m.
+        T: the horizon.
+        steps: the number of Euler steps K.
+        augment: the NeuralODE's extra state dimensions.
+        modes: the SpaceTimeNet's Legendre basis functions per kernel.
+        outer: the hourglass schedule's width at both ends.
+        waist: the hourglass schedule's width in the middle.
+        init_scale: the scale of the controls' random initialisation.
+        seed: seeds the model's initialisation.
+    """
+
+    in_features: int
+    out_features: int
+    T: float
+    steps: int
+    augment: int
+    modes: int
+    outer: int
+    waist: int
+    init_scale: float
+    seed: int
+
+
+def _neural_ode(form: str, activation: str, r: _Request) -> nn.Module:
+    """A float64 NeuralODE of ``form`` and ``activation`` with a fixed affine readout."""
+    return NeuralODE(
+        r.in_features,
+        T=r.T,
+        steps=r.steps,
+        form=form,
+        activation=activation,
+        out_features=r.out_features,
+        augment=r.augment,
+        fixed_readout=True,
+        init_scale=r.init_scale,
+        seed=r.seed,
+    ).double()
+
+
+def _hourglass_net(r: _Request) -> nn.Module:
+    """A float64 SpaceTimeNet with a Legendre basis kernel on the moving hourglass schedule."""
+    sched = GridSchedule.moving(hourglass_widths(r.steps, r.outer, r.waist), T=r.T)
+    m = SpaceTimeNet(
+        sched,
+        r.in_features,
+        r.out_features,
+        kernel="basis",
+        form="inside",
+        activation="tanh",
+        lift="linear",
+        modes=r.modes,
+        init_scale=r.init_scale,
+        seed=r.seed,
+    ).double()
+    # rebuild the grid buffers from the float64 schedule (not float32 values cast up)
+    return m.rescale_horizon(m.T)
+
+
+_RECIPES: dict[str, Callable[[_Request], nn.Module]] = {
+    "ode-inside-tanh": partial(_neural_ode, "inside", "tanh"),
+    "ode-outside-relu": partial(_neural_ode, "outside", "relu"),
+    "st-basis-hourglass": _hourglass_net,
+}
+"""How each model of `MODELS` is built, by name: the model before its fixed parts are
+redrawn."""
+
+MODELS = tuple(_RECIPES)
+"""The model names [`make_model`][spacetime_nets.experiments.make_model] builds (see the
+package docstring)."""
 
 
 def _fixed_parts(model: nn.Module, seed: int) -> nn.Module:

@@ -99,8 +99,11 @@ class TurnpikeResult:
 
         Returns:
             max / min of the rates, or nan when one of them is not positive.
+
+        Raises:
+            ValueError: ``problem`` is neither ``"tp"`` nor ``"erm"``.
         """
-        mus = [getattr(pr, which) for pr in (self.tp if problem == "tp" else self.erm)]
+        mus = [getattr(pr, which) for pr in self._profiles(problem)]
         if any(not (m > 0) for m in mus):
             return float("nan")
         return max(mus) / min(mus)
@@ -113,11 +116,21 @@ class TurnpikeResult:
 
         Returns:
             The relative spread of the hitting times over T.
+
+        Raises:
+            ValueError: ``problem`` is neither ``"tp"`` nor ``"erm"``.
         """
-        th = [pr.t_hit for pr in (self.tp if problem == "tp" else self.erm)]
+        th = [pr.t_hit for pr in self._profiles(problem)]
         if any(t is None for t in th) or min(th) <= 0:
             return float("nan")
         return (max(th) - min(th)) / min(th)
+
+    def _profiles(self, problem: str) -> list[TurnpikeProfile]:
+        """The profiles of ``problem``, ``"tp"`` or ``"erm"`` (a ValueError for another)."""
+        by_problem = {"tp": self.tp, "erm": self.erm}
+        if not isinstance(problem, str) or problem not in by_problem:
+            raise ValueError(f"problem: expected 'tp' or 'erm', got {problem!r}")
+        return by_problem[problem]
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """One row per (problem, T): fitted rates, hitting time, training statistics.
@@ -227,7 +240,8 @@ def train_turnpike(
         raise ValueError(f"Ts: expected increasing horizons, got {Ts!r}")
     x, y = as_xy(data, dtype)
     with seeded(seed):  # reproducible draws; the caller's random state is kept
-        tp, er, rows = [], [], []
+        rows = []
+        profiles: dict[str, list[TurnpikeProfile]] = {"tp": [], "erm": []}
         models: dict = {"tp": [], "erm": []}
         problems = [("tp", turnpike_objective)] + ([("erm", erm_objective)] if erm else [])
         for T in Ts:
@@ -260,15 +274,16 @@ def train_turnpike(
                     "stop_reason": info.stop_reason,
                 }
                 rows.append(row)
-                (tp if name == "tp" else er).append(prof)
+                profiles[name].append(prof)
                 models[name].append(model)
                 if verbose:
                     print(format_table([row], TURNPIKE_COLUMNS).splitlines()[-1], flush=True)
         # the same arc for every T: [0.2, 0.8] x the shortest horizon (C, mu independent of T)
         common = (fit_window[0] * Ts[0], fit_window[1] * Ts[0])
-        by_problem = {"tp": iter(tp), "erm": iter(er)}
+        by_problem = {name: iter(profs) for name, profs in profiles.items()}
         for row in rows:
             prof = next(by_problem[row["problem"]])
             prof.fit_common(common)
             row.update(prof.row())
+        tp, er = profiles["tp"], profiles["erm"]
         return TurnpikeResult(Ts, float(lam), loss, threshold, tp, er, rows, models, common)
