@@ -265,3 +265,28 @@ def test_progress_bars_show_each_epoch_and_its_loss(data, capsys):
     run(make_model(), data, epochs=2, progress=True)
     err = capsys.readouterr().err
     assert "epoch 1/2" in err and "epoch 2/2" in err and "loss=" in err
+
+
+def test_the_saved_random_states_restore_every_generator():
+    import random
+
+    import numpy as np
+
+    from spacetime_nets.training import checkpoint
+
+    random.seed(5)
+    np.random.seed(6)  # noqa: NPY002 (the global state the checkpoint keeps)
+    torch.manual_seed(7)
+    state = checkpoint._rng_state()
+    assert {"torch", "python", "numpy"} <= set(state)
+    draws = (random.random(), float(np.random.random()), torch.rand(3).tolist())  # noqa: NPY002
+    random.seed(0)
+    np.random.seed(0)  # noqa: NPY002
+    torch.manual_seed(0)
+    checkpoint.set_rng_state(state)
+    again = (random.random(), float(np.random.random()), torch.rand(3).tolist())  # noqa: NPY002
+    assert again == draws
+    checkpoint.set_rng_state({})  # nothing saved: every generator is left as it is
+    damaged = {k: v for k, v in state.items() if k != "numpy_pos"}
+    with pytest.raises(ValueError, match="damaged random state"):
+        checkpoint.set_rng_state(damaged)

@@ -21,7 +21,8 @@ import random
 import struct
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -360,49 +361,108 @@ def _feed(h: Any, obj: Any) -> None:
         h.update(f"V{obj!r}".encode())
 
 
-def _rng_state() -> dict:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+@dataclass(frozen=True)
+class _Generator:
+    """One global random generator whose state a checkpoint keeps (under ``"rng"``).
+
+    Attributes:
+        key: the entry of the saved state that holds its main state; a state without it
+            leaves the generator as it is.
+        save: its entries of the saved state, ``save() -> {entry: value}`` (none when there is
+            nothing to save, e.g. CUDA not initialised).
+        restore: sets the generator from the saved state, ``restore(state)``.
+    """
+
+    key: str
+    save: Callable[[], dict[str, Any]]
+    restore: Callable[[dict], None]
+
+
+def _save_torch() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state()}
+
+
+def _restore_torch(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+
+
+def _save_cuda() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+        return {"cuda": [s.cpu() for s in torch.cuda.get_rng_state_all()]}
+    return {}
+
+
+def _restore_cuda(state: dict) -> None:
+    """Only on a machine with as many CUDA devices as the one that saved the state."""
+    if torch.cuda.is_available():
+        cuda = list(state["cuda"])
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _save_python() -> dict[str, Any]:
     version, words, gauss = random.getstate()
-    state["python"] = torch.tensor(words, dtype=torch.int64)
-    state["python_version"] = int(version)
-    state["python_gauss"] = gauss
+    return {
+        "python": torch.tensor(words, dtype=torch.int64),
+        "python_version": int(version),
+        "python_gauss": gauss,
+    }
+
+
+def _restore_python(state: dict) -> None:
+    words = tuple(int(v) for v in state["python"].tolist())
+    random.setstate((state["python_version"], words, state["python_gauss"]))
+
+
+def _save_numpy() -> dict[str, Any]:
     try:
         import numpy as np
-
-        name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the global state)
-        state["numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
-        state["numpy_pos"], state["numpy_has_gauss"] = int(pos), int(has_gauss)
-        state["numpy_cached_gaussian"] = float(cached)
     except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
+        return {}
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the global state)
+    return {
+        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_has_gauss": int(has_gauss),
+        "numpy_cached_gaussian": float(cached),
+    }
+
+
+def _restore_numpy(state: dict) -> None:
+    import numpy as np
+
+    np.random.set_state(  # noqa: NPY002 (the global state)
+        (
+            "MT19937",
+            state["numpy"].numpy().astype(np.uint32),
+            state["numpy_pos"],
+            state["numpy_has_gauss"],
+            state["numpy_cached_gaussian"],
+        )
+    )
+
+
+_GENERATORS = (
+    _Generator("torch", _save_torch, _restore_torch),
+    _Generator("cuda", _save_cuda, _restore_cuda),
+    _Generator("python", _save_python, _restore_python),
+    _Generator("numpy", _save_numpy, _restore_numpy),
+)
+"""The generators a checkpoint saves and restores, in this order."""
+
+
+def _rng_state() -> dict:
+    state: dict[str, Any] = {}
+    for gen in _GENERATORS:
+        state.update(gen.save())
     return state
 
 
 def set_rng_state(state: dict) -> None:
     """Restore the random states saved in a checkpoint."""
     try:
-        if "torch" in state:
-            torch.set_rng_state(state["torch"].cpu())
-        if "cuda" in state and torch.cuda.is_available():
-            cuda = list(state["cuda"])
-            if len(cuda) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda)
-        if "python" in state:
-            words = tuple(int(v) for v in state["python"].tolist())
-            random.setstate((state["python_version"], words, state["python_gauss"]))
-        if "numpy" in state:
-            import numpy as np
-
-            np.random.set_state(  # noqa: NPY002 (the global state)
-                (
-                    "MT19937",
-                    state["numpy"].numpy().astype(np.uint32),
-                    state["numpy_pos"],
-                    state["numpy_has_gauss"],
-                    state["numpy_cached_gaussian"],
-                )
-            )
+        for gen in _GENERATORS:
+            if gen.key in state:
+                gen.restore(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"checkpoint: damaged random state ({first_line(exc)})") from None
