@@ -247,12 +247,12 @@ def check_data(data: Data, dtype: torch.dtype, out_features: int | None, loss: s
     """
     name = data.name
     for first, x, y in data.chunks():
-        if x.is_complex() or y.is_complex():
-            which = "x" if x.is_complex() else "y"
-            raise ValueError(
-                f"{name}: {which} is complex ({(x if which == 'x' else y).dtype}); the model "
-                f"computes with real {dtype} values"
-            )
+        for which, t in (("x", x), ("y", y)):
+            if t.is_complex():
+                raise ValueError(
+                    f"{name}: {which} is complex ({t.dtype}); the model computes with real "
+                    f"{dtype} values"
+                )
         if not x.is_floating_point():
             raise ValueError(
                 f"{name}: x has dtype {x.dtype}; expected floating-point inputs (the model "
@@ -344,36 +344,30 @@ def normalizer_stats(data: Data) -> tuple[float, float, float, float]:
         ValueError: when the inputs (or the regression targets) are constant (std 0): there
             is nothing to scale by.
     """
-    sums = {"x": [0.0, 0.0, 0], "y": [0.0, 0.0, 0]}
+    # [sum, sum of squares about the mean, count] of the inputs x and of the targets y; the
+    # targets are left out (and kept as they are: mean 0, std 1) when they are class labels
+    sums = ([0.0, 0.0, 0], [0.0, 0.0, 0])
     labels = False
     for _, x, y in data.chunks():
         labels = labels or is_class_labels(y)
-        for key, t in (("x", x), ("y", y)):
-            if key == "y" and labels:
-                continue
+        for acc, t in zip(sums, (x,) if labels else (x, y)):
             t = t.detach().double()
-            acc = sums[key]
             acc[0] += float(t.sum())
             acc[2] += t.numel()
     for _, x, y in data.chunks():  # a second pass: the squares about the mean (no cancellation)
-        for key, t in (("x", x), ("y", y)):
-            if key == "y" and labels:
-                continue
-            acc = sums[key]
+        for acc, t in zip(sums, (x,) if labels else (x, y)):
             acc[1] += float(((t.detach().double() - acc[0] / acc[2]) ** 2).sum())
     out = []
-    for key in ("x", "y"):
-        if key == "y" and labels:
-            out += [0.0, 1.0]
-            continue
-        total, sq, n = sums[key]
+    scaled = zip(("inputs x", "targets y"), sums[:1] if labels else sums)
+    for what, (total, sq, n) in scaled:
         mean = total / n
         std = math.sqrt(sq / (n - 1)) if n > 1 else 0.0
         if not std > 0:
-            what = "inputs x" if key == "x" else "targets y"
             raise ValueError(
                 f"normalize: the {data.name} {what} are constant ({mean:g} everywhere), so "
                 "there is no scale to standardise by; leave normalize off"
             )
         out += [mean, std]
+    if labels:
+        out += [0.0, 1.0]
     return tuple(out)
