@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,16 @@ def multilevel_fit(
     if "batch_size" not in fit_kwargs:
         raise ValueError("batch_size: required (passed to training.fit)")
 
-    # the plan, checked before any training: how the model reaches every level
-    plan: list[tuple[str, Any]] = []
+    # the plan, checked before any training: how the model of the level before (the given
+    # model for level 0) becomes the model of every level
+    plan: list[Callable[[SpaceTimeNet], SpaceTimeNet]] = []
     sched = model.schedule
     for i, lv in enumerate(levels):
         if isinstance(lv, tuple):
-            plan.append(("refine", lv))
+            plan.append(methodcaller("refine", *lv))
             sched = sched.refine(*lv)
         elif model.continuous:
-            plan.append(("with_schedule", lv))
+            plan.append(methodcaller("with_schedule", lv))
             sched = lv
         elif i == 0:
             if not sched.same_as(lv):
@@ -151,7 +153,7 @@ def multilevel_fit(
                     f"levels[0]: a nodal model trains first on its own schedule ({sched!r}), "
                     f"got {lv!r}"
                 )
-            plan.append(("same", None))
+            plan.append(copy.deepcopy)  # training runs on a copy
         else:
             f = _refinement_factors(sched, lv)
             if f is None:
@@ -159,19 +161,14 @@ def multilevel_fit(
                     f"levels[{i}]: a nodal model moves up only by refine(width, depth); {lv!r} "
                     f"is no such refinement of {sched!r}"
                 )
-            plan.append(("refine", f))
+            plan.append(methodcaller("refine", *f))
             sched = lv
 
     current = model
     histories, schedules, seconds = [], [], []
-    for i, ((action, arg), ep) in enumerate(zip(plan, per_level)):
+    for i, (move_up, ep) in enumerate(zip(plan, per_level)):
         t0 = time.perf_counter()
-        if action == "refine":
-            current = current.refine(*arg)
-        elif action == "with_schedule":
-            current = current.with_schedule(arg)
-        elif current is model:
-            current = copy.deepcopy(model)
+        current = move_up(current)
         level_dir = Path(out_dir) / f"level{i}" if out_dir is not None else None
         history = fit(current, train, val, epochs=ep, out_dir=level_dir, **fit_kwargs)
         seconds.append(time.perf_counter() - t0)
