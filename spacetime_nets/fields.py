@@ -44,6 +44,8 @@ __all__ = [
     "activation_name",
     "form_is_homogeneous",
     "check_form",
+    "DEFAULT_FORM",
+    "DEFAULT_ACTIVATION",
     "NORMS",
     "NORM_EPS",
     "ChannelNorm",
@@ -56,6 +58,12 @@ __all__ = [
 ]
 
 Apply = Callable[[object, torch.Tensor], torch.Tensor]
+
+DEFAULT_FORM = "inside"
+"""The form of every model and of `integrate` when none is given: W sigma(x) + b, the
+workhorse (homogeneous for every sigma; with ReLU the outside form's states only grow)."""
+DEFAULT_ACTIVATION = "tanh"
+"""The activation of every model and of `integrate` when none is given."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,17 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from grids import Grid, GridSchedule
 
-from .fields import FORMS, ChannelNorm, NormOp, check_form, get_activation, norm_reads, normed
+from .fields import (
+    DEFAULT_ACTIVATION,
+    DEFAULT_FORM,
+    FORMS,
+    ChannelNorm,
+    NormOp,
+    check_form,
+    get_activation,
+    norm_reads,
+    normed,
+)
 from .kernels import Kernel, NodalKernel
 from .ops import Dense, GridInfo, StepOp, op_rebuild, op_tensors
 from .steppers import STEPPER_NAMES, get_stepper, rk_step, steps_between_grids
@@ -755,8 +765,8 @@ def integrate(
     schedule: GridSchedule,
     kernel: Kernel,
     *,
-    form: str = "outside",
-    activation: str | Callable = "relu",
+    form: str = DEFAULT_FORM,
+    activation: str | Callable = DEFAULT_ACTIVATION,
     method: str = "euler",
     checkpoint: int | None = None,
     kernel2: Kernel | None = None,
@@ -773,7 +783,7 @@ def integrate(
         x0: the initial state on G_0, ``[B, n_0]`` or ``[B, c_0, n_0]``.
         schedule: times, grids and (optionally) channel counts.
         kernel: the controls (w, b) as a [`Kernel`][spacetime_nets.kernels.Kernel].
-        form: a registered form (``spacetime_nets.fields.FORMS``).
+        form: a registered form (``spacetime_nets.fields.FORMS``; default ``inside``).
         activation: a name of ``spacetime_nets.fields.ACTIVATIONS`` or a callable.
         method: a registered stepper (``euler``, the canonical ResNet, ``midpoint``, ``heun``,
             ``ralston``, ``rk4``).

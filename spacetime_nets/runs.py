@@ -19,6 +19,7 @@ library's lists is refused with a ValueError naming the file.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -65,8 +66,10 @@ __all__ = [
 
 MODEL_FORMAT = "spacetime-nets/model"
 """The format tag of a ``model.json`` file (its ``"format"`` entry); another tag is refused."""
-MODEL_VERSION = 1
-"""The newest ``model.json`` version this library writes and reads."""
+MODEL_VERSION = 2
+"""The newest ``model.json`` version this library writes and reads (2: the model options
+default to `SpaceTimeNet`'s own; version 1 documents read with the defaults they were written
+with, ``_V1_DEFAULTS``)."""
 SCHEDULES = _SCHEDULES
 """The schedule shapes by name (a live view of ``grids.schedule.SCHEDULE_BUILDERS``)."""
 # the library's own lists (one home each), re-exported for the command line's choices
@@ -129,13 +132,23 @@ _OBJECTIVE_DEFAULTS = {"loss": None, "p": None, "lam": 0.0, "turnpike": None, "w
 KERNEL_OPTIONS = _models.KERNEL_OPTIONS
 """The construction options that only some kernels read, `{option: kernel names}`
 (`spacetime_nets.models.KERNEL_OPTIONS`; None in a run: not given, the kernel's default)."""
+#: SpaceTimeNet's keyword defaults: the one source of ModelOptions' (and so the CLI's) defaults
+_MODEL_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(_models.SpaceTimeNet.__init__).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
+#: the option defaults of a version-1 model.json (read for keys such a document leaves out)
+_V1_DEFAULTS = {"form": "inside", "activation": "tanh", "lift": "linear"}
 
 
 @dataclass
 class ModelOptions:
     """The construction arguments of [`SpaceTimeNet`][spacetime_nets.models.SpaceTimeNet] besides
     its schedule and feature counts (see its docstring); stored as ``kwargs`` in model.json.
-    A new constructor option is one new field here.
+    A new constructor option is one new field here. The defaults are `SpaceTimeNet`'s own
+    (read from its signature: ``inside``, ``tanh``, the ``cells`` lift, ``euler``, the
+    ``quadrature`` readout), except ``seed``: 0, so that a run is reproducible.
 
     None means "not given" (the model's default): ``modes`` (basis 8, conv 3, spectral 8),
     ``basis`` (``legendre`` for the basis kernel), ``radius`` (conv: 0.1), ``pointwise``.
@@ -158,7 +171,9 @@ class ModelOptions:
         basis: basis kernel only: ``legendre`` or ``fourier`` (None: ``legendre``).
         init_scale: the scale of the initial controls (finite, >= 0).
         seed: the seed of the initialisation.
-        readout: ``quadrature``, ``mean``, ``pool`` or ``function``.
+        readout: ``quadrature``, ``mean``, ``pool``, ``function`` or another name of
+            ``READOUTS`` (added with
+            [`register_readout`][spacetime_nets.models.register_readout]).
         channels: an int or ``[c_0, ..., c_K]`` channels per step (None: a scalar model).
         in_channels: input features per node (channel models).
         radius: conv kernel only: the physical radius (a number, per axis, or per step).
@@ -172,26 +187,26 @@ class ModelOptions:
             coordinates.
     """
 
-    kernel: str = "nodal"
-    form: str = "inside"
-    activation: str = "tanh"
-    lift: str = "linear"
-    method: str = "euler"
+    kernel: str = _MODEL_DEFAULTS["kernel"]
+    form: str = _MODEL_DEFAULTS["form"]
+    activation: str = _MODEL_DEFAULTS["activation"]
+    lift: str = _MODEL_DEFAULTS["lift"]
+    method: str = _MODEL_DEFAULTS["method"]
     in_shape: tuple[int, ...] | None = None
     modes: int | None = None
     basis: str | None = None
-    init_scale: float = 1.0
+    init_scale: float = _MODEL_DEFAULTS["init_scale"]
     seed: int = 0
-    readout: str = "quadrature"
+    readout: str = _MODEL_DEFAULTS["readout"]
     channels: int | list[int] | None = None
-    in_channels: int = 1
+    in_channels: int = _MODEL_DEFAULTS["in_channels"]
     radius: float | list[float] | None = None
     radius_spacings: float | None = None
     pointwise: bool | None = None
     norm: str | None = None
     norm_groups: int | None = None
     head_hidden: int | None = None
-    coordinates: bool = False
+    coordinates: bool = _MODEL_DEFAULTS["coordinates"]
 
     def check(self) -> ModelOptions:
         """Refuse names outside the library's lists, non-finite or negative numbers and options
@@ -394,6 +409,8 @@ class RunConfig:
             if extra:
                 raise ValueError(f"unknown model options {', '.join(map(repr, extra))}")
             kwargs = dict(kwargs)
+            if version == 1:  # the option defaults of that version, for keys left out
+                kwargs = {**_V1_DEFAULTS, **kwargs}
             # written before unread options were refused: the library's own defaults then
             kernel = kwargs.get("kernel", "nodal")
             if kernel != "basis" and kwargs.get("basis") == "legendre":

@@ -144,6 +144,7 @@ def test_neural_ode_matches_torchdiffeq_euler():
             2,
             kernel="basis",
             form="outside",
+            activation="relu",
             seed=0,
             modes=4,
         ),

@@ -190,7 +190,7 @@ def test_an_option_no_kernel_reads_is_refused_naming_it_and_the_kernel(
         (
             lambda: scalar(hidden_width=4),
             r"^hidden_width: applies to form='bottleneck' only, got hidden_width=4 with "
-            r"form='outside' \(leave hidden_width out\)$",
+            r"form='inside' \(leave hidden_width out\)$",
         ),
         (
             lambda: scalar(kernel2="basis", form="inside"),

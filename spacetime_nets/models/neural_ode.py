@@ -10,6 +10,7 @@ from torch import nn
 
 from grids import Grid, GridSchedule
 
+from ..fields import DEFAULT_ACTIVATION, DEFAULT_FORM
 from ..integrate import Discretization
 from ..kernels import NodalKernel
 from ..validation import check_int
@@ -51,8 +52,8 @@ class NeuralODE(FlowModel):
         dim: int,
         T: float = 1.0,
         steps: int = 10,
-        form: str = "inside",
-        activation: str | Callable = "tanh",
+        form: str = DEFAULT_FORM,
+        activation: str | Callable = DEFAULT_ACTIVATION,
         out_features: int | None = None,
         augment: int = 0,
         *,

@@ -13,7 +13,14 @@ from torch import nn
 from grids import Grid, GridSchedule, make_transfer
 from grids.quadrature import check_grid_bytes
 
-from ..fields import FORMS, ChannelNorm, check_norm, norm_reads
+from ..fields import (
+    DEFAULT_ACTIVATION,
+    DEFAULT_FORM,
+    FORMS,
+    ChannelNorm,
+    check_norm,
+    norm_reads,
+)
 from ..integrate import Discretization, Trajectory
 from ..kernels import BASES, BasisKernel, Kernel, check_scale, tensor_basis
 from ..ops import GridInfo, pointwise
@@ -337,11 +344,14 @@ class SpaceTimeNet(FlowModel):
             ``function`` readout).
         kernel: ``nodal``, ``basis``, ``neural``, ``conv``, ``spectral`` (or another name of
             ``KERNELS``, a kind added with ``register_kernel_kind``) or a Kernel instance.
-        form: ``outside`` sigma(W x + b), ``inside`` W sigma(x) + b, ``bottleneck``.
-        activation: a name of ``spacetime_nets.fields.ACTIVATIONS`` or a callable.
+        form: ``inside`` W sigma(x) + b (the default, ``fields.DEFAULT_FORM``), ``outside``
+            sigma(W x + b), ``bottleneck``, or another name of ``fields.FORMS``.
+        activation: a name of ``spacetime_nets.fields.ACTIVATIONS`` or a callable (default
+            ``tanh``, ``fields.DEFAULT_ACTIVATION``).
         lift: ``cells``, ``linear`` (scalar model only) or ``identity``.
         readout: ``quadrature``, ``mean``, ``pool`` or ``function`` (all but the first need
-            channels).
+            channels), or another name of ``READOUTS`` (added with
+            [`register_readout`][spacetime_nets.models.register_readout]).
         head_hidden: ``readout="mean"`` or ``"pool"``: hidden width H of the MLP head on the channel
             means ``[B, c_K] -> Linear(c_K, H) -> GELU -> Linear(H, out) -> [B, out]``
             (None: the linear map ``Linear(c_K, out)``).
@@ -405,8 +415,8 @@ class SpaceTimeNet(FlowModel):
         in_features: int | None,
         out_features: int,
         kernel: str | Kernel = "nodal",
-        form: str = "outside",
-        activation: str | Callable = "relu",
+        form: str = DEFAULT_FORM,
+        activation: str | Callable = DEFAULT_ACTIVATION,
         lift: str = "cells",
         readout: str = "quadrature",
         *,
