@@ -447,77 +447,41 @@ class SpaceTimeNet(FlowModel):
                 f"schedule: expected a grids.GridSchedule, got {type(schedule).__name__}"
             )
         self._setup_flow(form, activation, method, checkpoint)
-        kernel = _check_kernel_arg("kernel", kernel)
-        lift_entry = LIFT_REGISTRY.get(lift) if isinstance(lift, str) else None
-        if lift_entry is None:
-            raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
-        if kernel2 is not None and self.two_operators:
-            kernel2 = _check_kernel_arg("kernel2", kernel2)
-        # ---- options of other variants: refused, not ignored
-        _check_applicable(
-            kernel,
-            kernel2,
-            self.form,
-            lift,
-            {
-                "hidden_width": hidden_width,
-                "kernel2": kernel2,
-                "in_shape": in_shape,
-                "modes": modes,
-                "basis": basis,
-                "radius": radius,
-                "radius_spacings": radius_spacings,
-                "pointwise": pointwise,
-            },
-        )
-        kernels = [kernel]
-        if self.two_operators:
-            kernels.append(kernel if kernel2 is None else kernel2)
+        # ---- the variants, and options of other variants: refused, not ignored
+        given = {
+            "hidden_width": hidden_width,
+            "kernel2": kernel2,
+            "in_shape": in_shape,
+            "modes": modes,
+            "basis": basis,
+            "radius": radius,
+            "radius_spacings": radius_spacings,
+            "pointwise": pointwise,
+            "head_hidden": head_hidden,
+        }
+        kernels, lift_entry, readout_entry = self._variants(kernel, lift, readout, given)
         if channels is not None:
             schedule = schedule.with_channels(channels)
         self.channel_mode = schedule.channels is not None
-        self.in_channels = _check_features("in_channels", in_channels)
-        if not self.channel_mode and self.in_channels != 1:
+        # ---- inputs and outputs: counts, layouts, the head
+        self._check_io(
+            schedule, lift_entry, readout_entry, in_features, out_features, in_channels, in_shape
+        )
+        self.coordinates = check_bool("coordinates", coordinates)
+        if self.coordinates and not (self.channel_mode and lift_entry.function):
             raise ValueError(
-                "in_channels: several input channels need channels=... (a state with channels)"
+                "coordinates: the coordinates join the input as channels of a function: they "
+                f"need channels=... and lift='identity', got lift={lift!r}"
+                + ("" if self.channel_mode else " without channels")
             )
-        if in_features is None:
-            if not lift_entry.function:
-                raise ValueError("in_features: None is allowed with lift='identity' only")
-            in_features = schedule.widths[0] * self.in_channels
-        self.in_features = in_features = _check_features("in_features", in_features)
-        self.input_size = self.in_features
-        self.out_features = out_features = _check_features("out_features", out_features)
-        entry = READOUT_REGISTRY.get(readout) if isinstance(readout, str) else None
-        if entry is None:
-            raise ValueError(f"readout: expected one of {', '.join(READOUTS)}; got {readout!r}")
-        if not (entry.scalar or self.channel_mode):
-            raise ValueError(f"readout: {readout!r} needs a state with channels (channels=...)")
-        if head_hidden is not None:
-            if not entry.head:
-                heads = " or ".join(repr(n) for n, r in READOUT_REGISTRY.items() if r.head)
-                raise ValueError(
-                    f"head_hidden: applies to readout={heads} only (an MLP on the pooled "
-                    f"channels); got head_hidden={head_hidden!r} with readout={readout!r}"
-                )
-            head_hidden = _check_features("head_hidden", head_hidden)
-        self.head_hidden = head_hidden
+        self.head_hidden = head_hidden = (
+            None if head_hidden is None else _check_features("head_hidden", head_hidden)
+        )
         norm_groups = check_norm(
             norm, norm_groups, schedule.channels[:-1] if self.channel_mode else None
         )
         if norm is not None:
             norm_reads(self.form)
-        if not (lift_entry.channels if self.channel_mode else lift_entry.scalar):
-            which = [
-                n
-                for n, e in LIFT_REGISTRY.items()
-                if (e.channels if self.channel_mode else e.scalar)
-            ]
-            model = "channel models" if self.channel_mode else "the scalar model"
-            raise ValueError(
-                f"lift: {lift!r} does not serve {model}; use {' or '.join(map(repr, which))}"
-                + (" (then a learned pointwise lift)" if self.channel_mode else "")
-            )
         # ---- the values of the options (None: the variant's default)
         if modes is not None:
             modes = check_int("modes", modes, 1)
@@ -525,78 +489,176 @@ class SpaceTimeNet(FlowModel):
         if pointwise is not None:
             pointwise = check_bool("pointwise", pointwise)
         self.allow_underresolved = check_bool("allow_underresolved", allow_underresolved)
-        coordinates = check_bool("coordinates", coordinates)
-        if coordinates and not (self.channel_mode and lift_entry.function):
-            raise ValueError(
-                "coordinates: the coordinates join the input as channels of a function: they "
-                f"need channels=... and lift='identity', got lift={lift!r}"
-                + ("" if self.channel_mode else " without channels")
-            )
         init_scale = check_scale(init_scale)
         gen = _generator(seed)
-        d = schedule.dim
-        hidden_nodes = None
         if hidden_width is not None:
-            hidden_width = _check_hidden_width(hidden_width, d)
-            hidden_nodes = (
-                math.prod(hidden_width) if isinstance(hidden_width, tuple) else hidden_width
+            hidden_width = _check_hidden_width(hidden_width, schedule.dim)
+        # ---- the memory it needs, before anything is allocated
+        self.lift_kind, self.readout_kind = lift, readout
+        shown = channels if channels is not None else schedule.channels
+        self._check_memory(schedule, kernels, shown, modes, head_hidden, hidden_width, pointwise)
+        self.hidden_width = hidden_width
+        # ---- the parts, in the order they draw from the generator: kernels, lift, readout
+        radii = (radius, radius_spacings)
+        self._build_kernels(kernels, schedule, modes, basis, init_scale, gen, radii, pointwise)
+        self.domain = schedule.domain
+        self._build_lift(schedule, lift_entry, gen)
+        A = self.modes**schedule.dim
+        request = ReadoutRequest(schedule, self.out_features, self.continuous, A, head_hidden, gen)
+        self._set_parameters(readout_entry.build(request))
+        # ---- channel normalisation: gamma, beta per step of this schedule (pieces in t)
+        self.norm = norm
+        self.norm_layer: ChannelNorm | None = None
+        if norm is not None:
+            self.norm_layer = ChannelNorm(
+                norm, schedule.channels[:-1], norm_groups, T=float(schedule.T)
             )
-        if lift_entry.cells:
+        self._bind(schedule)
+
+    # ------------------------------------------------------------------ construction steps
+    def _variants(
+        self, kernel: object, lift: object, readout: object, given: dict[str, object]
+    ) -> tuple[list[str | Kernel], Lift, Readout]:
+        """The kernels (one, or the bottleneck's two), the lift's and the readout's entries,
+        after refusing unknown names and options the chosen variants do not read."""
+        kernel = _check_kernel_arg("kernel", kernel)
+        lift_entry = LIFT_REGISTRY.get(lift) if isinstance(lift, str) else None
+        if lift_entry is None:
+            raise ValueError(f"lift: expected one of {', '.join(LIFTS)}; got {lift!r}")
+        readout_entry = READOUT_REGISTRY.get(readout) if isinstance(readout, str) else None
+        if readout_entry is None:
+            raise ValueError(f"readout: expected one of {', '.join(READOUTS)}; got {readout!r}")
+        kernel2 = given["kernel2"]
+        if kernel2 is not None and self.two_operators:
+            kernel2 = given["kernel2"] = _check_kernel_arg("kernel2", kernel2)
+        _check_applicable(kernel, kernel2, self.form, lift, given)
+        if given["head_hidden"] is not None and not readout_entry.head:
+            heads = " or ".join(repr(n) for n, r in READOUT_REGISTRY.items() if r.head)
+            raise ValueError(
+                f"head_hidden: applies to readout={heads} only (an MLP on the pooled "
+                f"channels); got head_hidden={given['head_hidden']!r} with readout={readout!r}"
+            )
+        kernels = [kernel]
+        if self.two_operators:
+            kernels.append(kernel if kernel2 is None else kernel2)
+        return kernels, lift_entry, readout_entry
+
+    def _check_io(
+        self,
+        schedule: GridSchedule,
+        lift: Lift,
+        readout: Readout,
+        in_features: object,
+        out_features: object,
+        in_channels: object,
+        in_shape: object,
+    ) -> None:
+        """Set ``in_channels``, ``in_features`` (``input_size``), ``out_features`` and, for
+        the cells lift, ``in_shape``, after checking that the lift and the readout serve this
+        model (scalar or channels) and that the counts fit the lift."""
+        self.in_channels = _check_features("in_channels", in_channels)
+        if not self.channel_mode and self.in_channels != 1:
+            raise ValueError(
+                "in_channels: several input channels need channels=... (a state with channels)"
+            )
+        n0 = schedule.widths[0] * self.in_channels
+        if in_features is None:
+            if not lift.function:
+                raise ValueError("in_features: None is allowed with lift='identity' only")
+            in_features = n0
+        self.in_features = self.input_size = _check_features("in_features", in_features)
+        self.out_features = _check_features("out_features", out_features)
+        if not (readout.scalar or self.channel_mode):
+            raise ValueError(
+                f"readout: {readout.name!r} needs a state with channels (channels=...)"
+            )
+        if not (lift.channels if self.channel_mode else lift.scalar):
+            which = [
+                n
+                for n, e in LIFT_REGISTRY.items()
+                if (e.channels if self.channel_mode else e.scalar)
+            ]
+            model = "channel models" if self.channel_mode else "the scalar model"
+            raise ValueError(
+                f"lift: {lift.name!r} does not serve {model}; use {' or '.join(map(repr, which))}"
+                + (" (then a learned pointwise lift)" if self.channel_mode else "")
+            )
+        if lift.cells:
             cells_in = self.in_features // self.in_channels
             if cells_in * self.in_channels != self.in_features:
                 raise ValueError(
                     f"in_features: {self.in_features} is not a multiple of in_channels="
                     f"{self.in_channels}"
                 )
-            self.in_shape = self._cells_shape(in_shape, d, cells_in)
-        elif lift_entry.function and in_features != schedule.widths[0] * self.in_channels:
+            self.in_shape = self._cells_shape(in_shape, schedule.dim, cells_in)
+        elif lift.function and self.in_features != n0:
             raise ValueError(
-                f"in_features: lift={lift!r} needs in_features = n_0 * in_channels = "
-                f"{schedule.widths[0] * self.in_channels}, got {in_features}"
+                f"in_features: lift={lift.name!r} needs in_features = n_0 * in_channels = "
+                f"{n0}, got {self.in_features}"
             )
-        # ---- the memory it needs, before anything is allocated
-        _check_size(
-            _size_terms(
-                schedule,
-                kernels,
-                form=self.form,
-                method=self.method,
-                lift=lift,
-                readout=readout,
-                in_features=in_features,
-                in_channels=self.in_channels,
-                out_features=out_features,
-                modes=modes,
-                head_hidden=head_hidden,
-                hidden_nodes=hidden_nodes,
-                pointwise=pointwise,
-            ),
-            {
-                "in_features": f"in_features={in_features!r}",
-                "out_features": f"out_features={out_features!r}",
-                "channels": f"channels={channels if channels is not None else schedule.channels!r}",
-                "schedule": f"a schedule of widths {schedule.widths}",
-                "modes": f"modes={modes!r}",
-                "hidden_width": f"hidden_width={hidden_width!r}",
-                "head_hidden": f"head_hidden={head_hidden!r}",
-            },
+
+    def _set_parameters(self, params: dict[str, nn.Parameter]) -> None:
+        """Register ``params`` on the model under their names, in their order."""
+        for name, param in params.items():
+            setattr(self, name, param)
+
+    def _check_memory(
+        self, schedule, kernels, channels, modes, head_hidden, hidden_width, pointwise
+    ) -> None:
+        """Refuse a model whose parameters and one sample's states would not fit (see
+        ``_size_terms``), before anything is allocated."""
+        hidden_nodes = None
+        if hidden_width is not None:
+            hidden_nodes = (
+                math.prod(hidden_width) if isinstance(hidden_width, tuple) else hidden_width
+            )
+        terms = _size_terms(
+            schedule,
+            kernels,
+            form=self.form,
+            method=self.method,
+            lift=self.lift_kind,
+            readout=self.readout_kind,
+            in_features=self.in_features,
+            in_channels=self.in_channels,
+            out_features=self.out_features,
+            modes=modes,
+            head_hidden=head_hidden,
+            hidden_nodes=hidden_nodes,
+            pointwise=pointwise,
         )
-        self.lift_kind, self.readout_kind = lift, readout
-        self.hidden_width = hidden_width
+        shown = {
+            "in_features": f"in_features={self.in_features!r}",
+            "out_features": f"out_features={self.out_features!r}",
+            "channels": f"channels={channels!r}",
+            "schedule": f"a schedule of widths {schedule.widths}",
+            "modes": f"modes={modes!r}",
+            "hidden_width": f"hidden_width={hidden_width!r}",
+            "head_hidden": f"head_hidden={head_hidden!r}",
+        }
+        _check_size(terms, shown)
+
+    def _build_kernels(
+        self, kernels, schedule, modes, basis, init_scale, gen, radii, pointwise
+    ) -> None:
+        """``kernel`` (and the bottleneck's ``kernel2``) built by name or taken as given;
+        then ``continuous`` and the lift and readout basis (``modes``, ``basis_name``).
+        ``radii``: ``(radius, radius_spacings)`` as given."""
         hidden = self._hidden_grids(schedule)
         hw = [g.n for g in hidden] if hidden is not None else schedule.widths[:-1]
         reads_radius = any(_reads(k, "radius") for k in kernels)
+        radius, spacings = radii
         kopts = {
-            "radius": _radius(schedule, radius, radius_spacings) if reads_radius else None,
+            "radius": _radius(schedule, radius, spacings) if reads_radius else None,
             "radius_given": radius,  # a physical radius given: at most the domain's extent
             "pointwise": pointwise,
         }
         self.kernel = self._make_kernel(
-            kernel, schedule, hw, "kernel", modes, basis, init_scale, gen, True, kopts
+            kernels[0], schedule, hw, "kernel", modes, basis, init_scale, gen, True, kopts
         )
         self.kernel2 = None
-        if self.two_operators:
-            k2 = kernel2 if kernel2 is not None else kernel
+        if len(kernels) == 2:
+            k2 = kernels[1]
             if isinstance(k2, Kernel) and k2 is self.kernel:
                 raise ValueError("kernel2: the bottleneck form needs a second, distinct kernel")
             self.kernel2 = self._make_kernel(
@@ -611,42 +673,33 @@ class SpaceTimeNet(FlowModel):
             if isinstance(self.kernel, BasisKernel)
             else (modes if modes is not None and not self.kernel_stationary else 8)
         )
-        A = self.modes**d
-        self.domain = schedule.domain
-        # ---- lift (cells: the cell index per node of G_0, set by _bind)
-        if lift_entry.learned:
+
+    def _build_lift(self, schedule: GridSchedule, lift: Lift, gen) -> None:
+        """The lift's parameters: the scalar model's learned map (a_j in the basis, or values
+        on G_0 for a nodal model) or the channel models' pointwise ``c_0 x c_in`` map (plus d
+        coordinate columns with ``coordinates``). The cells lift's index is set by
+        ``_bind``."""
+        n_in = self.in_features
+        if lift.learned:
             if self.continuous:
+                A = self.modes**schedule.dim
                 self.lift_coeff = nn.Parameter(
-                    torch.randn(in_features, A, generator=gen)
-                    / math.sqrt(in_features * self.domain.volume)
+                    torch.randn(n_in, A, generator=gen) / math.sqrt(n_in * self.domain.volume)
                 )
                 self.lift_bias = nn.Parameter(torch.zeros(A))
             else:
                 n0 = schedule.widths[0]
                 self.lift_weight = nn.Parameter(
-                    (torch.rand(n0, in_features, generator=gen) * 2 - 1) / math.sqrt(in_features)
+                    (torch.rand(n0, n_in, generator=gen) * 2 - 1) / math.sqrt(n_in)
                 )
                 self.lift_bias = nn.Parameter(torch.zeros(n0))
-        self.coordinates = coordinates
         if self.channel_mode:
             c0 = schedule.channels[0]
-            cin = self.in_channels + (self.domain.dim if coordinates else 0)
+            cin = self.in_channels + (self.domain.dim if self.coordinates else 0)
             self.lift_weight = nn.Parameter(
                 (torch.rand(c0, cin, generator=gen) * 2 - 1) * math.sqrt(3.0 / cin)
             )
             self.lift_bias = nn.Parameter(torch.zeros(c0))
-        # ---- readout: the parameters its entry makes
-        request = ReadoutRequest(schedule, out_features, self.continuous, A, head_hidden, gen)
-        for name, param in entry.build(request).items():
-            setattr(self, name, param)
-        # ---- channel normalisation: gamma, beta per step of this schedule (pieces in t)
-        self.norm = norm
-        self.norm_layer: ChannelNorm | None = None
-        if norm is not None:
-            self.norm_layer = ChannelNorm(
-                norm, schedule.channels[:-1], norm_groups, T=float(schedule.T)
-            )
-        self._bind(schedule)
 
     @property
     def kernel_stationary(self) -> bool:
