@@ -93,8 +93,11 @@ def _with_arg(name: str, arg: str) -> str:
 def _dataset_of(args: argparse.Namespace) -> dict:
     data_kw: dict[str, Any] = {}
     if args.samples is not None:
-        if args.dataset == "digits":
-            raise ValueError("--samples: digits has a fixed size; leave --samples out")
+        if not _builder_takes(args.dataset, "n"):
+            raise ValueError(
+                f"--samples: {args.dataset} has a fixed size; leave --samples out (these take "
+                f"it: {_with_arg(args.dataset, 'n')})"
+            )
         data_kw["n"] = args.samples
     if getattr(args, "grid_size", None) is not None:
         if not _builder_takes(args.dataset, "grid_size"):
@@ -240,7 +243,8 @@ def _check_train_numbers(args: argparse.Namespace) -> None:
 def _train_config(args: argparse.Namespace, data) -> RunConfig:
     # the data set says where it lives: a box (digits, heat, PDE fields) and, for functions
     # sampled on a grid of their own (burgers, darcy, signals), that grid's rule
-    dim = len(data.meta.get("domain", [(0.0, 1.0)]))
+    on_box = "domain" in data.meta  # values over a box (cells, fields), not plain features
+    dim = len(data.meta["domain"]) if on_box else 1
     function_data = "rule" in data.meta
     spec = args.schedule
     given = _given_schedule_options(args)
@@ -277,16 +281,10 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
     schedule = make_schedule(spec, widths, steps, T, rule, dim, transfer)
     lift = args.lift
     if lift == "auto":
-        lift = (
-            "identity"
-            if function_data
-            else "cells"
-            if args.dataset in ("digits", "heat")
-            else "linear"
-        )
+        lift = "identity" if function_data else "cells" if on_box else "linear"
     in_shape = None
-    if LIFT_REGISTRY[lift].cells and args.dataset == "digits":
-        in_shape = tuple(data.meta.get("image_shape", (8, 8)))
+    if LIFT_REGISTRY[lift].cells and "image_shape" in data.meta:  # cells of an image
+        in_shape = tuple(data.meta["image_shape"])
     readout = args.readout
     operator_data = function_data and data.task == "regression"  # burgers, darcy
     if readout == "auto":
