@@ -140,6 +140,8 @@ _MODEL_DEFAULTS = {
 }
 #: the option defaults of a version-1 model.json (read for keys such a document leaves out)
 _V1_DEFAULTS = {"form": "inside", "activation": "tanh", "lift": "linear"}
+#: kernel options a model.json once held for every kernel, with these values
+_UNREAD_DEFAULTS = {"basis": "legendre", "modes": 8}
 
 
 @dataclass
@@ -411,12 +413,12 @@ class RunConfig:
             kwargs = dict(kwargs)
             if version == 1:  # the option defaults of that version, for keys left out
                 kwargs = {**_V1_DEFAULTS, **kwargs}
-            # written before unread options were refused: the library's own defaults then
-            kernel = kwargs.get("kernel", "nodal")
-            if kernel != "basis" and kwargs.get("basis") == "legendre":
-                kwargs["basis"] = None
-            if kernel == "nodal" and kwargs.get("modes") == 8:
-                kwargs["modes"] = None
+            # written before unread options were refused: the defaults then, dropped where
+            # the kernel does not read them
+            kernel = kwargs.get("kernel", _MODEL_DEFAULTS["kernel"])
+            for option, written in _UNREAD_DEFAULTS.items():
+                if kwargs.get(option) == written and kernel not in KERNEL_OPTIONS[option]:
+                    kwargs[option] = None
             options = _checked_options(kwargs)
             for key in ("dataset", "schedule_args", "training", "schedule"):
                 if not isinstance(doc.get(key, {}), dict):
@@ -928,7 +930,8 @@ def build_model(config: RunConfig | dict, source: str | None = "model.json") -> 
     kind = _models.KERNEL_REGISTRY.get(config.model.kernel)
     if kind is not None and not kind.continuous:  # nodal: dense matrices on the schedule
         dense = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-        _estimate(dense * 4 * (2 if config.dtype == "float64" else 1), f"{where}: the model")
+        itemsize = getattr(torch, config.dtype).itemsize
+        _estimate(dense * itemsize, f"{where}: the model")
     kwargs = config.model.model_kwargs()  # options not given stay the model's defaults
     try:
         in_f = check_int("in_features", config.in_features, 1)  # NumPy ints too

@@ -69,3 +69,21 @@ def test_a_version_1_run_file_keeps_the_defaults_it_was_written_with():
     assert build_model(RunConfig.from_dict({**doc, "version": 1})).lift_kind == "linear"
     with pytest.raises(ValueError, match="version 3 is not supported"):
         RunConfig.from_dict({**doc, "version": 3})
+
+
+def test_an_old_run_file_drops_the_kernel_options_its_kernel_never_read():
+    """model.json once held modes=8 and basis='legendre' for every kernel: a kernel that does
+    not read them gets them dropped; one that reads them keeps them."""
+    doc = RunConfig(6, 2, json.loads(SCHED.to_json()), ModelOptions().check()).to_dict()
+    doc["kwargs"].update(modes=8, basis="legendre")
+    nodal = RunConfig.from_dict(doc).model
+    assert (nodal.modes, nodal.basis) == (None, None)
+    doc["kwargs"]["kernel"] = "neural"  # reads modes, not basis
+    neural = RunConfig.from_dict(doc).model
+    assert (neural.modes, neural.basis) == (8, None)
+    doc["kwargs"]["kernel"] = "basis"
+    basis = RunConfig.from_dict(doc).model
+    assert (basis.modes, basis.basis) == (8, "legendre")
+    doc["kwargs"].update(kernel="nodal", modes=6)  # not the old default: refused, not dropped
+    with pytest.raises(ValueError, match="modes: applies to"):
+        RunConfig.from_dict(doc)
