@@ -481,3 +481,24 @@ def test_sizes_stay_exact_beyond_float_precision():
     with pytest.raises(ValueError, match=r"^channels: expected a model that fits"):
         conv(channels=2**200)
     assert math.isfinite(float(base.MAX_MODEL_BYTES))
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: NeuralODE(3, form="inside", hidden_width=4),
+            r"^hidden_width: applies to form='bottleneck' only, got hidden_width=4 with "
+            r"form='inside' \(leave hidden_width out\)$",
+        ),
+        (
+            lambda: NeuralODE(3, fixed_readout=True),
+            r"^fixed_readout: applies to a model with a readout \(out_features=\.\.\.\), got "
+            r"fixed_readout=True with out_features=None$",
+        ),
+        (lambda: NeuralODE(3, out_features=2, fixed_readout="yes"), r"^fixed_readout: "),
+    ],
+)
+def test_neural_ode_refuses_options_of_another_variant(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()

@@ -13,7 +13,7 @@ from grids import Grid, GridSchedule
 from ..fields import DEFAULT_ACTIVATION, DEFAULT_FORM
 from ..integrate import Discretization
 from ..kernels import NodalKernel
-from ..validation import check_int
+from ..validation import check_bool, check_int
 from .base import FlowModel, _check_features, _generator
 
 __all__ = ["NeuralODE"]
@@ -70,6 +70,18 @@ class NeuralODE(FlowModel):
         self.augment = check_int("augment", augment, 0)
         steps = _check_features("steps", steps)
         self._setup_flow(form, activation, method, checkpoint)
+        fixed_readout = check_bool("fixed_readout", fixed_readout)
+        # options of another variant: refused, not ignored
+        if hidden_width is not None and not self.two_operators:
+            raise ValueError(
+                f"hidden_width: applies to form='bottleneck' only, got hidden_width="
+                f"{hidden_width!r} with form={self.form!r} (leave hidden_width out)"
+            )
+        if fixed_readout and out_features is None:
+            raise ValueError(
+                "fixed_readout: applies to a model with a readout (out_features=...), got "
+                "fixed_readout=True with out_features=None"
+            )
         D = self.dim + self.augment
         omega = Grid.uniform(D, (0.0, float(D)), "midpoint")  # unit weights
         schedule = GridSchedule(
