@@ -293,6 +293,9 @@ def test_kernel_argument_validation():
         FunctionKernel(lambda t, xi, zeta: xi, T=float("inf"))
     with pytest.raises(ValueError, match="basis: expected one of legendre, fourier"):
         BasisKernel(basis="chebyshev")
+    for bad in ("chebyshev", None, ["legendre"]):
+        with pytest.raises(ValueError, match="basis: expected one of legendre, fourier; got"):
+            basis_functions(torch.zeros(3), 0.0, 1.0, 3, bad)
     with pytest.raises(ValueError, match="modes: expected an int >= 1"):
         BasisKernel(modes=0)
     with pytest.raises(ValueError, match="hidden: expected an int >= 1"):

@@ -43,10 +43,6 @@ __all__ = [
     "BASES",
 ]
 
-BASES = ("legendre", "fourier")
-"""The function families of the basis kernel (`basis=`): Legendre polynomials or Fourier
-modes."""
-
 
 class Kernel(nn.Module):
     """Base class. ``forward(k, t, out_nodes [n_out, d], in_nodes [n_in, d], in_weights [n_in])``
@@ -339,6 +335,54 @@ def _short(w: list) -> str:
 
 
 # --------------------------------------------------------------------------- bases
+def _legendre(x: torch.Tensor, a: float, b: float, modes: int) -> torch.Tensor:
+    """sqrt((2m+1)/L) P_m(2(x-a)/L - 1), m = 0..modes-1, by the three-term recurrence."""
+    L = b - a
+    u = 2.0 * (x - a) / L - 1.0
+    cols = [torch.ones_like(u)]
+    if modes > 1:
+        cols.append(u)
+    for m in range(1, modes - 1):
+        cols.append(((2 * m + 1) * u * cols[m] - m * cols[m - 1]) / (m + 1))
+    # computed where x lives: no host-to-device copy (CUDA graphs can record it)
+    scale = torch.sqrt((2 * torch.arange(modes, dtype=x.dtype, device=x.device) + 1) / L)
+    return torch.stack(cols, dim=-1) * scale
+
+
+def _fourier(x: torch.Tensor, a: float, b: float, modes: int) -> torch.Tensor:
+    """1/sqrt(L), then sqrt(2/L) cos(2 pi j (x-a)/L) and sqrt(2/L) sin(2 pi j (x-a)/L)
+    alternately, j = 1, 2, ..., until there are ``modes`` columns."""
+    L = b - a
+    s = 2.0 * math.pi * (x - a) / L
+    cols = [torch.full_like(x, 1.0 / math.sqrt(L))]
+    j = 1
+    while len(cols) < modes:
+        cols.append(math.sqrt(2.0 / L) * torch.cos(j * s))
+        if len(cols) < modes:
+            cols.append(math.sqrt(2.0 / L) * torch.sin(j * s))
+        j += 1
+    return torch.stack(cols, dim=-1)
+
+
+#: the basis families: name -> f(x [n], a, b, modes) -> the orthonormal functions [n, modes]
+_BASIS_FAMILIES: dict[str, Callable[[torch.Tensor, float, float, int], torch.Tensor]] = {
+    "legendre": _legendre,
+    "fourier": _fourier,
+}
+
+BASES = tuple(_BASIS_FAMILIES)
+"""The function families of the basis kernel (`basis=`): Legendre polynomials or Fourier
+modes."""
+
+
+def _basis_family(basis: object) -> Callable[[torch.Tensor, float, float, int], torch.Tensor]:
+    """The function builder of the family ``basis`` (ValueError naming ``basis`` otherwise)."""
+    family = _BASIS_FAMILIES.get(basis) if isinstance(basis, str) else None
+    if family is None:
+        raise ValueError(f"basis: expected one of {', '.join(BASES)}; got {basis!r}")
+    return family
+
+
 def basis_functions(
     x: torch.Tensor, a: float, b: float, modes: int, basis: str = "legendre"
 ) -> torch.Tensor:
@@ -357,28 +401,7 @@ def basis_functions(
     Returns:
         ``[n, modes]``, column m the m-th function.
     """
-    L = b - a
-    if basis == "legendre":
-        u = 2.0 * (x - a) / L - 1.0
-        cols = [torch.ones_like(u)]
-        if modes > 1:
-            cols.append(u)
-        for m in range(1, modes - 1):
-            cols.append(((2 * m + 1) * u * cols[m] - m * cols[m - 1]) / (m + 1))
-        # computed where x lives: no host-to-device copy (CUDA graphs can record it)
-        scale = torch.sqrt((2 * torch.arange(modes, dtype=x.dtype, device=x.device) + 1) / L)
-        return torch.stack(cols, dim=-1) * scale
-    if basis == "fourier":
-        s = 2.0 * math.pi * (x - a) / L
-        cols = [torch.full_like(x, 1.0 / math.sqrt(L))]
-        j = 1
-        while len(cols) < modes:
-            cols.append(math.sqrt(2.0 / L) * torch.cos(j * s))
-            if len(cols) < modes:
-                cols.append(math.sqrt(2.0 / L) * torch.sin(j * s))
-            j += 1
-        return torch.stack(cols, dim=-1)
-    raise ValueError(f"basis: expected one of {', '.join(BASES)}; got {basis!r}")
+    return _basis_family(basis)(x, a, b, modes)
 
 
 def tensor_basis(nodes: torch.Tensor, domain: Domain, modes: int, basis: str) -> torch.Tensor:
@@ -498,8 +521,7 @@ class BasisKernel(Kernel):
         self.factored = factored
         self.domain = as_domain(domain)
         self.modes = check_int("modes", modes)
-        if basis not in BASES:
-            raise ValueError(f"basis: expected one of {', '.join(BASES)}; got {basis!r}")
+        _basis_family(basis)
         self.basis = basis
         self.time_degree = None if time_degree is None else check_int("time_degree", time_degree, 0)
         self.pieces = check_int("pieces", pieces) if time_degree is None else time_degree + 1
