@@ -4,7 +4,8 @@ interpolation of a nodal model onto a finer schedule."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,10 +18,6 @@ from ..kernels import NodalKernel
 
 if TYPE_CHECKING:
     from .spacetime import SpaceTimeNet
-
-
-#: how ``at_resolution`` treats the grids of a schedule
-STAGES = ("keep", "scale")
 
 
 def _target_shape(g0: Grid, n: int | Sequence[int]) -> tuple[int, ...]:
@@ -53,9 +50,59 @@ def input_grid_for(g0: Grid, n: int | Sequence[int]) -> Grid:
     return Grid.uniform(target[0] if g0.dim == 1 else target, g0.domain, rule)
 
 
+def _follows_input(g: Grid, g0: Grid, target: tuple[int, ...]) -> bool:
+    """Whether ``g`` is an input-resolution stage that follows a finer input: G_0's shape,
+    and the target at least as fine on every axis."""
+    return g.shape == g0.shape and all(t >= s for t, s in zip(target, g0.shape))
+
+
+def _scaled_shape(g: Grid, g0: Grid, target: tuple[int, ...]) -> list[int]:
+    """``g``'s nodes per axis scaled by target / G_0 (the intervals between nodes, when the
+    rule has end points)."""
+    off = 1 if get_rule(g.rule).end_points else 0
+    return [
+        max(round((sk - off) * (t - off) / max(s0 - off, 1)) + off, 1)
+        for s0, sk, t in zip(g0.shape, g.shape, target)
+    ]
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """How ``at_resolution`` treats the grids of a schedule (one entry of ``STAGES``).
+
+    Attributes:
+        name: the name ``stages=`` takes.
+        rebuilt: whether grid g is rebuilt, ``rebuilt(g, G_0, target)`` (False: g is kept
+            as it is, whatever its nodes).
+        shape: the nodes per axis of the rebuilt grid, ``shape(g, G_0, target)`` (each
+            count then rounded to the nearest size g's rule accepts).
+    """
+
+    name: str
+    rebuilt: Callable[[Grid, Grid, tuple[int, ...]], bool]
+    shape: Callable[[Grid, Grid, tuple[int, ...]], Sequence[int]]
+
+
+_STAGES: dict[str, _Stages] = {
+    s.name: s
+    for s in (
+        # keep: the input-resolution stages follow a finer input; every other stage is a
+        # function space (its cell size in Omega), kept as it is
+        _Stages("keep", _follows_input, lambda g, g0, target: target),
+        # scale: every grid scaled by the same factor as G_0
+        _Stages("scale", lambda g, g0, target: True, _scaled_shape),
+    )
+}
+
+#: how ``at_resolution`` treats the grids of a schedule
+STAGES = tuple(_STAGES)
+
+
 def _resolution_schedule(sched: GridSchedule, n: int | Sequence[int], stages: str) -> GridSchedule:
-    """The schedule of ``at_resolution``: see :meth:`SpaceTimeNet.at_resolution`."""
-    if stages not in STAGES:
+    """The schedule of ``at_resolution``: see
+    [`SpaceTimeNet.at_resolution`][spacetime_nets.models.SpaceTimeNet.at_resolution]."""
+    entry = _STAGES.get(stages) if isinstance(stages, str) else None
+    if entry is None:
         raise ValueError(f"stages: expected one of {', '.join(STAGES)}; got {stages!r}")
     g0 = sched.grids[0]
     target = _target_shape(g0, n)
@@ -65,25 +112,15 @@ def _resolution_schedule(sched: GridSchedule, n: int | Sequence[int], stages: st
         if id(g) in made:
             grids.append(made[id(g)])
             continue
-        # keep: the input-resolution stages follow a finer input; every other stage is a
-        # function space (its cell size in Omega), kept as it is
-        follow = g.shape == g0.shape and all(t >= s for t, s in zip(target, g0.shape))
-        if stages == "keep" and not follow:
+        if not entry.rebuilt(g, g0, target):
             new = g
         elif not g.is_uniform:
             raise ValueError(
                 f"n: grid {k} is not a uniform grid; build the schedule at the new resolution "
                 "and use with_schedule"
             )
-        elif stages == "keep":
-            new = _uniform(target, g, k)
         else:
-            off = 1 if get_rule(g.rule).end_points else 0
-            shape = [
-                max(round((sk - off) * (t - off) / max(s0 - off, 1)) + off, 1)
-                for s0, sk, t in zip(g0.shape, g.shape, target)
-            ]
-            new = _uniform(shape, g, k)
+            new = _uniform(entry.shape(g, g0, target), g, k)
         made[id(g)] = new
         grids.append(new)
     return GridSchedule(sched.times, grids, sched.transfer_kind, sched.channels)
