@@ -12,6 +12,7 @@ from spacetime_nets import SpaceTimeNet, adapt, to_resnet
 from spacetime_nets.cli import load_run, main
 from spacetime_nets.kernels import ConvKernel
 from spacetime_nets.models import (
+    KERNEL_CHANNELS,
     KERNEL_OPTIONS,
     KERNEL_REGISTRY,
     KERNELS,
@@ -82,6 +83,19 @@ def test_the_built_in_kinds_are_entries():
         register_kernel_kind(KernelKind("bad", build_gauss, ("width",)))
     with pytest.raises(ValueError, match="channels must be one of optional, required, any"):
         register_kernel_kind(KernelKind("bad", build_gauss, channels="some"))
+    assert "bad" not in KERNEL_REGISTRY
+
+
+def test_the_channel_rules_say_what_a_kind_takes():
+    kinds = {rule: KernelKind("x", build_gauss, channels=rule) for rule in KERNEL_CHANNELS}
+    facts = {rule: (k.needs_channels, k.one_channel_count) for rule, k in kinds.items()}
+    assert KERNEL_CHANNELS == ("optional", "required", "any")
+    assert facts == {"optional": (False, True), "required": (True, False), "any": (False, False)}
+    rules = [KERNEL_REGISTRY[k].channels for k in KERNELS]
+    assert rules == ["any", "optional", "optional", "required", "required"]
+    for bad in (None, ["any"], "Any"):
+        with pytest.raises(ValueError, match=r"kernel kind 'bad': channels must be one of"):
+            register_kernel_kind(KernelKind("bad", build_gauss, channels=bad))
     assert "bad" not in KERNEL_REGISTRY
 
 

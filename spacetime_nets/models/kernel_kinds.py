@@ -45,7 +45,28 @@ __all__ = [
 KERNEL_OPTION_NAMES = ("modes", "basis", "radius", "radius_spacings", "pointwise")
 """The construction options of `SpaceTimeNet` that only some kernel kinds read (the values a
 `KernelKind`'s ``options`` may name)."""
-KERNEL_CHANNELS = ("optional", "required", "any")
+
+
+@dataclass(frozen=True)
+class _ChannelRule:
+    """What one channel rule of ``KERNEL_CHANNELS`` allows.
+
+    Attributes:
+        scalar: whether the scalar model (no channels) takes the kind.
+        varying: whether the channel counts may change between steps.
+    """
+
+    scalar: bool
+    varying: bool
+
+
+_CHANNEL_RULES: dict[str, _ChannelRule] = {
+    "optional": _ChannelRule(scalar=True, varying=False),
+    "required": _ChannelRule(scalar=False, varying=True),
+    "any": _ChannelRule(scalar=True, varying=True),
+}
+
+KERNEL_CHANNELS = tuple(_CHANNEL_RULES)
 """The channel rules of a `KernelKind`: ``optional`` (the scalar model or one channel count
 for every step), ``required`` (channel models only; the counts may change between steps),
 ``any`` (the scalar model or channel counts that may change between steps)."""
@@ -175,12 +196,23 @@ class KernelKind:
     @property
     def needs_channels(self) -> bool:
         """Whether the kind builds for channel models only (``channels="required"``)."""
-        return self.channels == "required"
+        return not _channel_rule(self).scalar
 
     @property
     def one_channel_count(self) -> bool:
         """Whether the kind takes one channel count for every step (``channels="optional"``)."""
-        return self.channels == "optional"
+        return not _channel_rule(self).varying
+
+
+def _channel_rule(kind: KernelKind) -> _ChannelRule:
+    """The entry of ``kind.channels`` (ValueError naming the kind otherwise)."""
+    rule = _CHANNEL_RULES.get(kind.channels) if isinstance(kind.channels, str) else None
+    if rule is None:
+        raise ValueError(
+            f"kernel kind {kind.name!r}: channels must be one of {', '.join(KERNEL_CHANNELS)}; "
+            f"got {kind.channels!r}"
+        )
+    return rule
 
 
 KERNEL_REGISTRY: dict[str, KernelKind] = {}
@@ -211,11 +243,7 @@ def register_kernel_kind(kind: KernelKind) -> KernelKind:
             f"kernel kind {kind.name!r}: options must be a tuple of "
             f"{', '.join(KERNEL_OPTION_NAMES)}; got {kind.options!r}"
         )
-    if kind.channels not in KERNEL_CHANNELS:
-        raise ValueError(
-            f"kernel kind {kind.name!r}: channels must be one of {', '.join(KERNEL_CHANNELS)}; "
-            f"got {kind.channels!r}"
-        )
+    _channel_rule(kind)
     if not callable(kind.build) or not (kind.parameters is None or callable(kind.parameters)):
         raise ValueError(f"kernel kind {kind.name!r}: build and parameters must be callable")
     if isinstance(kind.default_modes, bool) or not (
