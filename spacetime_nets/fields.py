@@ -321,7 +321,36 @@ def _probe_positive_homogeneity(fn: Callable, trials: int = 5) -> bool:
 
 
 # --------------------------------------------------------------------------- normalisation
-NORMS = ("instance", "group")
+def _instance_groups(norm_groups: int | None, channels: Sequence[int]) -> None:
+    """instance: each channel its own group, so ``norm_groups`` may not be given."""
+    if norm_groups is not None:
+        raise ValueError(
+            f"norm_groups: applies to norm='group' only, got norm='instance' and "
+            f"norm_groups={norm_groups!r}"
+        )
+
+
+def _group_groups(norm_groups: int | None, channels: Sequence[int]) -> int:
+    """group: ``norm_groups`` groups, a positive int dividing every channel count."""
+    chans = sorted(set(channels))
+    ok = isinstance(norm_groups, int) and not isinstance(norm_groups, bool) and norm_groups >= 1
+    if not ok or any(c % norm_groups for c in chans):
+        raise ValueError(
+            f"norm_groups: norm='group' needs a positive int dividing every channel count of "
+            f"the steps {list(channels)} (a divisor of {math.gcd(*chans)}); got {norm_groups!r}"
+        )
+    return norm_groups
+
+
+#: the channel normalisations: name -> groups(norm_groups, channels), which checks
+#: ``norm_groups`` against the steps' channel counts and returns the number of groups
+#: (None: one per channel)
+_NORM_GROUPS: dict[str, Callable[[int | None, Sequence[int]], int | None]] = {
+    "instance": _instance_groups,
+    "group": _group_groups,
+}
+
+NORMS = tuple(_NORM_GROUPS)
 """The channel normalisations of `SpaceTimeNet(norm=...)` (None: no normalisation)."""
 
 NORM_EPS = 1e-5
@@ -504,28 +533,15 @@ def check_norm(
                 f"norm_groups={norm_groups!r}"
             )
         return None
-    if not isinstance(norm, str) or norm not in NORMS:
+    groups = _NORM_GROUPS.get(norm) if isinstance(norm, str) else None
+    if groups is None:
         raise ValueError(f"norm: expected None or one of {', '.join(NORMS)}; got {norm!r}")
     if channels is None:
         raise ValueError(
             f"norm: {norm!r} normalises channels and needs a state with channels "
             "(channels=...); got the scalar model (channels=None)"
         )
-    if norm == "instance":
-        if norm_groups is not None:
-            raise ValueError(
-                f"norm_groups: applies to norm='group' only, got norm='instance' and "
-                f"norm_groups={norm_groups!r}"
-            )
-        return None
-    chans = sorted(set(channels))
-    ok = isinstance(norm_groups, int) and not isinstance(norm_groups, bool) and norm_groups >= 1
-    if not ok or any(c % norm_groups for c in chans):
-        raise ValueError(
-            f"norm_groups: norm='group' needs a positive int dividing every channel count of "
-            f"the steps {list(channels)} (a divisor of {math.gcd(*chans)}); got {norm_groups!r}"
-        )
-    return norm_groups
+    return groups(norm_groups, channels)
 
 
 class ChannelNorm(nn.Module):

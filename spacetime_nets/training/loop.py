@@ -72,6 +72,13 @@ from .resume import check_compatible, data_digest, model_summary, remove_stale_i
 __all__ = ["TrainingDiverged", "fit"]
 
 
+#: what a divergence stopped, by what became non-finite (``what`` of ``TrainingDiverged``)
+_DIVERGED_STOPS: dict[str, str] = {
+    "loss": "stopped before the update",
+    "weights": "no checkpoint written with them",
+}
+
+
 class TrainingDiverged(RuntimeError):
     """The training objective (or, after an update, the weights) became NaN or infinite. No
     step was taken with it and no checkpoint was written after it; ``checkpoint`` is the last
@@ -99,7 +106,7 @@ class TrainingDiverged(RuntimeError):
         self.epoch, self.step, self.global_step = epoch, step, global_step
         self.value, self.checkpoint = value, checkpoint
         where = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint written"
-        stop = "stopped before the update" if what == "loss" else "no checkpoint written with them"
+        stop = _DIVERGED_STOPS.get(what, _DIVERGED_STOPS["weights"])
         super().__init__(
             f"training diverged: the {what} is {value} at epoch {epoch}, step {step} "
             f"(global step {global_step}); {stop}; {where}"

@@ -4,6 +4,7 @@ and [`evaluate`][spacetime_nets.training.evaluate]."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,7 +32,20 @@ OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 """The optimiser names [`fit`][spacetime_nets.training.fit] takes: ``adam``, ``adamw``,
 ``sgd``, ``rmsprop`` (the ``torch.optim`` classes ``Adam``, ``AdamW``, ``SGD``,
 ``RMSprop``)."""
-LR_SCHEDULES = ("constant", "cosine")
+
+
+def _cosine_factor(step: int, total: int) -> float:
+    """(1 + cos(pi * step / total)) / 2: from 1 at the first step to 0 after the last."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+#: the learning-rate schedules: name -> factor(step, total) multiplying the base rates
+#: (None: the rates are left as they are)
+_LR_FACTORS: dict[str, Callable[[int, int], float] | None] = {
+    "constant": None,
+    "cosine": _cosine_factor,
+}
+LR_SCHEDULES = tuple(_LR_FACTORS)
 """The learning-rate schedules of [`fit`][spacetime_nets.training.fit]: ``constant``, or
 ``cosine`` decay to 0 over all the steps."""
 
@@ -105,9 +119,10 @@ def set_lr(opt: torch.optim.Optimizer, base: list[float], kind: str, step: int, 
     """Learning rate of the step with index ``step`` (0-based) of ``total``: the base rate
     (constant), or cosine decay base * (1 + cos(pi * step / total)) / 2. A function of the step
     count only, so a resumed run uses the same rates."""
-    if kind == "constant":
+    factor_at = _LR_FACTORS[kind]
+    if factor_at is None:
         return
-    factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    factor = factor_at(step, total)
     for group, b in zip(opt.param_groups, base):
         group["lr"] = b * factor
 
