@@ -12,6 +12,7 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -71,8 +72,8 @@ def check_real(name: str, value: object, positive: bool = False) -> float:
 
 
 def check_bool(name: str, value: object) -> bool:
-    """``True`` or ``False`` (a NumPy or torch bool scalar too); ``'yes'``, ``1`` or None are
-    refused rather than read by their truth value.
+    """``True`` or ``False`` (a NumPy bool scalar too); ``'yes'``, ``1``, None or a tensor
+    are refused rather than read by their truth value.
 
     Args:
         name: the argument's name, used in the message.
@@ -81,10 +82,8 @@ def check_bool(name: str, value: object) -> bool:
     Returns:
         ``value`` as a Python bool.
     """
-    if isinstance(value, bool):
-        return value
-    if type(value).__name__ in ("bool_", "bool") and hasattr(value, "item"):
-        return bool(value.item())  # type: ignore[union-attr]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     raise ValueError(f"{name}: expected True or False, got {value!r}")
 
 

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from grids import GridSchedule
 from spacetime_nets import SpaceTimeNet
 from spacetime_nets.training import TrainingDiverged, evaluate, fit
-from spacetime_nets.validation import check_int, check_real, first_nonfinite
+from spacetime_nets.validation import check_bool, check_int, check_real, first_nonfinite
 
 N, BATCH = 48, 16
 
@@ -160,6 +160,16 @@ def test_check_real_refuses(bad):
         check_real("lr", bad)
     with pytest.raises(ValueError, match="> 0"):
         check_real("lr", 0.0, positive=True)
+
+
+def test_check_bool_takes_numpy_bools_and_refuses_truth_values():
+    np = pytest.importorskip("numpy")
+    for value, want in ((True, True), (False, False), (np.True_, True), (np.bool_(0), False)):
+        got = check_bool("flag", value)
+        assert got is want  # a Python bool
+    for bad in (1, 0, None, "yes", 1.0, np.int64(1), np.array(True), torch.tensor(True)):
+        with pytest.raises(ValueError, match="flag: expected True or False, got"):
+            check_bool("flag", bad)
 
 
 def test_first_nonfinite_finds_the_first_row_major_entry():
