@@ -13,6 +13,8 @@ import json
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,6 +40,8 @@ __all__ = [
     "to_resnet",
     "from_resnet",
     "SAVE_FORMATS",
+    "SaveFormat",
+    "get_save_format",
     "SavedResNet",
     "save_resnet",
     "resnet_bytes",
@@ -345,6 +349,9 @@ class ChannelHead(nn.Module):
         grid_shape: ``function``: the nodes per axis of G_K, for the output's layout.
         cells: ``function``: whether the input came as cell values (a cells lift).
         act: ``mean``: sigma applied before the pooling (the pool readout), or None.
+
+    Raises:
+        ValueError: for another ``kind``.
     """
 
     def __init__(
@@ -357,6 +364,8 @@ class ChannelHead(nn.Module):
         act: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(kind, str) or kind not in _HEAD_KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(_HEAD_KINDS)}; got {kind!r}")
         self.kind, self.linear, self.act = kind, linear, act
         self.grid_shape, self.cells = tuple(grid_shape), cells
         if pool is not None:
@@ -380,16 +389,68 @@ class ChannelHead(nn.Module):
             ``[B, out]``, or for ``function`` ``[B, out, n_K]``, ``[B, out, *grid]`` or
                 ``[B, n_K]``.
         """
-        if self.kind == "quadrature":
-            return self.linear(h.flatten(1))
-        if self.kind == "mean":
-            return self.linear((h if self.act is None else self.act(h)) @ self.pool)
-        y = self.linear(h)
-        if in_dim == 2 and y.shape[1] == 1:
-            return y[:, 0]
-        if in_dim > 3 or (in_dim == 2 and self.cells and len(self.grid_shape) > 1):
-            return y.reshape(y.shape[0], y.shape[1], *self.grid_shape)
-        return y
+        return _HEAD_KINDS[self.kind].read(self, h, in_dim)
+
+
+def _read_quadrature(head: ChannelHead, h: torch.Tensor, in_dim: int) -> torch.Tensor:
+    """The quadrature head: its ``nn.Linear`` (weights folded in) on the flattened state."""
+    return head.linear(h.flatten(1))
+
+
+def _read_mean(head: ChannelHead, h: torch.Tensor, in_dim: int) -> torch.Tensor:
+    """The mean head: the channel means by the weights ``pool`` (after ``act``, if any), then
+    its linear map or MLP."""
+    return head.linear((h if head.act is None else head.act(h)) @ head.pool)
+
+
+def _read_function(head: ChannelHead, h: torch.Tensor, in_dim: int) -> torch.Tensor:
+    """The function head: a 1x1 convolution, answered in the layout the input came in."""
+    y = head.linear(h)
+    if in_dim == 2 and y.shape[1] == 1:
+        return y[:, 0]
+    if in_dim > 3 or (in_dim == 2 and head.cells and len(head.grid_shape) > 1):
+        return y.reshape(y.shape[0], y.shape[1], *head.grid_shape)
+    return y
+
+
+def _restore_quadrature(net: nn.Module, linear: nn.Linear) -> None:
+    """R_c = W_c / omega on G_K: the quadrature weights taken out of the head's matrix."""
+    wK = net.disc.grid(net.schedule.num_steps)[1]
+    net.readout_values.copy_(linear.weight.reshape(net.readout_values.shape) / wK)
+
+
+def _restore_mean(net: nn.Module, linear: nn.Linear) -> None:
+    """The linear map of the channel means, as it is."""
+    net.readout_weight.copy_(linear.weight)
+
+
+@dataclass(frozen=True)
+class _HeadKind:
+    """One kind of [`ChannelHead`][spacetime_nets.export.ChannelHead].
+
+    Attributes:
+        name: the ``kind`` the head takes (the readout it was exported from, or comes back
+            as).
+        read: ``read(head, h, in_dim)``: the head's outputs for the final state ``h``
+            ``[B, c_K, n_K]`` of an input with ``in_dim`` dimensions.
+        restore: ``restore(net, linear)``: copy the weights of the head's linear map into the
+            readout of the SpaceTimeNet `from_resnet` builds (its bias is copied apart); None:
+            `from_resnet` does not import this kind.
+    """
+
+    name: str
+    read: Callable[[ChannelHead, torch.Tensor, int], torch.Tensor]
+    restore: Callable[[nn.Module, nn.Linear], None] | None = None
+
+
+_HEAD_KINDS: dict[str, _HeadKind] = {
+    entry.name: entry
+    for entry in (
+        _HeadKind("quadrature", _read_quadrature, _restore_quadrature),
+        _HeadKind("mean", _read_mean, _restore_mean),
+        _HeadKind("function", _read_function),
+    )
+}
 
 
 #: the buffers of an exported network's scalar normalisers (as the model's)
@@ -807,10 +868,9 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
             "come from continuous kernels: keep the SpaceTimeNet they came from"
         )
     chan = isinstance(module.lift, ChannelLift)
+    restore = _HEAD_KINDS[head.kind].restore if isinstance(head, ChannelHead) else None
     if chan and (
-        module.lift.has_index
-        or getattr(module.lift, "field", None) is not None
-        or module.head.kind == "function"
+        module.lift.has_index or getattr(module.lift, "field", None) is not None or restore is None
     ):
         raise ValueError(
             "module: only identity lifts (without coordinates) with quadrature or mean heads "
@@ -867,13 +927,8 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
         if chan:
             net.lift_weight.copy_(module.lift.conv.weight[..., 0])
             net.lift_bias.copy_(module.lift.conv.bias)
-            head = module.head.linear
-            if module.head.kind == "mean":
-                net.readout_weight.copy_(head.weight)
-            else:
-                wK = net.disc.grid(schedule.num_steps)[1]
-                net.readout_values.copy_(head.weight.reshape(net.readout_values.shape) / wK)
-            net.readout_bias.copy_(head.bias)
+            restore(net, head.linear)
+            net.readout_bias.copy_(head.linear.bias)
             return net
         net.lift_weight.copy_(module.lift.weight)
         net.lift_bias.copy_(module.lift.bias)
@@ -887,9 +942,89 @@ def from_resnet(module: VariableWidthResNet, schedule: GridSchedule):
 # saving and loading the exported network as a self-contained program
 # --------------------------------------------------------------------------------------------
 
-SAVE_FORMATS = ("export", "torchscript")
-"""The program formats of `save_resnet`: `torch.export` (.pt2) and TorchScript."""
 _SPEC_FILE = "spacetime_nets_input.json"
+
+
+@dataclass(frozen=True)
+class SaveFormat:
+    """One program format of [`save_resnet`][spacetime_nets.export.save_resnet]: how the
+    network is traced and written, and how such a file is read back.
+
+    Attributes:
+        name: the name ``format=`` (and the command line's ``--format``) takes.
+        suffix: the file name's ending (``resnet`` + suffix is the default file name).
+        title: what messages call the format.
+        write: ``write(resnet, example, spec) -> bytes``: the program traced on ``example``,
+            serialised with the input description ``spec`` among its extra files (it may
+            set ``spec["batch"]`` first, for a program that keeps the example's batch).
+        read: ``read(data, extra) -> nn.Module``: the program in the file's bytes; it fills
+            ``extra`` (``{file name: ""}``) with the extra files of those names.
+    """
+
+    name: str
+    suffix: str
+    title: str
+    write: Callable[[nn.Module, torch.Tensor, dict], bytes]
+    read: Callable[[bytes, dict[str, str]], nn.Module]
+
+
+def _write_export(resnet: nn.Module, example: torch.Tensor, spec: dict) -> bytes:
+    """A ``torch.export`` program with a dynamic batch (or, where the batch cannot vary, the
+    example's: recorded in ``spec``)."""
+    try:
+        batch = torch.export.Dim("batch", min=1)
+        prog = torch.export.export(resnet, (example,), dynamic_shapes=({0: batch},))
+    except Exception:  # a static batch still exports the same network
+        prog = torch.export.export(resnet, (example,))
+        spec["batch"] = int(example.shape[0])
+    buf = io.BytesIO()
+    torch.export.save(prog, buf, extra_files={_SPEC_FILE: json.dumps(spec)})
+    return buf.getvalue()
+
+
+def _read_export(data: bytes, extra: dict[str, str]) -> nn.Module:
+    return torch.export.load(io.BytesIO(data), extra_files=extra).module()
+
+
+def _write_torchscript(resnet: nn.Module, example: torch.Tensor, spec: dict) -> bytes:
+    """A TorchScript program by ``torch.jit.trace``."""
+    buf = io.BytesIO()
+    torch.jit.save(
+        torch.jit.trace(resnet, (example,)), buf, _extra_files={_SPEC_FILE: json.dumps(spec)}
+    )
+    return buf.getvalue()
+
+
+def _read_torchscript(data: bytes, extra: dict[str, str]) -> nn.Module:
+    return torch.jit.load(io.BytesIO(data), _extra_files=extra)
+
+
+_EXPORT = SaveFormat("export", ".pt2", "torch.export", _write_export, _read_export)
+_TORCHSCRIPT = SaveFormat(
+    "torchscript", ".ts.pt", "TorchScript", _write_torchscript, _read_torchscript
+)
+_SAVE_FORMATS: dict[str, SaveFormat] = {f.name: f for f in (_EXPORT, _TORCHSCRIPT)}
+
+SAVE_FORMATS: tuple[str, ...] = tuple(_SAVE_FORMATS)
+"""The program formats of `save_resnet`: `torch.export` (.pt2) and TorchScript."""
+
+
+def get_save_format(name: str, argument: str = "format") -> SaveFormat:
+    """The program format ``name`` (one of ``SAVE_FORMATS``); a ValueError naming
+    ``argument`` otherwise.
+
+    Args:
+        name: ``"export"`` or ``"torchscript"``.
+        argument: the argument named in the error message.
+
+    Returns:
+        The [`SaveFormat`][spacetime_nets.export.SaveFormat] (its ``suffix`` is the file
+            name's ending).
+    """
+    fmt = _SAVE_FORMATS.get(name) if isinstance(name, str) else None
+    if fmt is None:
+        raise ValueError(f"{argument}: expected one of {', '.join(SAVE_FORMATS)}; got {name!r}")
+    return fmt
 
 
 def save_resnet(
@@ -914,7 +1049,8 @@ def save_resnet(
         resnet: the exported network ([`to_resnet`][spacetime_nets.export.to_resnet]).
         path: the file to write (its folder must exist).
         example: a non-empty batch of inputs for the trace.
-        format: one of ``SAVE_FORMATS``.
+        format: one of ``SAVE_FORMATS`` (see
+            [`get_save_format`][spacetime_nets.export.get_save_format]).
 
     Returns:
         The path written.
@@ -945,8 +1081,7 @@ def resnet_bytes(
     """
     if not isinstance(resnet, VariableWidthResNet):
         raise ValueError(f"resnet: expected a VariableWidthResNet, got {type(resnet).__name__}")
-    if not isinstance(format, str) or format not in SAVE_FORMATS:
-        raise ValueError(f"format: expected one of {', '.join(SAVE_FORMATS)}; got {format!r}")
+    fmt = get_save_format(format)
     try:
         resnet.check_input(example)
     except ValueError as exc:
@@ -957,7 +1092,6 @@ def resnet_bytes(
         )
     was = resnet.training
     resnet.eval()
-    buf = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracers' notes on shapes read in Python
@@ -968,22 +1102,11 @@ def resnet_bytes(
                 "device": str(example.device),
                 "out_shape": list(y.shape[1:]),
                 "batch": None,
-                "format": format,
+                "format": fmt.name,
             }
-            if format == "export":
-                try:
-                    batch = torch.export.Dim("batch", min=1)
-                    prog = torch.export.export(resnet, (example,), dynamic_shapes=({0: batch},))
-                except Exception:  # a static batch still exports the same network
-                    prog = torch.export.export(resnet, (example,))
-                    spec["batch"] = int(example.shape[0])
-                torch.export.save(prog, buf, extra_files={_SPEC_FILE: json.dumps(spec)})
-            else:
-                traced = torch.jit.trace(resnet, (example,))
-                torch.jit.save(traced, buf, _extra_files={_SPEC_FILE: json.dumps(spec)})
+            return fmt.write(resnet, example, spec)
     finally:
         resnet.train(was)
-    return buf.getvalue()
 
 
 class SavedResNet(nn.Module):
@@ -1094,19 +1217,16 @@ def resnet_from_bytes(data: bytes, name: str = "data") -> SavedResNet:
         names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     except (zipfile.BadZipFile, OSError, ValueError, TypeError):
         raise ValueError(f"{name} is not a saved network (not a zip archive)") from None
-    is_export = any(n.endswith("/archive_format") for n in names)
+    # a torch.export archive says so in a file of its own; any other zip is read as TorchScript
+    fmt = _EXPORT if any(n.endswith("/archive_format") for n in names) else _TORCHSCRIPT
     extra = {_SPEC_FILE: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if is_export:
-                program = torch.export.load(io.BytesIO(data), extra_files=extra).module()
-            else:
-                program = torch.jit.load(io.BytesIO(data), _extra_files=extra)
+            program = fmt.read(data, extra)
         except Exception as exc:  # torch's readers raise many kinds
-            kind = "torch.export" if is_export else "TorchScript"
             raise ValueError(
-                f"{name} is not a readable saved network ({kind}: {first_line(exc)})"
+                f"{name} is not a readable saved network ({fmt.title}: {first_line(exc)})"
             ) from None
     raw = extra.get(_SPEC_FILE) or ""
     if isinstance(raw, bytes):

@@ -338,6 +338,44 @@ def test_from_resnet_rejects_what_does_not_fit():
         to_resnet(torch.nn.Linear(2, 2))
 
 
+@pytest.mark.parametrize(
+    ("readout", "keys"),
+    [
+        ("quadrature", ["linear.weight", "linear.bias"]),
+        ("mean", ["pool", "linear.weight", "linear.bias"]),
+        ("function", ["linear.weight", "linear.bias"]),
+    ],
+)
+def test_channel_heads_keep_their_kind_and_state_and_only_two_kinds_come_back(readout, keys):
+    from spacetime_nets.export import ChannelHead
+
+    sched = GridSchedule.moving([9, 12, 7, 10], T=1.1)
+    m = SpaceTimeNet(
+        sched, None, 3, kernel="nodal", form="inside", activation="tanh", lift="identity",
+        readout=readout, channels=[2, 2, 4, 3], in_channels=2, seed=0,
+    ).double()  # fmt: skip
+    res = to_resnet(m)
+    assert isinstance(res.head, ChannelHead) and res.head.kind == readout
+    assert sorted(res.head.state_dict()) == sorted(keys)
+    x = torch.randn(3, 2, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(res(x), m(x), rtol=1e-12, atol=1e-12)
+        if readout == "function":
+            with pytest.raises(ValueError, match="with quadrature or mean heads come back"):
+                from_resnet(res, sched)
+        else:
+            torch.testing.assert_close(from_resnet(res, sched)(x), m(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_channel_head_of_another_kind_is_refused():
+    from spacetime_nets.export import ChannelHead
+
+    with pytest.raises(
+        ValueError, match=r"^kind: expected one of quadrature, mean, function; got 'max'"
+    ):
+        ChannelHead("max", torch.nn.Linear(3, 2))
+
+
 def test_export_refuses_a_network_above_the_memory_bound(monkeypatch):
     """The bound counts the dense matrices the export would build: here 4 factored basis
     operators of 64 x 64 and 4 shortcuts, 8 bytes each in float64."""

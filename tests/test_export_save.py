@@ -78,3 +78,33 @@ def test_bad_arguments_and_files_are_refused(conv, tmp_path):
         resnet_from_bytes(b"not a zip archive")
     with pytest.raises(FileNotFoundError, match="path: no such file"):
         load_resnet(tmp_path / "nope.pt2")
+
+
+def test_each_save_format_is_an_entry_with_its_file_suffix():
+    from spacetime_nets.export import SAVE_FORMATS, SaveFormat, get_save_format
+
+    assert SAVE_FORMATS == ("export", "torchscript") and isinstance(SAVE_FORMATS, tuple)
+    assert [get_save_format(n).suffix for n in SAVE_FORMATS] == [".pt2", ".ts.pt"]
+    assert all(isinstance(get_save_format(n), SaveFormat) for n in SAVE_FORMATS)
+    with pytest.raises(
+        ValueError, match=r"^format: expected one of export, torchscript; got 'onnx'"
+    ):
+        get_save_format("onnx")
+    with pytest.raises(ValueError, match=r"^--format: expected one of export, torchscript; got 3"):
+        get_save_format(3, "--format")  # type: ignore[arg-type]
+
+
+def test_the_program_formats_record_their_name_and_read_back(conv):
+    import json
+    import zipfile
+    from io import BytesIO
+
+    _, resnet = conv
+    x = torch.randn(2, 16)
+    for fmt in ("export", "torchscript"):
+        data = resnet_bytes(resnet, x, format=fmt)
+        served = resnet_from_bytes(data)
+        assert served.spec["format"] == fmt
+        names = zipfile.ZipFile(BytesIO(data)).namelist()
+        spec = next(n for n in names if n.endswith("spacetime_nets_input.json"))
+        assert json.loads(zipfile.ZipFile(BytesIO(data)).read(spec))["format"] == fmt

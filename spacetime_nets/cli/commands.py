@@ -720,7 +720,7 @@ def _positive(name: str, v: int | None) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from ..export import resnet_bytes, resnet_from_bytes, to_resnet
+    from ..export import get_save_format, resnet_bytes, resnet_from_bytes, to_resnet
     from ..training._io import atomic_write_bytes
 
     _positive("--samples", args.samples)
@@ -732,7 +732,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.samples is not None:
         x = x[: args.samples]
     resnet = to_resnet(model).eval()
-    suffix = ".pt2" if args.format == "export" else ".ts.pt"
+    suffix = get_save_format(args.format).suffix
     out = _output_file(args.out or str(Path(args.run) / f"resnet{suffix}"), "--out")
     # serialised and read back in memory; written (atomically) only once it matches
     with torch.no_grad():
