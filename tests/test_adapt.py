@@ -335,9 +335,24 @@ def test_bad_arguments_raise_value_errors():
         adapt.compress(model, XB, 0.1, min_nodes=0)
 
 
+def test_the_named_norms_and_costs():
+    from spacetime_nets.adapt._common import _cost_fn, _distance
+
+    assert adapt.NORMS == ("max", "rms") and isinstance(adapt.NORMS, tuple)
+    a = torch.tensor([[1.0, -3.0], [0.0, 2.0]])
+    b = torch.zeros(2, 2)
+    assert _distance(a, b, "max") == 3.0
+    assert _distance(a, b, "rms") == pytest.approx(math.sqrt(14.0 / 4.0))
+    assert _cost_fn("macs") is adapt.model_macs
+    for bad in ("flops", 3, None):
+        with pytest.raises(ValueError, match=r"^cost: expected 'macs' or a callable model"):
+            _cost_fn(bad)
+
+
 # ---- the command line's library function ----------------------------------------------------
 def test_compress_run_writes_schedule_and_an_equivalent_resnet(tmp_path):
     from spacetime_nets.cli import main
+    from spacetime_nets.export import load_resnet
     from spacetime_nets.runs import load_run
 
     run = tmp_path / "run"
@@ -356,6 +371,15 @@ def test_compress_run_writes_schedule_and_an_equivalent_resnet(tmp_path):
     assert (tmp_path / "small" / "compress.json").is_file()
     with pytest.raises(ValueError, match="split"):
         adapt.compress_run(run, 0.05, split="holdout")
+    with pytest.raises(ValueError, match="^export_format: expected 'export' or 'torchscript'"):
+        adapt.compress_run(run, 0.05, export_format="onnx")
+    ts = adapt.compress_run(
+        run, 0.05, out=tmp_path / "ts", metric="output", export_format="torchscript"
+    )
+    assert ts.files["resnet"] == str(tmp_path / "ts" / "resnet.ts.pt")
+    small = model.with_schedule(GridSchedule.from_json(tmp_path / "ts" / "schedule.json"))
+    with torch.no_grad():
+        assert _maxdiff(load_resnet(ts.files["resnet"])(x), small(x)) < 1e-4
 
 
 def test_operator_model_keeps_the_grid_its_input_lives_on():

@@ -265,3 +265,18 @@ def test_a_reduced_model_is_the_same_function_at_every_resolution(rough):
         change = float((moved - y_small).norm() / y_small.norm())
         ref = float((_out(model.at_resolution(n), xn) - y_model).norm() / y_model.norm())
         assert change <= 1.1 * ref + 1e-3, (n, change, ref)
+
+
+def test_a_pca_ranking_is_refused_where_the_flow_does_not_commute_with_a_rotation():
+    """STATE_BASES names the two bases; a rotated (``pca``) basis needs a bottleneck form and
+    a readout linear in the state, a ``select`` ranking goes everywhere."""
+    from spacetime_nets.adapt.channels import STATE_BASES
+
+    assert STATE_BASES == ("pca", "select") and isinstance(STATE_BASES, tuple)
+    model, x = _model("inside"), _x()
+    ranking = adapt.rank_channels(model, x)
+    assert ranking.kind == "select"
+    rotated = adapt.ChannelRanking("pca", ranking.state, ranking.energy, ranking.hidden)
+    with pytest.raises(ValueError, match="^ranking: a 'pca' ranking needs a bottleneck form"):
+        adapt.with_channels(model, rotated, 3)
+    assert adapt.with_channels(model, ranking, 3).schedule.channels[0] == 3

@@ -26,7 +26,12 @@ ORDERS = STEPPER_ORDERS
 O(dt^(p+1))): a live view of `spacetime_nets.steppers.STEPPERS`."""
 SPACE_ORDER = 2
 """The order of the spatial discretisation: trapezoid/midpoint quadrature, linear transfers."""
-NORMS = ("max", "rms")
+_NORM_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "max": lambda d: d.abs().max(),
+    "rms": lambda d: d.square().mean().sqrt(),
+}
+"""Each norm of a difference ``d`` (any shape), by name."""
+NORMS: tuple[str, ...] = tuple(_NORM_FUNCTIONS)
 """The norms over the batch and the outputs that `metric="output"` accepts (`norm=`)."""
 METRICS = ("output", "accuracy", "predictions")
 """The measures of a compression's change (`metric=`): the output's change, accuracy points
@@ -154,10 +159,7 @@ def _input_on_first_grid(model: SpaceTimeNet) -> bool:
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor, norm: str) -> float:
-    d = (a - b).double()
-    if norm == "max":
-        return float(d.abs().max())
-    return float(d.square().mean().sqrt())
+    return float(_NORM_FUNCTIONS[norm]((a - b).double()))
 
 
 def model_macs(model: SpaceTimeNet) -> int:
@@ -189,14 +191,20 @@ def model_macs(model: SpaceTimeNet) -> int:
     return int(flow + readout + lift)
 
 
+_NAMED_COSTS: dict[str, Callable[[SpaceTimeNet], float]] = {"macs": model_macs}
+"""The costs ``cost=`` takes by name (else a callable model -> float)."""
+
+
 def _cost_fn(cost: object) -> Callable[[SpaceTimeNet], float]:
     """The cost function: ``model_macs`` for ``"macs"``, or the callable with its answers
     checked (a finite real number >= 0; a NaN, a string or an infinity would make every
     comparison of the search false and silently keep or drop schedules)."""
-    if isinstance(cost, str) and cost == "macs":
-        return model_macs
+    named = _NAMED_COSTS.get(cost) if isinstance(cost, str) else None
+    if named is not None:
+        return named
     if isinstance(cost, str) or not callable(cost):
-        raise ValueError(f"cost: expected 'macs' or a callable model -> float, got {cost!r:.80}")
+        names = " or ".join(map(repr, _NAMED_COSTS))
+        raise ValueError(f"cost: expected {names} or a callable model -> float, got {cost!r:.80}")
 
     def checked(m: SpaceTimeNet) -> float:
         v = cost(m)

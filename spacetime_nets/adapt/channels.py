@@ -4,6 +4,7 @@ bottleneck's hidden channels on calibration data, and the model that keeps the r
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,50 @@ from ..ops import apply_op
 from ..validation import check_int
 from ._common import _calibration
 
-STATE_BASES = ("pca", "select")
+
+def _pca_directions(gram: torch.Tensor, total: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eigenvectors of G, by decreasing eigenvalue, and their shares of ``total``."""
+    vals, vecs = torch.linalg.eigh(gram)
+    order = torch.argsort(vals, descending=True)
+    return vecs[:, order], vals[order].clamp_min(0) / total
+
+
+def _select_directions(gram: torch.Tensor, total: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The columns of the identity, by decreasing diagonal of G, and their shares of
+    ``total``."""
+    diag = torch.diagonal(gram)
+    order = torch.argsort(diag, descending=True)
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return eye[:, order], diag[order] / total
+
+
+@dataclass(frozen=True)
+class _StateBasis:
+    """One way of reducing the state's channels (a ``ChannelRanking.kind``).
+
+    Attributes:
+        name: the ranking's ``kind``.
+        rotates: whether the basis mixes the channels, which needs a flow that commutes
+            with a rotation of the state (``_pca_applies``); else it selects channels.
+        directions: ``directions(G, total) -> (state [c, c], energy [c])``: the basis in
+            its columns, most important first, from the states' second moment G
+            (float64), and the share of ``total`` = sum(diag G) along each column.
+    """
+
+    name: str
+    rotates: bool
+    directions: Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+
+
+_STATE_BASES: dict[str, _StateBasis] = {
+    entry.name: entry
+    for entry in (
+        _StateBasis("pca", True, _pca_directions),
+        _StateBasis("select", False, _select_directions),
+    )
+}
+
+STATE_BASES: tuple[str, ...] = tuple(_STATE_BASES)
 """How the state's channels are reduced: `pca` (an orthonormal basis of the states' channel
 directions; bottleneck forms with a readout linear in the state) or `select` (a subset of the
 channels: every form, every readout)."""
@@ -128,18 +172,11 @@ def rank_channels(model: SpaceTimeNet, data: Any, *, batch_size: int = 1024) -> 
     finally:
         model.train(was)
     total = float(torch.diagonal(gram).sum()) or 1.0
-    if bottleneck and _pca_applies(model):
-        vals, vecs = torch.linalg.eigh(gram)
-        order = torch.argsort(vals, descending=True)
-        state, energy = vecs[:, order], vals[order].clamp_min(0) / total
-        kind = "pca"
-    else:
-        diag = torch.diagonal(gram)
-        order = torch.argsort(diag, descending=True)
-        state = torch.eye(c, dtype=torch.float64, device=ref.device)[:, order]
-        energy, kind = diag[order] / total, "select"
+    rotate = bottleneck and _pca_applies(model)
+    basis = _STATE_BASES["pca"] if rotate else _STATE_BASES["select"]
+    state, energy = basis.directions(gram, total)
     hid = [torch.argsort(h, descending=True) for h in hidden] if bottleneck else None
-    return ChannelRanking(kind, state, energy, hid)
+    return ChannelRanking(basis.name, state, energy, hid)
 
 
 def _hidden_contributions(model: SpaceTimeNet, sm, x: torch.Tensor) -> torch.Tensor:
@@ -188,8 +225,11 @@ def with_channels(
             f"{type(ranking).__name__}"
             + (f" of {ranking.channels}" if isinstance(ranking, ChannelRanking) else "")
         )
-    if ranking.kind == "pca" and not _pca_applies(model):
-        raise ValueError("ranking: a 'pca' ranking needs a bottleneck form and a linear readout")
+    basis = _STATE_BASES.get(ranking.kind) if isinstance(ranking.kind, str) else None
+    if basis is not None and basis.rotates and not _pca_applies(model):
+        raise ValueError(
+            f"ranking: a {basis.name!r} ranking needs a bottleneck form and a linear readout"
+        )
     r = _check_count("channels", channels, c)
     new = copy.deepcopy(model)
     ref = next(model.parameters())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..export import SAVE_FORMATS, resnet_bytes
+from ..export import SAVE_FORMATS, get_save_format, resnet_bytes
 from ..models import SpaceTimeNet
 from ..training._io import atomic_write_files, check_path
 from ..validation import check_int, check_real, check_seed
@@ -92,6 +92,7 @@ def compress_run(
         raise ValueError(
             f"export_format: expected 'export' or 'torchscript', got {export_format!r}"
         )
+    program_format = get_save_format(export_format)
     if samples is not None:
         samples = check_int("samples", samples)
     if not isinstance(metric, str) or metric not in (*METRICS, "auto"):
@@ -138,10 +139,9 @@ def compress_run(
     schedule_text = small.schedule.to_json()
     resnet = to_resnet(small).eval()
     program = resnet_bytes(resnet, x[:8].to(next(small.parameters()).dtype), format=export_format)
-    suffix = ".pt2" if export_format == "export" else ".ts.pt"
     files = {
         "schedule": str(dest / "schedule.json"),
-        "resnet": str(dest / f"resnet{suffix}"),
+        "resnet": str(dest / f"resnet{program_format.suffix}"),
         "summary": str(dest / "compress.json"),
     }
     loss = (config.training or {}).get("loss")
