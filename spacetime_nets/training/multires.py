@@ -170,16 +170,18 @@ class MultiResolution:
             x: a batch of inputs: ``[B, n]`` (one channel), ``[B, c, n]`` or
                 ``[B, c, *grid.shape]``, with ``n`` the input grid's nodes.
         """
-        self._layout(x)
+        self._shaped(x)
 
-    def _layout(self, x: torch.Tensor) -> str:
+    def _shaped(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` is laid out on the grid's shape ``[B, c_in, *shape]`` (False: flat,
+        ``[B, n]`` or ``[B, c_in, n]``); a ValueError for any other layout."""
         b, cin = self.base, self.in_channels
         if x.dim() == 2 and cin == 1 and x.shape[1] == b.n:
-            return "flat"
+            return False
         if x.dim() == 3 and tuple(x.shape[1:]) == (cin, b.n):
-            return "channels"
+            return False
         if b.dim > 1 and x.dim() == 2 + b.dim and tuple(x.shape[1:]) == (cin, *b.shape):
-            return "grid"
+            return True
         want = f"[B, {cin}, {b.n}]" + (f" or [B, {b.n}]" if cin == 1 else "")
         raise ValueError(
             f"resolutions: the inputs must be values on the model's input grid ({want}), got "
@@ -201,8 +203,7 @@ class MultiResolution:
         lv = self.levels[level]
         if lv.grid is None:
             return x, {}
-        kind = self._layout(x)
-        if kind == "grid":
+        if self._shaped(x):
             xs = lv.transfer(x.reshape(x.shape[0], self.in_channels, -1))
             xs = xs.reshape(x.shape[0], self.in_channels, *lv.grid.shape)
         else:
