@@ -82,6 +82,7 @@ def test_shapes_and_dtypes(name):
     }[name]
     assert (d.in_features, d.num_classes, d.out_features) == dims
     assert d.task == ("regression" if name == "heat" else "classification")
+    assert d.labelled == (name != "heat")  # class labels: integer targets, num_classes set
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

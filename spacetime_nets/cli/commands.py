@@ -286,11 +286,11 @@ def _train_config(args: argparse.Namespace, data) -> RunConfig:
     if LIFT_REGISTRY[lift].cells and "image_shape" in data.meta:  # cells of an image
         in_shape = tuple(data.meta["image_shape"])
     readout = args.readout
-    operator_data = function_data and data.task == "regression"  # burgers, darcy
+    operator_data = function_data and not data.labelled  # burgers, darcy
     if readout == "auto":
         readout = "function" if operator_data else "quadrature"
     answers_function = getattr(READOUT_REGISTRY.get(readout), "function", False)
-    if answers_function and data.task == "classification":
+    if answers_function and data.labelled:
         raise ValueError(
             f"--readout: {readout!r} predicts a function on the last grid, but the "
             f"{args.dataset} data have class labels (classification); choose quadrature, mean "

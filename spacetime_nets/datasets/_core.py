@@ -111,6 +111,12 @@ class DatasetSplits:
     def __len__(self) -> int:
         return len(self.train) + len(self.val) + len(self.test)
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the targets are class labels (``task == "classification"``,
+        ``num_classes`` set)."""
+        return self.num_classes is not None
+
     def to(self, device: torch.device | str) -> DatasetSplits:
         """A copy with the three splits on ``device`` (``meta`` is shared, not copied).
 
