@@ -578,7 +578,7 @@ class SpaceTimeNet(FlowModel):
                 for n, e in LIFT_REGISTRY.items()
                 if (e.channels if self.channel_mode else e.scalar)
             ]
-            model = "channel models" if self.channel_mode else "the scalar model"
+            model = "channel models (channels=...)" if self.channel_mode else "the scalar model"
             raise ValueError(
                 f"lift: {lift.name!r} does not serve {model}; use {' or '.join(map(repr, which))}"
                 + (" (then a learned pointwise lift)" if self.channel_mode else "")
