@@ -164,6 +164,7 @@ def _check_schedule_options(spec: str, given: dict[str, Any]) -> None:
 
 #: a library message starting with one of these argument names is about this option
 _TRAIN_FLAGS = {
+    "T": "-T",
     "lr": "--lr",
     "weight_decay": "--weight-decay",
     "lam": "--lam",
@@ -233,7 +234,7 @@ def _check_train_numbers(args: argparse.Namespace) -> None:
                  "radius", "radius_spacings", "T"):  # fmt: skip
         v = getattr(args, name, None)
         if v is not None and math.isfinite(v) and abs(v) > big:
-            flag = "-T" if name == "T" else _TRAIN_FLAGS[name]
+            flag = _TRAIN_FLAGS[name]
             raise ValueError(
                 f"{flag}: expected a number representable in {args.dtype} (at most "
                 f"{big:.3g}), got {v:g}"
@@ -629,7 +630,7 @@ def _at_resolution(args: argparse.Namespace, config: RunConfig, model: Any):
         o for o in ("schedule", "widths", "steps", "T", "rule") if getattr(args, o) is not None
     ]
     if others:
-        shown = ", ".join("-T" if o == "T" else f"--{o}" for o in others)
+        shown = ", ".join(_TRAIN_FLAGS.get(o, f"--{o}") for o in others)
         raise ValueError(f"{flag}: not with {shown} (the schedule follows the data's grid)")
     name = config.dataset.get("name")
     if not name or not _builder_takes(name, "grid_size"):
