@@ -46,19 +46,28 @@ def _check_kernel_arg(name: str, kernel: object) -> str | Kernel:
     )
 
 
-def _reads(kernel: str | Kernel, option: str) -> bool:
-    """Whether ``kernel`` (a name, or a built Kernel) reads the construction ``option`` of
-    :data:`KERNEL_OPTIONS`. A built kernel took its own options when it was made; of these
-    only ``modes`` still matters, as the size of the lift and readout basis of a continuous,
-    non-stationary kernel without a basis of its own (a neural or function kernel)."""
-    if isinstance(kernel, str):
-        return option in KERNEL_REGISTRY[kernel].options
+def _sets_lift_basis(kernel: Kernel) -> bool:
+    """Whether ``modes`` sets the lift and readout basis of a model on the built ``kernel``:
+    a continuous, non-stationary kernel without a basis of its own (neural, function)."""
     return (
-        option == "modes"
-        and kernel.continuous
+        kernel.continuous
         and not getattr(kernel, "stationary", False)
         and not isinstance(kernel, BasisKernel)
     )
+
+
+#: the options a built kernel still reads (it took the others when it was made), and when
+_BUILT_KERNEL_READS = {"modes": _sets_lift_basis}
+
+
+def _reads(kernel: str | Kernel, option: str) -> bool:
+    """Whether ``kernel`` (a name, or a built Kernel) reads the construction ``option`` of
+    ``KERNEL_OPTIONS``: a kind's entry lists its options; a built kernel reads only those of
+    ``_BUILT_KERNEL_READS``, where they apply to it."""
+    if isinstance(kernel, str):
+        return option in KERNEL_REGISTRY[kernel].options
+    reads = _BUILT_KERNEL_READS.get(option)
+    return reads is not None and reads(kernel)
 
 
 def _check_applicable(
