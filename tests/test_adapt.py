@@ -152,6 +152,16 @@ def _basis_model(seed=0, method="euler"):
 XB = torch.randn(80, 4, generator=torch.Generator().manual_seed(2))
 
 
+def test_compress_refuses_a_norm_with_a_discrete_metric():
+    """norm measures the output change: with accuracy or predictions it would be unused."""
+    model = _basis_model()
+    for metric in ("accuracy", "predictions"):
+        with pytest.raises(ValueError, match=rf"^norm: applies to metric='output' only .*"
+                           rf"norm='rms' with metric='{metric}'"):  # fmt: skip
+            adapt.compress(model, (XB, torch.zeros(80, dtype=torch.long)), 1.0, metric=metric,
+                           norm="rms")  # fmt: skip
+
+
 @pytest.mark.parametrize(("norm", "tol"), [("max", 0.005), ("max", 0.05), ("rms", 0.02)])
 def test_compress_never_exceeds_tol(norm, tol):
     model = _basis_model()

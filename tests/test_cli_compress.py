@@ -44,6 +44,9 @@ def test_compress_refuses_bad_arguments_in_one_line(cli, run, tmp_path):
         (["--tol", "nan"], "--tol: expected a finite number >= 0"),
         (["--tol", "1", "--samples", "0"], "--samples: expected a positive integer"),
         (["--tol", "1", "--recover", "-1"], "--recover: expected epochs >= 0"),
+        # auto is accuracy for the digits labels: a norm of the output change would be unused
+        (["--tol", "1", "--norm", "rms"], "--norm: applies to metric='output' only"),
+        (["--tol", "1", "--norm", "max", "--metric", "predictions"], "with metric='predictions'"),
     ]:
         p = cli("compress", str(run), *args)
         assert p.returncode == 2 and text in p.stderr, p.stderr

@@ -37,7 +37,7 @@ def compress_run(
     split: str = "val",
     samples: int | None = None,
     checkpoint: str | None = None,
-    norm: str = "max",
+    norm: str | None = None,
     fewer_steps: bool = True,
     channels: bool = True,
     recover_epochs: int = 0,
@@ -67,7 +67,7 @@ def compress_run(
         split: calibration split of the run's data set: ``"train"``, ``"val"`` or ``"test"``.
         samples: use only the first ``samples`` rows of the split (None: all).
         checkpoint: checkpoint file in the run (default ``last.pt``).
-        norm: ``"max"`` or ``"rms"`` for ``metric="output"``.
+        norm: ``"max"`` or ``"rms"`` for ``metric="output"`` only (None: ``"max"``).
         fewer_steps: allow merging steps.
         channels: also reduce the channels of a channel model (see
             [`compress`][spacetime_nets.adapt.compress]).

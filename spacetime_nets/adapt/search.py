@@ -262,7 +262,7 @@ def compress(
     cost: str | Callable[[SpaceTimeNet], float] = "macs",
     metric: str = "output",
     *,
-    norm: str = "max",
+    norm: str | None = None,
     fewer_steps: bool = True,
     min_nodes: int = 2,
     channels: bool = True,
@@ -324,7 +324,8 @@ def compress(
         cost: ``"macs"`` ([`model_macs`][spacetime_nets.adapt.model_macs]) or a callable
             model -> float.
         metric: ``"output"``, ``"accuracy"`` or ``"predictions"``.
-        norm: ``"max"`` or ``"rms"``, for ``metric="output"``.
+        norm: ``"max"`` or ``"rms"``, for ``metric="output"`` only (None: ``"max"``; given
+            with another metric it is refused).
         fewer_steps: allow dropping time points (False keeps the number of steps).
         min_nodes: no grid goes below this many nodes per axis.
         channels: also reduce the channels of a channel model with conv or spectral kernels,
@@ -361,7 +362,12 @@ def compress(
     measure = _METRICS.get(metric) if isinstance(metric, str) else None
     if measure is None:
         raise ValueError(f"metric: expected one of {', '.join(METRICS)}; got {metric!r}")
-    norm = _check_norm(norm)
+    if norm is not None and measure.discrete:
+        raise ValueError(
+            f"norm: applies to metric='output' only (the norm of the output change), got "
+            f"norm={norm!r} with metric={metric!r} (leave norm out or use metric='output')"
+        )
+    norm = _check_norm("max" if norm is None else norm)
     min_nodes = check_int("min_nodes", min_nodes)
     min_channels = check_int("min_channels", min_channels)
     max_evaluations = check_int("max_evaluations", max_evaluations)

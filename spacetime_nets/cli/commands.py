@@ -205,6 +205,10 @@ _TRAIN_FLAGS = {
 _DATA_FLAGS = {"n": "--samples", "grid_size": "--grid-size", "splits": "--splits", "seed": "--seed"}
 
 
+#: compress_run's arguments that are compress flags (its messages name them by the flag)
+_COMPRESS_FLAGS = {"norm": "--norm", "metric": "--metric", "split": "--split"}
+
+
 def _as_flag(exc: ValueError, flags: dict[str, str] = _TRAIN_FLAGS) -> ValueError:
     """A library message ``"radius: ..."`` (or ``"n, grid_size: ..."``) as the command line's
     ``"--radius: ..."``."""
@@ -849,18 +853,6 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         raise ValueError(f"--recover: expected epochs >= 0, got {args.recover}")
     if not Path(args.run).is_dir():
         raise ValueError(f"run: no such run folder: {args.run}")
-    if args.norm is not None:
-        metric = args.metric
-        if metric == "auto":
-            task = RunConfig.read(args.run).task
-            metric = "accuracy" if task == "classification" else "output"
-        if metric != "output":
-            raise ValueError(
-                f"--norm: measures the output change (--metric output), but the metric is "
-                f"{metric}"
-                + (" (auto, for classification)" if args.metric == "auto" else "")
-                + f", so --norm {args.norm} would be ignored; drop --norm or pass --metric output"
-            )
     if args.out:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
@@ -868,21 +860,24 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         if (out / "model.json").is_file() and out.resolve() != Path(args.run).resolve():
             raise ValueError(f"--out: {out} is the folder of another run; name another folder")
         _writable(out.parent, "--out")
-    summary = compress_run(
-        args.run,
-        args.tol,
-        args.out,
-        metric=args.metric,
-        split=args.split,
-        samples=args.samples,
-        checkpoint=args.checkpoint,
-        norm=args.norm or "max",
-        fewer_steps=not args.keep_steps,
-        channels=not args.keep_channels,
-        recover_epochs=args.recover,
-        export_format=args.format,
-        progress=not args.quiet,
-    )
+    try:
+        summary = compress_run(
+            args.run,
+            args.tol,
+            args.out,
+            metric=args.metric,
+            split=args.split,
+            samples=args.samples,
+            checkpoint=args.checkpoint,
+            norm=args.norm,
+            fewer_steps=not args.keep_steps,
+            channels=not args.keep_channels,
+            recover_epochs=args.recover,
+            export_format=args.format,
+            progress=not args.quiet,
+        )
+    except ValueError as exc:
+        raise _as_flag(exc, _COMPRESS_FLAGS) from None
     print(summary.summary())
     for what, path in summary.files.items():
         print(f"wrote {what}: {path}")
