@@ -35,6 +35,7 @@ from grids.schedule import SCHEDULES as _SCHEDULES
 
 from . import kernels as _kernels
 from . import models as _models
+from .models.options import _check_applicable
 from .validation import check_bool, check_choice, check_int, check_real, check_seed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -229,13 +230,10 @@ class ModelOptions:
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("lift", self.lift, LIFTS)
         check_choice("method", self.method, METHODS)
-        for name, kernels in KERNEL_OPTIONS.items():
-            value = getattr(self, name)
-            if value is not None and self.kernel not in kernels:
-                raise ValueError(
-                    f"{name}: applies to {' and '.join(kernels)} kernels only, got "
-                    f"{name}={value!r} with kernel={self.kernel!r} (leave {name} out)"
-                )
+        # options of another kernel or lift: the model's own refusal, before it is built
+        given = {name: getattr(self, name) for name in KERNEL_OPTIONS}
+        given.update(in_shape=self.in_shape, hidden_width=None, kernel2=None)
+        _check_applicable(self.kernel, None, self.form, self.lift, given)
         if self.basis is not None:
             check_choice("basis", self.basis, BASES)
         elif self.kernel in KERNEL_OPTIONS["basis"]:  # a kind that reads basis: its default
@@ -270,11 +268,6 @@ class ModelOptions:
             self.pointwise = check_bool("pointwise", self.pointwise)
         self.init_scale = check_real("init_scale", self.init_scale)
         if self.in_shape is not None:
-            if not _models.LIFT_REGISTRY[self.lift].cells:
-                raise ValueError(
-                    f"in_shape: applies to the cells lift only, got in_shape={self.in_shape!r} "
-                    f"with lift={self.lift!r} (leave in_shape out)"
-                )
             if isinstance(self.in_shape, (str, bytes)) or not isinstance(
                 self.in_shape, (list, tuple)
             ):
