@@ -17,6 +17,7 @@ from grids.quadrature import check_n
 from ..integrate import multiply_adds
 from ..models import SpaceTimeNet
 from ..steppers import STEPPER_ORDERS
+from ..training.data import _function_readout
 from ..validation import first_nonfinite
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -147,10 +148,6 @@ def _outputs(
         return torch.cat([model(x[s : s + batch], **kw) for s in range(0, x.shape[0], batch)])
     finally:
         model.train(was)
-
-
-def _function_readout(model: SpaceTimeNet) -> bool:
-    return model.readout_entry.function
 
 
 def _input_on_first_grid(model: SpaceTimeNet) -> bool:

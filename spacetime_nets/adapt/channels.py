@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..models import SpaceTimeNet
+from ..models.readouts import _put
 from ..ops import apply_op
 from ..validation import check_int
 from ._common import _calibration
@@ -277,11 +277,6 @@ def hidden_count(model: SpaceTimeNet) -> int | None:
 def _map_lift_readout(model: SpaceTimeNet, P: torch.Tensor) -> None:
     """Lift L -> P^T L, l -> P^T l; readout weights R -> R P on the state channels."""
     with torch.no_grad():
-
-        def put(name: str, value: torch.Tensor) -> None:
-            old = getattr(model, name)
-            setattr(model, name, nn.Parameter(value.contiguous(), old.requires_grad))
-
-        put("lift_weight", P.T @ model.lift_weight)
-        put("lift_bias", P.T @ model.lift_bias)
+        _put(model, "lift_weight", P.T @ model.lift_weight)
+        _put(model, "lift_bias", P.T @ model.lift_bias)
         model.readout_entry.map_channels(model, P)
