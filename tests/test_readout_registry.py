@@ -128,13 +128,20 @@ def test_a_registered_readout_builds_answers_exports_and_counts(rms):
         res = to_resnet(net)
         assert isinstance(res.head, RmsHead) and not isinstance(res.head, ChannelHead)
         torch.testing.assert_close(res(x), y, rtol=1e-10, atol=1e-10)
-        # the same continuous model at 2x on the same (noisy) samples, interpolated: the
-        # readout integrates over Omega, so it answers as at 1x up to the interpolation
-        fine = net.at_resolution(65)
-        x2 = torch.from_numpy(
-            np.stack([np.interp(np.linspace(0, 1, 65), xi, row) for row in x.numpy()])
-        )
-        assert (fine(x2) - y).abs().max() < 0.05 * y.abs().max()
+        # the same continuous model at 2x and 4x on the same (noisy) samples, interpolated:
+        # the readout integrates over Omega, so it answers as at 1x up to the discretisation
+        for n in (65, 129):
+            xn = torch.from_numpy(
+                np.stack([np.interp(np.linspace(0, 1, n), xi, row) for row in x.numpy()])
+            )
+            assert (net.at_resolution(n)(xn) - y).abs().max() < 0.05 * y.abs().max(), n
+        # a smooth input sampled at 0.5x, 2x and 4x answers as at 1x
+        smooth = lambda m: torch.sin(2 * math.pi * torch.linspace(0, 1, m, dtype=torch.float64))  # noqa: E731
+        phase = torch.linspace(0.5, 1.5, 5, dtype=torch.float64)[:, None]
+        y1 = net(phase * smooth(33)[None])
+        for n in (17, 65, 129):
+            yn = net.at_resolution(n)(phase * smooth(n)[None])
+            assert (yn - y1).abs().max() < 0.05 * y1.abs().max(), n
     # cost model: the rms readout costs c n_K more than the mean readout (squares)
     mean = model("mean").double()
     c, nK = 4, SCHED.widths[-1]
